@@ -1,0 +1,324 @@
+//! The `tessera` command line: a thin layer over the library.
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device};
+use clap::{Parser, Subcommand};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use tessera::data::{self, Augment, Loader, Normalize};
+use tessera::models::vit::{VisionTransformer, VitConfig};
+use tessera::nn::ParamStore;
+use tessera::train::{self, AdamWConfig, Schedule, TrainConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "tessera",
+    version,
+    about = "Vision transformers in Rust: train, fine-tune, run and explain"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Train the seed ViT from scratch (default: the embedded scikit-learn digits, in seconds).
+    Train(TrainArgs),
+    /// Classify images with a trained checkpoint directory.
+    Predict(PredictArgs),
+}
+
+#[derive(Parser)]
+struct TrainArgs {
+    /// `digits` (embedded), `fashion-mnist` (Debian package dataset-fashion-mnist), or an
+    /// ImageFolder directory (class sub-folders; optional train/ and test/ splits).
+    #[arg(long, default_value = "digits")]
+    dataset: String,
+    /// Model size: a preset (`digits`, `mnist`, `mnist-p7`, `cifar`, `Ti/16`, `S/16`, `B/16`,
+    /// `L/16`, any `<size>/<patch>`). Default: the dataset's own preset.
+    #[arg(long)]
+    preset: Option<String>,
+    /// Input size for `<size>/<patch>` presets on an ImageFolder.
+    #[arg(long)]
+    image_size: Option<usize>,
+    #[arg(long)]
+    epochs: Option<usize>,
+    #[arg(long)]
+    batch_size: Option<usize>,
+    #[arg(long)]
+    lr: Option<f64>,
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    /// Warm-up as a fraction of all steps.
+    #[arg(long)]
+    warmup: Option<f64>,
+    #[arg(long, value_enum)]
+    schedule: Option<Schedule>,
+    #[arg(long)]
+    dropout: Option<f64>,
+    /// Random translation augmentation, in pixels.
+    #[arg(long)]
+    shift: Option<usize>,
+    /// Random horizontal flips.
+    #[arg(long)]
+    hflip: Option<bool>,
+    #[arg(long)]
+    label_smoothing: Option<f64>,
+    /// Pre-norm blocks (timm/HF layout) instead of the seed's post-norm.
+    #[arg(long)]
+    pre_norm: bool,
+    /// Global gradient-norm clipping (0 = off).
+    #[arg(long, default_value_t = 1.0)]
+    clip: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output directory (checkpoints, metrics.jsonl, curves.png). Default: runs/<dataset>.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Continue from the latest checkpoint in --output.
+    #[arg(long)]
+    resume: bool,
+    /// End with one JSON object on stdout (progress stays on stderr).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Parser)]
+struct PredictArgs {
+    /// A checkpoint directory (config.json + model.safetensors).
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+    #[arg(long, default_value_t = 5)]
+    top_k: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+/// Per-dataset recipe: preset and hyper-parameters that reach the documented accuracy.
+struct Recipe {
+    preset: &'static str,
+    epochs: usize,
+    batch: usize,
+    lr: f64,
+    wd: f64,
+    dropout: f64,
+    shift: usize,
+    hflip: bool,
+    warmup: f64,
+    smoothing: f64,
+}
+
+fn recipe(dataset: &str) -> Recipe {
+    match dataset {
+        "digits" => Recipe {
+            preset: "digits",
+            epochs: 40,
+            batch: 32,
+            lr: 2e-3,
+            wd: 0.05,
+            dropout: 0.0,
+            shift: 1,
+            hflip: false,
+            warmup: 0.05,
+            smoothing: 0.1,
+        },
+        "fashion-mnist" | "fashion_mnist" | "fmnist" => Recipe {
+            preset: "mnist-p7",
+            epochs: 12,
+            batch: 128,
+            lr: 1e-3,
+            wd: 0.05,
+            dropout: 0.0,
+            shift: 2,
+            hflip: true,
+            warmup: 0.05,
+            smoothing: 0.1,
+        },
+        _ => Recipe {
+            preset: "cifar",
+            epochs: 20,
+            batch: 64,
+            lr: 1e-3,
+            wd: 0.05,
+            dropout: 0.1,
+            shift: 4,
+            hflip: true,
+            warmup: 0.05,
+            smoothing: 0.1,
+        },
+    }
+}
+
+fn run_train(a: TrainArgs) -> Result<()> {
+    let device = Device::Cpu;
+    let r = recipe(&a.dataset);
+    let preset = a.preset.clone().unwrap_or_else(|| r.preset.to_string());
+    let mut cfg = VitConfig::preset(&preset)?;
+    if let Some(s) = a.image_size {
+        cfg.image_size = s;
+    }
+    cfg.dropout = a.dropout.unwrap_or(r.dropout);
+    cfg.pre_norm = a.pre_norm;
+    let (train_ds, test_ds) = data::by_name(&a.dataset, cfg.num_channels, cfg.image_size)?;
+    cfg.num_classes = train_ds.classes.len();
+    cfg.id2label = train_ds
+        .classes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (i.to_string(), c.clone()))
+        .collect();
+    cfg.validate()?;
+    let tc = TrainConfig {
+        epochs: a.epochs.unwrap_or(r.epochs),
+        batch_size: a.batch_size.unwrap_or(r.batch),
+        optim: AdamWConfig {
+            lr: a.lr.unwrap_or(r.lr),
+            weight_decay: a.weight_decay.unwrap_or(r.wd),
+            ..AdamWConfig::default()
+        },
+        schedule: a.schedule.unwrap_or(Schedule::Cosine),
+        warmup_fraction: a.warmup.unwrap_or(r.warmup),
+        clip_grad_norm: a.clip,
+        label_smoothing: a.label_smoothing.unwrap_or(r.smoothing),
+        augment: Augment {
+            max_shift: a.shift.unwrap_or(r.shift),
+            hflip: a.hflip.unwrap_or(r.hflip),
+        },
+        seed: a.seed,
+    };
+    if tc.batch_size == 0 || tc.epochs == 0 {
+        bail!("--batch-size and --epochs must be positive");
+    }
+    let out = a
+        .output
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(a.dataset.replace(['/', '.'], "_")));
+    let model_cfg = if a.resume {
+        // The architecture comes from the checkpoint being resumed.
+        let dir = train::latest_checkpoint(&out)
+            .with_context(|| format!("--resume: no checkpoint in {}", out.display()))?;
+        tessera::util::read_json::<VitConfig>(&dir.join("config.json"))?
+    } else {
+        cfg
+    };
+    let store = ParamStore::fresh(a.seed, true, &device);
+    let model = VisionTransformer::new(store.var_builder(DType::F32), &model_cfg)?;
+    let norm = Normalize {
+        mean: model_cfg.image_mean.clone(),
+        std: model_cfg.image_std.clone(),
+    };
+    let train_loader = Loader {
+        dataset: &train_ds,
+        batch_size: tc.batch_size,
+        normalize: norm.clone(),
+        augment: tc.augment,
+        seed: tc.seed,
+    };
+    let test_loader = Loader {
+        dataset: &test_ds,
+        batch_size: 256,
+        normalize: norm,
+        augment: Augment::default(),
+        seed: tc.seed,
+    };
+    let n_params: usize = store.vars().iter().map(|(_, v)| v.elem_count()).sum();
+    eprintln!(
+        "training ViT {preset} ({n_params} parameters, {} layers, dim {}, patch {}) on {} ({} train / {} test), {} epochs",
+        model_cfg.num_hidden_layers, model_cfg.hidden_size, model_cfg.patch_size, a.dataset, train_ds.labels.len(), test_ds.labels.len(), tc.epochs
+    );
+    let cfg_json = serde_json::to_value(&model_cfg)?;
+    let s = train::fit(
+        &model,
+        &store,
+        &cfg_json,
+        &train_loader,
+        &test_loader,
+        &tc,
+        &out,
+        a.resume,
+        &device,
+    )?;
+    eprintln!(
+        "test accuracy {:.4} (best {:.4}), loss {:.4}, {:.1}s training; model in {}, curves in {}",
+        s.test_accuracy,
+        s.best_test_accuracy,
+        s.test_loss,
+        s.train_seconds,
+        out.display(),
+        s.plot.display()
+    );
+    if a.json {
+        println!(
+            "{}",
+            json!({
+                "test_accuracy": s.test_accuracy, "test_loss": s.test_loss, "best_test_accuracy": s.best_test_accuracy,
+                "epochs": s.epochs, "train_seconds": s.train_seconds, "checkpoint": s.checkpoint, "model_dir": out,
+                "metrics": s.metrics, "plot": s.plot, "parameters": n_params, "preset": preset, "dataset": a.dataset,
+            })
+        );
+    }
+    Ok(())
+}
+
+fn load_model(dir: &Path, device: &Device) -> Result<VisionTransformer> {
+    let cfg_path = dir.join("config.json");
+    let cfg: VitConfig = tessera::util::read_json(&cfg_path)?;
+    let weights = dir.join("model.safetensors");
+    let store = ParamStore::from_safetensors(&weights, 0, false, device)?;
+    let model = VisionTransformer::new(store.var_builder(DType::F32), &cfg)?;
+    store.ensure_clean(&weights)?;
+    Ok(model)
+}
+
+fn run_predict(a: PredictArgs) -> Result<()> {
+    let device = Device::Cpu;
+    let model = load_model(&a.model, &device)?;
+    let cfg = &model.config;
+    let mut results = vec![];
+    for path in &a.images {
+        let x = tessera::image::batch_from_paths(
+            &[path.as_path()],
+            cfg.image_size,
+            &cfg.image_mean,
+            &cfg.image_std,
+            &device,
+        )?;
+        let probs = model.predict_proba(&x)?.squeeze(0)?.to_vec1::<f32>()?;
+        let mut idx: Vec<usize> = (0..probs.len()).collect();
+        idx.sort_by(|&i, &j| probs[j].total_cmp(&probs[i]));
+        let top: Vec<_> = idx
+            .iter()
+            .take(a.top_k.max(1))
+            .map(|&i| json!({"label": cfg.label(i), "index": i, "score": probs[i]}))
+            .collect();
+        if !a.json {
+            println!("{}", path.display());
+            for t in &top {
+                println!(
+                    "  {:>7.4}  {}",
+                    t["score"].as_f64().unwrap_or(0.0),
+                    t["label"].as_str().unwrap_or("")
+                );
+            }
+        }
+        results.push(json!({"image": path, "predictions": top}));
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+    }
+    Ok(())
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Train(a) => run_train(a),
+        Cmd::Predict(a) => run_predict(a),
+    };
+    if let Err(e) = r {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

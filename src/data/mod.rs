@@ -1,0 +1,331 @@
+//! Datasets and batching.
+//!
+//! A [`Dataset`] hands out images as CHW floats in [0, 1] with a class index; [`Loader`] turns
+//! it into shuffled (seeded), augmented, normalised batches.
+mod digits;
+mod folder;
+mod idx;
+
+pub use digits::digits;
+pub use folder::image_folder;
+pub use idx::{fashion_mnist, FASHION_MNIST_DIR};
+
+use crate::{Error, Result};
+use candle_core::{Device, Tensor};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// A labelled image dataset.
+pub trait Dataset: Send + Sync {
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// (channels, height, width) of every item.
+    fn dims(&self) -> (usize, usize, usize);
+    fn class_names(&self) -> &[String];
+    /// Writes item `i` (CHW in [0, 1]) into `out` and returns its class.
+    fn item(&self, i: usize, out: &mut [f32]) -> Result<u32>;
+    fn label(&self, i: usize) -> u32;
+}
+
+/// Images held in memory: the embedded digits, Fashion-MNIST, a decoded ImageFolder.
+#[derive(Clone, Debug)]
+pub struct InMemory {
+    pub name: String,
+    pub pixels: Vec<f32>,
+    pub labels: Vec<u32>,
+    pub dims: (usize, usize, usize),
+    pub classes: Vec<String>,
+}
+
+impl InMemory {
+    fn item_len(&self) -> usize {
+        self.dims.0 * self.dims.1 * self.dims.2
+    }
+
+    /// The subset at `idx` (used for splits).
+    pub fn subset(&self, idx: &[usize], name: &str) -> InMemory {
+        let n = self.item_len();
+        let mut pixels = Vec::with_capacity(idx.len() * n);
+        for &i in idx {
+            pixels.extend_from_slice(&self.pixels[i * n..(i + 1) * n]);
+        }
+        InMemory {
+            name: name.to_string(),
+            pixels,
+            labels: idx.iter().map(|&i| self.labels[i]).collect(),
+            dims: self.dims,
+            classes: self.classes.clone(),
+        }
+    }
+
+    /// Resizes every image to `size`×`size` (bilinear, PyTorch `align_corners=False`) and
+    /// converts the channel count (grey <-> RGB) to `channels`.
+    pub fn adapt(mut self, channels: usize, size: usize) -> Result<InMemory> {
+        let (c, h, w) = self.dims;
+        if c != channels {
+            if !(c == 1 && channels == 3 || c == 3 && channels == 1) {
+                return Err(Error::data(
+                    &self.name,
+                    format!("cannot convert {c} channels to {channels}"),
+                ));
+            }
+            let plane = h * w;
+            let mut out = Vec::with_capacity(self.labels.len() * channels * plane);
+            for img in self.pixels.chunks_exact(c * plane) {
+                if channels == 3 {
+                    for _ in 0..3 {
+                        out.extend_from_slice(img);
+                    }
+                } else {
+                    // ITU-R 601 luma, as PIL's convert("L")
+                    out.extend((0..plane).map(|i| {
+                        0.299 * img[i] + 0.587 * img[plane + i] + 0.114 * img[2 * plane + i]
+                    }));
+                }
+            }
+            self.pixels = out;
+            self.dims = (channels, h, w);
+        }
+        if h != size || w != size {
+            let mut out = Vec::with_capacity(self.labels.len() * channels * size * size);
+            for plane in self.pixels.chunks_exact(h * w) {
+                out.extend(resize_bilinear(plane, h, w, size, size));
+            }
+            self.pixels = out;
+            self.dims = (channels, size, size);
+        }
+        Ok(self)
+    }
+}
+
+impl Dataset for InMemory {
+    fn len(&self) -> usize {
+        self.labels.len()
+    }
+    fn dims(&self) -> (usize, usize, usize) {
+        self.dims
+    }
+    fn class_names(&self) -> &[String] {
+        &self.classes
+    }
+    fn item(&self, i: usize, out: &mut [f32]) -> Result<u32> {
+        let n = self.item_len();
+        out.copy_from_slice(&self.pixels[i * n..(i + 1) * n]);
+        Ok(self.labels[i])
+    }
+    fn label(&self, i: usize) -> u32 {
+        self.labels[i]
+    }
+}
+
+/// Bilinear resize of one plane, with PyTorch's `align_corners=False` sampling.
+pub fn resize_bilinear(src: &[f32], h: usize, w: usize, oh: usize, ow: usize) -> Vec<f32> {
+    let mut out = vec![0f32; oh * ow];
+    let (sy, sx) = (h as f32 / oh as f32, w as f32 / ow as f32);
+    for y in 0..oh {
+        let fy = ((y as f32 + 0.5) * sy - 0.5).max(0.0);
+        let y0 = (fy as usize).min(h - 1);
+        let y1 = (y0 + 1).min(h - 1);
+        let ly = fy - y0 as f32;
+        for x in 0..ow {
+            let fx = ((x as f32 + 0.5) * sx - 0.5).max(0.0);
+            let x0 = (fx as usize).min(w - 1);
+            let x1 = (x0 + 1).min(w - 1);
+            let lx = fx - x0 as f32;
+            let top = src[y0 * w + x0] * (1.0 - lx) + src[y0 * w + x1] * lx;
+            let bot = src[y1 * w + x0] * (1.0 - lx) + src[y1 * w + x1] * lx;
+            out[y * ow + x] = top * (1.0 - ly) + bot * ly;
+        }
+    }
+    out
+}
+
+/// Split indices per class so train and test keep the class proportions; fixed by `seed`.
+pub fn stratified_split(labels: &[u32], test_fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let classes = labels.iter().copied().max().map_or(0, |m| m as usize + 1);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let (mut train, mut test) = (vec![], vec![]);
+    for c in 0..classes {
+        let mut idx: Vec<usize> = (0..labels.len())
+            .filter(|&i| labels[i] as usize == c)
+            .collect();
+        idx.shuffle(&mut rng);
+        let n_test = (idx.len() as f64 * test_fraction).round() as usize;
+        test.extend_from_slice(&idx[..n_test]);
+        train.extend_from_slice(&idx[n_test..]);
+    }
+    train.sort_unstable();
+    test.sort_unstable();
+    (train, test)
+}
+
+/// Training-time augmentation on [0, 1] images.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Augment {
+    /// Random translation by up to this many pixels in each direction (zero fill).
+    pub max_shift: usize,
+    /// Random horizontal flip with probability 1/2.
+    pub hflip: bool,
+}
+
+impl Augment {
+    pub fn is_none(&self) -> bool {
+        self.max_shift == 0 && !self.hflip
+    }
+
+    fn apply(&self, img: &mut [f32], dims: (usize, usize, usize), rng: &mut ChaCha8Rng) {
+        let (c, h, w) = dims;
+        let s = self.max_shift as i64;
+        let (dy, dx) = if s > 0 {
+            (rng.random_range(-s..=s), rng.random_range(-s..=s))
+        } else {
+            (0, 0)
+        };
+        let flip = self.hflip && rng.random::<bool>();
+        if dy == 0 && dx == 0 && !flip {
+            return;
+        }
+        let src = img.to_vec();
+        for ch in 0..c {
+            for y in 0..h as i64 {
+                for x in 0..w as i64 {
+                    let sy = y - dy;
+                    let sx0 = x - dx;
+                    let sx = if flip { w as i64 - 1 - sx0 } else { sx0 };
+                    let v = if sy >= 0 && sy < h as i64 && sx >= 0 && sx < w as i64 {
+                        src[ch * h * w + (sy as usize) * w + sx as usize]
+                    } else {
+                        0.0
+                    };
+                    img[ch * h * w + (y as usize) * w + x as usize] = v;
+                }
+            }
+        }
+    }
+}
+
+/// Normalisation applied to [0, 1] pixels: (x - mean[c]) / std[c].
+#[derive(Clone, Debug)]
+pub struct Normalize {
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+/// Batches over a dataset: seeded shuffling per epoch, augmentation, normalisation.
+pub struct Loader<'a> {
+    pub dataset: &'a dyn Dataset,
+    pub batch_size: usize,
+    pub normalize: Normalize,
+    pub augment: Augment,
+    pub seed: u64,
+}
+
+/// One batch: images [B, C, H, W], labels [B] (u32).
+pub struct Batch {
+    pub images: Tensor,
+    pub labels: Tensor,
+    pub len: usize,
+}
+
+impl<'a> Loader<'a> {
+    /// Item order of `epoch`: a permutation fixed by (seed, epoch), or 0..n without shuffling.
+    pub fn order(&self, epoch: usize, shuffle: bool) -> Vec<usize> {
+        let mut idx: Vec<usize> = (0..self.dataset.len()).collect();
+        if shuffle {
+            let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ (0x5eed_0000 + epoch as u64));
+            idx.shuffle(&mut rng);
+        }
+        idx
+    }
+
+    pub fn num_batches(&self) -> usize {
+        self.dataset.len().div_ceil(self.batch_size.max(1))
+    }
+
+    /// Builds the batch of `idx`; augmentation (when `train`) is seeded by (seed, epoch, batch),
+    /// so a resumed run sees exactly the same pixels.
+    pub fn batch(
+        &self,
+        idx: &[usize],
+        train: bool,
+        epoch: usize,
+        batch_no: usize,
+        device: &Device,
+    ) -> Result<Batch> {
+        let dims = self.dataset.dims();
+        let n = dims.0 * dims.1 * dims.2;
+        let mut pixels = vec![0f32; idx.len() * n];
+        let mut labels = Vec::with_capacity(idx.len());
+        let mut rng = ChaCha8Rng::seed_from_u64(
+            self.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                ^ ((epoch as u64) << 32)
+                ^ batch_no as u64,
+        );
+        for (k, &i) in idx.iter().enumerate() {
+            let out = &mut pixels[k * n..(k + 1) * n];
+            labels.push(self.dataset.item(i, out)?);
+            if train && !self.augment.is_none() {
+                self.augment.apply(out, dims, &mut rng);
+            }
+        }
+        let plane = dims.1 * dims.2;
+        for img in pixels.chunks_exact_mut(n) {
+            for (c, p) in img.chunks_exact_mut(plane).enumerate() {
+                let (m, s) = (self.normalize.mean[c], self.normalize.std[c]);
+                p.iter_mut().for_each(|v| *v = (*v - m) / s);
+            }
+        }
+        Ok(Batch {
+            images: Tensor::from_vec(pixels, (idx.len(), dims.0, dims.1, dims.2), device)?,
+            labels: Tensor::new(labels, device)?,
+            len: idx.len(),
+        })
+    }
+}
+
+/// Looks a dataset up by name: `digits` (embedded), `fashion-mnist` (Debian package), or a
+/// directory laid out as ImageFolder (with `train/` and `test/` sub-folders, or one folder
+/// split 80/20 stratified). Returns (train, test).
+pub fn by_name(name: &str, channels: usize, size: usize) -> Result<(InMemory, InMemory)> {
+    let (train, test) = match name {
+        "digits" => {
+            let all = digits()?;
+            let (tr, te) = stratified_split(&all.labels, 0.2, 0);
+            (
+                all.subset(&tr, "digits-train"),
+                all.subset(&te, "digits-test"),
+            )
+        }
+        "fashion-mnist" | "fashion_mnist" | "fmnist" => {
+            fashion_mnist(std::path::Path::new(FASHION_MNIST_DIR))?
+        }
+        dir => {
+            let root = std::path::Path::new(dir);
+            if !root.is_dir() {
+                return Err(Error::data(
+                    root,
+                    "unknown dataset: not `digits`, `fashion-mnist` or an existing directory",
+                ));
+            }
+            if root.join("train").is_dir() && root.join("test").is_dir() {
+                let train = image_folder(&root.join("train"), channels, size)?;
+                let test = image_folder(&root.join("test"), channels, size)?;
+                if train.classes != test.classes {
+                    return Err(Error::data(
+                        root,
+                        "train/ and test/ have different class folders",
+                    ));
+                }
+                (train, test)
+            } else {
+                let all = image_folder(root, channels, size)?;
+                let (tr, te) = stratified_split(&all.labels, 0.2, 0);
+                (all.subset(&tr, "train"), all.subset(&te, "test"))
+            }
+        }
+    };
+    Ok((train.adapt(channels, size)?, test.adapt(channels, size)?))
+}

@@ -1,0 +1,91 @@
+//! Decoding images and turning them into model inputs.
+use crate::{Error, Result};
+use candle_core::{Device, Tensor};
+use image::imageops::FilterType;
+use image::DynamicImage;
+use std::path::Path;
+
+/// Decodes an image file; a missing, truncated or non-image file is an error naming the path.
+pub fn open(path: &Path) -> Result<DynamicImage> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    decode(&bytes, path)
+}
+
+/// Decodes image bytes (format guessed from the content).
+pub fn decode(bytes: &[u8], origin: &Path) -> Result<DynamicImage> {
+    image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| Error::Image {
+            path: origin.to_path_buf(),
+            msg: e.to_string(),
+        })?
+        .decode()
+        .map_err(|e| Error::Image {
+            path: origin.to_path_buf(),
+            msg: e.to_string(),
+        })
+}
+
+/// Resizes to `size`×`size` (bilinear), converts to `channels` (1: luma, 3: RGB) and returns
+/// CHW floats in [0, 1].
+pub fn to_chw(img: &DynamicImage, size: usize, channels: usize) -> Result<Vec<f32>> {
+    let img = if img.width() as usize != size || img.height() as usize != size {
+        img.resize_exact(size as u32, size as u32, FilterType::Triangle)
+    } else {
+        img.clone()
+    };
+    let n = size * size;
+    match channels {
+        1 => Ok(img
+            .to_luma8()
+            .into_raw()
+            .into_iter()
+            .map(|v| v as f32 / 255.0)
+            .collect()),
+        3 => {
+            let rgb = img.to_rgb8().into_raw();
+            let mut out = vec![0f32; 3 * n];
+            for (i, px) in rgb.chunks_exact(3).enumerate() {
+                for c in 0..3 {
+                    out[c * n + i] = px[c] as f32 / 255.0;
+                }
+            }
+            Ok(out)
+        }
+        c => Err(Error::Config(format!(
+            "unsupported channel count {c} (1 or 3)"
+        ))),
+    }
+}
+
+/// Normalises CHW [0,1] pixels in place: (x - mean[c]) / std[c].
+pub fn normalize(chw: &mut [f32], mean: &[f32], std: &[f32]) {
+    let c = mean.len().max(1);
+    let n = chw.len() / c;
+    for (ci, plane) in chw.chunks_mut(n).enumerate() {
+        let (m, s) = (mean[ci % c], std[ci % c]);
+        plane.iter_mut().for_each(|v| *v = (*v - m) / s);
+    }
+}
+
+/// Loads image files into one normalised batch [B, C, size, size].
+pub fn batch_from_paths(
+    paths: &[&Path],
+    size: usize,
+    mean: &[f32],
+    std: &[f32],
+    device: &Device,
+) -> Result<Tensor> {
+    let c = mean.len();
+    let mut data = Vec::with_capacity(paths.len() * c * size * size);
+    for p in paths {
+        let mut x = to_chw(&open(p)?, size, c)?;
+        normalize(&mut x, mean, std);
+        data.extend(x);
+    }
+    Ok(Tensor::from_vec(
+        data,
+        (paths.len(), c, size, size),
+        device,
+    )?)
+}

@@ -1,0 +1,2 @@
+//! Models composed from the shared blocks in [`crate::nn`].
+pub mod vit;

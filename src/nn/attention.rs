@@ -1,0 +1,220 @@
+//! The one multi-head attention of the project (self and cross), for every model.
+use super::layers::{Ctx, Linear};
+use super::ops;
+use candle_core::{DType, Device, Result, Tensor};
+use candle_nn::{Init, VarBuilder};
+
+/// How a checkpoint names the q/k/v projections. Only names differ between layouts;
+/// the computation is the same.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QkvNames {
+    /// PyTorch `nn.MultiheadAttention`: `in_proj_weight` [3D, D] and `in_proj_bias` [3D].
+    TorchInProj,
+    /// One fused linear, e.g. timm's `qkv.weight` [3D, D].
+    FusedLinear(&'static str),
+    /// Three linears, e.g. HF ViT's `attention.query` or CLIP's `q_proj`.
+    Separate {
+        q: &'static str,
+        k: &'static str,
+        v: &'static str,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttnNames {
+    pub qkv: QkvNames,
+    pub out: &'static str,
+}
+
+#[derive(Clone, Debug)]
+enum Proj {
+    /// [3D, D] weight: one matmul gives q, k and v.
+    Fused(Linear),
+    Separate {
+        q: Linear,
+        k: Linear,
+        v: Linear,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct Attention {
+    proj: Proj,
+    out: Linear,
+    num_heads: usize,
+    head_dim: usize,
+    attn_dropout: f64,
+}
+
+impl Attention {
+    /// `dim` model width, `heads` heads; `bias` for the q/k/v projections.
+    pub fn new(
+        vb: VarBuilder,
+        names: AttnNames,
+        dim: usize,
+        heads: usize,
+        bias: bool,
+        attn_dropout: f64,
+    ) -> Result<Self> {
+        if heads == 0 || dim % heads != 0 {
+            candle_core::bail!("hidden size {dim} is not divisible by {heads} attention heads")
+        }
+        let proj = match names.qkv {
+            QkvNames::TorchInProj => {
+                // PyTorch: xavier_uniform_ on in_proj_weight, zeros on in_proj_bias.
+                let bound = (6.0 / (dim + 3 * dim) as f64).sqrt();
+                let w = vb.get_with_hints(
+                    (3 * dim, dim),
+                    "in_proj_weight",
+                    Init::Uniform {
+                        lo: -bound,
+                        up: bound,
+                    },
+                )?;
+                let b = if bias {
+                    Some(vb.get_with_hints(3 * dim, "in_proj_bias", Init::Const(0.0))?)
+                } else {
+                    None
+                };
+                Proj::Fused(Linear::from_parts(w, b))
+            }
+            QkvNames::FusedLinear(name) => {
+                Proj::Fused(Linear::new(vb.pp(name), dim, 3 * dim, bias)?)
+            }
+            QkvNames::Separate { q, k, v } => Proj::Separate {
+                q: Linear::new(vb.pp(q), dim, dim, bias)?,
+                k: Linear::new(vb.pp(k), dim, dim, bias)?,
+                v: Linear::new(vb.pp(v), dim, dim, bias)?,
+            },
+        };
+        let out = match names.qkv {
+            // PyTorch zeroes out_proj.bias at init.
+            QkvNames::TorchInProj => {
+                let bound = 1.0 / (dim as f64).sqrt();
+                let o = vb.pp(names.out);
+                Linear::from_parts(
+                    o.get_with_hints(
+                        (dim, dim),
+                        "weight",
+                        Init::Uniform {
+                            lo: -bound,
+                            up: bound,
+                        },
+                    )?,
+                    Some(o.get_with_hints(dim, "bias", Init::Const(0.0))?),
+                )
+            }
+            _ => Linear::new(vb.pp(names.out), dim, dim, true)?,
+        };
+        Ok(Attention {
+            proj,
+            out,
+            num_heads: heads,
+            head_dim: dim / heads,
+            attn_dropout,
+        })
+    }
+
+    pub fn num_heads(&self) -> usize {
+        self.num_heads
+    }
+
+    /// [B, N, D] -> [B, H, N, Dh]
+    fn split_heads(&self, t: &Tensor) -> Result<Tensor> {
+        let (b, n, _) = t.dims3()?;
+        t.reshape((b, n, self.num_heads, self.head_dim))?
+            .transpose(1, 2)?
+            .contiguous()
+    }
+
+    /// q from `x` [B, N, D]; k and v from `context` [B, M, D] (cross-attention) or from `x`
+    /// (self-attention). `mask` is additive, broadcastable to [B, H, N, M] (0 keeps, -inf drops).
+    /// Returns [B, N, D]; the attention probabilities [B, H, N, M] go to the trace if one is on.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        context: Option<&Tensor>,
+        mask: Option<&Tensor>,
+        ctx: &mut Ctx,
+    ) -> Result<Tensor> {
+        let (b, n, d) = x.dims3()?;
+        let (q, k, v) = match (&self.proj, context) {
+            (Proj::Fused(lin), None) => {
+                // [B, N, 3D] -> [B, N, 3, H, Dh] -> [3, B, H, N, Dh]
+                let qkv = lin
+                    .forward(x)?
+                    .reshape((b, n, 3, self.num_heads, self.head_dim))?
+                    .permute((2, 0, 3, 1, 4))?;
+                (
+                    qkv.get(0)?.contiguous()?,
+                    qkv.get(1)?.contiguous()?,
+                    qkv.get(2)?.contiguous()?,
+                )
+            }
+            (Proj::Fused(lin), Some(c)) => {
+                // Cross-attention with a fused weight: rows [0, D) project q, [D, 3D) project k, v.
+                let wq = Linear::from_parts(
+                    lin.weight.narrow(0, 0, d)?,
+                    lin.bias.as_ref().map(|b| b.narrow(0, 0, d)).transpose()?,
+                );
+                let wk = Linear::from_parts(
+                    lin.weight.narrow(0, d, d)?,
+                    lin.bias.as_ref().map(|b| b.narrow(0, d, d)).transpose()?,
+                );
+                let wv = Linear::from_parts(
+                    lin.weight.narrow(0, 2 * d, d)?,
+                    lin.bias
+                        .as_ref()
+                        .map(|b| b.narrow(0, 2 * d, d))
+                        .transpose()?,
+                );
+                (
+                    self.split_heads(&wq.forward(x)?)?,
+                    self.split_heads(&wk.forward(c)?)?,
+                    self.split_heads(&wv.forward(c)?)?,
+                )
+            }
+            (Proj::Separate { q, k, v }, c) => {
+                let c = c.unwrap_or(x);
+                (
+                    self.split_heads(&q.forward(x)?)?,
+                    self.split_heads(&k.forward(c)?)?,
+                    self.split_heads(&v.forward(c)?)?,
+                )
+            }
+        };
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        // [B, H, N, Dh] @ [B, H, Dh, M] -> [B, H, N, M]
+        let mut scores = (q * scale)?.matmul(&k.t()?)?;
+        if let Some(m) = mask {
+            scores = scores.broadcast_add(&m.to_dtype(scores.dtype())?)?;
+        }
+        let probs = ops::softmax_last_dim(&scores)?;
+        if let Some(trace) = ctx.trace.as_deref_mut() {
+            trace.attentions.push(probs.detach());
+        }
+        let probs = ctx.dropout(&probs, self.attn_dropout)?;
+        // [B, H, N, M] @ [B, H, M, Dh] -> [B, H, N, Dh] -> [B, N, H, Dh] -> [B, N, D]
+        let y = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, n, d))?;
+        self.out.forward(&y)
+    }
+}
+
+/// Additive causal mask [N, N]: 0 on and below the diagonal, -inf above.
+pub fn causal_mask(n: usize, dtype: DType, device: &Device) -> Result<Tensor> {
+    let data: Vec<f32> = (0..n)
+        .flat_map(|i| (0..n).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Tensor::from_vec(data, (n, n), device)?.to_dtype(dtype)
+}
+
+/// Additive padding mask [B, 1, 1, M] from a 0/1 keep mask [B, M].
+pub fn padding_mask(keep: &Tensor, dtype: DType) -> Result<Tensor> {
+    let (b, m) = keep.dims2()?;
+    let keep = keep.to_dtype(DType::F32)?;
+    // 1 -> 0, 0 -> -inf
+    let neg = ((keep - 1.0)? * -1.0)?
+        .affine(f32::MAX as f64, 0.0)?
+        .neg()?;
+    neg.reshape((b, 1, 1, m))?.to_dtype(dtype)
+}

@@ -1,0 +1,243 @@
+//! The one MLP and the one encoder block (pre-norm or post-norm), for every model.
+use super::attention::{Attention, AttnNames, QkvNames};
+use super::layers::{Ctx, LayerNorm, Linear};
+use candle_core::{Result, Tensor};
+use candle_nn::VarBuilder;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// Exact GELU with erf (PyTorch `gelu`, HF `gelu`).
+    Gelu,
+    /// tanh approximation (HF `gelu_new`, `gelu_pytorch_tanh`).
+    #[serde(alias = "gelu_new", alias = "gelu_pytorch_tanh")]
+    GeluTanh,
+    /// x * sigmoid(1.702 x), OpenAI CLIP.
+    QuickGelu,
+    Relu,
+}
+
+impl Activation {
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Activation::Gelu => x.gelu_erf(),
+            Activation::GeluTanh => x.gelu(),
+            Activation::QuickGelu => x * candle_nn::ops::sigmoid(&(x * 1.702)?)?,
+            Activation::Relu => x.relu(),
+        }
+    }
+}
+
+/// Two linears with an activation between.
+#[derive(Clone, Debug)]
+pub struct Mlp {
+    fc1: Linear,
+    fc2: Linear,
+    act: Activation,
+    dropout: f64,
+}
+
+impl Mlp {
+    pub fn new(
+        vb: VarBuilder,
+        fc1: &str,
+        fc2: &str,
+        dim: usize,
+        hidden: usize,
+        act: Activation,
+        dropout: f64,
+    ) -> Result<Self> {
+        Ok(Mlp {
+            fc1: Linear::new(vb.pp(fc1), dim, hidden, true)?,
+            fc2: Linear::new(vb.pp(fc2), hidden, dim, true)?,
+            act,
+            dropout,
+        })
+    }
+
+    /// [.., D] -> [.., hidden] -> [.., D]
+    pub fn forward(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
+        let h = self.act.forward(&self.fc1.forward(x)?)?;
+        let h = ctx.dropout(&h, self.dropout)?;
+        self.fc2.forward(&h)
+    }
+}
+
+/// Checkpoint names of one encoder block; the layouts this project reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockNames {
+    pub norm1: &'static str,
+    pub norm2: &'static str,
+    pub attn: &'static str,
+    pub attn_names: AttnNames,
+    pub fc1: &'static str,
+    pub fc2: &'static str,
+}
+
+impl BlockNames {
+    /// `nn.TransformerEncoderLayer`.
+    pub const TORCH: BlockNames = BlockNames {
+        norm1: "norm1",
+        norm2: "norm2",
+        attn: "self_attn",
+        attn_names: AttnNames {
+            qkv: QkvNames::TorchInProj,
+            out: "out_proj",
+        },
+        fc1: "linear1",
+        fc2: "linear2",
+    };
+    /// timm `Block`.
+    pub const TIMM: BlockNames = BlockNames {
+        norm1: "norm1",
+        norm2: "norm2",
+        attn: "attn",
+        attn_names: AttnNames {
+            qkv: QkvNames::FusedLinear("qkv"),
+            out: "proj",
+        },
+        fc1: "mlp.fc1",
+        fc2: "mlp.fc2",
+    };
+    /// Hugging Face `ViTLayer`.
+    pub const HF_VIT: BlockNames = BlockNames {
+        norm1: "layernorm_before",
+        norm2: "layernorm_after",
+        attn: "attention",
+        attn_names: AttnNames {
+            qkv: QkvNames::Separate {
+                q: "attention.query",
+                k: "attention.key",
+                v: "attention.value",
+            },
+            out: "output.dense",
+        },
+        fc1: "intermediate.dense",
+        fc2: "output.dense",
+    };
+    /// Hugging Face `CLIPEncoderLayer`.
+    pub const CLIP: BlockNames = BlockNames {
+        norm1: "layer_norm1",
+        norm2: "layer_norm2",
+        attn: "self_attn",
+        attn_names: AttnNames {
+            qkv: QkvNames::Separate {
+                q: "q_proj",
+                k: "k_proj",
+                v: "v_proj",
+            },
+            out: "out_proj",
+        },
+        fc1: "mlp.fc1",
+        fc2: "mlp.fc2",
+    };
+}
+
+#[derive(Clone, Debug)]
+pub struct BlockConfig {
+    pub dim: usize,
+    pub heads: usize,
+    pub mlp_dim: usize,
+    pub act: Activation,
+    /// true: x + f(norm(x)) (timm/HF); false: norm(x + f(x)) (PyTorch default, the seed).
+    pub pre_norm: bool,
+    pub eps: f64,
+    pub qkv_bias: bool,
+    pub dropout: f64,
+    pub attn_dropout: f64,
+}
+
+/// One transformer encoder block.
+#[derive(Clone, Debug)]
+pub struct EncoderBlock {
+    norm1: LayerNorm,
+    attn: Attention,
+    norm2: LayerNorm,
+    mlp: Mlp,
+    pre_norm: bool,
+    dropout: f64,
+}
+
+impl EncoderBlock {
+    pub fn new(vb: VarBuilder, names: &BlockNames, cfg: &BlockConfig) -> Result<Self> {
+        Ok(EncoderBlock {
+            norm1: LayerNorm::new(vb.pp(names.norm1), cfg.dim, cfg.eps)?,
+            attn: Attention::new(
+                vb.pp(names.attn),
+                names.attn_names,
+                cfg.dim,
+                cfg.heads,
+                cfg.qkv_bias,
+                cfg.attn_dropout,
+            )?,
+            norm2: LayerNorm::new(vb.pp(names.norm2), cfg.dim, cfg.eps)?,
+            mlp: Mlp::new(
+                vb.clone(),
+                names.fc1,
+                names.fc2,
+                cfg.dim,
+                cfg.mlp_dim,
+                cfg.act,
+                cfg.dropout,
+            )?,
+            pre_norm: cfg.pre_norm,
+            dropout: cfg.dropout,
+        })
+    }
+
+    pub fn attention(&self) -> &Attention {
+        &self.attn
+    }
+
+    /// [B, N, D] -> [B, N, D]
+    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>, ctx: &mut Ctx) -> Result<Tensor> {
+        if self.pre_norm {
+            let a = self
+                .attn
+                .forward(&self.norm1.forward(x)?, None, mask, ctx)?;
+            let x = (x + ctx.dropout(&a, self.dropout)?)?;
+            let m = self.mlp.forward(&self.norm2.forward(&x)?, ctx)?;
+            x + ctx.dropout(&m, self.dropout)?
+        } else {
+            let a = self.attn.forward(x, None, mask, ctx)?;
+            let x = self.norm1.forward(&(x + ctx.dropout(&a, self.dropout)?)?)?;
+            let m = self.mlp.forward(&x, ctx)?;
+            self.norm2.forward(&(x + ctx.dropout(&m, self.dropout)?)?)
+        }
+    }
+}
+
+/// A stack of encoder blocks named `{prefix}.{i}`; records hidden states when tracing.
+#[derive(Clone, Debug)]
+pub struct Encoder {
+    pub blocks: Vec<EncoderBlock>,
+}
+
+impl Encoder {
+    pub fn new(
+        vb: VarBuilder,
+        names: &BlockNames,
+        cfg: &BlockConfig,
+        depth: usize,
+    ) -> Result<Self> {
+        let blocks = (0..depth)
+            .map(|i| EncoderBlock::new(vb.pp(i), names, cfg))
+            .collect::<Result<_>>()?;
+        Ok(Encoder { blocks })
+    }
+
+    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>, ctx: &mut Ctx) -> Result<Tensor> {
+        let mut x = x.clone();
+        if let Some(t) = ctx.trace.as_deref_mut() {
+            t.hidden_states.push(x.detach());
+        }
+        for block in &self.blocks {
+            x = block.forward(&x, mask, ctx)?;
+            if let Some(t) = ctx.trace.as_deref_mut() {
+                t.hidden_states.push(x.detach());
+            }
+        }
+        Ok(x)
+    }
+}

@@ -1,0 +1,140 @@
+//! Linear, LayerNorm and dropout, with PyTorch's tensor names and default initialisation.
+use super::ops;
+use candle_core::{Result, Tensor};
+use candle_nn::{Init, VarBuilder};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+/// `nn.Linear`: `weight` [out, in], optional `bias` [out].
+#[derive(Clone, Debug)]
+pub struct Linear {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+}
+
+impl Linear {
+    /// PyTorch's default init: U(±1/√fan_in) for weight (kaiming_uniform, a=√5) and bias.
+    pub fn new(vb: VarBuilder, in_dim: usize, out_dim: usize, bias: bool) -> Result<Self> {
+        let bound = 1.0 / (in_dim as f64).sqrt();
+        let init = Init::Uniform {
+            lo: -bound,
+            up: bound,
+        };
+        let weight = vb.get_with_hints((out_dim, in_dim), "weight", init)?;
+        let bias = if bias {
+            Some(vb.get_with_hints(out_dim, "bias", init)?)
+        } else {
+            None
+        };
+        Ok(Linear { weight, bias })
+    }
+
+    /// Explicit init for the weight (bias starts at zero), e.g. trunc-normal 0.02 heads.
+    pub fn with_init(vb: VarBuilder, in_dim: usize, out_dim: usize, w_init: Init) -> Result<Self> {
+        let weight = vb.get_with_hints((out_dim, in_dim), "weight", w_init)?;
+        let bias = Some(vb.get_with_hints(out_dim, "bias", Init::Const(0.0))?);
+        Ok(Linear { weight, bias })
+    }
+
+    pub fn from_parts(weight: Tensor, bias: Option<Tensor>) -> Self {
+        Linear { weight, bias }
+    }
+
+    pub fn out_dim(&self) -> usize {
+        self.weight.dims()[0]
+    }
+
+    /// `x @ W^T + b` over the last dimension; leading dimensions are flattened into one matmul.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let in_dim = *dims.last().unwrap_or(&0);
+        let rows = x.elem_count() / in_dim.max(1);
+        // [.., in] -> [rows, in] @ [in, out] -> [rows, out]
+        let y = x.reshape((rows, in_dim))?.matmul(&self.weight.t()?)?;
+        let y = match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        };
+        let mut out_dims = dims;
+        *out_dims.last_mut().unwrap_or(&mut 0) = self.out_dim();
+        y.reshape(out_dims)
+    }
+}
+
+/// `nn.LayerNorm` over the last dimension: `weight`, `bias`.
+#[derive(Clone, Debug)]
+pub struct LayerNorm {
+    pub weight: Tensor,
+    pub bias: Tensor,
+    pub eps: f64,
+}
+
+impl LayerNorm {
+    pub fn new(vb: VarBuilder, dim: usize, eps: f64) -> Result<Self> {
+        Ok(LayerNorm {
+            weight: vb.get_with_hints(dim, "weight", Init::Const(1.0))?,
+            bias: vb.get_with_hints(dim, "bias", Init::Const(0.0))?,
+            eps,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        ops::layer_norm(x, &self.weight, &self.bias, self.eps)
+    }
+}
+
+/// Per-forward state: training mode, the dropout RNG, and the optional trace.
+///
+/// Dropout draws from a seeded RNG owned by the caller (not candle's unseeded device RNG), so a
+/// training run is reproducible and a resumed run continues bit-for-bit.
+pub struct Ctx<'a> {
+    pub train: bool,
+    pub rng: Option<&'a mut ChaCha8Rng>,
+    pub trace: Option<&'a mut crate::nn::Trace>,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn eval() -> Self {
+        Ctx {
+            train: false,
+            rng: None,
+            trace: None,
+        }
+    }
+
+    pub fn train(rng: &'a mut ChaCha8Rng) -> Self {
+        Ctx {
+            train: true,
+            rng: Some(rng),
+            trace: None,
+        }
+    }
+
+    pub fn with_trace(mut self, trace: &'a mut crate::nn::Trace) -> Self {
+        self.trace = Some(trace);
+        self
+    }
+
+    pub fn tracing(&self) -> bool {
+        self.trace.is_some()
+    }
+
+    /// Inverted dropout with probability `p` (identity in eval mode or when p == 0).
+    pub fn dropout(&mut self, x: &Tensor, p: f64) -> Result<Tensor> {
+        if !self.train || p <= 0.0 {
+            return Ok(x.clone());
+        }
+        let Some(rng) = self.rng.as_deref_mut() else {
+            return Ok(x.clone());
+        };
+        if p >= 1.0 {
+            return x.zeros_like();
+        }
+        let keep = (1.0 / (1.0 - p)) as f32;
+        let mask: Vec<f32> = (0..x.elem_count())
+            .map(|_| if rng.random::<f64>() < p { 0.0 } else { keep })
+            .collect();
+        let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
+        x * mask
+    }
+}

@@ -1,0 +1,24 @@
+//! The shared building blocks: every model composes these (no per-model attention copies).
+pub mod attention;
+pub mod block;
+pub mod layers;
+pub mod ops;
+pub mod patch_embed;
+pub mod store;
+
+pub use attention::{causal_mask, padding_mask, Attention, AttnNames, QkvNames};
+pub use block::{Activation, BlockConfig, BlockNames, Encoder, EncoderBlock, Mlp};
+pub use layers::{Ctx, LayerNorm, Linear};
+pub use patch_embed::PatchEmbed;
+pub use store::{LoadReport, ParamStore};
+
+use candle_core::Tensor;
+
+/// Intermediates on request: a forward fills this when the caller passes one.
+#[derive(Debug, Default, Clone)]
+pub struct Trace {
+    /// Per layer: attention probabilities [B, H, N, M].
+    pub attentions: Vec<Tensor>,
+    /// The embeddings, then the output of each layer: [B, N, D].
+    pub hidden_states: Vec<Tensor>,
+}

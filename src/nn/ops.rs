@@ -1,0 +1,345 @@
+//! Fused CPU kernels with a backward pass.
+//!
+//! candle-nn's fused `layer_norm` and `softmax_last_dim` have no backward: gradients through
+//! them silently go missing. These ops are fused in the forward (one pass over each row) *and*
+//! define `bwd`, so models train through them. On other devices or dtypes they fall back to
+//! composite candle ops, which autograd differentiates.
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, D,
+};
+use rayon::prelude::*;
+
+/// Rows per rayon task: enough work that thread hand-off is not the cost.
+fn rows_per_task(dim: usize, rows: usize) -> usize {
+    let per = (16384 / dim.max(1)).max(1);
+    per.min(rows.max(1))
+}
+
+fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [f32]> {
+    let data = s.as_slice::<f32>()?;
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => candle_core::bail!("{op}: input must be contiguous"),
+    }
+}
+
+fn use_fused(t: &Tensor) -> bool {
+    t.device().is_cpu() && t.dtype() == DType::F32
+}
+
+// ---------------------------------------------------------------------------------------------
+// softmax over the last dimension
+
+struct SoftmaxLastDim;
+
+impl CustomOp1 for SoftmaxLastDim {
+    fn name(&self) -> &'static str {
+        "tessera-softmax"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(s, l, "softmax")?;
+        let dim = l.dims().last().copied().unwrap_or(1);
+        let mut out = vec![0f32; x.len()];
+        let rows = x.len() / dim.max(1);
+        let chunk = rows_per_task(dim, rows) * dim;
+        out.par_chunks_mut(chunk)
+            .zip(x.par_chunks(chunk))
+            .for_each(|(o, x)| {
+                for (o, x) in o.chunks_exact_mut(dim).zip(x.chunks_exact(dim)) {
+                    softmax_row(x, o);
+                }
+            });
+        Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
+
+    fn bwd(&self, _arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        // dx = y * (g - sum(g * y))
+        let g = grad_res.contiguous()?;
+        Ok(Some(res.apply_op2_no_bwd(&g, &SoftmaxBwd)?))
+    }
+}
+
+#[inline]
+pub(crate) fn softmax_row(x: &[f32], o: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if max == f32::NEG_INFINITY {
+        // A fully masked row: PyTorch gives NaN; zeros are the useful answer.
+        o.iter_mut().for_each(|v| *v = 0.0);
+        return;
+    }
+    let mut sum = 0f32;
+    for (o, &x) in o.iter_mut().zip(x) {
+        let e = (x - max).exp();
+        *o = e;
+        sum += e;
+    }
+    let inv = 1.0 / sum;
+    o.iter_mut().for_each(|v| *v *= inv);
+}
+
+struct SoftmaxBwd;
+
+impl CustomOp2 for SoftmaxBwd {
+    fn name(&self) -> &'static str {
+        "tessera-softmax-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let y = contiguous_f32(s1, l1, "softmax-bwd")?;
+        let g = contiguous_f32(s2, l2, "softmax-bwd")?;
+        let dim = l1.dims().last().copied().unwrap_or(1);
+        let rows = y.len() / dim.max(1);
+        let chunk = rows_per_task(dim, rows) * dim;
+        let mut out = vec![0f32; y.len()];
+        out.par_chunks_mut(chunk)
+            .zip(y.par_chunks(chunk).zip(g.par_chunks(chunk)))
+            .for_each(|(o, (y, g))| {
+                for ((o, y), g) in o
+                    .chunks_exact_mut(dim)
+                    .zip(y.chunks_exact(dim))
+                    .zip(g.chunks_exact(dim))
+                {
+                    let dot: f32 = y.iter().zip(g).map(|(a, b)| a * b).sum();
+                    for ((o, &y), &g) in o.iter_mut().zip(y).zip(g) {
+                        *o = y * (g - dot);
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+/// Softmax over the last dimension, fused on CPU f32, differentiable everywhere.
+pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    if use_fused(x) {
+        x.contiguous()?.apply_op1(SoftmaxLastDim)
+    } else {
+        let max = x.max_keepdim(D::Minus1)?.detach();
+        let e = x.broadcast_sub(&max)?.exp()?;
+        e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// layer norm: y = (x - mean) / sqrt(var + eps) * w + b over the last dimension
+
+struct LayerNormOp {
+    eps: f32,
+}
+
+#[inline]
+fn row_stats(x: &[f32], eps: f32) -> (f32, f32) {
+    // Two passes (mean, then centred variance) as PyTorch: one-pass E[x²]-E[x]² loses digits.
+    let n = x.len() as f32;
+    let mean = x.iter().sum::<f32>() / n;
+    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    (mean, 1.0 / (var + eps).sqrt())
+}
+
+impl CustomOp3 for LayerNormOp {
+    fn name(&self) -> &'static str {
+        "tessera-layer-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(s1, l1, "layer-norm")?;
+        let w = contiguous_f32(s2, l2, "layer-norm")?;
+        let b = contiguous_f32(s3, l3, "layer-norm")?;
+        let dim = w.len();
+        let rows = x.len() / dim.max(1);
+        let chunk = rows_per_task(dim, rows) * dim;
+        let eps = self.eps;
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(chunk)
+            .zip(x.par_chunks(chunk))
+            .for_each(|(o, x)| {
+                for (o, x) in o.chunks_exact_mut(dim).zip(x.chunks_exact(dim)) {
+                    let (mean, rstd) = row_stats(x, eps);
+                    for (((o, &x), &w), &b) in o.iter_mut().zip(x).zip(w).zip(b) {
+                        *o = (x - mean) * rstd * w + b;
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _res: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let dim = w.elem_count();
+        let rows = x.elem_count() / dim;
+        // One fused pass returns [dx (rows*dim) | dw (dim) | db (dim)].
+        let packed = x.apply_op3_no_bwd(
+            &w.contiguous()?,
+            &g.contiguous()?,
+            &LayerNormBwd { eps: self.eps },
+        )?;
+        let dx = packed.narrow(0, 0, rows * dim)?.reshape(x.shape())?;
+        let dw = packed.narrow(0, rows * dim, dim)?.reshape(w.shape())?;
+        let db = packed
+            .narrow(0, rows * dim + dim, dim)?
+            .reshape(w.shape())?;
+        Ok((Some(dx), Some(dw), Some(db)))
+    }
+}
+
+struct LayerNormBwd {
+    eps: f32,
+}
+
+impl CustomOp3 for LayerNormBwd {
+    fn name(&self) -> &'static str {
+        "tessera-layer-norm-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(s1, l1, "layer-norm-bwd")?;
+        let w = contiguous_f32(s2, l2, "layer-norm-bwd")?;
+        let g = contiguous_f32(s3, l3, "layer-norm-bwd")?;
+        let dim = w.len();
+        let rows = x.len() / dim.max(1);
+        let chunk_rows = rows_per_task(dim, rows);
+        let chunk = chunk_rows * dim;
+        let eps = self.eps;
+        let mut dx = vec![0f32; x.len() + 2 * dim];
+        let (dxs, _) = dx.split_at_mut(x.len());
+        // Each task accumulates its own dw/db; summed afterwards in task order (deterministic).
+        let partial: Vec<(Vec<f32>, Vec<f32>)> = dxs
+            .par_chunks_mut(chunk)
+            .zip(x.par_chunks(chunk).zip(g.par_chunks(chunk)))
+            .map(|(dx, (x, g))| {
+                let mut dw = vec![0f32; dim];
+                let mut db = vec![0f32; dim];
+                let mut xhat = vec![0f32; dim];
+                for ((dx, x), g) in dx
+                    .chunks_exact_mut(dim)
+                    .zip(x.chunks_exact(dim))
+                    .zip(g.chunks_exact(dim))
+                {
+                    let (mean, rstd) = row_stats(x, eps);
+                    let mut sum_gw = 0f32;
+                    let mut sum_gwx = 0f32;
+                    for i in 0..dim {
+                        let xh = (x[i] - mean) * rstd;
+                        xhat[i] = xh;
+                        let gw = g[i] * w[i];
+                        sum_gw += gw;
+                        sum_gwx += gw * xh;
+                        dw[i] += g[i] * xh;
+                        db[i] += g[i];
+                    }
+                    let n = dim as f32;
+                    let (mg, mgx) = (sum_gw / n, sum_gwx / n);
+                    for i in 0..dim {
+                        dx[i] = rstd * (g[i] * w[i] - mg - xhat[i] * mgx);
+                    }
+                }
+                (dw, db)
+            })
+            .collect();
+        let (dws, dbs) = dx.split_at_mut(x.len()).1.split_at_mut(dim);
+        for (pw, pb) in partial {
+            dws.iter_mut().zip(&pw).for_each(|(a, b)| *a += b);
+            dbs.iter_mut().zip(&pb).for_each(|(a, b)| *a += b);
+        }
+        let n = dx.len();
+        Ok((CpuStorage::F32(dx), Shape::from(n)))
+    }
+}
+
+/// LayerNorm over the last dimension, fused on CPU f32, differentiable everywhere.
+pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
+    if use_fused(x) && w.dtype() == DType::F32 {
+        x.contiguous()?
+            .apply_op3(w, b, LayerNormOp { eps: eps as f32 })
+    } else {
+        let mean = x.mean_keepdim(D::Minus1)?;
+        let xc = x.broadcast_sub(&mean)?;
+        let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+        let xhat = xc.broadcast_div(&(var + eps)?.sqrt()?)?;
+        xhat.broadcast_mul(w)?.broadcast_add(b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    fn close(a: &Tensor, b: &Tensor, tol: f32) {
+        let d = (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap();
+        let d = d.to_scalar::<f32>().unwrap();
+        assert!(d <= tol, "max diff {d} > {tol}");
+    }
+
+    /// The fused ops must give the same values and gradients as the composite reference.
+    #[test]
+    fn fused_ops_match_composite_forward_and_backward() {
+        let dev = Device::Cpu;
+        let x = Var::from_tensor(&Tensor::randn(0f32, 2.0, (3, 5, 17), &dev).unwrap()).unwrap();
+        let w = Var::from_tensor(&Tensor::randn(1f32, 0.5, 17, &dev).unwrap()).unwrap();
+        let b = Var::from_tensor(&Tensor::randn(0f32, 0.5, 17, &dev).unwrap()).unwrap();
+        let mix = Tensor::randn(0f32, 1.0, (3, 5, 17), &dev).unwrap();
+        let run = |fused: bool| {
+            let x64 = |t: &Tensor| {
+                if fused {
+                    t.clone()
+                } else {
+                    t.to_dtype(DType::F64).unwrap()
+                }
+            };
+            let ln = layer_norm(&x64(&x), &x64(&w), &x64(&b), 1e-5).unwrap();
+            let sm = softmax_last_dim(&(ln.clone() * 3.0).unwrap()).unwrap();
+            let loss = (sm + ln)
+                .unwrap()
+                .broadcast_mul(&x64(&mix))
+                .unwrap()
+                .sum_all()
+                .unwrap();
+            let grads = loss.backward().unwrap();
+            let g = |v: &Var| grads.get(v).unwrap().to_dtype(DType::F32).unwrap();
+            (loss.to_dtype(DType::F32).unwrap(), g(&x), g(&w), g(&b))
+        };
+        let (l1, gx1, gw1, gb1) = run(true);
+        let (l2, gx2, gw2, gb2) = run(false);
+        close(&l1, &l2, 1e-3);
+        close(&gx1, &gx2, 1e-4);
+        close(&gw1, &gw2, 1e-4);
+        close(&gb1, &gb2, 1e-4);
+    }
+}

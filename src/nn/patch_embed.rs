@@ -1,0 +1,76 @@
+//! Patch embedding: a Conv2d with kernel = stride = patch, flattened to tokens.
+use candle_core::{Result, Tensor};
+use candle_nn::{Init, VarBuilder};
+
+#[derive(Clone, Debug)]
+pub struct PatchEmbed {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+    pub patch: usize,
+    pub in_channels: usize,
+    pub dim: usize,
+}
+
+impl PatchEmbed {
+    /// `{vb}.weight` [D, C, P, P] and `{vb}.bias` [D], as `nn.Conv2d` (PyTorch's default init).
+    pub fn new(
+        vb: VarBuilder,
+        in_channels: usize,
+        dim: usize,
+        patch: usize,
+        bias: bool,
+    ) -> Result<Self> {
+        let fan_in = in_channels * patch * patch;
+        let bound = 1.0 / (fan_in as f64).sqrt();
+        let init = Init::Uniform {
+            lo: -bound,
+            up: bound,
+        };
+        let weight = vb.get_with_hints((dim, in_channels, patch, patch), "weight", init)?;
+        let bias = if bias {
+            Some(vb.get_with_hints(dim, "bias", init)?)
+        } else {
+            None
+        };
+        Ok(PatchEmbed {
+            weight,
+            bias,
+            patch,
+            in_channels,
+            dim,
+        })
+    }
+
+    /// [B, C, H, W] -> [B, (H/P)*(W/P), D]
+    ///
+    /// With kernel = stride the conv is one matmul: cut the image into patches
+    /// ([B*Np, C*P*P], the same order as the conv weight) and multiply by the weight.
+    /// This avoids a general im2col and its copies, and autograd flows through it.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, c, h, w) = x.dims4()?;
+        let p = self.patch;
+        if c != self.in_channels {
+            candle_core::bail!(
+                "patch embedding expects {} channels, got input of shape {:?}",
+                self.in_channels,
+                x.dims()
+            )
+        }
+        if h % p != 0 || w % p != 0 {
+            candle_core::bail!("image size {h}x{w} is not divisible by the patch size {p}")
+        }
+        let (gh, gw) = (h / p, w / p);
+        // [B, C, gh, P, gw, P] -> [B, gh, gw, C, P, P] -> [B*gh*gw, C*P*P]
+        let patches = x
+            .reshape((b, c, gh, p, gw, p))?
+            .permute((0, 2, 4, 1, 3, 5))?
+            .contiguous()?
+            .reshape((b * gh * gw, c * p * p))?;
+        let wm = self.weight.reshape((self.dim, c * p * p))?;
+        let mut y = patches.matmul(&wm.t()?)?;
+        if let Some(bias) = &self.bias {
+            y = y.broadcast_add(bias)?;
+        }
+        y.reshape((b, gh * gw, self.dim))
+    }
+}

@@ -1,0 +1,318 @@
+//! The parameter store behind every model's `VarBuilder`.
+//!
+//! Load equals construct: a model asks for each tensor by its construction path (which *is*
+//! the checkpoint key). The store answers from a loaded checkpoint when it has the name, or
+//! initialises a fresh tensor from a seeded RNG (so training from scratch is reproducible,
+//! which candle's own CPU RNG is not). Afterwards [`ParamStore::report`] lists what was
+//! missing, unexpected or mis-shaped, by name.
+use crate::{Error, Result};
+use candle_core::{DType, Device, Shape, Tensor, Var};
+use candle_nn::init::NormalOrUniform;
+use candle_nn::{Init, VarBuilder};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+/// What a load found, HF-style.
+#[derive(Debug, Default, Clone)]
+pub struct LoadReport {
+    /// Asked for by the model but absent from the checkpoint (freshly initialised).
+    pub missing: Vec<String>,
+    /// Present in the checkpoint but never asked for.
+    pub unexpected: Vec<String>,
+    /// Present with another shape: (name, model shape, checkpoint shape); freshly initialised.
+    pub mismatched: Vec<(String, Vec<usize>, Vec<usize>)>,
+}
+
+impl LoadReport {
+    pub fn is_clean(&self) -> bool {
+        self.missing.is_empty() && self.unexpected.is_empty() && self.mismatched.is_empty()
+    }
+}
+
+impl std::fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = vec![];
+        if !self.missing.is_empty() {
+            parts.push(format!("missing tensors: {}", self.missing.join(", ")));
+        }
+        if !self.unexpected.is_empty() {
+            parts.push(format!(
+                "unexpected tensors: {}",
+                self.unexpected.join(", ")
+            ));
+        }
+        for (n, want, got) in &self.mismatched {
+            parts.push(format!(
+                "mis-shaped tensor {n}: model wants {want:?}, checkpoint has {got:?}"
+            ));
+        }
+        if parts.is_empty() {
+            write!(f, "all tensors matched")
+        } else {
+            write!(f, "{}", parts.join("; "))
+        }
+    }
+}
+
+struct Inner {
+    vars: BTreeMap<String, Tensor>,
+    order: Vec<String>,
+    used: BTreeSet<String>,
+    missing: Vec<String>,
+    mismatched: Vec<(String, Vec<usize>, Vec<usize>)>,
+    rng: ChaCha8Rng,
+}
+
+/// Parameters of one model, keyed by checkpoint name.
+#[derive(Clone)]
+pub struct ParamStore {
+    inner: Arc<Mutex<Inner>>,
+    source: Arc<HashMap<String, Tensor>>,
+    trainable: bool,
+    device: Device,
+}
+
+impl ParamStore {
+    /// A store that initialises every tensor from `seed` (training from scratch).
+    pub fn fresh(seed: u64, trainable: bool, device: &Device) -> Self {
+        Self::with_source(HashMap::new(), seed, trainable, device)
+    }
+
+    /// A store that answers from `tensors` and initialises the rest from `seed`.
+    pub fn with_source(
+        tensors: HashMap<String, Tensor>,
+        seed: u64,
+        trainable: bool,
+        device: &Device,
+    ) -> Self {
+        ParamStore {
+            inner: Arc::new(Mutex::new(Inner {
+                vars: BTreeMap::new(),
+                order: vec![],
+                used: BTreeSet::new(),
+                missing: vec![],
+                mismatched: vec![],
+                rng: ChaCha8Rng::seed_from_u64(seed),
+            })),
+            source: Arc::new(tensors),
+            trainable,
+            device: device.clone(),
+        }
+    }
+
+    /// Reads a safetensors file into a store.
+    pub fn from_safetensors(
+        path: &Path,
+        seed: u64,
+        trainable: bool,
+        device: &Device,
+    ) -> Result<Self> {
+        let tensors = load_safetensors(path, device)?;
+        Ok(Self::with_source(tensors, seed, trainable, device))
+    }
+
+    pub fn var_builder(&self, dtype: DType) -> VarBuilder<'static> {
+        VarBuilder::from_backend(Box::new(self.clone()), dtype, self.device.clone())
+    }
+
+    /// The load report, computed after the model was constructed.
+    pub fn report(&self) -> LoadReport {
+        let inner = self.inner.lock().expect("param store lock");
+        let mut unexpected: Vec<String> = self
+            .source
+            .keys()
+            .filter(|k| !inner.used.contains(*k))
+            .cloned()
+            .collect();
+        unexpected.sort();
+        LoadReport {
+            missing: inner.missing.clone(),
+            unexpected,
+            mismatched: inner.mismatched.clone(),
+        }
+    }
+
+    /// Fails with the full report unless every tensor matched.
+    pub fn ensure_clean(&self, path: &Path) -> Result<()> {
+        let report = self.report();
+        if report.is_clean() {
+            Ok(())
+        } else {
+            Err(Error::Checkpoint {
+                path: path.to_path_buf(),
+                report: report.to_string(),
+            })
+        }
+    }
+
+    /// All parameters in construction order.
+    pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
+        let inner = self.inner.lock().expect("param store lock");
+        inner
+            .order
+            .iter()
+            .map(|n| (n.clone(), inner.vars[n].clone()))
+            .collect()
+    }
+
+    /// Trainable variables in construction order (empty for a frozen store).
+    pub fn vars(&self) -> Vec<(String, Var)> {
+        self.named_tensors()
+            .into_iter()
+            .filter(|(_, t)| t.is_variable())
+            // `from_tensor` on a variable shares it (no copy).
+            .filter_map(|(n, t)| Var::from_tensor(&t).ok().map(|v| (n, v)))
+            .collect()
+    }
+
+    /// Saves every parameter to a safetensors file (atomically) under its checkpoint name.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        save_safetensors(path, &self.named_tensors())
+    }
+
+    fn init(&self, inner: &mut Inner, shape: &Shape, h: Init, dtype: DType) -> Result<Tensor> {
+        let n = shape.elem_count();
+        let data: Vec<f32> = match h {
+            Init::Const(c) => vec![c as f32; n],
+            Init::Uniform { lo, up } => (0..n)
+                .map(|_| inner.rng.random_range(lo..up) as f32)
+                .collect(),
+            Init::Randn { mean, stdev } => normal(&mut inner.rng, n, mean, stdev),
+            Init::Kaiming {
+                dist,
+                fan,
+                non_linearity,
+            } => {
+                let fan = fan.for_shape(shape) as f64;
+                let gain = non_linearity.gain();
+                let std = gain / fan.sqrt();
+                match dist {
+                    NormalOrUniform::Normal => normal(&mut inner.rng, n, 0.0, std),
+                    NormalOrUniform::Uniform => {
+                        let bound = 3f64.sqrt() * std;
+                        (0..n)
+                            .map(|_| inner.rng.random_range(-bound..bound) as f32)
+                            .collect()
+                    }
+                }
+            }
+        };
+        Ok(Tensor::from_vec(data, shape.clone(), &self.device)?.to_dtype(dtype)?)
+    }
+}
+
+fn normal(rng: &mut ChaCha8Rng, n: usize, mean: f64, std: f64) -> Vec<f32> {
+    // Box-Muller: two uniforms give two independent normals.
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let u1: f64 = rng.random_range(f64::EPSILON..1.0);
+        let u2: f64 = rng.random_range(0.0..1.0);
+        let r = (-2.0 * u1.ln()).sqrt();
+        let t = 2.0 * std::f64::consts::PI * u2;
+        out.push((mean + std * r * t.cos()) as f32);
+        if out.len() < n {
+            out.push((mean + std * r * t.sin()) as f32);
+        }
+    }
+    out
+}
+
+impl candle_nn::var_builder::SimpleBackend for ParamStore {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        h: Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let mut inner = self.inner.lock().expect("param store lock");
+        if let Some(t) = inner.vars.get(name) {
+            // Shared parameters (asked twice) resolve to the same tensor.
+            if t.shape() != &s {
+                candle_core::bail!(
+                    "parameter {name} requested with shapes {:?} and {s:?}",
+                    t.shape()
+                )
+            }
+            return Ok(t.clone());
+        }
+        let loaded = match self.source.get(name) {
+            Some(t) if t.shape() == &s => {
+                inner.used.insert(name.to_string());
+                Some(t.to_dtype(dtype)?.to_device(dev)?)
+            }
+            Some(t) => {
+                inner.used.insert(name.to_string());
+                inner
+                    .mismatched
+                    .push((name.to_string(), s.dims().to_vec(), t.dims().to_vec()));
+                None
+            }
+            None => {
+                if !self.source.is_empty() {
+                    inner.missing.push(name.to_string());
+                }
+                None
+            }
+        };
+        let t = match loaded {
+            Some(t) => t,
+            None => self
+                .init(&mut inner, &s, h, dtype)
+                .map_err(|e| candle_core::Error::Msg(e.to_string()))?,
+        };
+        let t = if self.trainable {
+            Var::from_tensor(&t)?.as_tensor().clone()
+        } else {
+            t.detach()
+        };
+        inner.vars.insert(name.to_string(), t.clone());
+        inner.order.push(name.to_string());
+        Ok(t)
+    }
+
+    fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        match self.source.get(name) {
+            Some(t) => t.to_dtype(dtype)?.to_device(dev),
+            None => candle_core::bail!("cannot find tensor {name}"),
+        }
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.source.contains_key(name)
+    }
+}
+
+/// Reads every tensor of a safetensors file, with a clear error for a missing or corrupt file.
+pub fn load_safetensors(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    candle_core::safetensors::load_buffer(&bytes, device).map_err(|e| Error::Checkpoint {
+        path: path.to_path_buf(),
+        report: format!("not a valid safetensors file: {e}"),
+    })
+}
+
+/// Writes named tensors to a safetensors file atomically.
+pub fn save_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
+    let map: HashMap<String, Tensor> = tensors
+        .iter()
+        .map(|(n, t)| Ok((n.clone(), t.detach().contiguous()?)))
+        .collect::<Result<_>>()?;
+    let tmp = path.with_file_name(format!(
+        ".{}.{}.tmp",
+        path.file_name()
+            .map(|f| f.to_string_lossy())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    candle_core::safetensors::save(&map, &tmp)?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+    Ok(())
+}

@@ -1,0 +1,360 @@
+//! Training: the loop, evaluation every epoch, metrics, plots, checkpoints and resume.
+pub mod optim;
+mod plot;
+
+pub use optim::{clip_grad_norm, cross_entropy, lr_at, AdamW, AdamWConfig, Schedule};
+pub use plot::plot_history;
+
+use crate::data::{Augment, Loader};
+use crate::nn::{Ctx, ParamStore};
+use crate::util::{atomic_write, read_json, write_json};
+use crate::{Error, Result};
+use candle_core::{DType, Device, Tensor, D};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Anything that maps a batch of images to class logits.
+pub trait ImageClassifier {
+    /// Images [B, C, H, W] -> logits [B, K].
+    fn logits(&self, images: &Tensor, ctx: &mut Ctx) -> Result<Tensor>;
+}
+
+impl ImageClassifier for crate::models::vit::VisionTransformer {
+    fn logits(&self, images: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
+        self.forward(images, ctx)
+    }
+}
+
+/// Hyper-parameters of a run (saved in the trainer state; a resumed run uses the saved ones).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub optim: AdamWConfig,
+    pub schedule: Schedule,
+    /// Warm-up as a fraction of all steps.
+    pub warmup_fraction: f64,
+    /// Clip the global gradient norm to this (0 = off).
+    pub clip_grad_norm: f64,
+    pub label_smoothing: f64,
+    pub augment: Augment,
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 10,
+            batch_size: 64,
+            optim: AdamWConfig::default(),
+            schedule: Schedule::Cosine,
+            warmup_fraction: 0.05,
+            clip_grad_norm: 1.0,
+            label_smoothing: 0.0,
+            augment: Augment::default(),
+            seed: 0,
+        }
+    }
+}
+
+/// One epoch's numbers, appended to `metrics.jsonl`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub test_loss: f64,
+    pub test_accuracy: f64,
+    pub lr: f64,
+    pub seconds: f64,
+    pub images_per_second: f64,
+}
+
+/// What a checkpoint remembers besides weights and moments.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrainerState {
+    /// Epochs completed.
+    pub epoch: usize,
+    pub global_step: usize,
+    pub best_test_accuracy: f64,
+    pub history: Vec<EpochMetrics>,
+    pub config: TrainConfig,
+    pub train_seconds: f64,
+}
+
+/// The result of [`fit`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrainSummary {
+    pub epochs: usize,
+    pub test_accuracy: f64,
+    pub test_loss: f64,
+    pub best_test_accuracy: f64,
+    pub train_seconds: f64,
+    pub checkpoint: PathBuf,
+    pub metrics: PathBuf,
+    pub plot: PathBuf,
+}
+
+/// Mean loss and top-1 accuracy over a loader (eval mode, no shuffling or augmentation).
+pub fn evaluate(
+    model: &dyn ImageClassifier,
+    loader: &Loader,
+    device: &Device,
+) -> Result<(f64, f64)> {
+    let order = loader.order(0, false);
+    let (mut loss_sum, mut correct, mut n) = (0f64, 0usize, 0usize);
+    for (bi, idx) in order.chunks(loader.batch_size.max(1)).enumerate() {
+        let batch = loader.batch(idx, false, 0, bi, device)?;
+        let logits = model.logits(&batch.images, &mut Ctx::eval())?;
+        let loss = cross_entropy(&logits, &batch.labels, 0.0)?.to_scalar::<f32>()? as f64;
+        loss_sum += loss * batch.len as f64;
+        correct += count_correct(&logits, &batch.labels)?;
+        n += batch.len;
+    }
+    Ok((loss_sum / n.max(1) as f64, correct as f64 / n.max(1) as f64))
+}
+
+fn count_correct(logits: &Tensor, labels: &Tensor) -> Result<usize> {
+    let pred = logits.argmax(D::Minus1)?.to_dtype(DType::U32)?;
+    Ok(pred
+        .eq(&labels.to_dtype(DType::U32)?)?
+        .to_dtype(DType::U32)?
+        .sum_all()?
+        .to_scalar::<u32>()? as usize)
+}
+
+const LATEST: &str = "latest";
+
+/// Saves weights (`model.safetensors`) and `config.json` into `dir` (atomic writes).
+pub fn save_model(dir: &Path, store: &ParamStore, config: &serde_json::Value) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    store.save(&dir.join("model.safetensors"))?;
+    write_json(&dir.join("config.json"), config)
+}
+
+fn save_checkpoint(
+    out: &Path,
+    store: &ParamStore,
+    opt: &AdamW,
+    state: &TrainerState,
+    config: &serde_json::Value,
+) -> Result<PathBuf> {
+    // A new directory per epoch, then an atomic switch of `latest`: a crash mid-write leaves the
+    // previous checkpoint intact and pointed to.
+    let name = format!("checkpoint-{}", state.epoch);
+    let dir = out.join(&name);
+    save_model(&dir, store, config)?;
+    crate::nn::store::save_safetensors(&dir.join("optimizer.safetensors"), &opt.state_tensors()?)?;
+    write_json(&dir.join("trainer_state.json"), state)?;
+    let previous = std::fs::read_to_string(out.join(LATEST)).ok();
+    atomic_write(&out.join(LATEST), name.as_bytes())?;
+    if let Some(prev) = previous
+        .map(|p| p.trim().to_string())
+        .filter(|p| *p != name && p.starts_with("checkpoint-"))
+    {
+        let _ = std::fs::remove_dir_all(out.join(prev));
+    }
+    Ok(dir)
+}
+
+/// The checkpoint directory `latest` points to, if any.
+pub fn latest_checkpoint(out: &Path) -> Option<PathBuf> {
+    let name = std::fs::read_to_string(out.join(LATEST)).ok()?;
+    let dir = out.join(name.trim());
+    dir.is_dir().then_some(dir)
+}
+
+/// Trains `model` (whose parameters live in `store`) and evaluates every epoch.
+///
+/// Writes into `out`: `metrics.jsonl` (one line per epoch), `curves.png`, `checkpoint-N/`
+/// (weights, config, optimizer moments, trainer state; `latest` names it), `best/` and the final
+/// `model.safetensors` + `config.json`. With `resume`, continues from `latest`, bit-for-bit:
+/// shuffling, augmentation and dropout are seeded per (seed, epoch, step), not by a running RNG.
+#[allow(clippy::too_many_arguments)]
+pub fn fit(
+    model: &dyn ImageClassifier,
+    store: &ParamStore,
+    model_config: &serde_json::Value,
+    train: &Loader,
+    test: &Loader,
+    cfg: &TrainConfig,
+    out: &Path,
+    resume: bool,
+    device: &Device,
+) -> Result<TrainSummary> {
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let vars = store.vars();
+    if vars.is_empty() {
+        return Err(Error::Msg("the model has no trainable parameters".into()));
+    }
+    let var_list: Vec<_> = vars.iter().map(|(_, v)| v.clone()).collect();
+    let mut opt = AdamW::new(vars, cfg.optim);
+    let mut state = TrainerState {
+        epoch: 0,
+        global_step: 0,
+        best_test_accuracy: f64::NEG_INFINITY,
+        history: vec![],
+        config: cfg.clone(),
+        train_seconds: 0.0,
+    };
+    let metrics_path = out.join("metrics.jsonl");
+    if resume {
+        let dir = latest_checkpoint(out)
+            .ok_or_else(|| Error::Msg(format!("--resume: no checkpoint in {}", out.display())))?;
+        let saved: TrainerState = read_json(&dir.join("trainer_state.json"))?;
+        if saved.config != *cfg {
+            eprintln!("note: resuming with the saved training config; the arguments of this run differ and are ignored except --epochs");
+        }
+        let weights = crate::nn::store::load_safetensors(&dir.join("model.safetensors"), device)?;
+        for (name, var) in store.vars() {
+            let t = weights.get(&name).ok_or_else(|| Error::Checkpoint {
+                path: dir.clone(),
+                report: format!("missing tensor {name}"),
+            })?;
+            var.set(&t.to_dtype(var.dtype())?)?;
+        }
+        let moments =
+            crate::nn::store::load_safetensors(&dir.join("optimizer.safetensors"), device)?;
+        opt.load_state(&moments, saved.global_step as u64)?;
+        state = saved;
+        state.config.epochs = cfg.epochs;
+        // Metrics lines past the checkpoint (a crash after logging) would be duplicated.
+        let lines: Vec<String> = state
+            .history
+            .iter()
+            .map(|m| serde_json::to_string(m).unwrap_or_default())
+            .collect();
+        atomic_write(
+            &metrics_path,
+            (lines.join("\n") + if lines.is_empty() { "" } else { "\n" }).as_bytes(),
+        )?;
+        eprintln!(
+            "resumed from {} (epoch {}, step {})",
+            dir.display(),
+            state.epoch,
+            state.global_step
+        );
+    } else {
+        atomic_write(&metrics_path, b"")?;
+    }
+    let cfg = state.config.clone();
+    opt.config = cfg.optim;
+    let steps_per_epoch = train.num_batches();
+    let total_steps = steps_per_epoch * cfg.epochs;
+    let warmup = (cfg.warmup_fraction * total_steps as f64).round() as usize;
+    let mut last_dir = latest_checkpoint(out).unwrap_or_else(|| out.to_path_buf());
+    let mut last = state.history.last().cloned();
+
+    for epoch in state.epoch..cfg.epochs {
+        let t0 = Instant::now();
+        let pb = indicatif::ProgressBar::with_draw_target(
+            Some(steps_per_epoch as u64),
+            indicatif::ProgressDrawTarget::stderr(),
+        );
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(
+                "epoch {prefix} {bar:30} {pos}/{len} {msg} [{elapsed}<{eta}]",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        pb.set_prefix(format!("{}/{}", epoch + 1, cfg.epochs));
+        let order = train.order(epoch, true);
+        let (mut loss_sum, mut correct, mut seen) = (0f64, 0usize, 0usize);
+        let mut lr = cfg.optim.lr;
+        for (bi, idx) in order.chunks(train.batch_size.max(1)).enumerate() {
+            let batch = train.batch(idx, true, epoch, bi, device)?;
+            // Dropout's RNG is a function of (seed, step): resuming replays the same masks.
+            let mut rng = ChaCha8Rng::seed_from_u64(
+                cfg.seed ^ (state.global_step as u64).wrapping_mul(0xD1B5_4A32_D192_ED03),
+            );
+            let logits = model.logits(&batch.images, &mut Ctx::train(&mut rng))?;
+            let loss = cross_entropy(&logits, &batch.labels, cfg.label_smoothing)?;
+            let mut grads = loss.backward()?;
+            if cfg.clip_grad_norm > 0.0 {
+                clip_grad_norm(&mut grads, &var_list, cfg.clip_grad_norm)?;
+            }
+            lr = lr_at(
+                cfg.optim.lr,
+                state.global_step,
+                warmup,
+                total_steps,
+                cfg.schedule,
+            );
+            opt.step(&grads, lr)?;
+            state.global_step += 1;
+            let l = loss.to_scalar::<f32>()? as f64;
+            if !l.is_finite() {
+                return Err(Error::Msg(format!(
+                    "loss became {l} at step {}; try a lower --lr",
+                    state.global_step
+                )));
+            }
+            loss_sum += l * batch.len as f64;
+            correct += count_correct(&logits, &batch.labels)?;
+            seen += batch.len;
+            let el = t0.elapsed().as_secs_f64();
+            pb.set_message(format!(
+                "loss {:.4} {:.0} img/s",
+                loss_sum / seen as f64,
+                seen as f64 / el
+            ));
+            pb.inc(1);
+        }
+        pb.finish_and_clear();
+        let seconds = t0.elapsed().as_secs_f64();
+        let (test_loss, test_accuracy) = evaluate(model, test, device)?;
+        state.epoch = epoch + 1;
+        state.train_seconds += seconds;
+        let m = EpochMetrics {
+            epoch: epoch + 1,
+            train_loss: loss_sum / seen.max(1) as f64,
+            train_accuracy: correct as f64 / seen.max(1) as f64,
+            test_loss,
+            test_accuracy,
+            lr,
+            seconds,
+            images_per_second: seen as f64 / seconds,
+        };
+        eprintln!(
+            "epoch {}/{}: train loss {:.4} acc {:.4} | test loss {:.4} acc {:.4} | {:.1}s, {:.0} img/s",
+            m.epoch, cfg.epochs, m.train_loss, m.train_accuracy, m.test_loss, m.test_accuracy, m.seconds, m.images_per_second
+        );
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&metrics_path)
+            .map_err(|e| Error::io(&metrics_path, e))?;
+        writeln!(
+            f,
+            "{}",
+            serde_json::to_string(&m).map_err(|e| Error::Msg(e.to_string()))?
+        )
+        .map_err(|e| Error::io(&metrics_path, e))?;
+        state.history.push(m.clone());
+        if test_accuracy > state.best_test_accuracy {
+            state.best_test_accuracy = test_accuracy;
+            save_model(&out.join("best"), store, model_config)?;
+        }
+        last_dir = save_checkpoint(out, store, &opt, &state, model_config)?;
+        if let Err(e) = plot_history(&state.history, &out.join("curves.png")) {
+            eprintln!("warning: could not draw the plot: {e}");
+        }
+        last = Some(m);
+    }
+    save_model(out, store, model_config)?;
+    let last = last.ok_or_else(|| Error::Msg("no epoch was run (epochs = 0?)".into()))?;
+    Ok(TrainSummary {
+        epochs: state.epoch,
+        test_accuracy: last.test_accuracy,
+        test_loss: last.test_loss,
+        best_test_accuracy: state.best_test_accuracy,
+        train_seconds: state.train_seconds,
+        checkpoint: last_dir,
+        metrics: metrics_path,
+        plot: out.join("curves.png"),
+    })
+}

@@ -1,0 +1,93 @@
+//! Loss and accuracy curves as a PNG.
+use super::EpochMetrics;
+use crate::{Error, Result};
+use plotters::prelude::*;
+use std::path::Path;
+
+static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
+
+fn register_font() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    });
+}
+
+fn err<E: std::fmt::Display>(e: E) -> Error {
+    Error::Msg(format!("plot: {e}"))
+}
+
+/// Draws train/test loss (left) and accuracy (right) per epoch.
+pub fn plot_history(history: &[EpochMetrics], path: &Path) -> Result<()> {
+    if history.is_empty() {
+        return Ok(());
+    }
+    register_font();
+    let tmp = path.with_extension("tmp.png");
+    {
+        let root = BitMapBackend::new(&tmp, (1000, 400)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let (left, right) = root.split_horizontally(500);
+        let n = history.len() as f64;
+        let xs = |f: fn(&EpochMetrics) -> f64| {
+            history
+                .iter()
+                .map(move |m| (m.epoch as f64, f(m)))
+                .collect::<Vec<_>>()
+        };
+        let max_loss = history
+            .iter()
+            .flat_map(|m| [m.train_loss, m.test_loss])
+            .fold(0f64, f64::max)
+            * 1.05;
+        let mut c = ChartBuilder::on(&left)
+            .caption("loss", ("sans-serif", 20))
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0.5..n + 0.5, 0.0..max_loss.max(1e-3))
+            .map_err(err)?;
+        c.configure_mesh().x_desc("epoch").draw().map_err(err)?;
+        c.draw_series(LineSeries::new(xs(|m| m.train_loss), &BLUE))
+            .map_err(err)?
+            .label("train")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], BLUE));
+        c.draw_series(LineSeries::new(xs(|m| m.test_loss), &RED))
+            .map_err(err)?
+            .label("test")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], RED));
+        c.configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(err)?;
+        let min_acc = history
+            .iter()
+            .flat_map(|m| [m.train_accuracy, m.test_accuracy])
+            .fold(1f64, f64::min);
+        let mut c = ChartBuilder::on(&right)
+            .caption("top-1 accuracy", ("sans-serif", 20))
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0.5..n + 0.5, (min_acc - 0.02).max(0.0)..1.0)
+            .map_err(err)?;
+        c.configure_mesh().x_desc("epoch").draw().map_err(err)?;
+        c.draw_series(LineSeries::new(xs(|m| m.train_accuracy), &BLUE))
+            .map_err(err)?
+            .label("train")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], BLUE));
+        c.draw_series(LineSeries::new(xs(|m| m.test_accuracy), &RED))
+            .map_err(err)?
+            .label("test")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], RED));
+        c.configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::LowerRight)
+            .draw()
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
