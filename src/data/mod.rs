@@ -245,30 +245,28 @@ impl<'a> Loader<'a> {
         self.dataset.len().div_ceil(self.batch_size.max(1))
     }
 
-    /// Builds the batch of `idx`; augmentation (when `train`) is seeded by (seed, epoch, batch),
-    /// so a resumed run sees exactly the same pixels.
+    /// Builds the batch of `idx`; augmentation (when `train`) is seeded per (seed, epoch, item),
+    /// so a resumed run, or the same batch split across threads, sees exactly the same pixels.
     pub fn batch(
         &self,
         idx: &[usize],
         train: bool,
         epoch: usize,
-        batch_no: usize,
         device: &Device,
     ) -> Result<Batch> {
         let dims = self.dataset.dims();
         let n = dims.0 * dims.1 * dims.2;
         let mut pixels = vec![0f32; idx.len() * n];
         let mut labels = Vec::with_capacity(idx.len());
-        let mut rng = ChaCha8Rng::seed_from_u64(
-            self.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-                ^ ((epoch as u64) << 32)
-                ^ batch_no as u64,
-        );
         for (k, &i) in idx.iter().enumerate() {
             let out = &mut pixels[k * n..(k + 1) * n];
             labels.push(self.dataset.item(i, out)?);
             if train && !self.augment.is_none() {
-                self.augment.apply(out, dims, &mut rng);
+                let key = self.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                    ^ ((epoch as u64) << 40)
+                    ^ i as u64;
+                self.augment
+                    .apply(out, dims, &mut ChaCha8Rng::seed_from_u64(key));
             }
         }
         let plane = dims.1 * dims.2;

@@ -56,7 +56,7 @@ impl Attention {
         bias: bool,
         attn_dropout: f64,
     ) -> Result<Self> {
-        if heads == 0 || dim % heads != 0 {
+        if heads == 0 || !dim.is_multiple_of(heads) {
             candle_core::bail!("hidden size {dim} is not divisible by {heads} attention heads")
         }
         let proj = match names.qkv {

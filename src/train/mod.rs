@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Anything that maps a batch of images to class logits.
-pub trait ImageClassifier {
+pub trait ImageClassifier: Sync {
     /// Images [B, C, H, W] -> logits [B, K].
     fn logits(&self, images: &Tensor, ctx: &mut Ctx) -> Result<Tensor>;
 }
@@ -99,21 +99,45 @@ pub struct TrainSummary {
     pub plot: PathBuf,
 }
 
-/// Mean loss and top-1 accuracy over a loader (eval mode, no shuffling or augmentation).
+/// Mean loss and top-1 accuracy over a loader (eval mode, no shuffling or augmentation);
+/// each batch is split across `threads` shards computed concurrently.
 pub fn evaluate(
     model: &dyn ImageClassifier,
     loader: &Loader,
+    threads: usize,
     device: &Device,
 ) -> Result<(f64, f64)> {
     let order = loader.order(0, false);
     let (mut loss_sum, mut correct, mut n) = (0f64, 0usize, 0usize);
-    for (bi, idx) in order.chunks(loader.batch_size.max(1)).enumerate() {
-        let batch = loader.batch(idx, false, 0, bi, device)?;
+    let run = |part: &[usize]| -> Result<(f64, usize)> {
+        let batch = loader.batch(part, false, 0, device)?;
         let logits = model.logits(&batch.images, &mut Ctx::eval())?;
         let loss = cross_entropy(&logits, &batch.labels, 0.0)?.to_scalar::<f32>()? as f64;
-        loss_sum += loss * batch.len as f64;
-        correct += count_correct(&logits, &batch.labels)?;
-        n += batch.len;
+        Ok((
+            loss * part.len() as f64,
+            count_correct(&logits, &batch.labels)?,
+        ))
+    };
+    for idx in order.chunks(loader.batch_size.max(1)) {
+        let per = idx.len().div_ceil(threads.max(1));
+        let results: Vec<Result<(f64, usize)>> = std::thread::scope(|s| {
+            let hs: Vec<_> = idx
+                .chunks(per.max(1))
+                .map(|p| s.spawn(move || run(p)))
+                .collect();
+            hs.into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(Error::Msg("an evaluation thread panicked".into())))
+                })
+                .collect()
+        });
+        for r in results {
+            let (l, c) = r?;
+            loss_sum += l;
+            correct += c;
+        }
+        n += idx.len();
     }
     Ok((loss_sum / n.max(1) as f64, correct as f64 / n.max(1) as f64))
 }
@@ -168,6 +192,114 @@ pub fn latest_checkpoint(out: &Path) -> Option<PathBuf> {
     dir.is_dir().then_some(dir)
 }
 
+/// How a call to [`fit`] runs.
+#[derive(Clone, Debug, Default)]
+pub struct FitOptions {
+    /// Continue from the latest checkpoint in the output directory.
+    pub resume: bool,
+    /// Stop (after checkpointing) once this many epochs are complete, without changing the
+    /// schedule: a later `resume` continues exactly where this left off.
+    pub stop_after: Option<usize>,
+    /// Data-parallel threads: each batch is split into this many shards whose forward and
+    /// backward run concurrently (0 or 1: one thread). Small models keep both cores busier
+    /// this way than with candle's per-op threading; run with single-threaded ops
+    /// ([`single_threaded_ops`]) so the shards do not fight over candle's thread pools.
+    pub threads: usize,
+}
+
+/// Makes candle's CPU ops single-threaded (for data-parallel training). Must run before the
+/// first tensor op: candle reads these variables when its thread pools start.
+pub fn single_threaded_ops() {
+    std::env::set_var("CANDLE_NUM_THREADS", "1");
+    std::env::set_var("RAYON_NUM_THREADS", "1");
+}
+
+/// The summed gradients of one batch, with the batch's mean loss and correct count.
+pub struct StepGrads {
+    pub grads: candle_core::backprop::GradStore,
+    pub loss: f64,
+    pub correct: usize,
+}
+
+type ShardOut = (candle_core::backprop::GradStore, f64, usize);
+
+/// Forward and backward of the batch `idx`, split into `threads` shards computed concurrently.
+/// Each shard's loss is weighted by its share of the batch, so the summed gradients equal the
+/// full batch's mean-loss gradients.
+#[allow(clippy::too_many_arguments)]
+pub fn grads_data_parallel(
+    model: &dyn ImageClassifier,
+    loader: &Loader,
+    idx: &[usize],
+    epoch: usize,
+    step_seed: u64,
+    label_smoothing: f64,
+    threads: usize,
+    device: &Device,
+) -> Result<StepGrads> {
+    let shards = threads.clamp(1, idx.len().max(1));
+    let per = idx.len().div_ceil(shards);
+    let total = idx.len() as f64;
+    let run = |k: usize, part: &[usize]| -> Result<ShardOut> {
+        let batch = loader.batch(part, true, epoch, device)?;
+        let mut rng =
+            ChaCha8Rng::seed_from_u64(step_seed ^ (k as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
+        let logits = model.logits(&batch.images, &mut Ctx::train(&mut rng))?;
+        let loss = cross_entropy(&logits, &batch.labels, label_smoothing)?;
+        let weight = part.len() as f64 / total;
+        let grads = (&loss * weight)?.backward()?;
+        Ok((
+            grads,
+            loss.to_scalar::<f32>()? as f64 * weight,
+            count_correct(&logits, &batch.labels)?,
+        ))
+    };
+    let parts: Vec<&[usize]> = idx.chunks(per.max(1)).collect();
+    let results: Vec<Result<ShardOut>> = if parts.len() == 1 {
+        vec![run(0, parts[0])]
+    } else {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = parts
+                .iter()
+                .enumerate()
+                .map(|(k, p)| s.spawn(move || run(k, p)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(Error::Msg("a training thread panicked".into())))
+                })
+                .collect()
+        })
+    };
+    let mut iter = results.into_iter();
+    let (mut grads, mut loss, mut correct) = iter
+        .next()
+        .ok_or_else(|| Error::Msg("empty batch".into()))??;
+    for r in iter {
+        let (g, l, c) = r?;
+        loss += l;
+        correct += c;
+        // Summed in shard order: deterministic.
+        let ids: Vec<_> = g.get_ids().copied().collect();
+        for id in ids {
+            if let Some(t) = g.get_id(id) {
+                let sum = match grads.get_id(id) {
+                    Some(acc) => (acc + t)?,
+                    None => t.clone(),
+                };
+                grads.insert_id(id, sum);
+            }
+        }
+    }
+    Ok(StepGrads {
+        grads,
+        loss,
+        correct,
+    })
+}
+
 /// Trains `model` (whose parameters live in `store`) and evaluates every epoch.
 ///
 /// Writes into `out`: `metrics.jsonl` (one line per epoch), `curves.png`, `checkpoint-N/`
@@ -183,9 +315,10 @@ pub fn fit(
     test: &Loader,
     cfg: &TrainConfig,
     out: &Path,
-    resume: bool,
+    opts: &FitOptions,
     device: &Device,
 ) -> Result<TrainSummary> {
+    let resume = opts.resume;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let vars = store.vars();
     if vars.is_empty() {
@@ -249,7 +382,8 @@ pub fn fit(
     let mut last_dir = latest_checkpoint(out).unwrap_or_else(|| out.to_path_buf());
     let mut last = state.history.last().cloned();
 
-    for epoch in state.epoch..cfg.epochs {
+    let end = opts.stop_after.map_or(cfg.epochs, |s| s.min(cfg.epochs));
+    for epoch in state.epoch..end {
         let t0 = Instant::now();
         let pb = indicatif::ProgressBar::with_draw_target(
             Some(steps_per_epoch as u64),
@@ -265,15 +399,21 @@ pub fn fit(
         let order = train.order(epoch, true);
         let (mut loss_sum, mut correct, mut seen) = (0f64, 0usize, 0usize);
         let mut lr = cfg.optim.lr;
-        for (bi, idx) in order.chunks(train.batch_size.max(1)).enumerate() {
-            let batch = train.batch(idx, true, epoch, bi, device)?;
-            // Dropout's RNG is a function of (seed, step): resuming replays the same masks.
-            let mut rng = ChaCha8Rng::seed_from_u64(
-                cfg.seed ^ (state.global_step as u64).wrapping_mul(0xD1B5_4A32_D192_ED03),
-            );
-            let logits = model.logits(&batch.images, &mut Ctx::train(&mut rng))?;
-            let loss = cross_entropy(&logits, &batch.labels, cfg.label_smoothing)?;
-            let mut grads = loss.backward()?;
+        for idx in order.chunks(train.batch_size.max(1)) {
+            // Dropout's RNG is a function of (seed, step, shard): resuming replays the same masks.
+            let step_seed =
+                cfg.seed ^ (state.global_step as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
+            let out = grads_data_parallel(
+                model,
+                train,
+                idx,
+                epoch,
+                step_seed,
+                cfg.label_smoothing,
+                opts.threads,
+                device,
+            )?;
+            let mut grads = out.grads;
             if cfg.clip_grad_norm > 0.0 {
                 clip_grad_norm(&mut grads, &var_list, cfg.clip_grad_norm)?;
             }
@@ -286,16 +426,16 @@ pub fn fit(
             );
             opt.step(&grads, lr)?;
             state.global_step += 1;
-            let l = loss.to_scalar::<f32>()? as f64;
+            let l = out.loss;
             if !l.is_finite() {
                 return Err(Error::Msg(format!(
                     "loss became {l} at step {}; try a lower --lr",
                     state.global_step
                 )));
             }
-            loss_sum += l * batch.len as f64;
-            correct += count_correct(&logits, &batch.labels)?;
-            seen += batch.len;
+            loss_sum += l * idx.len() as f64;
+            correct += out.correct;
+            seen += idx.len();
             let el = t0.elapsed().as_secs_f64();
             pb.set_message(format!(
                 "loss {:.4} {:.0} img/s",
@@ -306,7 +446,7 @@ pub fn fit(
         }
         pb.finish_and_clear();
         let seconds = t0.elapsed().as_secs_f64();
-        let (test_loss, test_accuracy) = evaluate(model, test, device)?;
+        let (test_loss, test_accuracy) = evaluate(model, test, opts.threads, device)?;
         state.epoch = epoch + 1;
         state.train_seconds += seconds;
         let m = EpochMetrics {
@@ -345,7 +485,9 @@ pub fn fit(
         }
         last = Some(m);
     }
-    save_model(out, store, model_config)?;
+    if state.epoch >= cfg.epochs {
+        save_model(out, store, model_config)?;
+    }
     let last = last.ok_or_else(|| Error::Msg("no epoch was run (epochs = 0?)".into()))?;
     Ok(TrainSummary {
         epochs: state.epoch,

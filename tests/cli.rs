@@ -1,0 +1,114 @@
+//! The `tessera` binary: train --json, predict, and one-line errors (never a panic).
+use std::process::Command;
+
+fn tessera() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tessera"))
+}
+
+fn run(cmd: &mut Command) -> (bool, String, String) {
+    let o = cmd.output().unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into(),
+        String::from_utf8_lossy(&o.stderr).into(),
+    )
+}
+
+fn assert_clean_error(stderr: &str) {
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    assert!(stderr.trim_start().starts_with("error:"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "not one line: {stderr}");
+}
+
+#[test]
+fn train_json_then_predict() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("run");
+    let (ok, stdout, stderr) = run(tessera()
+        .args(["train", "--epochs", "3", "--json", "--output"])
+        .arg(&out));
+    assert!(ok, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    for k in [
+        "test_accuracy",
+        "test_loss",
+        "epochs",
+        "train_seconds",
+        "checkpoint",
+    ] {
+        assert!(v.get(k).is_some(), "missing {k} in {stdout}");
+    }
+    assert_eq!(v["epochs"], 3);
+    // Three epochs already learn (chance is 0.1; measured about 0.8).
+    assert!(v["test_accuracy"].as_f64().unwrap() > 0.5, "{stdout}");
+    // Predict on a digit drawn as a PNG.
+    let all = tessera::data::digits().unwrap();
+    let img = image::GrayImage::from_fn(8, 8, |x, y| {
+        image::Luma([(all.pixels[(y * 8 + x) as usize] * 255.0) as u8])
+    });
+    let png = d.path().join("digit.png");
+    img.save(&png).unwrap();
+    let (ok, stdout, stderr) = run(tessera()
+        .args(["predict", "--json", "--top-k", "3", "--model"])
+        .arg(&out)
+        .arg(&png));
+    assert!(ok, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let preds = v[0]["predictions"].as_array().unwrap();
+    assert_eq!(preds.len(), 3);
+    assert!(preds[0]["score"].as_f64().unwrap() >= preds[1]["score"].as_f64().unwrap());
+
+    // Bad inputs: one-line errors, non-zero exit.
+    let (ok, _, e) = run(tessera()
+        .args(["predict", "--model"])
+        .arg(&out)
+        .arg(d.path().join("missing.png")));
+    assert!(!ok);
+    assert_clean_error(&e);
+    assert!(e.contains("missing.png"));
+    let bad = d.path().join("corrupt.jpg");
+    std::fs::write(&bad, b"\xff\xd8\xff\xe0 not really a jpeg").unwrap();
+    let (ok, _, e) = run(tessera().args(["predict", "--model"]).arg(&out).arg(&bad));
+    assert!(!ok);
+    assert_clean_error(&e);
+    assert!(e.contains("corrupt.jpg"));
+    // A checkpoint whose config asks for an unsupported channel count.
+    let cfg_path = out.join("config.json");
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+    cfg["num_channels"] = 2.into();
+    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    let (ok, _, e) = run(tessera().args(["predict", "--model"]).arg(&out).arg(&png));
+    assert!(!ok);
+    assert_clean_error(&e);
+    assert!(e.contains("image_mean") || e.contains("channel"), "{e}");
+    // No checkpoint at all.
+    let (ok, _, e) = run(tessera()
+        .args(["predict", "--model"])
+        .arg(d.path().join("nothing"))
+        .arg(&png));
+    assert!(!ok);
+    assert_clean_error(&e);
+}
+
+#[test]
+fn unknown_preset_and_dataset_are_clear_errors() {
+    let d = tempfile::tempdir().unwrap();
+    let (ok, _, e) = run(tessera()
+        .args(["train", "--preset", "Q/99", "--output"])
+        .arg(d.path()));
+    assert!(!ok);
+    assert_clean_error(&e);
+    assert!(e.contains("unknown preset") && e.contains("B/16"), "{e}");
+    let (ok, _, e) = run(tessera()
+        .args(["train", "--dataset", "/no/such/dir", "--output"])
+        .arg(d.path()));
+    assert!(!ok);
+    assert_clean_error(&e);
+    assert!(e.contains("/no/such/dir"), "{e}");
+    let (ok, _, e) = run(tessera()
+        .args(["train", "--resume", "--output"])
+        .arg(d.path().join("fresh")));
+    assert!(!ok);
+    assert_clean_error(&e);
+}

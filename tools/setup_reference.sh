@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Installs the Python reference (PyTorch CPU + transformers) into the git-ignored .venv.
+# Only needed to regenerate fixtures (tools/gen_fixtures.py) and for benchmarks (tools/bench.sh);
+# `cargo test` never needs it. PyPI's torch pulls several GB of CUDA wheels.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .venv
+.venv/bin/pip install -q --upgrade pip
+.venv/bin/pip install -q torch transformers safetensors numpy pillow scikit-learn scikit-image open-clip-torch
+.venv/bin/python -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
