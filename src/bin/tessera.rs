@@ -134,7 +134,7 @@ fn recipe(dataset: &str) -> Recipe {
         },
         "fashion-mnist" | "fashion_mnist" | "fmnist" => Recipe {
             preset: "mnist-p7",
-            epochs: 12,
+            epochs: 13,
             batch: 128,
             lr: 2e-3,
             wd: 0.05,

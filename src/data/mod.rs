@@ -327,3 +327,43 @@ pub fn by_name(name: &str, channels: usize, size: usize) -> Result<(InMemory, In
     };
     Ok((train.adapt(channels, size)?, test.adapt(channels, size)?))
 }
+
+/// PyTorch's cubic convolution weights (A = -0.75) for offset `t` in [0, 1).
+fn cubic_weights(t: f32) -> [f32; 4] {
+    const A: f32 = -0.75;
+    let near = |x: f32| ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0;
+    let far = |x: f32| ((A * x - 5.0 * A) * x + 8.0 * A) * x - 4.0 * A;
+    [far(t + 1.0), near(t), near(1.0 - t), far(2.0 - t)]
+}
+
+/// Bicubic resize of one plane as `F.interpolate(mode="bicubic", align_corners=False)`
+/// (A = -0.75, source indices clamped at the border).
+pub fn resize_bicubic(src: &[f32], h: usize, w: usize, oh: usize, ow: usize) -> Vec<f32> {
+    let (sy, sx) = (h as f32 / oh as f32, w as f32 / ow as f32);
+    let at = |y: i64, x: i64| {
+        src[(y.clamp(0, h as i64 - 1) as usize) * w + x.clamp(0, w as i64 - 1) as usize]
+    };
+    let mut out = vec![0f32; oh * ow];
+    for oy in 0..oh {
+        let fy = (oy as f32 + 0.5) * sy - 0.5;
+        let y0 = fy.floor();
+        let wy = cubic_weights(fy - y0);
+        for ox in 0..ow {
+            let fx = (ox as f32 + 0.5) * sx - 0.5;
+            let x0 = fx.floor();
+            let wx = cubic_weights(fx - x0);
+            let mut acc = 0f32;
+            for (i, wyi) in wy.iter().enumerate() {
+                let yy = y0 as i64 - 1 + i as i64;
+                let row: f32 = wx
+                    .iter()
+                    .enumerate()
+                    .map(|(j, wxj)| wxj * at(yy, x0 as i64 - 1 + j as i64))
+                    .sum();
+                acc += wyi * row;
+            }
+            out[oy * ow + ox] = acc;
+        }
+    }
+    out
+}

@@ -131,9 +131,23 @@ impl<'a> Ctx<'a> {
             return x.zeros_like();
         }
         let keep = (1.0 / (1.0 - p)) as f32;
-        let mask: Vec<f32> = (0..x.elem_count())
-            .map(|_| if rng.random::<f64>() < p { 0.0 } else { keep })
-            .collect();
+        // A SplitMix64 stream seeded from the caller's RNG: ~10x cheaper per element than
+        // drawing each value from ChaCha, and just as reproducible.
+        let mut state: u64 = rng.random();
+        let threshold = (p * 4294967296.0) as u64;
+        let n = x.elem_count();
+        let mut mask = Vec::with_capacity(n + 1);
+        while mask.len() < n {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            for half in [z & 0xFFFF_FFFF, z >> 32] {
+                mask.push(if half < threshold { 0.0 } else { keep });
+            }
+        }
+        mask.truncate(n);
         let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
         x * mask
     }

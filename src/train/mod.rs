@@ -12,6 +12,7 @@ use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor, D};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -120,18 +121,9 @@ pub fn evaluate(
     };
     for idx in order.chunks(loader.batch_size.max(1)) {
         let per = idx.len().div_ceil(threads.max(1));
-        let results: Vec<Result<(f64, usize)>> = std::thread::scope(|s| {
-            let hs: Vec<_> = idx
-                .chunks(per.max(1))
-                .map(|p| s.spawn(move || run(p)))
-                .collect();
-            hs.into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(Error::Msg("an evaluation thread panicked".into())))
-                })
-                .collect()
-        });
+        let parts: Vec<&[usize]> = idx.chunks(per.max(1)).collect();
+        let results: Vec<Result<(f64, usize)>> =
+            shard_pool(parts.len()).install(|| parts.par_iter().map(|p| run(p)).collect());
         for r in results {
             let (l, c) = r?;
             loss_sum += l;
@@ -214,6 +206,20 @@ pub fn single_threaded_ops() {
     std::env::set_var("RAYON_NUM_THREADS", "1");
 }
 
+/// Persistent threads for data-parallel shards. Threads spawned per step would each start a
+/// fresh allocator heap and page-fault their buffers in again every step.
+fn shard_pool(threads: usize) -> &'static rayon::ThreadPool {
+    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        let n = threads.max(std::thread::available_parallelism().map_or(1, |n| n.get()));
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .thread_name(|i| format!("tessera-shard-{i}"))
+            .build()
+            .expect("cannot start the data-parallel thread pool")
+    })
+}
+
 /// The summed gradients of one batch, with the batch's mean loss and correct count.
 pub struct StepGrads {
     pub grads: candle_core::backprop::GradStore,
@@ -258,18 +264,11 @@ pub fn grads_data_parallel(
     let results: Vec<Result<ShardOut>> = if parts.len() == 1 {
         vec![run(0, parts[0])]
     } else {
-        std::thread::scope(|s| {
-            let handles: Vec<_> = parts
-                .iter()
+        shard_pool(parts.len()).install(|| {
+            parts
+                .par_iter()
                 .enumerate()
-                .map(|(k, p)| s.spawn(move || run(k, p)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(Error::Msg("a training thread panicked".into())))
-                })
+                .map(|(k, p)| run(k, p))
                 .collect()
         })
     };

@@ -3,6 +3,9 @@
 //! dropout -> `nn.TransformerEncoder` of `nn.TransformerEncoderLayer(batch_first=True,
 //! activation="gelu")` (post-norm; `norm_first=True` gives the pre-norm timm/HF variant) ->
 //! `LayerNorm` of the class token -> `Linear` head. Tensor names are PyTorch's own.
+//!
+//! [`hf`] is Hugging Face's ViT layout from the same blocks.
+pub mod hf;
 use crate::nn::{
     Activation, BlockConfig, BlockNames, Ctx, Encoder, LayerNorm, Linear, PatchEmbed, Trace,
 };

@@ -1,0 +1,144 @@
+//! Hugging Face ViT layouts against `transformers` (fixtures from tools/gen_hf_fixtures.py).
+mod common;
+use candle_core::Device;
+use common::{fixture, load, max_abs_diff};
+use tessera::models::vit::hf::{HfVit, HfVitConfig};
+use tessera::nn::Ctx;
+
+#[test]
+fn vit_model_hidden_state_pooler_and_attentions_match() {
+    let dir = fixture("hf_vit_model");
+    let loaded = HfVit::load(&dir, false, None, false, 0, &Device::Cpu).unwrap();
+    assert!(loaded.report.is_clean(), "{}", loaded.report);
+    let io = load(&dir.join("io.safetensors"));
+    let HfVit::Model(b) = &loaded.model else {
+        panic!("expected a ViTModel")
+    };
+    let mut trace = tessera::nn::Trace::default();
+    let (h, pooled) = b
+        .forward(
+            &io["pixel_values"],
+            false,
+            &mut Ctx::eval().with_trace(&mut trace),
+        )
+        .unwrap();
+    let dh = max_abs_diff(&h, &io["last_hidden_state"]);
+    let dp = max_abs_diff(&pooled.unwrap(), &io["pooler_output"]);
+    println!("last_hidden_state {dh:e}, pooler {dp:e}");
+    assert!(dh <= 1e-4 && dp <= 1e-4);
+    for (i, a) in trace.attentions.iter().enumerate() {
+        let d = max_abs_diff(a, &io[&format!("attention_{i}")]);
+        println!("attention {i}: {d:e}");
+        assert!(d <= 1e-5, "attention {i} differs by {d}");
+    }
+    // Other input sizes: bicubic interpolation of the position grid, as HF.
+    let (h48, _) = b
+        .forward(&io["pixel_values_48"], true, &mut Ctx::eval())
+        .unwrap();
+    let d48 = max_abs_diff(&h48, &io["last_hidden_state_48"]);
+    println!("interpolate_pos_encoding 48x48: {d48:e}");
+    assert!(d48 <= 1e-4);
+    // Without interpolation another size is a clear error.
+    let err = b
+        .forward(&io["pixel_values_48"], false, &mut Ctx::eval())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("interpolate_pos_encoding"), "{err}");
+}
+
+#[test]
+fn vit_for_image_classification_logits_match() {
+    let dir = fixture("hf_vit_cls");
+    let loaded = HfVit::load(&dir, true, None, false, 0, &Device::Cpu).unwrap();
+    assert!(loaded.report.is_clean(), "{}", loaded.report);
+    let io = load(&dir.join("io.safetensors"));
+    let logits = loaded
+        .model
+        .forward(&io["pixel_values"], &mut Ctx::eval())
+        .unwrap();
+    let d = max_abs_diff(&logits, &io["logits"]);
+    println!("logits {d:e}");
+    assert!(d <= 1e-4);
+    assert_eq!(loaded.model.config().label(3), "class_3");
+}
+
+#[test]
+fn backbone_checkpoint_loads_as_classifier_with_a_fresh_head() {
+    // The in21k layout (no prefix, pooler, no classifier) with num_labels = 37, as
+    // `ViTForImageClassification.from_pretrained(in21k, num_labels=37)`.
+    let dir = fixture("hf_vit_model");
+    let loaded = HfVit::load(&dir, true, Some(37), true, 0, &Device::Cpu).unwrap();
+    assert_eq!(
+        loaded.report.missing,
+        vec![
+            "classifier.weight".to_string(),
+            "classifier.bias".to_string()
+        ]
+    );
+    assert!(
+        loaded.ignored.iter().any(|k| k.contains("pooler.dense")),
+        "{:?}",
+        loaded.ignored
+    );
+    assert_eq!(loaded.model.config().num_labels(), 37);
+    let io = load(&dir.join("io.safetensors"));
+    let logits = loaded
+        .model
+        .forward(&io["pixel_values"], &mut Ctx::eval())
+        .unwrap();
+    assert_eq!(logits.dims(), &[2, 37]);
+    // The classifier checkpoint loads as a bare ViTModel too (the pooler is then fresh).
+    let cls = HfVit::load(&fixture("hf_vit_cls"), false, None, false, 0, &Device::Cpu).unwrap();
+    assert!(
+        cls.report.missing.iter().all(|k| k.starts_with("pooler.")),
+        "{}",
+        cls.report
+    );
+}
+
+#[test]
+fn config_defaults_equal_transformers() {
+    let c: HfVitConfig = serde_json::from_str("{}").unwrap();
+    assert_eq!(
+        (
+            c.hidden_size,
+            c.num_hidden_layers,
+            c.num_attention_heads,
+            c.intermediate_size
+        ),
+        (768, 12, 12, 3072)
+    );
+    assert_eq!((c.image_size, c.patch_size, c.num_channels), (224, 16, 3));
+    assert_eq!(c.layer_norm_eps, 1e-12);
+    assert!(c.qkv_bias);
+    let bad: HfVitConfig =
+        serde_json::from_str(r#"{"hidden_size": 50, "num_attention_heads": 3}"#).unwrap();
+    assert!(bad
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("not divisible"));
+}
+
+#[test]
+fn mis_shaped_checkpoint_lists_names() {
+    let src = fixture("hf_vit_cls");
+    let d = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        src.join("model.safetensors"),
+        d.path().join("model.safetensors"),
+    )
+    .unwrap();
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
+    cfg["intermediate_size"] = 64.into();
+    std::fs::write(d.path().join("config.json"), cfg.to_string()).unwrap();
+    let err = HfVit::load(d.path(), true, None, false, 0, &Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("vit.encoder.layer.0.intermediate.dense.weight") && err.contains("[64, 48]"),
+        "{err}"
+    );
+}
