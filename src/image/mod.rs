@@ -1,4 +1,6 @@
 //! Decoding images and turning them into model inputs.
+pub mod resize;
+
 use crate::{Error, Result};
 use candle_core::{Device, Tensor};
 use image::imageops::FilterType;
