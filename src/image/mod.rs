@@ -1,5 +1,8 @@
 //! Decoding images and turning them into model inputs.
+pub mod processor;
 pub mod resize;
+
+pub use processor::{ProcessorConfig, Size};
 
 use crate::{Error, Result};
 use candle_core::{Device, Tensor};
@@ -13,19 +16,25 @@ pub fn open(path: &Path) -> Result<DynamicImage> {
     decode(&bytes, path)
 }
 
-/// Decodes image bytes (format guessed from the content).
+/// Decodes image bytes (format guessed from the content) and applies the EXIF orientation,
+/// as HF's `load_image` (`ImageOps.exif_transpose`) does.
 pub fn decode(bytes: &[u8], origin: &Path) -> Result<DynamicImage> {
-    image::ImageReader::new(std::io::Cursor::new(bytes))
+    use image::ImageDecoder;
+    let err = |e: image::ImageError| Error::Image {
+        path: origin.to_path_buf(),
+        msg: e.to_string(),
+    };
+    let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| Error::Image {
             path: origin.to_path_buf(),
             msg: e.to_string(),
-        })?
-        .decode()
-        .map_err(|e| Error::Image {
-            path: origin.to_path_buf(),
-            msg: e.to_string(),
-        })
+        })?;
+    let mut decoder = reader.into_decoder().map_err(err)?;
+    let orientation = decoder.orientation().map_err(err)?;
+    let mut img = DynamicImage::from_decoder(decoder).map_err(err)?;
+    img.apply_orientation(orientation);
+    Ok(img)
 }
 
 /// Resizes to `size`×`size` (bilinear), converts to `channels` (1: luma, 3: RGB) and returns
