@@ -59,7 +59,10 @@ fn run(out: &std::path::Path, opts: FitOptions) -> (Vec<(String, Vec<f32>)>, tra
     };
     let store = ParamStore::fresh(7, true, &dev);
     let model = VisionTransformer::new(store.var_builder(DType::F32), &cfg).unwrap();
-    let cfg_json = serde_json::to_value(&cfg).unwrap();
+    let cfg_json = vec![(
+        "config.json".to_string(),
+        serde_json::to_value(&cfg).unwrap(),
+    )];
     let s = train::fit(
         &model,
         &store,

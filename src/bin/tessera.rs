@@ -3,8 +3,10 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
 use clap::{Parser, Subcommand};
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use tessera::data::{self, Augment, Loader, Normalize};
+use tessera::image::ProcessorConfig;
+use tessera::models::vit::hf::{HfVit, HfVitConfig};
 use tessera::models::vit::{VisionTransformer, VitConfig};
 use tessera::nn::ParamStore;
 use tessera::train::{self, AdamWConfig, Schedule, TrainConfig};
@@ -24,8 +26,62 @@ struct Cli {
 enum Cmd {
     /// Train the seed ViT from scratch (default: the embedded scikit-learn digits, in seconds).
     Train(TrainArgs),
-    /// Classify images with a trained checkpoint directory.
+    /// Fine-tune a Hugging Face ViT (local directory or hub id) on an ImageFolder dataset.
+    Finetune(FinetuneArgs),
+    /// Classify images with a checkpoint: a tessera run directory, an HF directory or hub id.
     Predict(PredictArgs),
+}
+
+#[derive(Parser)]
+struct FinetuneArgs {
+    /// HF ViT checkpoint: a directory (config.json, model.safetensors or pytorch_model.bin,
+    /// preprocessor_config.json) or a hub id such as google/vit-base-patch16-224-in21k.
+    #[arg(long)]
+    model: String,
+    /// ImageFolder directory: class sub-folders, with train/ and test/ (else an 80/20
+    /// stratified split).
+    #[arg(long)]
+    dataset: PathBuf,
+    /// Size of the new classification head (default: the number of class folders).
+    #[arg(long)]
+    num_labels: Option<usize>,
+    #[arg(long, default_value_t = 3)]
+    epochs: usize,
+    #[arg(long, default_value_t = 16)]
+    batch_size: usize,
+    /// Peak learning rate (HF Trainer's default).
+    #[arg(long, default_value_t = 5e-5)]
+    lr: f64,
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f64,
+    #[arg(long, default_value_t = 0.0)]
+    warmup: f64,
+    #[arg(long, value_enum, default_value = "linear")]
+    schedule: Schedule,
+    /// Evaluation strategy; `each-epoch` (HF `eval_strategy="epoch"`) is the only one.
+    #[arg(long, default_value = "each-epoch", value_parser = ["each-epoch", "epoch"])]
+    eval: String,
+    /// Train only the new head (linear probe).
+    #[arg(long)]
+    freeze_backbone: bool,
+    /// Learning-rate multiplier for the pretrained backbone (the head gets --lr).
+    #[arg(long, default_value_t = 1.0)]
+    backbone_lr_scale: f64,
+    /// Gradient accumulation: one optimizer step every N batches.
+    #[arg(long, default_value_t = 1)]
+    grad_accum: usize,
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    #[arg(long)]
+    output: PathBuf,
+    #[arg(long)]
+    resume: bool,
+    #[arg(long)]
+    stop_after: Option<usize>,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Parser)]
@@ -91,9 +147,9 @@ struct TrainArgs {
 
 #[derive(Parser)]
 struct PredictArgs {
-    /// A checkpoint directory (config.json + model.safetensors).
+    /// A checkpoint: tessera run directory, HF directory or hub id.
     #[arg(long)]
-    model: PathBuf,
+    model: String,
     #[arg(required = true)]
     images: Vec<PathBuf>,
     #[arg(long, default_value_t = 5)]
@@ -200,6 +256,8 @@ fn run_train(mut a: TrainArgs) -> Result<()> {
             hflip: a.hflip.unwrap_or(r.hflip),
         },
         seed: a.seed,
+        grad_accum: 1,
+        lr_scales: vec![],
     };
     if tc.batch_size == 0 || tc.epochs == 0 {
         bail!("--batch-size and --epochs must be positive");
@@ -241,7 +299,7 @@ fn run_train(mut a: TrainArgs) -> Result<()> {
         "training ViT {preset} ({n_params} parameters, {} layers, dim {}, patch {}) on {} ({} train / {} test), {} epochs",
         model_cfg.num_hidden_layers, model_cfg.hidden_size, model_cfg.patch_size, a.dataset, train_ds.labels.len(), test_ds.labels.len(), tc.epochs
     );
-    let cfg_json = serde_json::to_value(&model_cfg)?;
+    let cfg_json = vec![("config.json".to_string(), serde_json::to_value(&model_cfg)?)];
     let s = train::fit(
         &model,
         &store,
@@ -279,36 +337,85 @@ fn run_train(mut a: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-fn load_model(dir: &Path, device: &Device) -> Result<VisionTransformer> {
+/// A loaded classifier with what it needs to turn image files into inputs.
+enum Classifier {
+    Seed(VisionTransformer),
+    Hf(Box<tessera::models::vit::hf::HfVit>, ProcessorConfig),
+}
+
+fn load_classifier(arg: &str, device: &Device) -> Result<Classifier> {
+    let dir = tessera::hub::resolve_image_model(arg)?;
     let cfg_path = dir.join("config.json");
-    let cfg: VitConfig = tessera::util::read_json(&cfg_path)?;
-    let weights = dir.join("model.safetensors");
-    let store = ParamStore::from_safetensors(&weights, 0, false, device)?;
-    let model = VisionTransformer::new(store.var_builder(DType::F32), &cfg)?;
-    store.ensure_clean(&weights)?;
-    Ok(model)
+    let raw: serde_json::Value = tessera::util::read_json(&cfg_path)?;
+    match raw.get("model_type").and_then(|v| v.as_str()) {
+        Some("vit") => {
+            let loaded = HfVit::load(&dir, true, None, false, 0, device)?;
+            if !loaded.report.missing.is_empty() {
+                bail!(
+                    "{}: a backbone without a classifier head cannot predict; fine-tune it first",
+                    dir.display()
+                );
+            }
+            let pp = dir.join("preprocessor_config.json");
+            let proc = if pp.exists() {
+                ProcessorConfig::load(&pp)?
+            } else {
+                ProcessorConfig::vit(loaded.model.config().image_size as u32)
+            };
+            Ok(Classifier::Hf(Box::new(loaded.model), proc))
+        }
+        Some("tessera-vit") | None => {
+            let cfg: VitConfig =
+                serde_json::from_value(raw).with_context(|| format!("{}", cfg_path.display()))?;
+            let weights = dir.join("model.safetensors");
+            let store = ParamStore::from_safetensors(&weights, 0, false, device)?;
+            let model = VisionTransformer::new(store.var_builder(DType::F32), &cfg)?;
+            store.ensure_clean(&weights)?;
+            Ok(Classifier::Seed(model))
+        }
+        Some(other) => bail!(
+            "{}: model_type {other:?} is not an image classifier tessera reads",
+            cfg_path.display()
+        ),
+    }
 }
 
 fn run_predict(a: PredictArgs) -> Result<()> {
     let device = Device::Cpu;
-    let model = load_model(&a.model, &device)?;
-    let cfg = &model.config;
+    let model = load_classifier(&a.model, &device)?;
     let mut results = vec![];
     for path in &a.images {
-        let x = tessera::image::batch_from_paths(
-            &[path.as_path()],
-            cfg.image_size,
-            &cfg.image_mean,
-            &cfg.image_std,
-            &device,
-        )?;
-        let probs = model.predict_proba(&x)?.squeeze(0)?.to_vec1::<f32>()?;
+        let (probs, label): (Vec<f32>, Box<dyn Fn(usize) -> String>) = match &model {
+            Classifier::Seed(m) => {
+                let c = &m.config;
+                let x = tessera::image::batch_from_paths(
+                    &[path.as_path()],
+                    c.image_size,
+                    &c.image_mean,
+                    &c.image_std,
+                    &device,
+                )?;
+                (
+                    m.predict_proba(&x)?.squeeze(0)?.to_vec1::<f32>()?,
+                    Box::new(|i| m.config.label(i)),
+                )
+            }
+            Classifier::Hf(m, proc) => {
+                let x = proc.batch(&[tessera::image::open(path)?], &device)?;
+                let logits = m.forward(&x, &mut tessera::nn::Ctx::eval())?;
+                let p = candle_nn::ops::softmax(&logits, candle_core::D::Minus1)?;
+                (
+                    p.squeeze(0)?.to_vec1::<f32>()?,
+                    Box::new(|i| m.config().label(i)),
+                )
+            }
+        };
         let mut idx: Vec<usize> = (0..probs.len()).collect();
         idx.sort_by(|&i, &j| probs[j].total_cmp(&probs[i]));
         let top: Vec<_> = idx
             .iter()
             .take(a.top_k.max(1))
-            .map(|&i| json!({"label": cfg.label(i), "index": i, "score": probs[i]}))
+            .map(|&i| json!({"label": label(i), "index": i, "score": probs[i]}))
             .collect();
         if !a.json {
             println!("{}", path.display());
@@ -328,10 +435,171 @@ fn run_predict(a: PredictArgs) -> Result<()> {
     Ok(())
 }
 
+fn run_finetune(mut a: FinetuneArgs) -> Result<()> {
+    if a.threads == 0 {
+        a.threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    }
+    train::single_threaded_ops();
+    let device = Device::Cpu;
+    if a.batch_size == 0 || a.epochs == 0 || a.grad_accum == 0 {
+        bail!("--batch-size, --epochs and --grad-accum must be positive");
+    }
+    let src = tessera::hub::resolve_image_model(&a.model)?;
+    let pp = src.join("preprocessor_config.json");
+    let raw_cfg: HfVitConfig = tessera::util::read_json(&src.join("config.json"))?;
+    let proc = if pp.exists() {
+        ProcessorConfig::load(&pp)?
+    } else {
+        ProcessorConfig::vit(raw_cfg.image_size as u32)
+    };
+    let size = (raw_cfg.image_size as u32, raw_cfg.image_size as u32);
+    let root = &a.dataset;
+    let (train_ds, test_ds) = if root.join("train").is_dir() && root.join("test").is_dir() {
+        (
+            data::image_folder_processed(&root.join("train"), &proc, size)?,
+            data::image_folder_processed(&root.join("test"), &proc, size)?,
+        )
+    } else {
+        let all = data::image_folder_processed(root, &proc, size)?;
+        let (tr, te) = data::stratified_split(&all.labels, 0.2, 0);
+        (all.subset(&tr, "train"), all.subset(&te, "test"))
+    };
+    let classes = train_ds.classes.clone();
+    let n = a.num_labels.unwrap_or(classes.len());
+    if n != classes.len() {
+        bail!(
+            "--num-labels {n} but the dataset has {} classes ({})",
+            classes.len(),
+            classes.join(", ")
+        );
+    }
+    // A fresh head of n labels named after the class folders (HF: from_pretrained(num_labels=n)).
+    let resume_dir = a.output.clone();
+    let (load_dir, seed) = if a.resume {
+        (
+            train::latest_checkpoint(&resume_dir)
+                .with_context(|| format!("--resume: no checkpoint in {}", resume_dir.display()))?,
+            a.seed,
+        )
+    } else {
+        (src.clone(), a.seed)
+    };
+    let frozen = if a.freeze_backbone {
+        vec!["vit.".to_string()]
+    } else {
+        vec![]
+    };
+    let loaded = HfVit::load_with(&load_dir, true, Some(n), true, seed, &device, frozen)?;
+    let mut model = loaded.model;
+    model.set_labels(&classes);
+    if !loaded.ignored.is_empty() {
+        eprintln!(
+            "note: unused checkpoint tensors (expected for a classifier): {}",
+            loaded.ignored.join(", ")
+        );
+    }
+    if !loaded.report.missing.is_empty() {
+        eprintln!(
+            "note: newly initialised: {}",
+            loaded.report.missing.join(", ")
+        );
+    }
+    let tc = TrainConfig {
+        epochs: a.epochs,
+        batch_size: a.batch_size,
+        optim: AdamWConfig {
+            lr: a.lr,
+            weight_decay: a.weight_decay,
+            ..AdamWConfig::default()
+        },
+        schedule: a.schedule,
+        warmup_fraction: a.warmup,
+        clip_grad_norm: 1.0,
+        label_smoothing: 0.0,
+        augment: Augment::default(),
+        seed: a.seed,
+        grad_accum: a.grad_accum,
+        lr_scales: if a.backbone_lr_scale != 1.0 {
+            vec![("vit.".into(), a.backbone_lr_scale)]
+        } else {
+            vec![]
+        },
+    };
+    let norm = Normalize {
+        mean: proc.image_mean.clone(),
+        std: proc.image_std.clone(),
+    };
+    let train_loader = Loader {
+        dataset: &train_ds,
+        batch_size: a.batch_size,
+        normalize: norm.clone(),
+        augment: Augment::default(),
+        seed: a.seed,
+    };
+    let test_loader = Loader {
+        dataset: &test_ds,
+        batch_size: 64,
+        normalize: norm,
+        augment: Augment::default(),
+        seed: a.seed,
+    };
+    let mut cfg = model.config().clone();
+    cfg.architectures = Some(vec!["ViTForImageClassification".into()]);
+    let files = vec![
+        ("config.json".to_string(), serde_json::to_value(&cfg)?),
+        (
+            "preprocessor_config.json".to_string(),
+            serde_json::to_value(&proc)?,
+        ),
+    ];
+    let n_train: usize = loaded
+        .store
+        .vars()
+        .iter()
+        .map(|(_, v)| v.elem_count())
+        .sum();
+    eprintln!(
+        "fine-tuning {} ({} trainable parameters{}) on {} ({} train / {} test, {} classes), {} epochs",
+        a.model, n_train, if a.freeze_backbone { ", backbone frozen" } else { "" }, root.display(), train_ds.labels.len(), test_ds.labels.len(), n, a.epochs
+    );
+    let opts = train::FitOptions {
+        resume: a.resume,
+        stop_after: a.stop_after,
+        threads: a.threads,
+    };
+    let s = train::fit(
+        &model,
+        &loaded.store,
+        &files,
+        &train_loader,
+        &test_loader,
+        &tc,
+        &a.output,
+        &opts,
+        &device,
+    )?;
+    eprintln!(
+        "test accuracy {:.4} (best {:.4}), {:.1}s; HF checkpoint in {}",
+        s.test_accuracy,
+        s.best_test_accuracy,
+        s.train_seconds,
+        a.output.display()
+    );
+    if a.json {
+        println!(
+            "{}",
+            json!({"test_accuracy": s.test_accuracy, "test_loss": s.test_loss, "best_test_accuracy": s.best_test_accuracy,
+            "epochs": s.epochs, "train_seconds": s.train_seconds, "checkpoint": s.checkpoint, "model_dir": a.output, "trainable_parameters": n_train})
+        );
+    }
+    Ok(())
+}
+
 fn main() {
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Train(a) => run_train(a),
+        Cmd::Finetune(a) => run_finetune(a),
         Cmd::Predict(a) => run_predict(a),
     };
     if let Err(e) = r {

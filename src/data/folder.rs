@@ -17,6 +17,43 @@ fn is_image(p: &Path) -> bool {
 /// is decoded, converted to `channels` and resized to `size`×`size`. A corrupt image is an error
 /// naming the file.
 pub fn image_folder(root: &Path, channels: usize, size: usize) -> Result<InMemory> {
+    image_folder_with(root, (channels, size, size), |img| {
+        crate::image::to_chw(img, size, channels)
+    })
+}
+
+/// ImageFolder through an HF image processor: Pillow-exact resize/crop, pixels kept in [0, 1]
+/// (normalisation happens per batch).
+pub fn image_folder_processed(
+    root: &Path,
+    processor: &crate::image::ProcessorConfig,
+    size: (u32, u32),
+) -> Result<InMemory> {
+    let (h, w) = (size.0 as usize, size.1 as usize);
+    image_folder_with(root, (3, h, w), |img| {
+        let (px, ph, pw) = processor.pixels_u8(img)?;
+        if (ph as usize, pw as usize) != (h, w) {
+            return Err(Error::Shape(format!(
+                "processor gave {ph}x{pw}, the model takes {h}x{w}"
+            )));
+        }
+        let n = h * w;
+        let mut out = vec![0f32; 3 * n];
+        for (i, p) in px.chunks_exact(3).enumerate() {
+            for c in 0..3 {
+                out[c * n + i] = p[c] as f32 / 255.0;
+            }
+        }
+        Ok(out)
+    })
+}
+
+/// ImageFolder with a custom decoder-to-CHW step producing `dims` per image.
+pub fn image_folder_with(
+    root: &Path,
+    dims: (usize, usize, usize),
+    to_chw: impl Fn(&image::DynamicImage) -> Result<Vec<f32>>,
+) -> Result<InMemory> {
     let mut classes: Vec<String> = std::fs::read_dir(root)
         .map_err(|e| Error::io(root, e))?
         .filter_map(|e| e.ok())
@@ -41,7 +78,8 @@ pub fn image_folder(root: &Path, channels: usize, size: usize) -> Result<InMemor
         files.sort();
         for f in files {
             let img = crate::image::open(&f)?;
-            pixels.extend(crate::image::to_chw(&img, size, channels)?);
+            let chw = to_chw(&img).map_err(|e| Error::data(&f, e.to_string()))?;
+            pixels.extend(chw);
             labels.push(ci as u32);
         }
     }
@@ -52,7 +90,7 @@ pub fn image_folder(root: &Path, channels: usize, size: usize) -> Result<InMemor
         name: root.display().to_string(),
         pixels,
         labels,
-        dims: (channels, size, size),
+        dims,
         classes,
     })
 }

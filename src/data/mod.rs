@@ -7,7 +7,7 @@ mod folder;
 mod idx;
 
 pub use digits::digits;
-pub use folder::image_folder;
+pub use folder::{image_folder, image_folder_processed, image_folder_with};
 pub use idx::{fashion_mnist, FASHION_MNIST_DIR};
 
 use crate::{Error, Result};

@@ -118,7 +118,7 @@ impl ProcessorConfig {
                 "image_mean and image_std need 3 values".into(),
             ));
         }
-        if self.image_std.iter().any(|s| *s == 0.0) {
+        if self.image_std.contains(&0.0) {
             return Err(Error::Config("image_std has a zero".into()));
         }
         if Filter::from_pil(self.resample).is_none() {

@@ -72,6 +72,9 @@ pub struct ParamStore {
     inner: Arc<Mutex<Inner>>,
     source: Arc<HashMap<String, Tensor>>,
     trainable: bool,
+    /// Names starting with one of these are created frozen (no gradient), e.g. a backbone
+    /// for a linear probe.
+    frozen: Arc<Vec<String>>,
     device: Device,
 }
 
@@ -99,8 +102,16 @@ impl ParamStore {
             })),
             source: Arc::new(tensors),
             trainable,
+            frozen: Arc::new(vec![]),
             device: device.clone(),
         }
+    }
+
+    /// Freezes every parameter whose name starts with one of `prefixes` (call before building
+    /// the model).
+    pub fn with_frozen(mut self, prefixes: Vec<String>) -> Self {
+        self.frozen = Arc::new(prefixes);
+        self
     }
 
     /// Reads a safetensors file into a store.
@@ -265,7 +276,7 @@ impl candle_nn::var_builder::SimpleBackend for ParamStore {
                 .init(&mut inner, &s, h, dtype)
                 .map_err(|e| candle_core::Error::Msg(e.to_string()))?,
         };
-        let t = if self.trainable {
+        let t = if self.trainable && !self.frozen.iter().any(|p| name.starts_with(p.as_str())) {
             Var::from_tensor(&t)?.as_tensor().clone()
         } else {
             t.detach()
@@ -312,7 +323,40 @@ pub fn save_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()>
     if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
-    candle_core::safetensors::save(&map, &tmp)?;
+    // `{"format": "pt"}` is the metadata PyTorch/`transformers` writes and checks for.
+    let metadata = Some(HashMap::from([("format".to_string(), "pt".to_string())]));
+    let mut entries: Vec<(&String, &Tensor)> = map.iter().collect();
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    safetensors::tensor::serialize_to_file(entries, metadata, &tmp)
+        .map_err(|e| Error::Msg(format!("writing {}: {e}", tmp.display())))?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
     Ok(())
+}
+
+/// Reads a checkpoint's weights from `dir`: `model.safetensors`, else PyTorch's
+/// `pytorch_model.bin` (zip/pickle). Returns the tensors and the file read.
+pub fn load_weights(
+    dir: &Path,
+    device: &Device,
+) -> Result<(HashMap<String, Tensor>, std::path::PathBuf)> {
+    let st = dir.join("model.safetensors");
+    if st.exists() {
+        return Ok((load_safetensors(&st, device)?, st));
+    }
+    let bin = dir.join("pytorch_model.bin");
+    if bin.exists() {
+        let tensors = candle_core::pickle::read_all(&bin).map_err(|e| Error::Checkpoint {
+            path: bin.clone(),
+            report: format!("not a readable PyTorch checkpoint: {e}"),
+        })?;
+        let map = tensors
+            .into_iter()
+            .map(|(k, t)| Ok((k, t.to_device(device)?)))
+            .collect::<Result<HashMap<_, _>>>()?;
+        return Ok((map, bin));
+    }
+    Err(Error::data(
+        dir,
+        "no model.safetensors or pytorch_model.bin",
+    ))
 }

@@ -44,6 +44,17 @@ pub struct TrainConfig {
     pub label_smoothing: f64,
     pub augment: Augment,
     pub seed: u64,
+    /// Optimizer steps every this many batches (gradients summed, averaged).
+    #[serde(default = "one")]
+    pub grad_accum: usize,
+    /// Learning-rate multipliers by parameter-name prefix (e.g. `vit.` 0.1 for a pretrained
+    /// backbone under a fresh head).
+    #[serde(default)]
+    pub lr_scales: Vec<(String, f64)>,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl Default for TrainConfig {
@@ -58,6 +69,8 @@ impl Default for TrainConfig {
             label_smoothing: 0.0,
             augment: Augment::default(),
             seed: 0,
+            grad_accum: 1,
+            lr_scales: vec![],
         }
     }
 }
@@ -145,11 +158,18 @@ fn count_correct(logits: &Tensor, labels: &Tensor) -> Result<usize> {
 
 const LATEST: &str = "latest";
 
-/// Saves weights (`model.safetensors`) and `config.json` into `dir` (atomic writes).
-pub fn save_model(dir: &Path, store: &ParamStore, config: &serde_json::Value) -> Result<()> {
+/// The JSON files that describe a model next to its weights: `("config.json", …)` and, for HF
+/// models, `("preprocessor_config.json", …)`.
+pub type ModelFiles = [(String, serde_json::Value)];
+
+/// Saves weights (`model.safetensors`) and the model's JSON files into `dir` (atomic writes).
+pub fn save_model(dir: &Path, store: &ParamStore, files: &ModelFiles) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     store.save(&dir.join("model.safetensors"))?;
-    write_json(&dir.join("config.json"), config)
+    for (name, value) in files {
+        write_json(&dir.join(name), value)?;
+    }
+    Ok(())
 }
 
 fn save_checkpoint(
@@ -157,7 +177,7 @@ fn save_checkpoint(
     store: &ParamStore,
     opt: &AdamW,
     state: &TrainerState,
-    config: &serde_json::Value,
+    config: &ModelFiles,
 ) -> Result<PathBuf> {
     // A new directory per epoch, then an atomic switch of `latest`: a crash mid-write leaves the
     // previous checkpoint intact and pointed to.
@@ -309,7 +329,7 @@ pub fn grads_data_parallel(
 pub fn fit(
     model: &dyn ImageClassifier,
     store: &ParamStore,
-    model_config: &serde_json::Value,
+    model_config: &ModelFiles,
     train: &Loader,
     test: &Loader,
     cfg: &TrainConfig,
@@ -325,6 +345,9 @@ pub fn fit(
     }
     let var_list: Vec<_> = vars.iter().map(|(_, v)| v.clone()).collect();
     let mut opt = AdamW::new(vars, cfg.optim);
+    for (prefix, scale) in &cfg.lr_scales {
+        opt.set_lr_scale(prefix, *scale);
+    }
     let mut state = TrainerState {
         epoch: 0,
         global_step: 0,
@@ -376,7 +399,7 @@ pub fn fit(
     let cfg = state.config.clone();
     opt.config = cfg.optim;
     let steps_per_epoch = train.num_batches();
-    let total_steps = steps_per_epoch * cfg.epochs;
+    let total_steps = steps_per_epoch.div_ceil(cfg.grad_accum.max(1)) * cfg.epochs;
     let warmup = (cfg.warmup_fraction * total_steps as f64).round() as usize;
     let mut last_dir = latest_checkpoint(out).unwrap_or_else(|| out.to_path_buf());
     let mut last = state.history.last().cloned();
@@ -398,10 +421,16 @@ pub fn fit(
         let order = train.order(epoch, true);
         let (mut loss_sum, mut correct, mut seen) = (0f64, 0usize, 0usize);
         let mut lr = cfg.optim.lr;
-        for idx in order.chunks(train.batch_size.max(1)) {
-            // Dropout's RNG is a function of (seed, step, shard): resuming replays the same masks.
-            let step_seed =
-                cfg.seed ^ (state.global_step as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
+        let accum = cfg.grad_accum.max(1);
+        let batches: Vec<&[usize]> = order.chunks(train.batch_size.max(1)).collect();
+        let mut pending: Option<candle_core::backprop::GradStore> = None;
+        for (bi, idx) in batches.iter().enumerate() {
+            let micro = bi % accum;
+            // Dropout's RNG is a function of (seed, step, micro-batch, shard): resuming replays
+            // the same masks.
+            let step_seed = cfg.seed
+                ^ (state.global_step as u64).wrapping_mul(0xD1B5_4A32_D192_ED03)
+                ^ (micro as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
             let out = grads_data_parallel(
                 model,
                 train,
@@ -412,19 +441,54 @@ pub fn fit(
                 opts.threads,
                 device,
             )?;
-            let mut grads = out.grads;
-            if cfg.clip_grad_norm > 0.0 {
-                clip_grad_norm(&mut grads, &var_list, cfg.clip_grad_norm)?;
+            // Average over the micro-batches of one optimizer step.
+            let group = accum.min(batches.len() - (bi - micro));
+            // GradStore has no public constructor: the first micro-batch's store accumulates.
+            let acc = if micro == 0 {
+                let mut first = out.grads;
+                if group > 1 {
+                    for v in &var_list {
+                        if let Some(g) = first.get(v) {
+                            let g = (g / group as f64)?;
+                            first.insert(v, g);
+                        }
+                    }
+                }
+                first
+            } else {
+                let mut acc = pending
+                    .take()
+                    .ok_or_else(|| Error::Msg("no gradients".into()))?;
+                for v in &var_list {
+                    if let Some(g) = out.grads.get(v) {
+                        let g = (g / group as f64)?;
+                        let sum = match acc.get(v) {
+                            Some(prev) => (prev + g)?,
+                            None => g,
+                        };
+                        acc.insert(v, sum);
+                    }
+                }
+                acc
+            };
+            pending = Some(acc);
+            if micro + 1 == group {
+                let mut grads = pending
+                    .take()
+                    .ok_or_else(|| Error::Msg("no gradients".into()))?;
+                if cfg.clip_grad_norm > 0.0 {
+                    clip_grad_norm(&mut grads, &var_list, cfg.clip_grad_norm)?;
+                }
+                lr = lr_at(
+                    cfg.optim.lr,
+                    state.global_step,
+                    warmup,
+                    total_steps,
+                    cfg.schedule,
+                );
+                opt.step(&grads, lr)?;
+                state.global_step += 1;
             }
-            lr = lr_at(
-                cfg.optim.lr,
-                state.global_step,
-                warmup,
-                total_steps,
-                cfg.schedule,
-            );
-            opt.step(&grads, lr)?;
-            state.global_step += 1;
             let l = out.loss;
             if !l.is_finite() {
                 return Err(Error::Msg(format!(

@@ -312,6 +312,14 @@ impl HfVit {
         }
     }
 
+    /// Names the classes (HF's `id2label`/`label2id`); the count must match the head.
+    pub fn set_labels(&mut self, names: &[String]) {
+        match self {
+            HfVit::Model(b) => b.config.set_labels(names),
+            HfVit::Classifier { vit, .. } => vit.config.set_labels(names),
+        }
+    }
+
     pub fn backbone(&self) -> &HfVitBackbone {
         match self {
             HfVit::Model(b) => b,
@@ -341,8 +349,8 @@ impl HfVit {
         Ok(HfVit::Model(HfVitBackbone::new(vb, config, true)?))
     }
 
-    /// Loads `model.safetensors` (or `pytorch_model.bin` is not read: convert first) from a
-    /// directory with `config.json`. `classify`: build a classifier (fresh head when the
+    /// Loads `model.safetensors` (or `pytorch_model.bin`) from a directory with `config.json`.
+    /// `classify`: build a classifier (fresh head when the
     /// checkpoint has none, or when `num_labels` differs, as HF's `ignore_mismatched_sizes`).
     /// Missing or mis-shaped backbone tensors are an error listing every name.
     pub fn load(
@@ -353,9 +361,22 @@ impl HfVit {
         seed: u64,
         device: &Device,
     ) -> Result<Loaded> {
+        Self::load_with(dir, classify, num_labels, trainable, seed, device, vec![])
+    }
+
+    /// [`HfVit::load`] with parameters under `frozen` prefixes kept out of training.
+    #[allow(clippy::too_many_arguments)]
+    pub fn load_with(
+        dir: &Path,
+        classify: bool,
+        num_labels: Option<usize>,
+        trainable: bool,
+        seed: u64,
+        device: &Device,
+        frozen: Vec<String>,
+    ) -> Result<Loaded> {
         let mut config: HfVitConfig = crate::util::read_json(&dir.join("config.json"))?;
-        let weights = dir.join("model.safetensors");
-        let tensors = crate::nn::store::load_safetensors(&weights, device)?;
+        let (tensors, weights) = crate::nn::store::load_weights(dir, device)?;
         let prefixed = tensors.keys().any(|k| k.starts_with("vit."));
         // Re-key so the checkpoint matches the layout being built.
         let tensors: std::collections::HashMap<String, Tensor> = match (classify, prefixed) {
@@ -384,7 +405,7 @@ impl HfVit {
         } else {
             tensors
         };
-        let store = ParamStore::with_source(tensors, seed, trainable, device);
+        let store = ParamStore::with_source(tensors, seed, trainable, device).with_frozen(frozen);
         let vb = store.var_builder(DType::F32);
         let model = if classify {
             HfVit::classifier(vb, &config)?
@@ -403,8 +424,8 @@ impl HfVit {
             .missing
             .iter()
             .filter(|k| {
-                !(k.starts_with("classifier.") && classify)
-                    && !(k.starts_with("pooler.") && prefixed)
+                !((k.starts_with("classifier.") && classify)
+                    || (k.starts_with("pooler.") && prefixed))
             })
             .collect();
         if !missing_fatal.is_empty()
@@ -434,6 +455,29 @@ impl HfVit {
                 Ok(classifier.forward(&h.narrow(1, 0, 1)?.squeeze(1)?)?)
             }
         }
+    }
+
+    /// Saves an HF checkpoint `ViTForImageClassification.from_pretrained(dir)` loads:
+    /// `model.safetensors` (HF names, `format: pt`), `config.json` (with `id2label`,
+    /// `label2id`, `architectures`) and, when given, `preprocessor_config.json`.
+    pub fn save(
+        &self,
+        dir: &Path,
+        store: &ParamStore,
+        processor: Option<&crate::image::ProcessorConfig>,
+    ) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let mut cfg = self.config().clone();
+        cfg.architectures = Some(vec![match self {
+            HfVit::Model(_) => "ViTModel".into(),
+            HfVit::Classifier { .. } => "ViTForImageClassification".into(),
+        }]);
+        store.save(&dir.join("model.safetensors"))?;
+        crate::util::write_json(&dir.join("config.json"), &cfg)?;
+        if let Some(p) = processor {
+            crate::util::write_json(&dir.join("preprocessor_config.json"), p)?;
+        }
+        Ok(())
     }
 
     /// Eval forward with per-layer attentions and hidden states.

@@ -1,0 +1,246 @@
+//! Model arguments: a local directory, or a Hugging Face hub id (`owner/name`, optional
+//! `@revision`) resolved through the `hf-hub` crate into the standard HF cache (`HF_HOME`
+//! honoured; with `HF_HUB_OFFLINE=1` only the cache is read).
+use crate::{Error, Result};
+use std::path::{Path, PathBuf};
+
+/// Where a model argument points.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ModelRef {
+    Local(PathBuf),
+    Hub {
+        repo: String,
+        revision: Option<String>,
+    },
+}
+
+impl ModelRef {
+    /// An existing path is local; otherwise `owner/name[@revision]` is a hub id.
+    pub fn parse(arg: &str) -> Result<ModelRef> {
+        let p = Path::new(arg);
+        if p.exists() {
+            return Ok(ModelRef::Local(p.to_path_buf()));
+        }
+        let (repo, revision) = match arg.split_once('@') {
+            Some((r, v)) if !v.is_empty() => (r, Some(v.to_string())),
+            Some(_) => return Err(Error::Config(format!("{arg:?}: empty revision after '@'"))),
+            None => (arg, None),
+        };
+        let valid = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        };
+        match repo.split_once('/') {
+            Some((o, n)) if valid(o) && valid(n) => Ok(ModelRef::Hub { repo: repo.to_string(), revision }),
+            _ => Err(Error::Config(format!(
+                "{arg:?} is neither an existing directory nor a hub id like google/vit-base-patch16-224"
+            ))),
+        }
+    }
+}
+
+fn offline() -> bool {
+    matches!(
+        std::env::var("HF_HUB_OFFLINE").as_deref(),
+        Ok("1") | Ok("true") | Ok("TRUE") | Ok("yes")
+    )
+}
+
+/// Resolves a model argument to a local directory holding `required` files (and whichever of
+/// `optional` exist; the first present of each `alternatives` group is fetched).
+pub fn resolve(
+    arg: &str,
+    required: &[&str],
+    alternatives: &[&[&str]],
+    optional: &[&str],
+) -> Result<PathBuf> {
+    match ModelRef::parse(arg)? {
+        ModelRef::Local(dir) => {
+            for f in required {
+                if !dir.join(f).exists() {
+                    return Err(Error::data(&dir, format!("missing {f}")));
+                }
+            }
+            for group in alternatives {
+                if !group.iter().any(|f| dir.join(f).exists()) {
+                    return Err(Error::data(&dir, format!("missing {}", group.join(" or "))));
+                }
+            }
+            Ok(dir)
+        }
+        ModelRef::Hub { repo, revision } => {
+            fetch(&repo, revision.as_deref(), required, alternatives, optional)
+        }
+    }
+}
+
+fn fetch(
+    repo: &str,
+    revision: Option<&str>,
+    required: &[&str],
+    alternatives: &[&[&str]],
+    optional: &[&str],
+) -> Result<PathBuf> {
+    use hf_hub::{Cache, Repo, RepoType};
+    let rev = revision.unwrap_or("main").to_string();
+    let hub_repo = Repo::with_revision(repo.to_string(), RepoType::Model, rev.clone());
+    let how_to_fix = |what: &str| {
+        format!(
+            "{repo}@{rev}: {what}. Download it once with network access (same command), or pass a local \
+             directory with config.json and model.safetensors; the cache is $HF_HOME/hub (default ~/.cache/huggingface/hub)"
+        )
+    };
+    let mut dir: Option<PathBuf> = None;
+    let mut note = |p: PathBuf| {
+        if dir.is_none() {
+            dir = p.parent().map(Path::to_path_buf);
+        }
+    };
+    if offline() {
+        let cache = Cache::from_env().repo(hub_repo);
+        for f in required {
+            note(cache.get(f).ok_or_else(|| {
+                Error::Msg(how_to_fix(&format!(
+                    "HF_HUB_OFFLINE is set and {f} is not cached"
+                )))
+            })?);
+        }
+        for group in alternatives {
+            let hit = group.iter().find_map(|f| cache.get(f));
+            note(hit.ok_or_else(|| {
+                Error::Msg(how_to_fix(&format!(
+                    "HF_HUB_OFFLINE is set and none of {} is cached",
+                    group.join(", ")
+                )))
+            })?);
+        }
+        for f in optional {
+            if let Some(p) = cache.get(f) {
+                note(p);
+            }
+        }
+    } else {
+        let api = hf_hub::api::sync::ApiBuilder::from_env()
+            .with_progress(true)
+            .build()
+            .map_err(|e| Error::Msg(how_to_fix(&format!("cannot start the hub client: {e}"))))?;
+        let r = api.repo(hub_repo);
+        for f in required {
+            note(
+                r.get(f)
+                    .map_err(|e| Error::Msg(how_to_fix(&format!("cannot download {f}: {e}"))))?,
+            );
+        }
+        for group in alternatives {
+            let mut last = String::new();
+            let mut found = false;
+            for f in group.iter() {
+                match r.get(f) {
+                    Ok(p) => {
+                        note(p);
+                        found = true;
+                        break;
+                    }
+                    Err(e) => last = e.to_string(),
+                }
+            }
+            if !found {
+                return Err(Error::Msg(how_to_fix(&format!(
+                    "cannot download any of {}: {last}",
+                    group.join(", ")
+                ))));
+            }
+        }
+        for f in optional {
+            if let Ok(p) = r.get(f) {
+                note(p);
+            }
+        }
+    }
+    dir.ok_or_else(|| Error::Msg(how_to_fix("nothing to fetch")))
+}
+
+/// Resolves an HF image model: `config.json`, weights (`model.safetensors` or
+/// `pytorch_model.bin`) and `preprocessor_config.json` when the repo has one.
+pub fn resolve_image_model(arg: &str) -> Result<PathBuf> {
+    resolve(
+        arg,
+        &["config.json"],
+        &[&["model.safetensors", "pytorch_model.bin"]],
+        &["preprocessor_config.json"],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_hub_ids_and_local_dirs() {
+        assert_eq!(
+            ModelRef::parse("google/vit-base-patch16-224-in21k").unwrap(),
+            ModelRef::Hub {
+                repo: "google/vit-base-patch16-224-in21k".into(),
+                revision: None
+            }
+        );
+        assert_eq!(
+            ModelRef::parse("openai/clip-vit-base-patch32@refs/pr/1").unwrap(),
+            ModelRef::Hub {
+                repo: "openai/clip-vit-base-patch32".into(),
+                revision: Some("refs/pr/1".into())
+            }
+        );
+        assert_eq!(
+            ModelRef::parse("google/vit-base-patch16-224@v1.0").unwrap(),
+            ModelRef::Hub {
+                repo: "google/vit-base-patch16-224".into(),
+                revision: Some("v1.0".into())
+            }
+        );
+        assert!(ModelRef::parse("not a model").is_err());
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(
+            ModelRef::parse(d.path().to_str().unwrap()).unwrap(),
+            ModelRef::Local(d.path().to_path_buf())
+        );
+    }
+
+    #[test]
+    fn offline_and_uncached_is_one_clear_error() {
+        let home = tempfile::tempdir().unwrap();
+        // Both variables are read per call; this test is the only one in the crate to set them.
+        std::env::set_var("HF_HOME", home.path());
+        std::env::set_var("HF_HUB_OFFLINE", "1");
+        let err = resolve_image_model("google/vit-base-patch16-224")
+            .unwrap_err()
+            .to_string();
+        std::env::remove_var("HF_HUB_OFFLINE");
+        std::env::remove_var("HF_HOME");
+        assert!(
+            err.contains("HF_HUB_OFFLINE is set") && err.contains("local directory"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn offline_reads_the_standard_cache_layout() {
+        let home = tempfile::tempdir().unwrap();
+        let repo = home.path().join("hub").join("models--acme--tiny-vit");
+        let snap = repo.join("snapshots").join("abc123");
+        std::fs::create_dir_all(&snap).unwrap();
+        std::fs::create_dir_all(repo.join("refs")).unwrap();
+        std::fs::write(repo.join("refs").join("main"), "abc123").unwrap();
+        for f in ["config.json", "model.safetensors"] {
+            std::fs::write(snap.join(f), "{}").unwrap();
+        }
+        let c = hf_hub::Cache::new(home.path().join("hub"));
+        let r = c.repo(hf_hub::Repo::with_revision(
+            "acme/tiny-vit".into(),
+            hf_hub::RepoType::Model,
+            "main".into(),
+        ));
+        assert_eq!(r.get("config.json").unwrap(), snap.join("config.json"));
+    }
+}

@@ -1,0 +1,156 @@
+//! `tessera finetune` end to end on a generated ImageFolder, from an HF backbone checkpoint
+//! (the in21k layout: no prefix, pooler, no classifier) to an HF classifier checkpoint.
+mod common;
+use common::{fixture, load, max_abs_diff};
+use std::path::Path;
+use std::process::Command;
+
+/// Two easily separated classes: reddish vs bluish noisy images, 40x36 (resized by the processor).
+fn make_folder(root: &Path, per_class: u32) {
+    for (ci, class) in ["blue_things", "red_things"].iter().enumerate() {
+        for split in ["train", "test"] {
+            let d = root.join(split).join(class);
+            std::fs::create_dir_all(&d).unwrap();
+            for k in 0..per_class {
+                let img = image::RgbImage::from_fn(40, 36, |x, y| {
+                    let noise = ((x * 31 + y * 17 + k * 7) % 50) as u8;
+                    if ci == 0 {
+                        image::Rgb([noise, 40, 180 + noise])
+                    } else {
+                        image::Rgb([180 + noise, 40, noise])
+                    }
+                });
+                img.save(d.join(format!("{k}.png"))).unwrap();
+            }
+        }
+    }
+}
+
+fn tessera(args: &[&str]) -> (bool, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into(),
+        String::from_utf8_lossy(&o.stderr).into(),
+    )
+}
+
+#[test]
+fn finetune_backbone_into_hf_classifier_and_predict() {
+    let d = tempfile::tempdir().unwrap();
+    make_folder(&d.path().join("data"), 12);
+    let out = d.path().join("out");
+    let model = fixture("hf_vit_model");
+    let (ok, stdout, stderr) = tessera(&[
+        "finetune",
+        "--model",
+        model.to_str().unwrap(),
+        "--dataset",
+        d.path().join("data").to_str().unwrap(),
+        "--epochs",
+        "3",
+        "--batch-size",
+        "8",
+        "--lr",
+        "2e-3",
+        "--output",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("newly initialised: classifier.weight, classifier.bias"),
+        "{stderr}"
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert!(v["test_accuracy"].as_f64().unwrap() >= 0.9, "{stdout}");
+    // An HF checkpoint: names, labels, processor.
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["architectures"][0], "ViTForImageClassification");
+    assert_eq!(cfg["id2label"]["1"], "red_things");
+    assert_eq!(cfg["label2id"]["blue_things"], 0);
+    assert!(out.join("preprocessor_config.json").exists());
+    let w = load(&out.join("model.safetensors"));
+    assert!(
+        w.contains_key("classifier.weight")
+            && w.contains_key("vit.encoder.layer.1.output.dense.bias")
+    );
+    assert!(!w.keys().any(|k| k.contains("pooler")));
+    // Predict with the checkpoint's own processor.
+    let img = d
+        .path()
+        .join("data")
+        .join("test")
+        .join("red_things")
+        .join("3.png");
+    let (ok, stdout, stderr) = tessera(&[
+        "predict",
+        "--json",
+        "--model",
+        out.to_str().unwrap(),
+        img.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    let p: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(p[0]["predictions"][0]["label"], "red_things", "{stdout}");
+}
+
+#[test]
+fn freeze_backbone_trains_only_the_head_and_grad_accum_runs() {
+    let d = tempfile::tempdir().unwrap();
+    make_folder(&d.path().join("data"), 6);
+    let out = d.path().join("probe");
+    let model = fixture("hf_vit_model");
+    let (ok, _, stderr) = tessera(&[
+        "finetune",
+        "--model",
+        model.to_str().unwrap(),
+        "--dataset",
+        d.path().join("data").to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--grad-accum",
+        "2",
+        "--lr",
+        "1e-3",
+        "--freeze-backbone",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("backbone frozen"), "{stderr}");
+    let before = load(&model.join("model.safetensors"));
+    let after = load(&out.join("model.safetensors"));
+    for (k, t) in &before {
+        if k.starts_with("pooler") {
+            continue;
+        }
+        assert_eq!(
+            max_abs_diff(t, &after[&format!("vit.{k}")]),
+            0.0,
+            "{k} changed"
+        );
+    }
+    // Bad input: --num-labels that disagrees with the dataset.
+    let (ok, _, e) = tessera(&[
+        "finetune",
+        "--model",
+        model.to_str().unwrap(),
+        "--dataset",
+        d.path().join("data").to_str().unwrap(),
+        "--num-labels",
+        "37",
+        "--output",
+        d.path().join("x").to_str().unwrap(),
+    ]);
+    assert!(
+        !ok && e.contains("--num-labels 37") && !e.contains("panicked"),
+        "{e}"
+    );
+}
