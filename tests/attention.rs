@@ -1,0 +1,134 @@
+//! The shared attention: cross-attention, masks and probabilities on request.
+use candle_core::{DType, Device, Tensor};
+use tessera::nn::{
+    causal_mask, padding_mask, Attention, AttnNames, Ctx, ParamStore, QkvNames, Trace,
+};
+
+fn attn(names: AttnNames) -> Attention {
+    let store = ParamStore::fresh(3, false, &Device::Cpu);
+    Attention::new(store.var_builder(DType::F32), names, 16, 4, true, 0.0).unwrap()
+}
+
+fn diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+#[test]
+fn cross_attention_on_itself_is_self_attention_in_every_layout() {
+    let x = Tensor::randn(0f32, 1.0, (2, 5, 16), &Device::Cpu).unwrap();
+    for names in [
+        AttnNames {
+            qkv: QkvNames::TorchInProj,
+            out: "out_proj",
+        },
+        AttnNames {
+            qkv: QkvNames::FusedLinear("qkv"),
+            out: "proj",
+        },
+        AttnNames {
+            qkv: QkvNames::Separate {
+                q: "q",
+                k: "k",
+                v: "v",
+            },
+            out: "o",
+        },
+    ] {
+        let a = attn(names);
+        let s = a.forward(&x, None, None, &mut Ctx::eval()).unwrap();
+        let c = a.forward(&x, Some(&x), None, &mut Ctx::eval()).unwrap();
+        assert!(diff(&s, &c) < 1e-6, "{names:?}");
+    }
+}
+
+#[test]
+fn cross_attention_to_a_longer_context_and_probabilities() {
+    let a = attn(AttnNames {
+        qkv: QkvNames::Separate {
+            q: "q",
+            k: "k",
+            v: "v",
+        },
+        out: "o",
+    });
+    let x = Tensor::randn(0f32, 1.0, (2, 3, 16), &Device::Cpu).unwrap();
+    let ctx = Tensor::randn(0f32, 1.0, (2, 7, 16), &Device::Cpu).unwrap();
+    let mut trace = Trace::default();
+    let y = a
+        .forward(
+            &x,
+            Some(&ctx),
+            None,
+            &mut Ctx::eval().with_trace(&mut trace),
+        )
+        .unwrap();
+    assert_eq!(y.dims(), &[2, 3, 16]);
+    assert_eq!(trace.attentions[0].dims(), &[2, 4, 3, 7]);
+    // Permuting the context permutes nothing in the output: attention is a set operation.
+    let perm = Tensor::new(&[6u32, 5, 4, 3, 2, 1, 0], &Device::Cpu).unwrap();
+    let y2 = a
+        .forward(
+            &x,
+            Some(&ctx.index_select(&perm, 1).unwrap()),
+            None,
+            &mut Ctx::eval(),
+        )
+        .unwrap();
+    assert!(diff(&y, &y2) < 1e-5);
+}
+
+#[test]
+fn causal_and_padding_masks_hide_what_they_should() {
+    let a = attn(AttnNames {
+        qkv: QkvNames::TorchInProj,
+        out: "out_proj",
+    });
+    let x = Tensor::randn(0f32, 1.0, (1, 6, 16), &Device::Cpu).unwrap();
+    let m = causal_mask(6, DType::F32, &Device::Cpu).unwrap();
+    let y = a.forward(&x, None, Some(&m), &mut Ctx::eval()).unwrap();
+    // Changing token 5 leaves positions 0..5 unchanged under a causal mask.
+    let x2 = Tensor::cat(
+        &[
+            x.narrow(1, 0, 5).unwrap(),
+            Tensor::ones((1, 1, 16), DType::F32, &Device::Cpu).unwrap(),
+        ],
+        1,
+    )
+    .unwrap();
+    let y2 = a.forward(&x2, None, Some(&m), &mut Ctx::eval()).unwrap();
+    assert!(diff(&y.narrow(1, 0, 5).unwrap(), &y2.narrow(1, 0, 5).unwrap()) < 1e-6);
+    assert!(diff(&y.narrow(1, 5, 1).unwrap(), &y2.narrow(1, 5, 1).unwrap()) > 1e-3);
+    // A padding mask that drops the last two tokens makes them irrelevant to everyone.
+    let keep = Tensor::new(&[[1f32, 1., 1., 1., 0., 0.]], &Device::Cpu).unwrap();
+    let pm = padding_mask(&keep, DType::F32).unwrap();
+    let mut trace = Trace::default();
+    let p1 = a
+        .forward(&x, None, Some(&pm), &mut Ctx::eval().with_trace(&mut trace))
+        .unwrap();
+    let probs = trace.attentions[0].narrow(3, 4, 2).unwrap();
+    assert!(
+        probs
+            .abs()
+            .unwrap()
+            .max_keepdim(3)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+            < 1e-6
+    );
+    let p2 = a.forward(&x2, None, Some(&pm), &mut Ctx::eval()).unwrap();
+    assert!(diff(&p1.narrow(1, 0, 4).unwrap(), &p2.narrow(1, 0, 4).unwrap()) < 1e-6);
+}
