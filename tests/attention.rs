@@ -1,4 +1,5 @@
 //! The shared attention: cross-attention, masks and probabilities on request.
+mod common;
 use candle_core::{DType, Device, Tensor};
 use tessera::nn::{
     causal_mask, padding_mask, Attention, AttnNames, Ctx, ParamStore, QkvNames, Trace,
