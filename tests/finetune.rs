@@ -154,3 +154,55 @@ fn freeze_backbone_trains_only_the_head_and_grad_accum_runs() {
         "{e}"
     );
 }
+
+#[test]
+fn parquet_dataset_in_hf_layout() {
+    use tessera::data::{parquet, Dataset};
+    use tessera::image::ProcessorConfig;
+    let dir = fixture("parquet_pets_like");
+    let train = parquet::split_files(&dir, "train").unwrap();
+    let test = parquet::split_files(&dir, "test").unwrap();
+    assert_eq!(train.len(), 1);
+    assert_eq!(test.len(), 1);
+    let proc = ProcessorConfig::vit(32);
+    let tr = parquet::read_split(&train, &proc, (32, 32), None).unwrap();
+    assert_eq!(tr.len(), 18);
+    assert_eq!(tr.classes, vec!["blue_things", "red_things"]); // from the `huggingface` metadata
+    assert_eq!(tr.dims(), (3, 32, 32));
+    // A file that is not parquet is an error naming it.
+    let d = tempfile::tempdir().unwrap();
+    let bad = d.path().join("train-00000-of-00001.parquet");
+    std::fs::write(&bad, b"PAR1 nope").unwrap();
+    let err = parquet::read_split(&[bad], &proc, (32, 32), None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("train-00000-of-00001.parquet"), "{err}");
+
+    // End to end: fine-tune the in21k-layout fixture on the parquet set.
+    let out = d.path().join("pq");
+    let (ok, stdout, stderr) = tessera(&[
+        "finetune",
+        "--model",
+        fixture("hf_vit_model").to_str().unwrap(),
+        "--dataset",
+        dir.to_str().unwrap(),
+        "--epochs",
+        "3",
+        "--batch-size",
+        "6",
+        "--lr",
+        "2e-3",
+        "--output",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(ok, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert!(
+        v["test_accuracy"].as_f64().unwrap() >= 5.0 / 6.0,
+        "{stdout}"
+    );
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["id2label"]["0"], "blue_things");
+}

@@ -38,10 +38,14 @@ struct FinetuneArgs {
     /// preprocessor_config.json) or a hub id such as google/vit-base-patch16-224-in21k.
     #[arg(long)]
     model: String,
-    /// ImageFolder directory: class sub-folders, with train/ and test/ (else an 80/20
-    /// stratified split).
+    /// An HF parquet dataset directory (`train-*.parquet`, `test-*.parquet`, e.g. a download of
+    /// timm/oxford-iiit-pet) or an ImageFolder directory (class sub-folders, with train/ and
+    /// test/, else an 80/20 stratified split).
     #[arg(long)]
     dataset: PathBuf,
+    /// Class names, one per line, for parquet files without `huggingface` metadata.
+    #[arg(long)]
+    labels: Option<PathBuf>,
     /// Size of the new classification head (default: the number of class folders).
     #[arg(long)]
     num_labels: Option<usize>,
@@ -454,7 +458,34 @@ fn run_finetune(mut a: FinetuneArgs) -> Result<()> {
     };
     let size = (raw_cfg.image_size as u32, raw_cfg.image_size as u32);
     let root = &a.dataset;
-    let (train_ds, test_ds) = if root.join("train").is_dir() && root.join("test").is_dir() {
+    let label_names: Option<Vec<String>> = match &a.labels {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .with_context(|| format!("--labels {}", p.display()))?
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect(),
+        ),
+        None => None,
+    };
+    let (train_ds, test_ds) = if data::parquet::is_parquet_dataset(root) {
+        // HF datasets layout: train-*.parquet / test-*.parquet (validation if there is no test).
+        let train_files = data::parquet::split_files(root, "train")?;
+        let mut test_files = data::parquet::split_files(root, "test")?;
+        if test_files.is_empty() {
+            test_files = data::parquet::split_files(root, "validation")?;
+        }
+        let tr = data::parquet::read_split(&train_files, &proc, size, label_names.as_deref())?;
+        if test_files.is_empty() {
+            let (a_idx, b_idx) = data::stratified_split(&tr.labels, 0.2, 0);
+            (tr.subset(&a_idx), tr.subset(&b_idx))
+        } else {
+            let te = data::parquet::read_split(&test_files, &proc, size, Some(&tr.classes))?;
+            (tr, te)
+        }
+    } else if root.join("train").is_dir() && root.join("test").is_dir() {
         (
             data::image_folder_processed(&root.join("train"), &proc, size)?,
             data::image_folder_processed(&root.join("test"), &proc, size)?,
@@ -462,7 +493,7 @@ fn run_finetune(mut a: FinetuneArgs) -> Result<()> {
     } else {
         let all = data::image_folder_processed(root, &proc, size)?;
         let (tr, te) = data::stratified_split(&all.labels, 0.2, 0);
-        (all.subset(&tr, "train"), all.subset(&te, "test"))
+        (all.subset(&tr), all.subset(&te))
     };
     let classes = train_ds.classes.clone();
     let n = a.num_labels.unwrap_or(classes.len());

@@ -22,29 +22,37 @@ pub fn image_folder(root: &Path, channels: usize, size: usize) -> Result<InMemor
     })
 }
 
-/// ImageFolder through an HF image processor: Pillow-exact resize/crop, pixels kept in [0, 1]
+/// ImageFolder through an HF image processor: Pillow-exact resize/crop, kept as uint8
 /// (normalisation happens per batch).
 pub fn image_folder_processed(
     root: &Path,
     processor: &crate::image::ProcessorConfig,
     size: (u32, u32),
-) -> Result<InMemory> {
+) -> Result<super::U8Images> {
     let (h, w) = (size.0 as usize, size.1 as usize);
-    image_folder_with(root, (3, h, w), |img| {
+    let n = h * w;
+    let mut pixels: Vec<u8> = vec![];
+    let f = image_folder_with(root, (0, 0, 0), |img| {
         let (px, ph, pw) = processor.pixels_u8(img)?;
         if (ph as usize, pw as usize) != (h, w) {
             return Err(Error::Shape(format!(
                 "processor gave {ph}x{pw}, the model takes {h}x{w}"
             )));
         }
-        let n = h * w;
-        let mut out = vec![0f32; 3 * n];
+        let base = pixels.len();
+        pixels.resize(base + 3 * n, 0);
         for (i, p) in px.chunks_exact(3).enumerate() {
             for c in 0..3 {
-                out[c * n + i] = p[c] as f32 / 255.0;
+                pixels[base + c * n + i] = p[c];
             }
         }
-        Ok(out)
+        Ok(vec![])
+    })?;
+    Ok(super::U8Images {
+        pixels,
+        labels: f.labels,
+        dims: (3, h, w),
+        classes: f.classes,
     })
 }
 
@@ -52,7 +60,7 @@ pub fn image_folder_processed(
 pub fn image_folder_with(
     root: &Path,
     dims: (usize, usize, usize),
-    to_chw: impl Fn(&image::DynamicImage) -> Result<Vec<f32>>,
+    mut to_chw: impl FnMut(&image::DynamicImage) -> Result<Vec<f32>>,
 ) -> Result<InMemory> {
     let mut classes: Vec<String> = std::fs::read_dir(root)
         .map_err(|e| Error::io(root, e))?

@@ -5,6 +5,7 @@
 mod digits;
 mod folder;
 mod idx;
+pub mod parquet;
 
 pub use digits::digits;
 pub use folder::{image_folder, image_folder_processed, image_folder_with};
@@ -114,6 +115,54 @@ impl Dataset for InMemory {
     fn item(&self, i: usize, out: &mut [f32]) -> Result<u32> {
         let n = self.item_len();
         out.copy_from_slice(&self.pixels[i * n..(i + 1) * n]);
+        Ok(self.labels[i])
+    }
+    fn label(&self, i: usize) -> u32 {
+        self.labels[i]
+    }
+}
+
+/// Processed uint8 images (CHW), a quarter of the memory of floats: what HF processors produce
+/// before rescaling. Items come out as floats in [0, 1].
+#[derive(Clone, Debug)]
+pub struct U8Images {
+    pub pixels: Vec<u8>,
+    pub labels: Vec<u32>,
+    pub dims: (usize, usize, usize),
+    pub classes: Vec<String>,
+}
+
+impl U8Images {
+    pub fn subset(&self, idx: &[usize]) -> U8Images {
+        let n = self.dims.0 * self.dims.1 * self.dims.2;
+        let mut pixels = Vec::with_capacity(idx.len() * n);
+        for &i in idx {
+            pixels.extend_from_slice(&self.pixels[i * n..(i + 1) * n]);
+        }
+        U8Images {
+            pixels,
+            labels: idx.iter().map(|&i| self.labels[i]).collect(),
+            dims: self.dims,
+            classes: self.classes.clone(),
+        }
+    }
+}
+
+impl Dataset for U8Images {
+    fn len(&self) -> usize {
+        self.labels.len()
+    }
+    fn dims(&self) -> (usize, usize, usize) {
+        self.dims
+    }
+    fn class_names(&self) -> &[String] {
+        &self.classes
+    }
+    fn item(&self, i: usize, out: &mut [f32]) -> Result<u32> {
+        let n = out.len();
+        for (o, p) in out.iter_mut().zip(&self.pixels[i * n..(i + 1) * n]) {
+            *o = *p as f32 / 255.0;
+        }
         Ok(self.labels[i])
     }
     fn label(&self, i: usize) -> u32 {
