@@ -142,3 +142,32 @@ fn mis_shaped_checkpoint_lists_names() {
         "{err}"
     );
 }
+
+/// The seed ViT (norm_first) converts to HF's layout exactly: same logits.
+#[test]
+fn prenorm_seed_vit_exports_to_an_equivalent_hf_classifier() {
+    use tessera::models::vit::{hf::seed_to_hf, VisionTransformer, VitConfig};
+    use tessera::nn::ParamStore;
+    let d = fixture("seed_vit_prenorm_32");
+    let cfg: VitConfig = tessera::util::read_json(&d.join("config.json")).unwrap();
+    let store =
+        ParamStore::from_safetensors(&d.join("model.safetensors"), 0, false, &Device::Cpu).unwrap();
+    let seed = VisionTransformer::new(store.var_builder(candle_core::DType::F32), &cfg).unwrap();
+    let (tensors, hf_cfg) = seed_to_hf(&cfg, &store.named_tensors()).unwrap();
+    let hf_store = ParamStore::with_source(tensors.into_iter().collect(), 0, false, &Device::Cpu);
+    let hf = HfVit::classifier(hf_store.var_builder(candle_core::DType::F32), &hf_cfg).unwrap();
+    assert!(hf_store.report().is_clean(), "{}", hf_store.report());
+    let io = load(&d.join("io.safetensors"));
+    let a = seed.forward(&io["input"], &mut Ctx::eval()).unwrap();
+    let b = hf.forward(&io["input"], &mut Ctx::eval()).unwrap();
+    let diff = max_abs_diff(&a, &b);
+    println!("seed vs exported HF logits: {diff:e}");
+    assert!(diff <= 1e-5);
+    // A post-norm model has no HF equivalent: a clear error.
+    let post: VitConfig =
+        tessera::util::read_json(&fixture("seed_vit_postnorm_28").join("config.json")).unwrap();
+    assert!(seed_to_hf(&post, &[])
+        .unwrap_err()
+        .to_string()
+        .contains("post-norm"));
+}

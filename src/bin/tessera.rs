@@ -30,6 +30,17 @@ enum Cmd {
     Finetune(FinetuneArgs),
     /// Classify images with a checkpoint: a tessera run directory, an HF directory or hub id.
     Predict(PredictArgs),
+    /// Convert a pre-norm seed ViT run into an HF `ViTForImageClassification` checkpoint.
+    ExportHf(ExportArgs),
+}
+
+#[derive(Parser)]
+struct ExportArgs {
+    /// A tessera run directory (config.json + model.safetensors) of a `--pre-norm` model.
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long)]
+    output: PathBuf,
 }
 
 #[derive(Parser)]
@@ -65,6 +76,9 @@ struct FinetuneArgs {
     /// Evaluation strategy; `each-epoch` (HF `eval_strategy="epoch"`) is the only one.
     #[arg(long, default_value = "each-epoch", value_parser = ["each-epoch", "epoch"])]
     eval: String,
+    /// Start from random weights with the checkpoint's config (the from-scratch baseline).
+    #[arg(long)]
+    from_scratch: bool,
     /// Train only the new head (linear probe).
     #[arg(long)]
     freeze_backbone: bool,
@@ -127,6 +141,9 @@ struct TrainArgs {
     /// Pre-norm blocks (timm/HF layout) instead of the seed's post-norm.
     #[arg(long)]
     pre_norm: bool,
+    /// Input channels (e.g. 3 to train on grey data for RGB fine-tuning later).
+    #[arg(long)]
+    channels: Option<usize>,
     /// Global gradient-norm clipping (0 = off).
     #[arg(long, default_value_t = 1.0)]
     clip: f64,
@@ -234,6 +251,11 @@ fn run_train(mut a: TrainArgs) -> Result<()> {
     }
     cfg.dropout = a.dropout.unwrap_or(r.dropout);
     cfg.pre_norm = a.pre_norm;
+    if let Some(c) = a.channels {
+        cfg.num_channels = c;
+        cfg.image_mean = vec![0.5; c];
+        cfg.image_std = vec![0.5; c];
+    }
     let (train_ds, test_ds) = data::by_name(&a.dataset, cfg.num_channels, cfg.image_size)?;
     cfg.num_classes = train_ds.classes.len();
     cfg.id2label = train_ds
@@ -439,6 +461,27 @@ fn run_predict(a: PredictArgs) -> Result<()> {
     Ok(())
 }
 
+fn run_export(a: ExportArgs) -> Result<()> {
+    let cfg: VitConfig = tessera::util::read_json(&a.model.join("config.json"))?;
+    let weights = a.model.join("model.safetensors");
+    let store = ParamStore::from_safetensors(&weights, 0, false, &Device::Cpu)?;
+    VisionTransformer::new(store.var_builder(DType::F32), &cfg)?;
+    store.ensure_clean(&weights)?;
+    let (tensors, hf_cfg) = tessera::models::vit::hf::seed_to_hf(&cfg, &store.named_tensors())?;
+    std::fs::create_dir_all(&a.output).with_context(|| format!("{}", a.output.display()))?;
+    tessera::nn::store::save_safetensors(&a.output.join("model.safetensors"), &tensors)?;
+    tessera::util::write_json(&a.output.join("config.json"), &hf_cfg)?;
+    let mut proc = ProcessorConfig::vit(cfg.image_size as u32);
+    proc.image_mean = cfg.image_mean.clone();
+    proc.image_std = cfg.image_std.clone();
+    tessera::util::write_json(&a.output.join("preprocessor_config.json"), &proc)?;
+    eprintln!(
+        "wrote an HF ViTForImageClassification checkpoint to {}",
+        a.output.display()
+    );
+    Ok(())
+}
+
 fn run_finetune(mut a: FinetuneArgs) -> Result<()> {
     if a.threads == 0 {
         a.threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -520,7 +563,11 @@ fn run_finetune(mut a: FinetuneArgs) -> Result<()> {
     } else {
         vec![]
     };
-    let loaded = HfVit::load_with(&load_dir, true, Some(n), true, seed, &device, frozen)?;
+    let loaded = if a.from_scratch && !a.resume {
+        HfVit::from_config(&raw_cfg, n, seed, &device)?
+    } else {
+        HfVit::load_with(&load_dir, true, Some(n), true, seed, &device, frozen)?
+    };
     let mut model = loaded.model;
     model.set_labels(&classes);
     if !loaded.ignored.is_empty() {
@@ -632,6 +679,7 @@ fn main() {
         Cmd::Train(a) => run_train(a),
         Cmd::Finetune(a) => run_finetune(a),
         Cmd::Predict(a) => run_predict(a),
+        Cmd::ExportHf(a) => run_export(a),
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");

@@ -457,6 +457,31 @@ impl HfVit {
         }
     }
 
+    /// A classifier with `num_labels` labels and random weights from `config` (seeded).
+    pub fn from_config(
+        config: &HfVitConfig,
+        num_labels: usize,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Loaded> {
+        let mut config = config.clone();
+        if config.num_labels() != num_labels {
+            config.set_labels(
+                &(0..num_labels)
+                    .map(|i| format!("LABEL_{i}"))
+                    .collect::<Vec<_>>(),
+            );
+        }
+        let store = ParamStore::fresh(seed, true, device);
+        let model = HfVit::classifier(store.var_builder(DType::F32), &config)?;
+        Ok(Loaded {
+            model,
+            store,
+            report: LoadReport::default(),
+            ignored: vec![],
+        })
+    }
+
     /// Saves an HF checkpoint `ViTForImageClassification.from_pretrained(dir)` loads:
     /// `model.safetensors` (HF names, `format: pt`), `config.json` (with `id2label`,
     /// `label2id`, `architectures`) and, when given, `preprocessor_config.json`.
@@ -495,4 +520,104 @@ impl crate::train::ImageClassifier for HfVit {
             HfVit::Model(_) => Err(Error::Config("a ViTModel has no classifier head".into())),
         }
     }
+}
+
+/// The explicit name table from the seed ViT (`norm_first=True` layout) to HF's
+/// `ViTForImageClassification`; PyTorch's fused `in_proj` splits into query/key/value.
+/// Returns the HF tensors and config (`layer_norm_eps` = the seed's, so outputs are identical).
+pub fn seed_to_hf(
+    seed: &crate::models::vit::VitConfig,
+    tensors: &[(String, Tensor)],
+) -> Result<(Vec<(String, Tensor)>, HfVitConfig)> {
+    if !seed.pre_norm {
+        return Err(Error::Config(
+            "only a pre-norm (norm_first) seed ViT has an HF ViT equivalent; this one is post-norm"
+                .into(),
+        ));
+    }
+    let d = seed.hidden_size;
+    let mut out = vec![];
+    for (name, t) in tensors {
+        let mut push = |n: String, t: Tensor| out.push((n, t));
+        let rest = name.as_str();
+        match rest {
+            "cls_token" => push("vit.embeddings.cls_token".into(), t.clone()),
+            "pos_embed" => push("vit.embeddings.position_embeddings".into(), t.clone()),
+            "norm.weight" => push("vit.layernorm.weight".into(), t.clone()),
+            "norm.bias" => push("vit.layernorm.bias".into(), t.clone()),
+            "head.weight" => push("classifier.weight".into(), t.clone()),
+            "head.bias" => push("classifier.bias".into(), t.clone()),
+            _ if rest.starts_with("patch_embed.conv2d.") => push(
+                rest.replace(
+                    "patch_embed.conv2d.",
+                    "vit.embeddings.patch_embeddings.projection.",
+                ),
+                t.clone(),
+            ),
+            _ if rest.starts_with("encoder.layers.") => {
+                let tail = &rest["encoder.layers.".len()..];
+                let (i, field) = tail
+                    .split_once('.')
+                    .ok_or_else(|| Error::Config(format!("unexpected tensor {name}")))?;
+                let p = format!("vit.encoder.layer.{i}.");
+                match field {
+                    "self_attn.in_proj_weight" | "self_attn.in_proj_bias" => {
+                        let kind = if field.ends_with("weight") {
+                            "weight"
+                        } else {
+                            "bias"
+                        };
+                        for (k, part) in ["query", "key", "value"].iter().enumerate() {
+                            push(
+                                format!("{p}attention.attention.{part}.{kind}"),
+                                t.narrow(0, k * d, d)?.contiguous()?,
+                            );
+                        }
+                    }
+                    "self_attn.out_proj.weight" => {
+                        push(format!("{p}attention.output.dense.weight"), t.clone())
+                    }
+                    "self_attn.out_proj.bias" => {
+                        push(format!("{p}attention.output.dense.bias"), t.clone())
+                    }
+                    "linear1.weight" | "linear1.bias" => {
+                        push(format!("{p}intermediate.dense.{}", &field[8..]), t.clone())
+                    }
+                    "linear2.weight" | "linear2.bias" => {
+                        push(format!("{p}output.dense.{}", &field[8..]), t.clone())
+                    }
+                    "norm1.weight" | "norm1.bias" => {
+                        push(format!("{p}layernorm_before.{}", &field[6..]), t.clone())
+                    }
+                    "norm2.weight" | "norm2.bias" => {
+                        push(format!("{p}layernorm_after.{}", &field[6..]), t.clone())
+                    }
+                    _ => return Err(Error::Config(format!("unexpected tensor {name}"))),
+                }
+            }
+            _ => return Err(Error::Config(format!("unexpected tensor {name}"))),
+        }
+    }
+    let mut cfg = HfVitConfig {
+        hidden_size: d,
+        num_hidden_layers: seed.num_hidden_layers,
+        num_attention_heads: seed.num_attention_heads,
+        intermediate_size: seed.intermediate_size,
+        hidden_act: match seed.hidden_act {
+            Activation::Gelu => "gelu",
+            Activation::GeluTanh => "gelu_pytorch_tanh",
+            Activation::QuickGelu => "quick_gelu",
+            Activation::Relu => "relu",
+        }
+        .into(),
+        layer_norm_eps: seed.layer_norm_eps,
+        image_size: seed.image_size,
+        patch_size: seed.patch_size,
+        num_channels: seed.num_channels,
+        architectures: Some(vec!["ViTForImageClassification".into()]),
+        ..HfVitConfig::default()
+    };
+    let names: Vec<String> = (0..seed.num_classes).map(|i| seed.label(i)).collect();
+    cfg.set_labels(&names);
+    Ok((out, cfg))
 }
