@@ -171,3 +171,36 @@ fn prenorm_seed_vit_exports_to_an_equivalent_hf_classifier() {
         .to_string()
         .contains("post-norm"));
 }
+
+/// Full ViT-B/16 (86M parameters, too large for a committed fixture): data from
+/// `tools/check_b16.py`, run with `TESSERA_B16_DIR=... cargo test --release --test hf_vit_parity -- --ignored`.
+#[test]
+#[ignore]
+fn full_b16_config_matches_transformers() {
+    let root = std::path::PathBuf::from(
+        std::env::var("TESSERA_B16_DIR").expect("set TESSERA_B16_DIR (tools/check_b16.py)"),
+    );
+    let m = HfVit::load(&root.join("model"), false, None, false, 0, &Device::Cpu).unwrap();
+    assert!(m.report.is_clean(), "{}", m.report);
+    let io = load(&root.join("model").join("io.safetensors"));
+    let HfVit::Model(b) = &m.model else { panic!() };
+    let (h, p) = b
+        .forward(&io["pixel_values"], false, &mut Ctx::eval())
+        .unwrap();
+    let (dh, dp) = (
+        max_abs_diff(&h, &io["last_hidden_state"]),
+        max_abs_diff(&p.unwrap(), &io["pooler_output"]),
+    );
+    println!("B/16 ViTModel: last_hidden_state {dh:e}, pooler {dp:e}");
+    assert!(dh <= 1e-4 && dp <= 1e-4);
+    let c = HfVit::load(&root.join("cls"), true, None, false, 0, &Device::Cpu).unwrap();
+    assert!(c.report.is_clean(), "{}", c.report);
+    let io = load(&root.join("cls").join("io.safetensors"));
+    let logits = c
+        .model
+        .forward(&io["pixel_values"], &mut Ctx::eval())
+        .unwrap();
+    let d = max_abs_diff(&logits, &io["logits"]);
+    println!("B/16 ViTForImageClassification (37 labels): logits {d:e}");
+    assert!(d <= 1e-4);
+}

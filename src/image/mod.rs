@@ -17,7 +17,8 @@ pub fn open(path: &Path) -> Result<DynamicImage> {
 }
 
 /// Decodes image bytes (format guessed from the content) and applies the EXIF orientation,
-/// as HF's `load_image` (`ImageOps.exif_transpose`) does.
+/// as HF's `load_image` (`ImageOps.exif_transpose`) does. JPEGs go through libjpeg-turbo's
+/// code (mozjpeg: islow IDCT, fancy upsampling) so the pixels equal Pillow's.
 pub fn decode(bytes: &[u8], origin: &Path) -> Result<DynamicImage> {
     use image::ImageDecoder;
     let err = |e: image::ImageError| Error::Image {
@@ -30,11 +31,60 @@ pub fn decode(bytes: &[u8], origin: &Path) -> Result<DynamicImage> {
             path: origin.to_path_buf(),
             msg: e.to_string(),
         })?;
+    let is_jpeg = reader.format() == Some(image::ImageFormat::Jpeg);
+    // libjpeg fills a truncated JPEG with grey and carries on; Pillow (and we) refuse it.
+    if is_jpeg
+        && !bytes
+            .windows(2)
+            .rev()
+            .take(1 << 16)
+            .any(|w| w == [0xFF, 0xD9])
+    {
+        return Err(Error::Image {
+            path: origin.to_path_buf(),
+            msg: "truncated JPEG (no end-of-image marker)".into(),
+        });
+    }
     let mut decoder = reader.into_decoder().map_err(err)?;
     let orientation = decoder.orientation().map_err(err)?;
-    let mut img = DynamicImage::from_decoder(decoder).map_err(err)?;
+    let mut img = if is_jpeg {
+        match decode_jpeg_libjpeg(bytes) {
+            Some(img) => img,
+            // What libjpeg cannot read (e.g. CMYK), the image crate may.
+            None => DynamicImage::from_decoder(decoder).map_err(err)?,
+        }
+    } else {
+        DynamicImage::from_decoder(decoder).map_err(err)?
+    };
     img.apply_orientation(orientation);
     Ok(img)
+}
+
+/// Grey JPEGs stay grey, colour ones become RGB, as Pillow's "L" and "RGB" modes.
+fn decode_jpeg_libjpeg(bytes: &[u8]) -> Option<DynamicImage> {
+    // libjpeg reports corrupt data by unwinding through its error handler: catch it here.
+    std::panic::catch_unwind(|| -> Option<DynamicImage> {
+        let d = mozjpeg::Decompress::new_mem(bytes).ok()?;
+        match d.color_space() {
+            mozjpeg::ColorSpace::JCS_GRAYSCALE => {
+                let mut s = d.grayscale().ok()?;
+                let (w, h) = (s.width() as u32, s.height() as u32);
+                let px: Vec<u8> = s.read_scanlines::<u8>().ok()?;
+                s.finish().ok()?;
+                image::GrayImage::from_raw(w, h, px).map(DynamicImage::ImageLuma8)
+            }
+            mozjpeg::ColorSpace::JCS_YCbCr | mozjpeg::ColorSpace::JCS_RGB => {
+                let mut s = d.rgb().ok()?;
+                let (w, h) = (s.width() as u32, s.height() as u32);
+                let px: Vec<[u8; 3]> = s.read_scanlines().ok()?;
+                s.finish().ok()?;
+                image::RgbImage::from_raw(w, h, px.concat()).map(DynamicImage::ImageRgb8)
+            }
+            _ => None,
+        }
+    })
+    .ok()
+    .flatten()
 }
 
 /// Resizes to `size`×`size` (bilinear), converts to `channels` (1: luma, 3: RGB) and returns
