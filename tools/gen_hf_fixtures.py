@@ -53,6 +53,11 @@ def main():
     d = os.path.join(ROOT, "hf_vit_cls")
     clf.save_pretrained(d)
     save_file({"pixel_values": x, "logits": logits}, os.path.join(d, "io.safetensors"))
+    # The same weights as PyTorch's pickle format (pytorch_model.bin).
+    b = os.path.join(ROOT, "hf_vit_cls_bin")
+    os.makedirs(b, exist_ok=True)
+    torch.save({k: v.contiguous() for k, v in clf.state_dict().items()}, os.path.join(b, "pytorch_model.bin"))
+    clf.config.to_json_file(os.path.join(b, "config.json"))
     print("written", sorted(os.listdir(d)))
 
 
