@@ -41,3 +41,18 @@ pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
         .map_err(|e| Error::Msg(format!("serialising {}: {e}", path.display())))?;
     atomic_write(path, text.as_bytes())
 }
+
+/// The persistent worker threads (data-parallel shards, image decoding): at least one per core.
+/// Threads spawned per step would each start a fresh allocator heap and page-fault their
+/// buffers in again every step; candle's own pools are kept single-threaded while these run.
+pub fn worker_pool(threads: usize) -> &'static rayon::ThreadPool {
+    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        let n = threads.max(std::thread::available_parallelism().map_or(1, |n| n.get()));
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .thread_name(|i| format!("tessera-worker-{i}"))
+            .build()
+            .expect("cannot start the worker thread pool")
+    })
+}

@@ -208,9 +208,20 @@ fn full_b16_config_matches_transformers() {
 /// The same classifier saved by `torch.save(state_dict)` as `pytorch_model.bin`.
 #[test]
 fn pytorch_model_bin_loads_too() {
-    let loaded = HfVit::load(&fixture("hf_vit_cls_bin"), true, None, false, 0, &Device::Cpu).unwrap();
+    let loaded = HfVit::load(
+        &fixture("hf_vit_cls_bin"),
+        true,
+        None,
+        false,
+        0,
+        &Device::Cpu,
+    )
+    .unwrap();
     assert!(loaded.report.is_clean(), "{}", loaded.report);
     let io = load(&fixture("hf_vit_cls").join("io.safetensors"));
-    let logits = loaded.model.forward(&io["pixel_values"], &mut Ctx::eval()).unwrap();
+    let logits = loaded
+        .model
+        .forward(&io["pixel_values"], &mut Ctx::eval())
+        .unwrap();
     assert!(max_abs_diff(&logits, &io["logits"]) <= 1e-4);
 }

@@ -11,6 +11,7 @@ use crate::image::ProcessorConfig;
 use crate::{Error, Result};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::Field;
+use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
 /// The parquet files of `split` under `dir` (searched recursively, e.g. `data/`), sorted.
@@ -96,6 +97,9 @@ pub fn read_split(
             let rows = group
                 .get_row_iter(None)
                 .map_err(|e| Error::data(path, e.to_string()))?;
+            // One row group's encoded images in memory at a time; decoded and processed on
+            // the worker threads.
+            let mut encoded = vec![];
             for (ri, row) in rows.enumerate() {
                 let row =
                     row.map_err(|e| Error::data(path, format!("row group {rg} row {ri}: {e}")))?;
@@ -114,7 +118,6 @@ pub fn read_split(
                         _ => {}
                     }
                 }
-                let at = format!("{}: row group {rg} row {ri}", path.display());
                 let bytes = bytes.ok_or_else(|| {
                     Error::data(path, format!("row group {rg} row {ri}: no image.bytes"))
                 })?;
@@ -127,23 +130,37 @@ pub fn read_split(
                         format!("row group {rg} row {ri}: negative label {label}"),
                     ));
                 }
-                let img = crate::image::decode(&bytes, Path::new(&at))?;
-                let (px, ph, pw) = processor.pixels_u8(&img)?;
-                if (ph as usize, pw as usize) != (h, w) {
-                    return Err(Error::Shape(format!(
-                        "{at}: processor gave {ph}x{pw}, the model takes {h}x{w}"
-                    )));
-                }
-                // HWC -> CHW
-                let n = h * w;
-                let base = pixels.len();
-                pixels.resize(base + 3 * n, 0u8);
-                for (i, p) in px.chunks_exact(3).enumerate() {
-                    for c in 0..3 {
-                        pixels[base + c * n + i] = p[c];
-                    }
-                }
-                out_labels.push(label as u32);
+                encoded.push((ri, bytes, label as u32));
+            }
+            let processed: Vec<Result<(Vec<u8>, u32)>> =
+                crate::util::worker_pool(0).install(|| {
+                    encoded
+                        .par_iter()
+                        .map(|(ri, bytes, label)| {
+                            let at = format!("{}: row group {rg} row {ri}", path.display());
+                            let img = crate::image::decode(bytes, Path::new(&at))?;
+                            let (px, ph, pw) = processor.pixels_u8(&img)?;
+                            if (ph as usize, pw as usize) != (h, w) {
+                                return Err(Error::Shape(format!(
+                                    "{at}: processor gave {ph}x{pw}, the model takes {h}x{w}"
+                                )));
+                            }
+                            // HWC -> CHW
+                            let n = h * w;
+                            let mut chw = vec![0u8; 3 * n];
+                            for (i, p) in px.chunks_exact(3).enumerate() {
+                                for c in 0..3 {
+                                    chw[c * n + i] = p[c];
+                                }
+                            }
+                            Ok((chw, *label))
+                        })
+                        .collect()
+                });
+            for r in processed {
+                let (chw, label) = r?;
+                pixels.extend_from_slice(&chw);
+                out_labels.push(label);
             }
         }
     }

@@ -226,19 +226,7 @@ pub fn single_threaded_ops() {
     std::env::set_var("RAYON_NUM_THREADS", "1");
 }
 
-/// Persistent threads for data-parallel shards. Threads spawned per step would each start a
-/// fresh allocator heap and page-fault their buffers in again every step.
-fn shard_pool(threads: usize) -> &'static rayon::ThreadPool {
-    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
-    POOL.get_or_init(|| {
-        let n = threads.max(std::thread::available_parallelism().map_or(1, |n| n.get()));
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .thread_name(|i| format!("tessera-shard-{i}"))
-            .build()
-            .expect("cannot start the data-parallel thread pool")
-    })
-}
+use crate::util::worker_pool as shard_pool;
 
 /// The summed gradients of one batch, with the batch's mean loss and correct count.
 pub struct StepGrads {
