@@ -137,6 +137,35 @@ fn freeze_backbone_trains_only_the_head_and_grad_accum_runs() {
             "{k} changed"
         );
     }
+    // A zero backbone LR scale is a probe by another route: the backbone stays put, the head
+    // (at the full LR) moves; a 0.5 scale moves the backbone.
+    for (scale, moves) in [("0", false), ("0.5", true)] {
+        let out = d.path().join(format!("scale{scale}"));
+        let (ok, _, stderr) = tessera(&[
+            "finetune",
+            "--model",
+            model.to_str().unwrap(),
+            "--dataset",
+            d.path().join("data").to_str().unwrap(),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--lr",
+            "1e-3",
+            "--backbone-lr-scale",
+            scale,
+            "--output",
+            out.to_str().unwrap(),
+        ]);
+        assert!(ok, "{stderr}");
+        let after = load(&out.join("model.safetensors"));
+        let moved = max_abs_diff(
+            &before["encoder.layer.0.attention.attention.query.weight"],
+            &after["vit.encoder.layer.0.attention.attention.query.weight"],
+        ) > 0.0;
+        assert_eq!(moved, moves, "scale {scale}");
+    }
     // Bad input: --num-labels that disagrees with the dataset.
     let (ok, _, e) = tessera(&[
         "finetune",
