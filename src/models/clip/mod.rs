@@ -1,0 +1,472 @@
+//! CLIP (`openai/clip-vit-base-patch32` and friends) with HF tensor names, built from the
+//! shared blocks (`BlockNames::CLIP`, pre-norm) and driven by HF's `config.json`.
+//!
+//! Vision tower: patch conv (no bias) + class embedding + positions, `pre_layrnorm` (sic),
+//! encoder, `post_layernorm` on the class token, `visual_projection`. Text tower: token +
+//! position embeddings, causal encoder, `final_layer_norm`, pooled at the end-of-text token
+//! (first `eos_token_id`, or the arg-max id for legacy configs with `eos_token_id` 2, as
+//! transformers does), `text_projection`. `logits_per_image = exp(logit_scale) · îᵀt̂`.
+use crate::nn::{
+    causal_mask, padding_mask, Activation, BlockConfig, BlockNames, Ctx, Encoder, LayerNorm,
+    Linear, ParamStore, PatchEmbed, Trace,
+};
+use crate::{Error, Result};
+use candle_core::{DType, Device, IndexOp, Tensor, D};
+use candle_nn::{Init, VarBuilder};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+fn act_of(s: &str) -> Result<Activation> {
+    match s {
+        "quick_gelu" => Ok(Activation::QuickGelu),
+        "gelu" => Ok(Activation::Gelu),
+        "gelu_new" | "gelu_pytorch_tanh" => Ok(Activation::GeluTanh),
+        "relu" => Ok(Activation::Relu),
+        a => Err(Error::Config(format!("unsupported hidden_act {a:?}"))),
+    }
+}
+
+macro_rules! default_fn {
+    ($name:ident, $t:ty, $v:expr) => {
+        fn $name() -> $t {
+            $v
+        }
+    };
+}
+default_fn!(d_vocab, usize, 49408);
+default_fn!(d_512, usize, 512);
+default_fn!(d_2048, usize, 2048);
+default_fn!(d_12, usize, 12);
+default_fn!(d_8, usize, 8);
+default_fn!(d_77, usize, 77);
+default_fn!(d_768, usize, 768);
+default_fn!(d_3072, usize, 3072);
+default_fn!(d_224, usize, 224);
+default_fn!(d_32, usize, 32);
+default_fn!(d_3, usize, 3);
+default_fn!(d_eps, f64, 1e-5);
+default_fn!(d_qg, String, "quick_gelu".into());
+default_fn!(d_bos, i64, 49406);
+default_fn!(d_eos, i64, 49407);
+default_fn!(d_scale, f64, 2.6592);
+default_fn!(
+    d_text,
+    ClipTextConfig,
+    serde_json::from_str("{}").expect("defaults")
+);
+default_fn!(
+    d_vision,
+    ClipVisionConfig,
+    serde_json::from_str("{}").expect("defaults")
+);
+
+/// `transformers.CLIPTextConfig` (defaults equal).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClipTextConfig {
+    #[serde(default = "d_vocab")]
+    pub vocab_size: usize,
+    #[serde(default = "d_512")]
+    pub hidden_size: usize,
+    #[serde(default = "d_2048")]
+    pub intermediate_size: usize,
+    #[serde(default = "d_12")]
+    pub num_hidden_layers: usize,
+    #[serde(default = "d_8")]
+    pub num_attention_heads: usize,
+    #[serde(default = "d_77")]
+    pub max_position_embeddings: usize,
+    #[serde(default = "d_qg")]
+    pub hidden_act: String,
+    #[serde(default = "d_eps")]
+    pub layer_norm_eps: f64,
+    #[serde(default = "d_bos")]
+    pub bos_token_id: i64,
+    #[serde(default = "d_eos")]
+    pub eos_token_id: i64,
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `transformers.CLIPVisionConfig` (defaults equal).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClipVisionConfig {
+    #[serde(default = "d_768")]
+    pub hidden_size: usize,
+    #[serde(default = "d_3072")]
+    pub intermediate_size: usize,
+    #[serde(default = "d_12")]
+    pub num_hidden_layers: usize,
+    #[serde(default = "d_12")]
+    pub num_attention_heads: usize,
+    #[serde(default = "d_3")]
+    pub num_channels: usize,
+    #[serde(default = "d_224")]
+    pub image_size: usize,
+    #[serde(default = "d_32")]
+    pub patch_size: usize,
+    #[serde(default = "d_qg")]
+    pub hidden_act: String,
+    #[serde(default = "d_eps")]
+    pub layer_norm_eps: f64,
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `transformers.CLIPConfig`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClipConfig {
+    #[serde(default = "d_text")]
+    pub text_config: ClipTextConfig,
+    #[serde(default = "d_vision")]
+    pub vision_config: ClipVisionConfig,
+    #[serde(default = "d_512")]
+    pub projection_dim: usize,
+    #[serde(default = "d_scale")]
+    pub logit_scale_init_value: f64,
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Default for ClipConfig {
+    fn default() -> Self {
+        serde_json::from_str("{}").expect("defaults deserialize")
+    }
+}
+
+fn block(dim: usize, heads: usize, mlp: usize, act: &str, eps: f64) -> Result<BlockConfig> {
+    if heads == 0 || !dim.is_multiple_of(heads) {
+        return Err(Error::Config(format!(
+            "hidden_size {dim} is not divisible by num_attention_heads {heads}"
+        )));
+    }
+    Ok(BlockConfig {
+        dim,
+        heads,
+        mlp_dim: mlp,
+        act: act_of(act)?,
+        pre_norm: true,
+        eps,
+        qkv_bias: true,
+        dropout: 0.0,
+        attn_dropout: 0.0,
+    })
+}
+
+/// The vision tower up to the pooled (post-LayerNorm) class token.
+#[derive(Clone, Debug)]
+pub struct ClipVision {
+    pub config: ClipVisionConfig,
+    class_embedding: Tensor,
+    patch: PatchEmbed,
+    position_embedding: Tensor,
+    pre_layrnorm: LayerNorm,
+    encoder: Encoder,
+    post_layernorm: LayerNorm,
+}
+
+impl ClipVision {
+    pub fn new(vb: VarBuilder, c: &ClipVisionConfig) -> Result<Self> {
+        if c.patch_size == 0 || !c.image_size.is_multiple_of(c.patch_size) {
+            return Err(Error::Config(format!(
+                "image_size {} is not divisible by patch_size {}",
+                c.image_size, c.patch_size
+            )));
+        }
+        let d = c.hidden_size;
+        let n = (c.image_size / c.patch_size).pow(2) + 1;
+        let emb = vb.pp("embeddings");
+        let std = Init::Randn {
+            mean: 0.0,
+            stdev: (d as f64).powf(-0.5),
+        };
+        Ok(ClipVision {
+            class_embedding: emb.get_with_hints(d, "class_embedding", std)?,
+            patch: PatchEmbed::new(
+                emb.pp("patch_embedding"),
+                c.num_channels,
+                d,
+                c.patch_size,
+                false,
+            )?,
+            position_embedding: emb.get_with_hints(
+                (n, d),
+                "position_embedding.weight",
+                Init::Randn {
+                    mean: 0.0,
+                    stdev: 0.02,
+                },
+            )?,
+            pre_layrnorm: LayerNorm::new(vb.pp("pre_layrnorm"), d, c.layer_norm_eps)?,
+            encoder: Encoder::new(
+                vb.pp("encoder.layers"),
+                &BlockNames::CLIP,
+                &block(
+                    d,
+                    c.num_attention_heads,
+                    c.intermediate_size,
+                    &c.hidden_act,
+                    c.layer_norm_eps,
+                )?,
+                c.num_hidden_layers,
+            )?,
+            post_layernorm: LayerNorm::new(vb.pp("post_layernorm"), d, c.layer_norm_eps)?,
+            config: c.clone(),
+        })
+    }
+
+    /// Pixel values [B, 3, H, W] -> (last hidden state [B, 1+Np, D], pooled [B, D]).
+    pub fn forward(&self, x: &Tensor, ctx: &mut Ctx) -> Result<(Tensor, Tensor)> {
+        let (b, _, h, w) = x.dims4()?;
+        if h != self.config.image_size || w != self.config.image_size {
+            return Err(Error::Shape(format!(
+                "input {h}x{w} does not match the model's image_size {}",
+                self.config.image_size
+            )));
+        }
+        let d = self.config.hidden_size;
+        let patches = self.patch.forward(x)?; // [B, Np, D]
+        let cls = self.class_embedding.reshape((1, 1, d))?.expand((b, 1, d))?;
+        let x = Tensor::cat(&[&cls, &patches], 1)?
+            .broadcast_add(&self.position_embedding.unsqueeze(0)?)?;
+        let x = self.pre_layrnorm.forward(&x)?;
+        let h = self.encoder.forward(&x, None, ctx)?;
+        let pooled = self.post_layernorm.forward(&h.i((.., 0))?)?;
+        Ok((h, pooled))
+    }
+}
+
+/// The text tower up to the pooled end-of-text state.
+#[derive(Clone, Debug)]
+pub struct ClipText {
+    pub config: ClipTextConfig,
+    token_embedding: Tensor,
+    position_embedding: Tensor,
+    encoder: Encoder,
+    final_layer_norm: LayerNorm,
+}
+
+impl ClipText {
+    pub fn new(vb: VarBuilder, c: &ClipTextConfig) -> Result<Self> {
+        let d = c.hidden_size;
+        let emb = vb.pp("embeddings");
+        Ok(ClipText {
+            token_embedding: emb.get_with_hints(
+                (c.vocab_size, d),
+                "token_embedding.weight",
+                Init::Randn {
+                    mean: 0.0,
+                    stdev: 0.02,
+                },
+            )?,
+            position_embedding: emb.get_with_hints(
+                (c.max_position_embeddings, d),
+                "position_embedding.weight",
+                Init::Randn {
+                    mean: 0.0,
+                    stdev: 0.01,
+                },
+            )?,
+            encoder: Encoder::new(
+                vb.pp("encoder.layers"),
+                &BlockNames::CLIP,
+                &block(
+                    d,
+                    c.num_attention_heads,
+                    c.intermediate_size,
+                    &c.hidden_act,
+                    c.layer_norm_eps,
+                )?,
+                c.num_hidden_layers,
+            )?,
+            final_layer_norm: LayerNorm::new(vb.pp("final_layer_norm"), d, c.layer_norm_eps)?,
+            config: c.clone(),
+        })
+    }
+
+    /// Token ids [B, T] (u32) and an optional 0/1 attention mask [B, T] -> (last hidden state
+    /// [B, T, D], pooled [B, D] at the end-of-text token).
+    pub fn forward(
+        &self,
+        ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+        ctx: &mut Ctx,
+    ) -> Result<(Tensor, Tensor)> {
+        let (b, t) = ids.dims2()?;
+        if t > self.config.max_position_embeddings {
+            return Err(Error::Shape(format!(
+                "{t} tokens exceed max_position_embeddings {}",
+                self.config.max_position_embeddings
+            )));
+        }
+        let ids_v: Vec<Vec<u32>> = ids.to_dtype(DType::U32)?.to_vec2()?;
+        if let Some(bad) = ids_v
+            .iter()
+            .flatten()
+            .find(|&&i| i as usize >= self.config.vocab_size)
+        {
+            return Err(Error::Shape(format!(
+                "token id {bad} is outside the vocabulary ({})",
+                self.config.vocab_size
+            )));
+        }
+        let flat = ids.to_dtype(DType::U32)?.flatten_all()?;
+        let x = self.token_embedding.index_select(&flat, 0)?.reshape((
+            b,
+            t,
+            self.config.hidden_size,
+        ))?;
+        let x = x.broadcast_add(&self.position_embedding.narrow(0, 0, t)?.unsqueeze(0)?)?;
+        // Causal, plus padding when a mask is given: [B or 1, 1, T, T]
+        let mut mask = causal_mask(t, x.dtype(), x.device())?.reshape((1, 1, t, t))?;
+        if let Some(m) = attention_mask {
+            mask = mask.broadcast_add(&padding_mask(m, x.dtype())?)?;
+        }
+        let h = self.encoder.forward(&x, Some(&mask), ctx)?;
+        let h = self.final_layer_norm.forward(&h)?;
+        // The pooled position per row: first eos (current transformers), or arg-max id (legacy
+        // configs with eos_token_id == 2).
+        let pos: Vec<u32> = ids_v
+            .iter()
+            .map(|row| {
+                let p = if self.config.eos_token_id == 2 {
+                    row.iter()
+                        .enumerate()
+                        .max_by_key(|(i, v)| (**v, std::cmp::Reverse(*i)))
+                        .map(|(i, _)| i)
+                } else {
+                    row.iter()
+                        .position(|&v| v as i64 == self.config.eos_token_id)
+                };
+                p.unwrap_or(0) as u32
+            })
+            .collect();
+        let idx: Vec<u32> = pos
+            .iter()
+            .enumerate()
+            .map(|(bi, p)| bi as u32 * t as u32 + p)
+            .collect();
+        let idx = Tensor::new(idx, h.device())?;
+        let pooled = h
+            .reshape((b * t, self.config.hidden_size))?
+            .index_select(&idx, 0)?;
+        Ok((h, pooled))
+    }
+}
+
+/// `CLIPModel`.
+#[derive(Clone, Debug)]
+pub struct Clip {
+    pub config: ClipConfig,
+    pub vision: ClipVision,
+    pub text: ClipText,
+    visual_projection: Linear,
+    text_projection: Linear,
+    pub logit_scale: Tensor,
+}
+
+/// Outputs as `CLIPOutput`.
+#[derive(Debug, Clone)]
+pub struct ClipOutput {
+    pub image_embeds: Tensor,
+    pub text_embeds: Tensor,
+    pub logits_per_image: Tensor,
+    pub logits_per_text: Tensor,
+}
+
+fn l2_normalize(x: &Tensor) -> Result<Tensor> {
+    Ok(x.broadcast_div(&x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?)?)
+}
+
+impl Clip {
+    pub fn new(vb: VarBuilder, c: &ClipConfig) -> Result<Self> {
+        let p = c.projection_dim;
+        let no_bias = |vb: VarBuilder, i: usize| -> Result<Linear> {
+            let w = vb.get_with_hints(
+                (p, i),
+                "weight",
+                Init::Randn {
+                    mean: 0.0,
+                    stdev: (i as f64).powf(-0.5),
+                },
+            )?;
+            Ok(Linear::from_parts(w, None))
+        };
+        Ok(Clip {
+            vision: ClipVision::new(vb.pp("vision_model"), &c.vision_config)?,
+            text: ClipText::new(vb.pp("text_model"), &c.text_config)?,
+            visual_projection: no_bias(vb.pp("visual_projection"), c.vision_config.hidden_size)?,
+            text_projection: no_bias(vb.pp("text_projection"), c.text_config.hidden_size)?,
+            logit_scale: vb.get_with_hints(
+                (),
+                "logit_scale",
+                Init::Const(c.logit_scale_init_value),
+            )?,
+            config: c.clone(),
+        })
+    }
+
+    /// Loads `config.json` + `model.safetensors`/`pytorch_model.bin` from `dir`; any missing,
+    /// unexpected or mis-shaped tensor is an error listing every name.
+    pub fn load(dir: &Path, trainable: bool, device: &Device) -> Result<(Clip, ParamStore)> {
+        let config: ClipConfig = crate::util::read_json(&dir.join("config.json"))?;
+        let (tensors, path) = crate::nn::store::load_weights(dir, device)?;
+        // Buffers some checkpoints carry; not parameters.
+        let tensors = tensors
+            .into_iter()
+            .filter(|(k, _)| !k.ends_with("position_ids"))
+            .collect();
+        let store = ParamStore::with_source(tensors, 0, trainable, device);
+        let model = Clip::new(store.var_builder(DType::F32), &config)?;
+        store.ensure_clean(&path)?;
+        Ok((model, store))
+    }
+
+    /// Projected, L2-normalised image embeddings [B, P].
+    pub fn image_embeds(&self, pixels: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
+        let (_, pooled) = self.vision.forward(pixels, ctx)?;
+        l2_normalize(&self.visual_projection.forward(&pooled)?)
+    }
+
+    /// Projected, L2-normalised text embeddings [B, P].
+    pub fn text_embeds(
+        &self,
+        ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+        ctx: &mut Ctx,
+    ) -> Result<Tensor> {
+        let (_, pooled) = self.text.forward(ids, attention_mask, ctx)?;
+        l2_normalize(&self.text_projection.forward(&pooled)?)
+    }
+
+    /// `exp(logit_scale) · image_embeds @ text_embeds^T`: [B_img, B_txt].
+    pub fn logits(&self, image_embeds: &Tensor, text_embeds: &Tensor) -> Result<Tensor> {
+        Ok(image_embeds
+            .matmul(&text_embeds.t()?)?
+            .broadcast_mul(&self.logit_scale.exp()?)?)
+    }
+
+    pub fn forward(
+        &self,
+        pixels: &Tensor,
+        ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+        ctx: &mut Ctx,
+    ) -> Result<ClipOutput> {
+        let image_embeds = self.image_embeds(pixels, ctx)?;
+        let text_embeds = self.text_embeds(ids, attention_mask, ctx)?;
+        let logits_per_image = self.logits(&image_embeds, &text_embeds)?;
+        Ok(ClipOutput {
+            logits_per_text: logits_per_image.t()?,
+            image_embeds,
+            text_embeds,
+            logits_per_image,
+        })
+    }
+
+    /// Vision forward with every layer's attention probabilities (for explainability).
+    pub fn image_embeds_traced(&self, pixels: &Tensor) -> Result<(Tensor, Trace)> {
+        let mut trace = Trace::default();
+        let e = self.image_embeds(pixels, &mut Ctx::eval().with_trace(&mut trace))?;
+        Ok((e, trace))
+    }
+}

@@ -1,0 +1,57 @@
+//! CLIP against transformers (fixtures from tools/gen_clip_fixtures.py, random init, tiny config).
+mod common;
+use candle_core::{DType, Device};
+use common::{fixture, load, max_abs_diff};
+use tessera::models::clip::Clip;
+use tessera::nn::Ctx;
+
+fn check(name: &str) {
+    let dir = fixture(name);
+    let (model, _) = Clip::load(&dir, false, &Device::Cpu).unwrap();
+    let io = load(&dir.join("io.safetensors"));
+    let ids = io["input_ids"].to_dtype(DType::U32).unwrap();
+    let mask = io["attention_mask"].to_dtype(DType::F32).unwrap();
+    let out = model
+        .forward(&io["pixel_values"], &ids, Some(&mask), &mut Ctx::eval())
+        .unwrap();
+    let (di, dt, dl) = (
+        max_abs_diff(&out.image_embeds, &io["image_embeds"]),
+        max_abs_diff(&out.text_embeds, &io["text_embeds"]),
+        max_abs_diff(&out.logits_per_image, &io["logits_per_image"]),
+    );
+    println!("{name}: image_embeds {di:e}, text_embeds {dt:e}, logits_per_image {dl:e}");
+    assert!(di <= 1e-4 && dt <= 1e-4 && dl <= 1e-4);
+    // Without the padding mask the pooled end-of-text state is the same (the mask is causal).
+    let nomask = model.text_embeds(&ids, None, &mut Ctx::eval()).unwrap();
+    assert!(max_abs_diff(&nomask, &io["text_embeds"]) <= 1e-4);
+    // Vision attention probabilities as output_attentions=True (eager).
+    let (_, trace) = model.image_embeds_traced(&io["pixel_values"]).unwrap();
+    for (i, a) in trace.attentions.iter().enumerate() {
+        let d = max_abs_diff(a, &io[&format!("vision_attention_{i}")]);
+        println!("{name}: vision attention {i} {d:e}");
+        assert!(d <= 1e-5);
+    }
+}
+
+#[test]
+fn clip_embeddings_and_logits_match_transformers() {
+    check("clip_tiny");
+}
+
+#[test]
+fn legacy_eos_token_id_2_pools_at_the_largest_id() {
+    check("clip_tiny_legacy_eos");
+}
+
+#[test]
+fn bad_inputs_are_errors() {
+    let (model, _) = Clip::load(&fixture("clip_tiny"), false, &Device::Cpu).unwrap();
+    let ids = candle_core::Tensor::new(&[[998u32, 5000, 999]], &Device::Cpu).unwrap();
+    let err = model
+        .text_embeds(&ids, None, &mut Ctx::eval())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("outside the vocabulary"), "{err}");
+    let px = candle_core::Tensor::zeros((1, 3, 64, 64), DType::F32, &Device::Cpu).unwrap();
+    assert!(model.image_embeds(&px, &mut Ctx::eval()).is_err());
+}
