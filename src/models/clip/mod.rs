@@ -6,6 +6,9 @@
 //! position embeddings, causal encoder, `final_layer_norm`, pooled at the end-of-text token
 //! (first `eos_token_id`, or the arg-max id for legacy configs with `eos_token_id` 2, as
 //! transformers does), `text_projection`. `logits_per_image = exp(logit_scale) · îᵀt̂`.
+pub mod tokenizer;
+pub use tokenizer::ClipTokenizer;
+
 use crate::nn::{
     causal_mask, padding_mask, Activation, BlockConfig, BlockNames, Ctx, Encoder, LayerNorm,
     Linear, ParamStore, PatchEmbed, Trace,
