@@ -19,6 +19,7 @@ pub mod hub;
 pub mod image;
 pub mod models;
 pub mod nn;
+pub mod pipelines;
 pub mod train;
 pub mod util;
 

@@ -32,24 +32,31 @@ vocab += ["".join(m.split()) for m in merges]
 vocab += ["<|startoftext|>", "<|endoftext|>"]
 tok = CLIPTokenizer(vocab={t: i for i, t in enumerate(vocab)}, merges=[tuple(m.split()) for m in merges])
 
-texts = [
-    "This is a photo of a ladybug.", "a photo of a cat", "A PHOTO OF A DOG!", "cricket", "ladybug", "spider",
-    "", " ", "   leading and trailing   ", "multiple\n\nlines\tand\ttabs", "Hello, world!!! ...?",
-    "it's, they're, we've, I'm, you'll, he'd", "don't won't can't", "numbers 1234567890 and 3.14159",
-    "2024-11-27 12:30:45", "$100 + 50% = €150", "café naïve résumé façade", "Crème brûlée à la mode",
-    "emoji 😀🎉👍🏽 are fun", "🐞 on a leaf", "日本語のテキスト", "中文文本测试", "한국어 텍스트", "Ελληνικά κείμενα",
-    "Русский текст", "العربية نص", "e\u0301 combining accent", "ﬁ ligature and ½ fractions", "<|startoftext|> inside text",
-    "trailing <|endoftext|>", "snake_case and camelCase and kebab-case", "http://example.com/path?q=1&x=2",
-    "a red circle on the left", "two blue squares at the top right",
-    "very long text " * 40,
-    "supercalifragilisticexpialidocious antidisestablishmentarianism",
-]
-out = []
-for t in texts:
-    enc = tok(t)
-    pad = tok(t, padding="max_length", truncation=True, max_length=77)
-    out.append({"text": t, "ids": enc["input_ids"], "padded_ids": pad["input_ids"], "padded_mask": pad["attention_mask"]})
-path = os.path.join(ROOT, "tests", "fixtures", "clip_tokenizer.json")
-with open(path, "w") as f:
-    json.dump(out, f, ensure_ascii=False, indent=0)
-print(len(out), "strings;", out[0]["ids"])
+
+
+def main():
+    texts = [
+        "This is a photo of a ladybug.", "a photo of a cat", "A PHOTO OF A DOG!", "cricket", "ladybug", "spider",
+        "", " ", "   leading and trailing   ", "multiple\n\nlines\tand\ttabs", "Hello, world!!! ...?",
+        "it's, they're, we've, I'm, you'll, he'd", "don't won't can't", "numbers 1234567890 and 3.14159",
+        "2024-11-27 12:30:45", "$100 + 50% = €150", "café naïve résumé façade", "Crème brûlée à la mode",
+        "emoji 😀🎉👍🏽 are fun", "🐞 on a leaf", "日本語のテキスト", "中文文本测试", "한국어 텍스트", "Ελληνικά κείμενα",
+        "Русский текст", "العربية نص", "e\u0301 combining accent", "ﬁ ligature and ½ fractions", "<|startoftext|> inside text",
+        "trailing <|endoftext|>", "snake_case and camelCase and kebab-case", "http://example.com/path?q=1&x=2",
+        "a red circle on the left", "two blue squares at the top right",
+        "very long text " * 40,
+        "supercalifragilisticexpialidocious antidisestablishmentarianism",
+    ]
+    out = []
+    for t in texts:
+        enc = tok(t)
+        pad = tok(t, padding="max_length", truncation=True, max_length=77)
+        out.append({"text": t, "ids": enc["input_ids"], "padded_ids": pad["input_ids"], "padded_mask": pad["attention_mask"]})
+    path = os.path.join(ROOT, "tests", "fixtures", "clip_tokenizer.json")
+    with open(path, "w") as f:
+        json.dump(out, f, ensure_ascii=False, indent=0)
+    print(len(out), "strings;", out[0]["ids"])
+
+
+if __name__ == "__main__":
+    main()

@@ -9,6 +9,7 @@ use tessera::image::ProcessorConfig;
 use tessera::models::vit::hf::{HfVit, HfVitConfig};
 use tessera::models::vit::{VisionTransformer, VitConfig};
 use tessera::nn::ParamStore;
+use tessera::pipelines::{ImageSource, ZeroShotClassifier};
 use tessera::train::{self, AdamWConfig, Schedule, TrainConfig};
 
 #[derive(Parser)]
@@ -32,6 +33,49 @@ enum Cmd {
     Predict(PredictArgs),
     /// Convert a pre-norm seed ViT run into an HF `ViTForImageClassification` checkpoint.
     ExportHf(ExportArgs),
+    /// CLIP zero-shot classification: which candidate label fits each image.
+    ZeroShot(ZeroShotArgs),
+    /// CLIP image and text embeddings and their similarity matrix.
+    Embed(EmbedArgs),
+}
+
+#[derive(Parser)]
+struct ZeroShotArgs {
+    /// CLIP checkpoint: a directory or a hub id such as openai/clip-vit-base-patch32.
+    #[arg(long)]
+    model: String,
+    /// Candidate labels, comma separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    labels: Vec<String>,
+    /// Hypothesis template; `{}` is replaced by each label.
+    #[arg(long, default_value = "This is a photo of {}.")]
+    template: String,
+    /// Image files or http(s) URLs.
+    #[arg(required = true)]
+    images: Vec<String>,
+    /// OpenAI's BPE merges, for checkpoints without vocab.json/merges.txt.
+    #[arg(long, default_value = "assets/bpe_simple_vocab_16e6.txt.gz")]
+    bpe: PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Parser)]
+struct EmbedArgs {
+    #[arg(long)]
+    model: String,
+    /// Image files or URLs.
+    #[arg(long = "image")]
+    images: Vec<String>,
+    /// Texts.
+    #[arg(long = "text")]
+    texts: Vec<String>,
+    /// Write embeddings and the similarity matrix here (.json or .safetensors); default: JSON
+    /// on stdout.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    #[arg(long, default_value = "assets/bpe_simple_vocab_16e6.txt.gz")]
+    bpe: PathBuf,
 }
 
 #[derive(Parser)]
@@ -461,6 +505,102 @@ fn run_predict(a: PredictArgs) -> Result<()> {
     Ok(())
 }
 
+fn run_zero_shot(a: ZeroShotArgs) -> Result<()> {
+    let device = Device::Cpu;
+    let labels: Vec<String> = a
+        .labels
+        .iter()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    if labels.is_empty() {
+        bail!("--labels is empty: give candidate labels, e.g. --labels cricket,ladybug,spider");
+    }
+    tessera::pipelines::zero_shot::fill_template(&a.template, "x")?;
+    let zs = ZeroShotClassifier::from_pretrained(&a.model, &a.bpe, &device)?;
+    let sources: Vec<ImageSource> = a.images.iter().map(|s| ImageSource::parse(s)).collect();
+    let results = zs.classify(&sources, &labels, &a.template)?;
+    if a.json {
+        let out: Vec<_> = sources
+            .iter()
+            .zip(&results)
+            .map(|(s, r)| json!({"image": s.name(), "scores": r}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        for (s, r) in sources.iter().zip(&results) {
+            println!("{}", s.name());
+            for ls in r {
+                println!("  {:>7.4}  {}", ls.score, ls.label);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn run_embed(a: EmbedArgs) -> Result<()> {
+    let device = Device::Cpu;
+    if a.images.is_empty() && a.texts.is_empty() {
+        bail!("give at least one --image or --text");
+    }
+    let zs = ZeroShotClassifier::from_pretrained(&a.model, &a.bpe, &device)?;
+    let img = if a.images.is_empty() {
+        None
+    } else {
+        let decoded: Vec<_> = a
+            .images
+            .iter()
+            .map(|s| ImageSource::parse(s).load())
+            .collect::<tessera::Result<_>>()?;
+        Some(zs.image_embeds(&decoded)?)
+    };
+    let txt = if a.texts.is_empty() {
+        None
+    } else {
+        Some(zs.text_embeds(&a.texts)?)
+    };
+    // image_features @ text_features.T (cosine similarities: both are L2-normalised)
+    let sim = match (&img, &txt) {
+        (Some(i), Some(t)) => Some(i.matmul(&t.t()?)?),
+        _ => None,
+    };
+    match a
+        .output
+        .as_ref()
+        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("safetensors"))
+    {
+        Some(path) => {
+            let mut ts = vec![];
+            for (k, v) in [
+                ("image_embeds", &img),
+                ("text_embeds", &txt),
+                ("similarity", &sim),
+            ] {
+                if let Some(v) = v {
+                    ts.push((k.to_string(), v.clone()));
+                }
+            }
+            tessera::nn::store::save_safetensors(path, &ts)?;
+            eprintln!("wrote {}", path.display());
+        }
+        None => {
+            let v2 = |t: &Option<candle_core::Tensor>| -> Result<serde_json::Value> {
+                Ok(match t {
+                    Some(t) => json!(t.to_vec2::<f32>()?),
+                    None => serde_json::Value::Null,
+                })
+            };
+            let out = json!({"images": a.images, "texts": a.texts, "image_embeds": v2(&img)?, "text_embeds": v2(&txt)?,
+                "similarity": v2(&sim)?, "logit_scale": zs.model.logit_scale.exp()?.to_scalar::<f32>()?});
+            match &a.output {
+                Some(p) => tessera::util::write_json(p, &out)?,
+                None => println!("{}", serde_json::to_string(&out)?),
+            }
+        }
+    }
+    Ok(())
+}
+
 fn run_export(a: ExportArgs) -> Result<()> {
     let cfg: VitConfig = tessera::util::read_json(&a.model.join("config.json"))?;
     let weights = a.model.join("model.safetensors");
@@ -680,6 +820,8 @@ fn main() {
         Cmd::Finetune(a) => run_finetune(a),
         Cmd::Predict(a) => run_predict(a),
         Cmd::ExportHf(a) => run_export(a),
+        Cmd::ZeroShot(a) => run_zero_shot(a),
+        Cmd::Embed(a) => run_embed(a),
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");

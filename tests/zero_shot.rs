@@ -1,0 +1,171 @@
+//! The zero-shot pipeline and CLI: behaviour and bad input (parity with transformers' pipeline
+//! on real photos is `tools/check_zero_shot.py`: it needs the reference venv).
+use candle_core::{DType, Device};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use tessera::models::clip::{Clip, ClipConfig};
+use tessera::nn::ParamStore;
+use tessera::pipelines::{ImageSource, ZeroShotClassifier};
+
+fn bpe() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/bpe_simple_vocab_16e6.txt.gz");
+    assert!(p.exists(), "run tools/fetch_clip_bpe.sh");
+    p
+}
+
+/// A random tiny CLIP with the real vocabulary size, saved as an HF checkpoint.
+fn tiny_clip(dir: &Path) {
+    let cfg: ClipConfig = serde_json::from_value(serde_json::json!({
+        "text_config": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2},
+        "vision_config": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2, "image_size": 32, "patch_size": 8},
+        "projection_dim": 16, "model_type": "clip"
+    }))
+    .unwrap();
+    let store = ParamStore::fresh(5, false, &Device::Cpu);
+    Clip::new(store.var_builder(DType::F32), &cfg).unwrap();
+    store.save(&dir.join("model.safetensors")).unwrap();
+    tessera::util::write_json(&dir.join("config.json"), &cfg).unwrap();
+}
+
+fn photo(dir: &Path, name: &str, rgb: [u8; 3]) -> PathBuf {
+    let p = dir.join(name);
+    image::RgbImage::from_fn(50, 40, |x, y| {
+        image::Rgb([
+            rgb[0].wrapping_add((x * 3) as u8),
+            rgb[1],
+            rgb[2].wrapping_add(y as u8),
+        ])
+    })
+    .save(&p)
+    .unwrap();
+    p
+}
+
+#[test]
+fn classify_sorts_scores_and_rejects_bad_input() {
+    let d = tempfile::tempdir().unwrap();
+    tiny_clip(d.path());
+    let zs = ZeroShotClassifier::from_pretrained(d.path().to_str().unwrap(), &bpe(), &Device::Cpu)
+        .unwrap();
+    let imgs = [
+        ImageSource::Path(photo(d.path(), "a.png", [200, 30, 30])),
+        ImageSource::Path(photo(d.path(), "b.png", [10, 30, 220])),
+    ];
+    let labels: Vec<String> = ["cricket", "ladybug", "spider"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let r = zs
+        .classify(&imgs, &labels, "This is a photo of a {}.")
+        .unwrap();
+    assert_eq!(r.len(), 2);
+    for row in &r {
+        assert_eq!(row.len(), 3);
+        assert!(row.windows(2).all(|w| w[0].score >= w[1].score));
+        assert!((row.iter().map(|s| s.score).sum::<f32>() - 1.0).abs() < 1e-5);
+    }
+    // Images in one batch or alone: the same scores (batching does not change results).
+    let alone = zs
+        .classify(&imgs[1..], &labels, "This is a photo of a {}.")
+        .unwrap();
+    assert!((alone[0][0].score - r[1][0].score).abs() < 1e-5);
+    // Bad input: clear errors.
+    let e = |res: tessera::Result<Vec<Vec<tessera::pipelines::LabelScore>>>| {
+        res.unwrap_err().to_string()
+    };
+    assert!(e(zs.classify(&imgs, &[], "a {}")).contains("empty"));
+    assert!(e(zs.classify(&imgs, &labels, "a photo")).contains("no {}"));
+    let txt = d.path().join("notes.txt");
+    std::fs::write(&txt, "not an image").unwrap();
+    assert!(e(zs.classify(&[ImageSource::Path(txt)], &labels, "a {}")).contains("notes.txt"));
+    // Port 9 on loopback: nothing listens, the connection is refused at once.
+    assert!(e(zs.classify(
+        &[ImageSource::parse("http://127.0.0.1:9/cat.jpg")],
+        &labels,
+        "a {}"
+    ))
+    .contains("cannot download"));
+}
+
+#[test]
+fn zero_shot_and_embed_cli() {
+    let d = tempfile::tempdir().unwrap();
+    tiny_clip(d.path());
+    let img = photo(d.path(), "a.png", [200, 30, 30]);
+    let bin = env!("CARGO_BIN_EXE_tessera");
+    let run = |args: &[&str]| {
+        let o = Command::new(bin)
+            .args(args)
+            .arg("--bpe")
+            .arg(bpe())
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).to_string(),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
+    };
+    let m = d.path().to_str().unwrap();
+    let (ok, out, err) = run(&[
+        "zero-shot",
+        "--json",
+        "--model",
+        m,
+        "--labels",
+        "cricket,ladybug,spider",
+        img.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["scores"].as_array().unwrap().len(), 3);
+    let (ok, _, err) = run(&[
+        "zero-shot",
+        "--model",
+        m,
+        "--labels",
+        ",",
+        img.to_str().unwrap(),
+    ]);
+    assert!(
+        !ok && err.contains("--labels is empty") && !err.contains("panicked"),
+        "{err}"
+    );
+    let (ok, _, err) = run(&[
+        "zero-shot",
+        "--model",
+        m,
+        "--labels",
+        "a,b",
+        "--template",
+        "no placeholder",
+        img.to_str().unwrap(),
+    ]);
+    assert!(!ok && err.contains("no {}"), "{err}");
+    let (ok, out, err) = run(&[
+        "embed",
+        "--model",
+        m,
+        "--image",
+        img.to_str().unwrap(),
+        "--text",
+        "a cat",
+        "--text",
+        "a dog",
+    ]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["similarity"].as_array().unwrap()[0]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let emb = v["image_embeds"][0].as_array().unwrap();
+    let norm: f64 = emb.iter().map(|x| x.as_f64().unwrap().powi(2)).sum();
+    assert!(
+        (norm - 1.0).abs() < 1e-4,
+        "image embeddings are L2-normalised"
+    );
+}
