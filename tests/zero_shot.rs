@@ -169,3 +169,60 @@ fn zero_shot_and_embed_cli() {
         "image embeddings are L2-normalised"
     );
 }
+
+#[test]
+fn index_is_incremental_skips_bad_files_and_searches() {
+    let d = tempfile::tempdir().unwrap();
+    let model = d.path().join("model");
+    std::fs::create_dir_all(&model).unwrap();
+    tiny_clip(&model);
+    let photos = d.path().join("photos");
+    std::fs::create_dir_all(photos.join("sub")).unwrap();
+    photo(&photos, "red.png", [220, 20, 20]);
+    photo(&photos, "blue.png", [20, 20, 220]);
+    photo(&photos.join("sub"), "green.png", [20, 220, 20]);
+    std::fs::write(photos.join("broken.jpg"), b"\xff\xd8\xff\xe0 truncated").unwrap();
+    let zs =
+        ZeroShotClassifier::from_pretrained(model.to_str().unwrap(), &bpe(), &Device::Cpu).unwrap();
+    let index = d.path().join("idx.safetensors");
+    let m = model.to_str().unwrap();
+    let r = tessera::pipelines::Index::update(&zs, m, &photos, &index, false).unwrap();
+    assert_eq!(
+        (r.embedded, r.reused, r.skipped.len(), r.total),
+        (3, 0, 1, 3)
+    );
+    assert!(r.skipped[0].0.contains("broken.jpg"));
+    // Nothing changed: nothing embedded.
+    let r = tessera::pipelines::Index::update(&zs, m, &photos, &index, false).unwrap();
+    assert_eq!((r.embedded, r.reused), (0, 3));
+    // One changed, one removed.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    image::RgbImage::from_pixel(31, 17, image::Rgb([1, 2, 3]))
+        .save(photos.join("red.png"))
+        .unwrap();
+    std::fs::remove_file(photos.join("blue.png")).unwrap();
+    let r = tessera::pipelines::Index::update(&zs, m, &photos, &index, false).unwrap();
+    assert_eq!((r.embedded, r.reused, r.removed, r.total), (1, 1, 1, 2));
+    let idx = tessera::pipelines::Index::load(&index).unwrap();
+    let hits = idx.search(&zs, "a red square", 5).unwrap();
+    assert_eq!(hits.len(), 2);
+    assert!(hits[0].1 >= hits[1].1);
+    assert!(idx.search(&zs, "  ", 5).is_err());
+    // The CLI finds the model through the manifest.
+    let o = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args([
+            "search",
+            index.to_str().unwrap(),
+            "a green square",
+            "-k",
+            "1",
+            "--json",
+            "--bpe",
+        ])
+        .arg(bpe())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 1);
+}

@@ -9,7 +9,7 @@ use tessera::image::ProcessorConfig;
 use tessera::models::vit::hf::{HfVit, HfVitConfig};
 use tessera::models::vit::{VisionTransformer, VitConfig};
 use tessera::nn::ParamStore;
-use tessera::pipelines::{ImageSource, ZeroShotClassifier};
+use tessera::pipelines::{ImageSource, Index, ZeroShotClassifier};
 use tessera::train::{self, AdamWConfig, Schedule, TrainConfig};
 
 #[derive(Parser)]
@@ -37,6 +37,39 @@ enum Cmd {
     ZeroShot(ZeroShotArgs),
     /// CLIP image and text embeddings and their similarity matrix.
     Embed(EmbedArgs),
+    /// Embed every image under a folder into a persistent search index (incremental).
+    Index(IndexArgs),
+    /// Rank indexed images by similarity to a text query.
+    Search(SearchArgs),
+}
+
+#[derive(Parser)]
+struct IndexArgs {
+    #[arg(long)]
+    model: String,
+    folder: PathBuf,
+    /// Index file (a manifest .json is written next to it). Default: FOLDER/tessera_index.safetensors.
+    #[arg(long)]
+    index: Option<PathBuf>,
+    #[arg(long, default_value_t = 16)]
+    batch_size: usize,
+    #[arg(long, default_value = "assets/bpe_simple_vocab_16e6.txt.gz")]
+    bpe: PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Parser)]
+struct SearchArgs {
+    /// The index file written by `tessera index` (its manifest names the model).
+    index: PathBuf,
+    query: String,
+    #[arg(short, long, default_value_t = 5)]
+    k: usize,
+    #[arg(long, default_value = "assets/bpe_simple_vocab_16e6.txt.gz")]
+    bpe: PathBuf,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Parser)]
@@ -601,6 +634,55 @@ fn run_embed(a: EmbedArgs) -> Result<()> {
     Ok(())
 }
 
+fn run_index(a: IndexArgs) -> Result<()> {
+    if !a.folder.is_dir() {
+        bail!("{}: not a directory", a.folder.display());
+    }
+    let index = a
+        .index
+        .clone()
+        .unwrap_or_else(|| a.folder.join("tessera_index.safetensors"));
+    let mut zs = ZeroShotClassifier::from_pretrained(&a.model, &a.bpe, &Device::Cpu)?;
+    zs.batch_size = a.batch_size.max(1);
+    // Absolute paths in the manifest, so `search` works from any directory.
+    let model_id = std::fs::canonicalize(&a.model)
+        .map(|p| p.display().to_string())
+        .unwrap_or(a.model.clone());
+    let folder = std::fs::canonicalize(&a.folder).unwrap_or(a.folder.clone());
+    let r = Index::update(&zs, &model_id, &folder, &index, true)?;
+    eprintln!(
+        "{}: {} images ({} embedded, {} unchanged, {} removed, {} skipped)",
+        index.display(),
+        r.total,
+        r.embedded,
+        r.reused,
+        r.removed,
+        r.skipped.len()
+    );
+    if a.json {
+        println!("{}", serde_json::to_string(&r)?);
+    }
+    Ok(())
+}
+
+fn run_search(a: SearchArgs) -> Result<()> {
+    let idx = Index::load(&a.index)?;
+    let zs = ZeroShotClassifier::from_pretrained(&idx.manifest.model, &a.bpe, &Device::Cpu)?;
+    let hits = idx.search(&zs, &a.query, a.k)?;
+    if a.json {
+        let v: Vec<_> = hits
+            .iter()
+            .map(|(p, s)| json!({"path": idx.manifest.folder.join(p), "score": s}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        for (p, s) in hits {
+            println!("{s:>7.4}  {}", idx.manifest.folder.join(p).display());
+        }
+    }
+    Ok(())
+}
+
 fn run_export(a: ExportArgs) -> Result<()> {
     let cfg: VitConfig = tessera::util::read_json(&a.model.join("config.json"))?;
     let weights = a.model.join("model.safetensors");
@@ -822,6 +904,8 @@ fn main() {
         Cmd::ExportHf(a) => run_export(a),
         Cmd::ZeroShot(a) => run_zero_shot(a),
         Cmd::Embed(a) => run_embed(a),
+        Cmd::Index(a) => run_index(a),
+        Cmd::Search(a) => run_search(a),
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");

@@ -1,0 +1,235 @@
+//! Text-to-image search over a folder: CLIP image embeddings in a persistent index
+//! (`NAME.safetensors`, rows of L2-normalised embeddings) next to a manifest (`NAME.json`: the
+//! model, and per image its path, size, modification time and row). Re-indexing embeds only new
+//! or changed files; progress is saved every few batches (atomic writes), so an interrupted run
+//! resumes; unreadable images are skipped with a warning and listed in the manifest.
+use super::zero_shot::ZeroShotClassifier;
+use crate::{Error, Result};
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Relative to the indexed folder.
+    pub path: String,
+    pub size: u64,
+    pub mtime: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Manifest {
+    pub model: String,
+    pub folder: PathBuf,
+    pub entries: Vec<Entry>,
+    /// Files that could not be read, with why.
+    pub skipped: Vec<(String, String)>,
+}
+
+/// A loaded index.
+pub struct Index {
+    pub manifest: Manifest,
+    /// [N, P] L2-normalised.
+    pub embeds: Vec<Vec<f32>>,
+}
+
+/// What an indexing run did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct IndexReport {
+    pub embedded: usize,
+    pub reused: usize,
+    pub removed: usize,
+    pub skipped: Vec<(String, String)>,
+    pub total: usize,
+}
+
+fn manifest_path(index: &Path) -> PathBuf {
+    index.with_extension("json")
+}
+
+fn is_image(p: &Path) -> bool {
+    matches!(
+        p.extension()
+            .and_then(|e| e.to_str())
+            .map(|e| e.to_ascii_lowercase())
+            .as_deref(),
+        Some("png" | "jpg" | "jpeg" | "webp" | "bmp" | "gif" | "tif" | "tiff")
+    )
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let p = e.map_err(|e| Error::io(dir, e))?.path();
+        if p.is_dir() {
+            walk(&p, out)?;
+        } else if is_image(&p) {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+impl Index {
+    pub fn load(index: &Path) -> Result<Index> {
+        let manifest: Manifest = crate::util::read_json(&manifest_path(index))?;
+        let t = crate::nn::store::load_safetensors(index, &Device::Cpu)?;
+        let embeds = match t.get("embeds") {
+            Some(e) if e.dim(0)? == manifest.entries.len() => e.to_vec2::<f32>()?,
+            Some(_) => {
+                return Err(Error::data(
+                    index,
+                    "embeddings and manifest disagree; re-run tessera index",
+                ))
+            }
+            None if manifest.entries.is_empty() => vec![],
+            None => return Err(Error::data(index, "no embeds tensor")),
+        };
+        Ok(Index { manifest, embeds })
+    }
+
+    fn save(&self, index: &Path) -> Result<()> {
+        if !self.embeds.is_empty() {
+            let rows = self.embeds.len();
+            let flat: Vec<f32> = self.embeds.iter().flatten().copied().collect();
+            let t = Tensor::from_vec(flat, (rows, self.embeds[0].len()), &Device::Cpu)?;
+            crate::nn::store::save_safetensors(index, &[("embeds".to_string(), t)])?;
+        } else {
+            crate::nn::store::save_safetensors(index, &[])?;
+        }
+        // The manifest last: it names only rows that are already on disk.
+        crate::util::write_json(&manifest_path(index), &self.manifest)
+    }
+
+    /// Builds or updates the index of `folder` at `index`.
+    pub fn update(
+        zs: &ZeroShotClassifier,
+        model: &str,
+        folder: &Path,
+        index: &Path,
+        progress: bool,
+    ) -> Result<IndexReport> {
+        let mut files = vec![];
+        walk(folder, &mut files)?;
+        files.sort();
+        let old = if manifest_path(index).exists() && index.exists() {
+            Some(Index::load(index)?)
+        } else {
+            None
+        };
+        let old = old.filter(|o| o.manifest.model == model);
+        let mut reuse: HashMap<String, (Entry, Vec<f32>)> = HashMap::new();
+        if let Some(o) = old {
+            for (e, v) in o.manifest.entries.into_iter().zip(o.embeds) {
+                reuse.insert(e.path.clone(), (e, v));
+            }
+        }
+        let mut idx = Index {
+            manifest: Manifest {
+                model: model.into(),
+                folder: folder.to_path_buf(),
+                ..Default::default()
+            },
+            embeds: vec![],
+        };
+        let mut report = IndexReport::default();
+        let mut todo = vec![];
+        for f in &files {
+            let rel = f
+                .strip_prefix(folder)
+                .unwrap_or(f)
+                .to_string_lossy()
+                .into_owned();
+            let meta = std::fs::metadata(f).map_err(|e| Error::io(f, e))?;
+            let mtime = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs());
+            let entry = Entry {
+                path: rel.clone(),
+                size: meta.len(),
+                mtime,
+            };
+            match reuse.remove(&rel) {
+                Some((e, v)) if e == entry => {
+                    idx.manifest.entries.push(e);
+                    idx.embeds.push(v);
+                    report.reused += 1;
+                }
+                _ => todo.push((f.clone(), entry)),
+            }
+        }
+        report.removed = reuse.len();
+        let pb = if progress {
+            indicatif::ProgressBar::new(todo.len() as u64)
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(
+                "indexing {bar:30} {pos}/{len} [{elapsed}<{eta}]",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        for (bi, chunk) in todo.chunks(zs.batch_size.max(1)).enumerate() {
+            let mut imgs = vec![];
+            let mut ok = vec![];
+            for (f, entry) in chunk {
+                match crate::image::open(f) {
+                    Ok(i) => {
+                        imgs.push(i);
+                        ok.push(entry.clone());
+                    }
+                    Err(e) => {
+                        eprintln!("warning: skipping {}: {e}", f.display());
+                        report.skipped.push((entry.path.clone(), e.to_string()));
+                    }
+                }
+            }
+            if !imgs.is_empty() {
+                let e = zs.image_embeds(&imgs)?.to_vec2::<f32>()?;
+                idx.manifest.entries.extend(ok);
+                idx.embeds.extend(e);
+                report.embedded += imgs.len();
+            }
+            pb.inc(chunk.len() as u64);
+            // Save progress every 8 batches: an interrupted run resumes from here.
+            if bi % 8 == 7 {
+                idx.manifest.skipped = report.skipped.clone();
+                idx.save(index)?;
+            }
+        }
+        pb.finish_and_clear();
+        idx.manifest.skipped = report.skipped.clone();
+        idx.save(index)?;
+        report.total = idx.manifest.entries.len();
+        Ok(report)
+    }
+
+    /// The `k` images most similar (cosine) to `query`: (path, similarity), best first.
+    pub fn search(
+        &self,
+        zs: &ZeroShotClassifier,
+        query: &str,
+        k: usize,
+    ) -> Result<Vec<(String, f32)>> {
+        if query.trim().is_empty() {
+            return Err(Error::Config("empty query".into()));
+        }
+        let q = zs
+            .text_embeds(&[query.to_string()])?
+            .squeeze(0)?
+            .to_vec1::<f32>()?;
+        let mut scored: Vec<(String, f32)> = self
+            .manifest
+            .entries
+            .iter()
+            .zip(&self.embeds)
+            .map(|(e, v)| (e.path.clone(), v.iter().zip(&q).map(|(a, b)| a * b).sum()))
+            .collect();
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+        scored.truncate(k);
+        Ok(scored)
+    }
+}
