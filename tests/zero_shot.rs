@@ -226,3 +226,81 @@ fn index_is_incremental_skips_bad_files_and_searches() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn contrastive_training_reduces_the_loss_and_trains_the_temperature() {
+    use tessera::data::shapes::{scenes, HELD_OUT};
+    use tessera::train::contrastive::{caption_batch, clip_loss, scene_pixels};
+    let dev = Device::Cpu;
+    let tok = tessera::models::clip::ClipTokenizer::from_bpe_gz(&bpe()).unwrap();
+    let cfg: ClipConfig = serde_json::from_value(serde_json::json!({
+        "text_config": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2},
+        "vision_config": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2, "image_size": 32, "patch_size": 8},
+        "projection_dim": 16
+    }))
+    .unwrap();
+    let store = ParamStore::fresh(1, true, &dev);
+    let model = Clip::new(store.var_builder(DType::F32), &cfg).unwrap();
+    let proc = tessera::image::ProcessorConfig::clip(32);
+    let data = scenes(16, 32, &HELD_OUT, false, 3);
+    // Every parameter, the temperature included, receives a gradient from the symmetric loss.
+    let refs: Vec<_> = data.iter().collect();
+    let px = scene_pixels(&refs, 32, &proc, &dev).unwrap();
+    let texts: Vec<&str> = data.iter().map(|s| s.caption.as_str()).collect();
+    let (ids, mask) = caption_batch(&tok, &texts, &dev).unwrap();
+    let o = model
+        .forward(&px, &ids, Some(&mask), &mut tessera::nn::Ctx::eval())
+        .unwrap();
+    let grads = clip_loss(&o.logits_per_image).unwrap().backward().unwrap();
+    let opt = tessera::train::AdamW::new(store.vars(), Default::default());
+    let missing = opt.missing_grads(&grads);
+    // Token embeddings get a gradient (index_select backward); nothing is missing.
+    assert!(missing.is_empty(), "{missing:?}");
+    let before = store
+        .vars()
+        .iter()
+        .find(|(n, _)| n == "logit_scale")
+        .unwrap()
+        .1
+        .as_tensor()
+        .to_scalar::<f32>()
+        .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let tc = tessera::train::TrainConfig {
+        epochs: 4,
+        batch_size: 8,
+        optim: tessera::train::AdamWConfig {
+            lr: 2e-3,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let losses = tessera::train::contrastive::fit_clip(
+        &model,
+        &store,
+        &tok,
+        &proc,
+        &data,
+        32,
+        &tc,
+        out.path(),
+        &dev,
+    )
+    .unwrap();
+    assert!(
+        losses.last().unwrap() < losses.first().unwrap(),
+        "{losses:?}"
+    );
+    let after = store
+        .vars()
+        .iter()
+        .find(|(n, _)| n == "logit_scale")
+        .unwrap()
+        .1
+        .as_tensor()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert_ne!(before, after, "the temperature is learned");
+    // The saved checkpoint loads back as a CLIP model.
+    assert!(Clip::load(out.path(), false, &dev).is_ok());
+}

@@ -6,6 +6,7 @@ mod digits;
 mod folder;
 mod idx;
 pub mod parquet;
+pub mod shapes;
 
 pub use digits::digits;
 pub use folder::{image_folder, image_folder_processed, image_folder_with};

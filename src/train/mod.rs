@@ -1,4 +1,5 @@
 //! Training: the loop, evaluation every epoch, metrics, plots, checkpoints and resume.
+pub mod contrastive;
 pub mod optim;
 mod plot;
 

@@ -1,0 +1,141 @@
+//! CLIP's symmetric contrastive loss with a learnable temperature, and a training loop for
+//! image–caption pairs on the trainer's parts (AdamW, schedule, clipping, metrics, checkpoints).
+use super::{clip_grad_norm, lr_at, AdamW, TrainConfig};
+use crate::data::shapes::Scene;
+use crate::image::ProcessorConfig;
+use crate::models::clip::{Clip, ClipTokenizer};
+use crate::nn::{Ctx, ParamStore};
+use crate::{Error, Result};
+use candle_core::{DType, Device, Tensor};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::io::Write;
+use std::path::Path;
+
+/// `(CE(logits_per_image, arange) + CE(logits_per_text, arange)) / 2`.
+pub fn clip_loss(logits_per_image: &Tensor) -> Result<Tensor> {
+    let n = logits_per_image.dim(0)?;
+    let targets = Tensor::arange(0u32, n as u32, logits_per_image.device())?;
+    let a = super::cross_entropy(logits_per_image, &targets, 0.0)?;
+    let b = super::cross_entropy(&logits_per_image.t()?.contiguous()?, &targets, 0.0)?;
+    Ok(((a + b)? * 0.5)?)
+}
+
+/// Pixel batch [B, 3, H, W] of scenes, through the CLIP processor (no resize at model size).
+pub fn scene_pixels(
+    scenes: &[&Scene],
+    size: usize,
+    processor: &ProcessorConfig,
+    device: &Device,
+) -> Result<Tensor> {
+    let imgs: Vec<image::DynamicImage> = scenes
+        .iter()
+        .map(|s| {
+            image::RgbImage::from_raw(size as u32, size as u32, s.rgb.clone())
+                .map(image::DynamicImage::ImageRgb8)
+                .ok_or_else(|| Error::Shape("scene pixels do not match the size".into()))
+        })
+        .collect::<Result<_>>()?;
+    processor.batch(&imgs, device)
+}
+
+/// Caption ids and mask.
+pub fn caption_batch(
+    tok: &ClipTokenizer,
+    texts: &[&str],
+    device: &Device,
+) -> Result<(Tensor, Tensor)> {
+    let (ids, mask) = tok.encode_batch(texts, crate::models::clip::tokenizer::CONTEXT_LENGTH);
+    Ok((
+        Tensor::new(ids, device)?,
+        Tensor::new(mask, device)?.to_dtype(DType::F32)?,
+    ))
+}
+
+/// Trains `model` on (scene, caption) pairs; per-epoch mean loss appended to
+/// `out/metrics.jsonl`; final weights saved as an HF CLIP checkpoint in `out`.
+#[allow(clippy::too_many_arguments)]
+pub fn fit_clip(
+    model: &Clip,
+    store: &ParamStore,
+    tok: &ClipTokenizer,
+    processor: &ProcessorConfig,
+    train: &[Scene],
+    size: usize,
+    cfg: &TrainConfig,
+    out: &Path,
+    device: &Device,
+) -> Result<Vec<f64>> {
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let vars = store.vars();
+    let var_list: Vec<_> = vars.iter().map(|(_, v)| v.clone()).collect();
+    let logit_scale = vars
+        .iter()
+        .find(|(n, _)| n == "logit_scale")
+        .map(|(_, v)| v.clone());
+    let mut opt = AdamW::new(vars, cfg.optim);
+    let steps_per_epoch = train.len().div_ceil(cfg.batch_size.max(1));
+    let total = steps_per_epoch * cfg.epochs;
+    let warmup = (cfg.warmup_fraction * total as f64).round() as usize;
+    let metrics = out.join("metrics.jsonl");
+    crate::util::atomic_write(&metrics, b"")?;
+    let mut losses = vec![];
+    let mut step = 0;
+    for epoch in 0..cfg.epochs {
+        let mut order: Vec<usize> = (0..train.len()).collect();
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(cfg.seed ^ epoch as u64));
+        let (mut sum, mut n) = (0f64, 0usize);
+        let t0 = std::time::Instant::now();
+        for idx in order.chunks(cfg.batch_size.max(1)) {
+            if idx.len() < 2 {
+                continue; // a contrastive batch needs negatives
+            }
+            let batch: Vec<&Scene> = idx.iter().map(|&i| &train[i]).collect();
+            let px = scene_pixels(&batch, size, processor, device)?;
+            let texts: Vec<&str> = batch.iter().map(|s| s.caption.as_str()).collect();
+            let (ids, mask) = caption_batch(tok, &texts, device)?;
+            let o = model.forward(&px, &ids, Some(&mask), &mut Ctx::eval())?;
+            let loss = clip_loss(&o.logits_per_image)?;
+            let mut grads = loss.backward()?;
+            if cfg.clip_grad_norm > 0.0 {
+                clip_grad_norm(&mut grads, &var_list, cfg.clip_grad_norm)?;
+            }
+            opt.step(
+                &grads,
+                lr_at(cfg.optim.lr, step, warmup, total, cfg.schedule),
+            )?;
+            step += 1;
+            // OpenAI clamps the temperature: exp(logit_scale) <= 100.
+            if let Some(ls) = &logit_scale {
+                if ls.as_tensor().to_scalar::<f32>()? > 100f32.ln() {
+                    ls.set(&Tensor::new(100f32.ln(), device)?)?;
+                }
+            }
+            sum += loss.to_scalar::<f32>()? as f64 * idx.len() as f64;
+            n += idx.len();
+        }
+        let mean = sum / n.max(1) as f64;
+        losses.push(mean);
+        eprintln!(
+            "epoch {}/{}: contrastive loss {mean:.4} ({:.1}s)",
+            epoch + 1,
+            cfg.epochs,
+            t0.elapsed().as_secs_f64()
+        );
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&metrics)
+            .map_err(|e| Error::io(&metrics, e))?;
+        writeln!(
+            f,
+            "{}",
+            serde_json::json!({"epoch": epoch + 1, "train_loss": mean})
+        )
+        .map_err(|e| Error::io(&metrics, e))?;
+    }
+    store.save(&out.join("model.safetensors"))?;
+    crate::util::write_json(&out.join("config.json"), &model.config)?;
+    crate::util::write_json(&out.join("preprocessor_config.json"), processor)?;
+    Ok(losses)
+}
