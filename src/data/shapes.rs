@@ -52,13 +52,7 @@ pub fn render(
         2 => (s * 0.5 + jitter(rng), s * 0.27 + jitter(rng)),
         _ => (s * 0.5 + jitter(rng), s * 0.73 + jitter(rng)),
     };
-    // color == COLORS.len(): an achromatic (dark or light grey) shape, captioned by shape only.
-    let c = if color < COLORS.len() {
-        COLORS[color].1
-    } else {
-        let g = if rng.random::<bool>() { 30 } else { 235 };
-        [g, g, g]
-    };
+    let c = COLORS[color].1;
     let mut rgb = vec![0u8; size * size * 3];
     for y in 0..size {
         for x in 0..size {
@@ -77,22 +71,7 @@ pub fn render(
     // Captions name all attributes or a subset ("a red shape", "a circle on the left"), as
     // real alt-text does; attribute-level captions push the embeddings to keep colour and shape
     // separable, which is what composing unseen pairs needs.
-    let (sh, p) = (SHAPES[shape], POSITIONS[position]);
-    if color >= COLORS.len() {
-        let caption = if rng.random::<bool>() {
-            format!("a {sh} {p}")
-        } else {
-            format!("a {sh}")
-        };
-        return Scene {
-            rgb,
-            color,
-            shape,
-            position,
-            caption,
-        };
-    }
-    let c = COLORS[color].0;
+    let (c, sh, p) = (COLORS[color].0, SHAPES[shape], POSITIONS[position]);
     let caption = match rng.random_range(0..6) {
         0 | 1 => format!("a {c} {sh} {p}"),
         2 => format!("a {c} {sh}"),
@@ -116,8 +95,6 @@ pub fn render(
 }
 
 /// `n` scenes whose (color, shape) pair is (or, with `held_out = false`, is not) in `held`.
-/// Training sets (`held_out = false`) also get achromatic shapes (a quarter), captioned by shape
-/// alone: they teach shape apart from colour without showing any held-out pair.
 pub fn scenes(
     n: usize,
     size: usize,
@@ -128,15 +105,11 @@ pub fn scenes(
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
-        let (s, p) = (
+        let (c, s, p) = (
+            rng.random_range(0..COLORS.len()),
             rng.random_range(0..SHAPES.len()),
             rng.random_range(0..POSITIONS.len()),
         );
-        if !held_out && rng.random_range(0..4) == 0 {
-            out.push(render(size, COLORS.len(), s, p, &mut rng));
-            continue;
-        }
-        let c = rng.random_range(0..COLORS.len());
         if held.contains(&(c, s)) == held_out {
             out.push(render(size, c, s, p, &mut rng));
         }
