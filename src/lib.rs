@@ -15,6 +15,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod data;
 pub mod error;
+pub mod explain;
 pub mod hub;
 pub mod image;
 pub mod models;

@@ -190,8 +190,16 @@ impl Attention {
             scores = scores.broadcast_add(&m.to_dtype(scores.dtype())?)?;
         }
         let probs = ops::softmax_last_dim(&scores)?;
+        let mut probs = probs;
         if let Some(trace) = ctx.trace.as_deref_mut() {
             trace.attentions.push(probs.detach());
+            if let Some(probes) = trace.probes.as_mut() {
+                // A zero variable added to the probabilities: its gradient is dy/dA for this
+                // layer, with the full graph intact (candle keeps gradients of variables only).
+                let z = candle_core::Var::zeros(probs.shape(), probs.dtype(), probs.device())?;
+                probs = (probs + z.as_tensor())?;
+                probes.push(z);
+            }
         }
         let probs = ctx.dropout(&probs, self.attn_dropout)?;
         // [B, H, N, M] @ [B, H, M, Dh] -> [B, H, N, Dh] -> [B, N, H, Dh] -> [B, N, D]

@@ -21,4 +21,18 @@ pub struct Trace {
     pub attentions: Vec<Tensor>,
     /// The embeddings, then the output of each layer: [B, N, D].
     pub hidden_states: Vec<Tensor>,
+    /// When set, one zero variable per attention layer is added to its probabilities, so a
+    /// backward pass yields the gradient of any output with respect to every attention map
+    /// (for gradient-weighted relevance). `None` in the normal traced path: no extra cost.
+    pub probes: Option<Vec<candle_core::Var>>,
+}
+
+impl Trace {
+    /// A trace that also records gradient probes on the attention maps.
+    pub fn with_gradients() -> Self {
+        Trace {
+            probes: Some(vec![]),
+            ..Default::default()
+        }
+    }
 }

@@ -5,6 +5,7 @@ mod plot;
 
 pub use optim::{clip_grad_norm, cross_entropy, lr_at, AdamW, AdamWConfig, Schedule};
 pub use plot::plot_history;
+pub(crate) use plot::register_font;
 
 use crate::data::{Augment, Loader};
 use crate::nn::{Ctx, ParamStore};

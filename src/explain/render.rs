@@ -1,0 +1,98 @@
+//! Heatmaps over images: bilinear upsampling of the patch grid, a perceptual colormap
+//! (viridis), alpha overlay on the original, an optional legend, PNG output; and grids of maps.
+use crate::{Error, Result};
+use image::{Rgb, RgbImage};
+use std::path::Path;
+
+/// Viridis at 9 evenly spaced points (matplotlib's values), linearly interpolated.
+const VIRIDIS: [[f32; 3]; 9] = [
+    [0.267, 0.005, 0.329],
+    [0.283, 0.141, 0.458],
+    [0.254, 0.265, 0.530],
+    [0.207, 0.372, 0.553],
+    [0.164, 0.471, 0.558],
+    [0.128, 0.567, 0.551],
+    [0.135, 0.659, 0.518],
+    [0.267, 0.749, 0.441],
+    [0.993, 0.906, 0.144],
+];
+
+pub fn viridis(t: f32) -> [u8; 3] {
+    let t = t.clamp(0.0, 1.0) * (VIRIDIS.len() - 1) as f32;
+    let i = (t.floor() as usize).min(VIRIDIS.len() - 2);
+    let f = t - i as f32;
+    let c = |k: usize| ((VIRIDIS[i][k] * (1.0 - f) + VIRIDIS[i + 1][k] * f) * 255.0).round() as u8;
+    [c(0), c(1), c(2)]
+}
+
+/// Min-max normalisation to [0, 1].
+pub fn normalize(v: &[f32]) -> Vec<f32> {
+    let (lo, hi) = v
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &x| {
+            (a.min(x), b.max(x))
+        });
+    let span = (hi - lo).max(1e-12);
+    v.iter().map(|x| (x - lo) / span).collect()
+}
+
+/// The patch grid (`side`×`side`) upsampled bilinearly to `w`×`h`, coloured, blended over
+/// `img` with `alpha`.
+pub fn overlay(img: &RgbImage, grid: &[f32], side: usize, alpha: f32) -> Result<RgbImage> {
+    if grid.len() != side * side {
+        return Err(Error::Shape(format!(
+            "{} values for a {side}x{side} grid",
+            grid.len()
+        )));
+    }
+    let (w, h) = img.dimensions();
+    let heat = crate::data::resize_bilinear(&normalize(grid), side, side, h as usize, w as usize);
+    Ok(RgbImage::from_fn(w, h, |x, y| {
+        let c = viridis(heat[(y * w + x) as usize]);
+        let p = img.get_pixel(x, y);
+        Rgb([0, 1, 2].map(|k| (p[k] as f32 * (1.0 - alpha) + c[k] as f32 * alpha).round() as u8))
+    }))
+}
+
+/// Draws `text` in a band at the top of `img` (a legend: label and score).
+pub fn legend(img: &RgbImage, text: &str) -> Result<RgbImage> {
+    use plotters::prelude::*;
+    crate::train::register_font();
+    let (w, h) = img.dimensions();
+    let band = 22u32;
+    let mut buf = vec![255u8; (w * (h + band) * 3) as usize];
+    buf[(w * band * 3) as usize..].copy_from_slice(img.as_raw());
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h + band)).into_drawing_area();
+        root.draw(&Text::new(
+            text.to_string(),
+            (4, 3),
+            ("sans-serif", 15).into_font().color(&BLACK),
+        ))
+        .map_err(|e| Error::Msg(format!("legend: {e}")))?;
+        root.present()
+            .map_err(|e| Error::Msg(format!("legend: {e}")))?;
+    }
+    RgbImage::from_raw(w, h + band, buf).ok_or_else(|| Error::Msg("legend buffer".into()))
+}
+
+/// Tiles images left to right, `cols` per row.
+pub fn grid(images: &[RgbImage], cols: usize) -> RgbImage {
+    let (w, h) = images.first().map_or((1, 1), |i| i.dimensions());
+    let cols = cols.max(1) as u32;
+    let rows = (images.len() as u32).div_ceil(cols);
+    let mut out = RgbImage::from_pixel(w * cols, h * rows.max(1), Rgb([255, 255, 255]));
+    for (k, im) in images.iter().enumerate() {
+        let (ox, oy) = ((k as u32 % cols) * w, (k as u32 / cols) * h);
+        image::imageops::overlay(&mut out, im, ox as i64, oy as i64);
+    }
+    out
+}
+
+/// Saves a PNG atomically.
+pub fn save_png(img: &RgbImage, path: &Path) -> Result<()> {
+    let mut bytes = std::io::Cursor::new(vec![]);
+    img.write_to(&mut bytes, image::ImageFormat::Png)
+        .map_err(|e| Error::Msg(format!("encoding {}: {e}", path.display())))?;
+    crate::util::atomic_write(path, bytes.get_ref())
+}

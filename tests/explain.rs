@@ -1,0 +1,81 @@
+//! Explainability maps against a PyTorch computation on the same model (fixture from
+//! tools/gen_explain_fixtures.py): class-token attention, rollout, Chefer relevance.
+mod common;
+use candle_core::Device;
+use common::{fixture, load};
+use tessera::explain::{self, HeadFusion};
+use tessera::models::vit::hf::HfVit;
+use tessera::nn::{Ctx, Trace};
+
+fn close(a: &[f32], b: &candle_core::Tensor, tol: f32, what: &str) {
+    let b = b.to_vec1::<f32>().unwrap();
+    assert_eq!(a.len(), b.len(), "{what}");
+    let d = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    println!("{what}: max diff {d:e}");
+    assert!(d <= tol, "{what}: {d}");
+}
+
+#[test]
+fn attention_rollout_and_relevance_match_pytorch() {
+    let dir = fixture("hf_vit_cls");
+    let m = HfVit::load(&dir, true, None, false, 0, &Device::Cpu)
+        .unwrap()
+        .model;
+    let io = load(&dir.join("io.safetensors"));
+    let want = load(&dir.join("explain.safetensors"));
+    let x = io["pixel_values"].narrow(0, 0, 1).unwrap();
+    let mut trace = Trace::with_gradients();
+    let logits = m
+        .forward(&x, &mut Ctx::eval().with_trace(&mut trace))
+        .unwrap();
+    let target = want["target"].to_vec1::<i64>().unwrap()[0] as usize;
+    let grads = explain::select(&logits, 0, target)
+        .unwrap()
+        .backward()
+        .unwrap();
+    let last = trace.attentions.len() - 1;
+    close(
+        &explain::cls_attention(&trace, last, 0, HeadFusion::Mean).unwrap(),
+        &want["cls_attention_last"],
+        1e-6,
+        "class-token attention",
+    );
+    close(
+        &explain::rollout(&trace, 0, HeadFusion::Mean, 0.0).unwrap(),
+        &want["rollout"],
+        1e-5,
+        "rollout",
+    );
+    close(
+        &explain::rollout(&trace, 0, HeadFusion::Mean, 0.5).unwrap(),
+        &want["rollout_discard_05"],
+        1e-5,
+        "rollout, discard 0.5",
+    );
+    close(
+        &explain::relevance(&trace, &grads, 0).unwrap(),
+        &want["relevance"],
+        1e-5,
+        "relevance",
+    );
+    // The probes do not change the forward result.
+    let plain = m.forward(&x, &mut Ctx::eval()).unwrap();
+    assert!(common::max_abs_diff(&plain, &logits) == 0.0);
+}
+
+#[test]
+fn heatmap_overlay_renders() {
+    let img = image::RgbImage::from_pixel(40, 40, image::Rgb([128, 128, 128]));
+    let grid: Vec<f32> = (0..16).map(|i| i as f32).collect();
+    let o = explain::render::overlay(&img, &grid, 4, 0.5).unwrap();
+    // The hottest corner (bottom right) is yellow-ish, the coldest (top left) purple-ish.
+    let (hot, cold) = (o.get_pixel(39, 39), o.get_pixel(0, 0));
+    assert!(hot[0] > cold[0] && hot[1] > cold[1], "{hot:?} vs {cold:?}");
+    let with_legend = explain::render::legend(&o, "tabby cat 0.93").unwrap();
+    assert_eq!(with_legend.dimensions(), (40, 62));
+    assert!(explain::render::overlay(&img, &grid, 5, 0.5).is_err());
+}
