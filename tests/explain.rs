@@ -79,3 +79,65 @@ fn heatmap_overlay_renders() {
     assert_eq!(with_legend.dimensions(), (40, 62));
     assert!(explain::render::overlay(&img, &grid, 5, 0.5).is_err());
 }
+
+#[test]
+fn explain_cli_writes_heatmaps_and_json() {
+    let d = tempfile::tempdir().unwrap();
+    let img = d.path().join("photo.png");
+    image::RgbImage::from_fn(48, 40, |x, y| {
+        image::Rgb([(x * 5) as u8, (y * 6) as u8, 90])
+    })
+    .save(&img)
+    .unwrap();
+    let model = fixture("hf_vit_cls");
+    let bin = env!("CARGO_BIN_EXE_tessera");
+    for method in ["attention", "rollout", "relevance"] {
+        let out = d.path().join(format!("{method}.png"));
+        let layers = d.path().join(format!("{method}_layers.png"));
+        let o = std::process::Command::new(bin)
+            .args([
+                "explain",
+                "--model",
+                model.to_str().unwrap(),
+                img.to_str().unwrap(),
+                "--method",
+                method,
+                "--json",
+                "--label",
+                "class_2",
+            ])
+            .arg("--out")
+            .arg(&out)
+            .arg("--layers-out")
+            .arg(&layers)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(
+            v["grid"].as_array().unwrap().len(),
+            4,
+            "32 px / patch 8 = 4x4"
+        );
+        assert!(v["legend"].as_str().unwrap().starts_with("class_2"));
+        let png = image::open(&out).unwrap();
+        assert_eq!(png.width(), 32); // the model's input view
+        assert!(image::open(&layers).is_ok());
+    }
+    let o = std::process::Command::new(bin)
+        .args([
+            "explain",
+            "--model",
+            model.to_str().unwrap(),
+            img.to_str().unwrap(),
+            "--label",
+            "zebra",
+        ])
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && e.contains("zebra") && !e.contains("panicked"),
+        "{e}"
+    );
+}

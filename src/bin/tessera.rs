@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use serde_json::json;
 use std::path::PathBuf;
 use tessera::data::{self, Augment, Loader, Normalize};
+use tessera::explain::HeadFusion;
 use tessera::image::ProcessorConfig;
 use tessera::models::vit::hf::{HfVit, HfVitConfig};
 use tessera::models::vit::{VisionTransformer, VitConfig};
@@ -44,6 +45,48 @@ enum Cmd {
     /// Train a tiny CLIP on generated shape scenes, then zero-shot classify colour–shape
     /// combinations it never saw together.
     ClipDemo(ClipDemoArgs),
+    /// Where the model looked: attention, rollout or class/text relevance over the image.
+    Explain(ExplainArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Method {
+    Attention,
+    Rollout,
+    Relevance,
+}
+
+#[derive(Parser)]
+struct ExplainArgs {
+    /// A tessera ViT run, an HF ViT classifier or a CLIP checkpoint (directory or hub id).
+    #[arg(long)]
+    model: String,
+    image: String,
+    #[arg(long, value_enum, default_value = "relevance")]
+    method: Method,
+    /// Class to explain (name or index; default: the top prediction).
+    #[arg(long)]
+    label: Option<String>,
+    /// For CLIP: the text whose match to explain, e.g. "a ladybug".
+    #[arg(long)]
+    text: Option<String>,
+    /// For --method attention: the layer (default: the last).
+    #[arg(long)]
+    layer: Option<usize>,
+    #[arg(long, value_enum, default_value = "mean")]
+    head_fusion: HeadFusion,
+    /// For rollout: the fraction of lowest attentions to drop per layer.
+    #[arg(long, default_value_t = 0.0)]
+    discard_ratio: f32,
+    #[arg(long, default_value = "heat.png")]
+    out: PathBuf,
+    /// Also write a grid of every layer's class-token attention here.
+    #[arg(long)]
+    layers_out: Option<PathBuf>,
+    #[arg(long, default_value = "assets/bpe_simple_vocab_16e6.txt.gz")]
+    bpe: PathBuf,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Parser)]
@@ -825,6 +868,167 @@ fn run_clip_demo(a: ClipDemoArgs) -> Result<()> {
     Ok(())
 }
 
+fn run_explain(a: ExplainArgs) -> Result<()> {
+    use tessera::explain::{self, render};
+    use tessera::nn::{Ctx, Trace};
+    let device = Device::Cpu;
+    let dir = tessera::hub::resolve(
+        &a.model,
+        &["config.json"],
+        &[&["model.safetensors", "pytorch_model.bin"]],
+        &["preprocessor_config.json", "vocab.json", "merges.txt"],
+    )?;
+    let raw: serde_json::Value = tessera::util::read_json(&dir.join("config.json"))?;
+    let is_clip = raw.get("model_type").and_then(|v| v.as_str()) == Some("clip")
+        || raw.get("text_config").is_some();
+    let source = ImageSource::parse(&a.image);
+    let img = source.load()?;
+    let mut trace = if a.method == Method::Relevance {
+        Trace::with_gradients()
+    } else {
+        Trace::default()
+    };
+    // (display image at the model's input view, legend, gradients of the explained score)
+    let (view, legend, grads) = if is_clip {
+        let zs =
+            ZeroShotClassifier::from_pretrained(dir.to_str().unwrap_or(&a.model), &a.bpe, &device)?;
+        let (px, h, w) = zs.processor.pixels_u8(&img)?;
+        let view = image::RgbImage::from_raw(w, h, px).context("processed image")?;
+        let x = zs.processor.batch(std::slice::from_ref(&img), &device)?;
+        let ie = zs
+            .model
+            .image_embeds(&x, &mut Ctx::eval().with_trace(&mut trace))?;
+        match &a.text {
+            Some(t) => {
+                // the text side without probes: only the image's attention maps are explained
+                let te = zs.model.text_embeds(
+                    &candle_core::Tensor::new(
+                        vec![zs.tokenizer.encode(t, 77, false).ids],
+                        &device,
+                    )?,
+                    None,
+                    &mut Ctx::eval(),
+                )?;
+                let sim = (&ie * &te)?.sum_all()?;
+                let g = if a.method == Method::Relevance {
+                    Some(sim.backward()?)
+                } else {
+                    None
+                };
+                (
+                    view,
+                    format!("\"{t}\"  cos {:.3}", sim.to_scalar::<f32>()?),
+                    g,
+                )
+            }
+            None if a.method == Method::Relevance => {
+                bail!("CLIP relevance needs --text, e.g. --text \"a ladybug\"")
+            }
+            None => (view, String::new(), None),
+        }
+    } else {
+        let model = load_classifier(dir.to_str().unwrap_or(&a.model), &device)?;
+        let (x, view, names): (
+            candle_core::Tensor,
+            image::RgbImage,
+            Box<dyn Fn(usize) -> String>,
+        ) = match &model {
+            Classifier::Seed(m) => {
+                let c = &m.config;
+                let x = tessera::image::batch_from_paths(
+                    &[std::path::Path::new(&a.image)],
+                    c.image_size,
+                    &c.image_mean,
+                    &c.image_std,
+                    &device,
+                )?;
+                let v = img
+                    .resize_exact(224, 224, image::imageops::FilterType::Nearest)
+                    .to_rgb8();
+                (x, v, Box::new(|i| m.config.label(i)))
+            }
+            Classifier::Hf(m, proc) => {
+                let (px, h, w) = proc.pixels_u8(&img)?;
+                let v = image::RgbImage::from_raw(w, h, px).context("processed image")?;
+                (
+                    proc.batch(std::slice::from_ref(&img), &device)?,
+                    v,
+                    Box::new(|i| m.config().label(i)),
+                )
+            }
+        };
+        let logits = match &model {
+            Classifier::Seed(m) => m.forward(&x, &mut Ctx::eval().with_trace(&mut trace))?,
+            Classifier::Hf(m, _) => m.forward(&x, &mut Ctx::eval().with_trace(&mut trace))?,
+        };
+        let probs = candle_nn::ops::softmax(&logits, candle_core::D::Minus1)?
+            .get(0)?
+            .to_vec1::<f32>()?;
+        let k = probs.len();
+        let target = match &a.label {
+            None => explain::argmax(&probs),
+            Some(l) => match l.parse::<usize>() {
+                Ok(i) if i < k => i,
+                _ => (0..k)
+                    .find(|&i| names(i) == *l)
+                    .with_context(|| format!("--label {l:?} is not one of the model's labels"))?,
+            },
+        };
+        let g = if a.method == Method::Relevance {
+            Some(explain::select(&logits, 0, target)?.backward()?)
+        } else {
+            None
+        };
+        (view, format!("{}  {:.3}", names(target), probs[target]), g)
+    };
+    let layers = trace.attentions.len();
+    let values = match a.method {
+        Method::Attention => explain::cls_attention(
+            &trace,
+            a.layer.unwrap_or(layers.saturating_sub(1)),
+            0,
+            a.head_fusion,
+        )?,
+        Method::Rollout => explain::rollout(&trace, 0, a.head_fusion, a.discard_ratio)?,
+        Method::Relevance => {
+            explain::relevance(&trace, grads.as_ref().context("no gradients")?, 0)?
+        }
+    };
+    let side = explain::grid_side(values.len())?;
+    let heat = render::overlay(&view, &values, side, 0.5)?;
+    let heat = if legend.is_empty() {
+        heat
+    } else {
+        render::legend(&heat, &legend)?
+    };
+    render::save_png(&heat, &a.out)?;
+    if let Some(p) = &a.layers_out {
+        let maps: Vec<_> = explain::cls_attention_per_layer(&trace, 0, a.head_fusion)?
+            .iter()
+            .enumerate()
+            .map(|(l, v)| {
+                render::overlay(&view, v, side, 0.5)
+                    .and_then(|o| render::legend(&o, &format!("layer {l}")))
+            })
+            .collect::<tessera::Result<_>>()?;
+        render::save_png(&render::grid(&maps, 4), p)?;
+    }
+    eprintln!(
+        "wrote {} ({:?}, {side}x{side} patches; hottest patch {})",
+        a.out.display(),
+        a.method,
+        explain::argmax(&values)
+    );
+    if a.json {
+        let rows: Vec<Vec<f32>> = values.chunks(side).map(|r| r.to_vec()).collect();
+        println!(
+            "{}",
+            json!({"method": format!("{:?}", a.method).to_lowercase(), "legend": legend, "grid": rows, "out": a.out})
+        );
+    }
+    Ok(())
+}
+
 fn run_export(a: ExportArgs) -> Result<()> {
     let cfg: VitConfig = tessera::util::read_json(&a.model.join("config.json"))?;
     let weights = a.model.join("model.safetensors");
@@ -1049,6 +1253,7 @@ fn main() {
         Cmd::Index(a) => run_index(a),
         Cmd::Search(a) => run_search(a),
         Cmd::ClipDemo(a) => run_clip_demo(a),
+        Cmd::Explain(a) => run_explain(a),
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");
