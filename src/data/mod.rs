@@ -5,6 +5,7 @@
 mod digits;
 mod folder;
 mod idx;
+pub mod localisation;
 pub mod parquet;
 pub mod shapes;
 
