@@ -120,3 +120,43 @@ pub fn scenes(
 /// The default held-out (color, shape) pairs: each colour and each shape still appears in
 /// training, just never together.
 pub const HELD_OUT: [(usize, usize); 4] = [(0, 0), (1, 1), (2, 2), (3, 0)];
+
+/// A two-object scene: `a` (colour, shape) on one side and `b` on the other (left/right chosen
+/// by `a_left`), both with the same size range as training scenes. For explanations: which
+/// object does a text light up?
+pub fn two_objects(
+    size: usize,
+    a: (usize, usize),
+    b: (usize, usize),
+    a_left: bool,
+    rng: &mut ChaCha8Rng,
+) -> Vec<u8> {
+    let s = size as f32;
+    let mut rgb: Vec<u8> = (0..size * size)
+        .flat_map(|_| {
+            let g = rng.random_range(90..150u8);
+            [g, g, g]
+        })
+        .collect();
+    for (k, (color, shape)) in [a, b].into_iter().enumerate() {
+        let left = (k == 0) == a_left;
+        let r = s * rng.random_range(0.16..0.2);
+        let (cx, cy) = (
+            if left { s * 0.27 } else { s * 0.73 },
+            s * 0.5 + rng.random_range(-0.06..0.06) * s,
+        );
+        let c = COLORS[color].1;
+        for y in 0..size {
+            for x in 0..size {
+                if inside(shape, x as f32 + 0.5 - cx, y as f32 + 0.5 - cy, r) {
+                    let i = (y * size + x) * 3;
+                    for ch in 0..3 {
+                        rgb[i + ch] =
+                            (c[ch] as i32 + rng.random_range(-15..=15)).clamp(0, 255) as u8;
+                    }
+                }
+            }
+        }
+    }
+    rgb
+}
