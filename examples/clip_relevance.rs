@@ -52,7 +52,7 @@ fn main() -> anyhow::Result<()> {
         let ie = zs
             .model
             .image_embeds(&x, &mut Ctx::eval().with_trace(&mut trace))?;
-        let te = zs.text_embeds(&[text.clone()])?;
+        let te = zs.text_embeds(std::slice::from_ref(&text))?;
         let grads = (&ie * &te)?.sum_all()?.backward()?;
         let rel = explain::relevance(&trace, &grads, 0)?;
         let roll = explain::rollout(&trace, 0, HeadFusion::Mean, 0.0)?;
