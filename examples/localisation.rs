@@ -101,7 +101,7 @@ fn main() -> anyhow::Result<()> {
     let (mut hits, mut mass) = ([0usize; 4], [0f64; 4]);
     let n_eval = 500;
     std::fs::create_dir_all("docs")?;
-    for i in 0..n_eval {
+    for (i, &bx) in boxes.iter().enumerate().take(n_eval) {
         let batch = el.batch(&[i], false, 0, &dev)?;
         let mut trace = Trace::with_gradients();
         let logits = model.forward(&batch.images, &mut Ctx::eval().with_trace(&mut trace))?;
@@ -114,13 +114,13 @@ fn main() -> anyhow::Result<()> {
             explain::relevance(&trace, &grads, 0)?,
         ];
         for (m, map) in maps.iter().enumerate() {
-            hits[m] += patch_in_box(explain::argmax(map), side, size, boxes[i]) as usize;
+            hits[m] += patch_in_box(explain::argmax(map), side, size, bx) as usize;
             let pos: Vec<f32> = map.iter().map(|v| v.max(0.0)).collect();
             let total: f32 = pos.iter().sum();
             let inside: f32 = pos
                 .iter()
                 .enumerate()
-                .filter(|(p, _)| patch_in_box(*p, side, size, boxes[i]))
+                .filter(|(p, _)| patch_in_box(*p, side, size, bx))
                 .map(|(_, v)| v)
                 .sum();
             mass[m] += (inside / total.max(1e-12)) as f64;
