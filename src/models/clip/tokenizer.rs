@@ -13,9 +13,9 @@ use unicode_normalization::UnicodeNormalization;
 
 pub const CONTEXT_LENGTH: usize = 77;
 
-/// GPT-2's printable characters in its own order (printable bytes first, then the rest), which
-/// is also the order of the first 256 vocabulary entries.
-fn byte_chars_in_vocab_order() -> Vec<char> {
+/// GPT-2's printable characters in its own order (printable bytes first, then the rest, mapped
+/// to 256…): `(byte, char)` pairs. That order is also the first 256 vocabulary entries'.
+fn byte_chars() -> Vec<(u8, char)> {
     let mut bs: Vec<u32> = (b'!' as u32..=b'~' as u32)
         .chain(0xA1..=0xAC)
         .chain(0xAE..=0xFF)
@@ -29,29 +29,22 @@ fn byte_chars_in_vocab_order() -> Vec<char> {
             n += 1;
         }
     }
-    cs.into_iter()
-        .map(|c| char::from_u32(c).unwrap_or('?'))
+    bs.into_iter()
+        .zip(cs)
+        .map(|(b, c)| (b as u8, char::from_u32(c).unwrap_or('?')))
         .collect()
+}
+
+/// The first 256 vocabulary entries' characters, in vocabulary order.
+fn byte_chars_in_vocab_order() -> Vec<char> {
+    byte_chars().into_iter().map(|(_, c)| c).collect()
 }
 
 /// GPT-2's byte → printable character table, indexed by byte.
 fn bytes_to_unicode() -> Vec<char> {
-    let mut bs: Vec<u32> = (b'!' as u32..=b'~' as u32)
-        .chain(0xA1..=0xAC)
-        .chain(0xAE..=0xFF)
-        .collect();
-    let mut cs = bs.clone();
-    let mut n = 0;
-    for b in 0..256u32 {
-        if !bs.contains(&b) {
-            bs.push(b);
-            cs.push(256 + n);
-            n += 1;
-        }
-    }
     let mut table = vec!['\0'; 256];
-    for (b, c) in bs.iter().zip(cs) {
-        table[*b as usize] = char::from_u32(c).unwrap_or('?');
+    for (b, c) in byte_chars() {
+        table[b as usize] = c;
     }
     table
 }
