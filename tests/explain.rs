@@ -62,6 +62,21 @@ fn attention_rollout_and_relevance_match_pytorch() {
         1e-5,
         "relevance",
     );
+    // Per head: the mean of the heads is the fused map.
+    let heads = trace.attentions[last].dim(1).unwrap();
+    let per: Vec<Vec<f32>> = (0..heads)
+        .map(|h| explain::cls_attention_head(&trace, last, 0, h).unwrap())
+        .collect();
+    let mean: Vec<f32> = (0..per[0].len())
+        .map(|i| per.iter().map(|p| p[i]).sum::<f32>() / heads as f32)
+        .collect();
+    close(
+        &mean,
+        &want["cls_attention_last"],
+        1e-6,
+        "mean of per-head attention",
+    );
+    assert!(explain::cls_attention_head(&trace, last, 0, heads).is_err());
     // The probes do not change the forward result.
     let plain = m.forward(&x, &mut Ctx::eval()).unwrap();
     assert!(common::max_abs_diff(&plain, &logits) == 0.0);

@@ -73,6 +73,9 @@ struct ExplainArgs {
     /// For --method attention: the layer (default: the last).
     #[arg(long)]
     layer: Option<usize>,
+    /// For --method attention: one head instead of the fused heads.
+    #[arg(long)]
+    head: Option<usize>,
     #[arg(long, value_enum, default_value = "mean")]
     head_fusion: HeadFusion,
     /// For rollout: the fraction of lowest attentions to drop per layer.

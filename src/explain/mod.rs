@@ -51,7 +51,28 @@ pub fn cls_attention(trace: &Trace, l: usize, b: usize, fusion: HeadFusion) -> R
     Ok(a[1..n].to_vec())
 }
 
-/// Class-token attention of one head (`None`: fused) for every layer.
+/// Class-token attention of head `h` alone in layer `l`: `N - 1` values.
+pub fn cls_attention_head(trace: &Trace, l: usize, b: usize, h: usize) -> Result<Vec<f32>> {
+    let a = trace
+        .attentions
+        .get(l)
+        .ok_or_else(|| Error::Msg(format!("the trace has no layer {l}")))?;
+    let heads = a.dim(1)?;
+    if h >= heads {
+        return Err(Error::Config(format!(
+            "head {h} does not exist: layer {l} has {heads} heads"
+        )));
+    }
+    let row = a
+        .get(b)?
+        .get(h)?
+        .get(0)?
+        .to_dtype(DType::F32)?
+        .to_vec1::<f32>()?;
+    Ok(row[1..].to_vec())
+}
+
+/// Head-fused class-token attention for every layer.
 pub fn cls_attention_per_layer(
     trace: &Trace,
     b: usize,
