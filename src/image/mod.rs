@@ -6,7 +6,6 @@ pub use processor::{ProcessorConfig, Size};
 
 use crate::{Error, Result};
 use candle_core::{Device, Tensor};
-use image::imageops::FilterType;
 use image::DynamicImage;
 use std::path::Path;
 
@@ -90,33 +89,30 @@ fn decode_jpeg_libjpeg(bytes: &[u8]) -> Option<DynamicImage> {
 /// Resizes to `size`×`size` (bilinear), converts to `channels` (1: luma, 3: RGB) and returns
 /// CHW floats in [0, 1].
 pub fn to_chw(img: &DynamicImage, size: usize, channels: usize) -> Result<Vec<f32>> {
-    let img = if img.width() as usize != size || img.height() as usize != size {
-        img.resize_exact(size as u32, size as u32, FilterType::Triangle)
-    } else {
-        img.clone()
-    };
-    let n = size * size;
-    match channels {
-        1 => Ok(img
-            .to_luma8()
-            .into_raw()
-            .into_iter()
-            .map(|v| v as f32 / 255.0)
-            .collect()),
-        3 => {
-            let rgb = img.to_rgb8().into_raw();
-            let mut out = vec![0f32; 3 * n];
-            for (i, px) in rgb.chunks_exact(3).enumerate() {
-                for c in 0..3 {
-                    out[c * n + i] = px[c] as f32 / 255.0;
-                }
-            }
-            Ok(out)
-        }
-        c => Err(Error::Config(format!(
-            "unsupported channel count {c} (1 or 3)"
-        ))),
+    // Converted first (Pillow's convert semantics), then resized with the one resampler the
+    // project has: Pillow's bilinear, as `ViTImageProcessor` does.
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    if w == 0 || h == 0 {
+        return Err(Error::Msg("empty image".into()));
     }
+    let n = size * size;
+    let (px, c) = match channels {
+        1 => (img.to_luma8().into_raw(), 1),
+        3 => (processor::to_rgb8_like_pillow(img).into_raw(), 3),
+        c => {
+            return Err(Error::Config(format!(
+                "unsupported channel count {c} (1 or 3)"
+            )))
+        }
+    };
+    let px = resize::resize_u8(&px, w, h, c, size, size, resize::Filter::Bilinear);
+    let mut out = vec![0f32; c * n];
+    for (i, p) in px.chunks_exact(c).enumerate() {
+        for k in 0..c {
+            out[k * n + i] = p[k] as f32 / 255.0;
+        }
+    }
+    Ok(out)
 }
 
 /// Normalises CHW [0,1] pixels in place: (x - mean[c]) / std[c].
