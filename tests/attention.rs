@@ -10,18 +10,7 @@ fn attn(names: AttnNames) -> Attention {
     Attention::new(store.var_builder(DType::F32), names, 16, 4, true, 0.0).unwrap()
 }
 
-fn diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
+use common::max_abs_diff as diff;
 
 #[test]
 fn cross_attention_on_itself_is_self_attention_in_every_layout() {

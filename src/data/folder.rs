@@ -3,16 +3,6 @@ use super::InMemory;
 use crate::{Error, Result};
 use std::path::Path;
 
-fn is_image(p: &Path) -> bool {
-    matches!(
-        p.extension()
-            .and_then(|e| e.to_str())
-            .map(|e| e.to_ascii_lowercase())
-            .as_deref(),
-        Some("png" | "jpg" | "jpeg")
-    )
-}
-
 /// Reads `root/<class>/*.{png,jpg,jpeg}`; classes sorted by name (as torchvision). Every image
 /// is decoded, converted to `channels` and resized to `size`×`size`. A corrupt image is an error
 /// naming the file.
@@ -81,7 +71,7 @@ pub fn image_folder_with(
         let mut files: Vec<_> = std::fs::read_dir(&dir)
             .map_err(|e| Error::io(&dir, e))?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file() && is_image(p))
+            .filter(|p| p.is_file() && crate::image::is_image_path(p))
             .collect();
         files.sort();
         for f in files {

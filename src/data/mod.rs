@@ -50,14 +50,9 @@ impl InMemory {
 
     /// The subset at `idx` (used for splits).
     pub fn subset(&self, idx: &[usize], name: &str) -> InMemory {
-        let n = self.item_len();
-        let mut pixels = Vec::with_capacity(idx.len() * n);
-        for &i in idx {
-            pixels.extend_from_slice(&self.pixels[i * n..(i + 1) * n]);
-        }
         InMemory {
             name: name.to_string(),
-            pixels,
+            pixels: gather(&self.pixels, self.item_len(), idx),
             labels: idx.iter().map(|&i| self.labels[i]).collect(),
             dims: self.dims,
             classes: self.classes.clone(),
@@ -136,13 +131,8 @@ pub struct U8Images {
 
 impl U8Images {
     pub fn subset(&self, idx: &[usize]) -> U8Images {
-        let n = self.dims.0 * self.dims.1 * self.dims.2;
-        let mut pixels = Vec::with_capacity(idx.len() * n);
-        for &i in idx {
-            pixels.extend_from_slice(&self.pixels[i * n..(i + 1) * n]);
-        }
         U8Images {
-            pixels,
+            pixels: gather(&self.pixels, self.dims.0 * self.dims.1 * self.dims.2, idx),
             labels: idx.iter().map(|&i| self.labels[i]).collect(),
             dims: self.dims,
             classes: self.classes.clone(),
@@ -170,6 +160,15 @@ impl Dataset for U8Images {
     fn label(&self, i: usize) -> u32 {
         self.labels[i]
     }
+}
+
+/// The items at `idx` (each `n` values long) of a flat pixel buffer, in that order.
+fn gather<T: Copy>(pixels: &[T], n: usize, idx: &[usize]) -> Vec<T> {
+    let mut out = Vec::with_capacity(idx.len() * n);
+    for &i in idx {
+        out.extend_from_slice(&pixels[i * n..(i + 1) * n]);
+    }
+    out
 }
 
 /// Bilinear resize of one plane, with PyTorch's `align_corners=False` sampling.

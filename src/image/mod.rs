@@ -9,6 +9,17 @@ use candle_core::{Device, Tensor};
 use image::DynamicImage;
 use std::path::Path;
 
+/// Whether a path names a format tessera decodes (PNG, JPEG), by extension.
+pub fn is_image_path(p: &Path) -> bool {
+    matches!(
+        p.extension()
+            .and_then(|e| e.to_str())
+            .map(|e| e.to_ascii_lowercase())
+            .as_deref(),
+        Some("png" | "jpg" | "jpeg")
+    )
+}
+
 /// Decodes an image file; a missing, truncated or non-image file is an error naming the path.
 pub fn open(path: &Path) -> Result<DynamicImage> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;

@@ -48,22 +48,12 @@ fn manifest_path(index: &Path) -> PathBuf {
     index.with_extension("json")
 }
 
-fn is_image(p: &Path) -> bool {
-    matches!(
-        p.extension()
-            .and_then(|e| e.to_str())
-            .map(|e| e.to_ascii_lowercase())
-            .as_deref(),
-        Some("png" | "jpg" | "jpeg" | "webp" | "bmp" | "gif" | "tif" | "tiff")
-    )
-}
-
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let p = e.map_err(|e| Error::io(dir, e))?.path();
         if p.is_dir() {
             walk(&p, out)?;
-        } else if is_image(&p) {
+        } else if crate::image::is_image_path(&p) {
             out.push(p);
         }
     }

@@ -136,13 +136,22 @@ impl Default for ClipConfig {
     }
 }
 
-fn block(dim: usize, heads: usize, mlp: usize, act: &str, eps: f64) -> Result<BlockConfig> {
+/// A CLIP tower's encoder: pre-norm blocks under CLIP's names.
+fn encoder(
+    vb: VarBuilder,
+    dim: usize,
+    heads: usize,
+    mlp: usize,
+    act: &str,
+    eps: f64,
+    depth: usize,
+) -> Result<Encoder> {
     if heads == 0 || !dim.is_multiple_of(heads) {
         return Err(Error::Config(format!(
             "hidden_size {dim} is not divisible by num_attention_heads {heads}"
         )));
     }
-    Ok(BlockConfig {
+    let cfg = BlockConfig {
         dim,
         heads,
         mlp_dim: mlp,
@@ -152,7 +161,8 @@ fn block(dim: usize, heads: usize, mlp: usize, act: &str, eps: f64) -> Result<Bl
         qkv_bias: true,
         dropout: 0.0,
         attn_dropout: 0.0,
-    })
+    };
+    Ok(Encoder::new(vb, &BlockNames::CLIP, &cfg, depth)?)
 }
 
 /// The vision tower up to the pooled (post-LayerNorm) class token.
@@ -200,16 +210,13 @@ impl ClipVision {
                 },
             )?,
             pre_layrnorm: LayerNorm::new(vb.pp("pre_layrnorm"), d, c.layer_norm_eps)?,
-            encoder: Encoder::new(
+            encoder: encoder(
                 vb.pp("encoder.layers"),
-                &BlockNames::CLIP,
-                &block(
-                    d,
-                    c.num_attention_heads,
-                    c.intermediate_size,
-                    &c.hidden_act,
-                    c.layer_norm_eps,
-                )?,
+                d,
+                c.num_attention_heads,
+                c.intermediate_size,
+                &c.hidden_act,
+                c.layer_norm_eps,
                 c.num_hidden_layers,
             )?,
             post_layernorm: LayerNorm::new(vb.pp("post_layernorm"), d, c.layer_norm_eps)?,
@@ -269,16 +276,13 @@ impl ClipText {
                     stdev: 0.01,
                 },
             )?,
-            encoder: Encoder::new(
+            encoder: encoder(
                 vb.pp("encoder.layers"),
-                &BlockNames::CLIP,
-                &block(
-                    d,
-                    c.num_attention_heads,
-                    c.intermediate_size,
-                    &c.hidden_act,
-                    c.layer_norm_eps,
-                )?,
+                d,
+                c.num_attention_heads,
+                c.intermediate_size,
+                &c.hidden_act,
+                c.layer_norm_eps,
                 c.num_hidden_layers,
             )?,
             final_layer_norm: LayerNorm::new(vb.pp("final_layer_norm"), d, c.layer_norm_eps)?,
@@ -301,7 +305,8 @@ impl ClipText {
                 self.config.max_position_embeddings
             )));
         }
-        let ids_v: Vec<Vec<u32>> = ids.to_dtype(DType::U32)?.to_vec2()?;
+        let ids = ids.to_dtype(DType::U32)?;
+        let ids_v: Vec<Vec<u32>> = ids.to_vec2()?;
         if let Some(bad) = ids_v
             .iter()
             .flatten()
@@ -312,7 +317,7 @@ impl ClipText {
                 self.config.vocab_size
             )));
         }
-        let flat = ids.to_dtype(DType::U32)?.flatten_all()?;
+        let flat = ids.flatten_all()?;
         let x = self.token_embedding.index_select(&flat, 0)?.reshape((
             b,
             t,
