@@ -17,6 +17,39 @@ fn err<E: std::fmt::Display>(e: E) -> Error {
     Error::Msg(format!("plot: {e}"))
 }
 
+/// One panel: train (blue) and test (red) curves over epochs.
+fn chart(
+    area: &DrawingArea<BitMapBackend, plotters::coord::Shift>,
+    title: &str,
+    epochs: usize,
+    y: std::ops::Range<f64>,
+    train: Vec<(f64, f64)>,
+    test: Vec<(f64, f64)>,
+    legend_at: SeriesLabelPosition,
+) -> Result<()> {
+    let mut c = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 20))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.5..epochs as f64 + 0.5, y)
+        .map_err(err)?;
+    c.configure_mesh().x_desc("epoch").draw().map_err(err)?;
+    for (name, data, color) in [("train", train, BLUE), ("test", test, RED)] {
+        c.draw_series(LineSeries::new(data, &color))
+            .map_err(err)?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
+    }
+    c.configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(legend_at)
+        .draw()
+        .map_err(err)?;
+    Ok(())
+}
+
 /// Draws train/test loss (left) and accuracy (right) per epoch.
 pub fn plot_history(history: &[EpochMetrics], path: &Path) -> Result<()> {
     if history.is_empty() {
@@ -28,11 +61,10 @@ pub fn plot_history(history: &[EpochMetrics], path: &Path) -> Result<()> {
         let root = BitMapBackend::new(&tmp, (1000, 400)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
         let (left, right) = root.split_horizontally(500);
-        let n = history.len() as f64;
-        let xs = |f: fn(&EpochMetrics) -> f64| {
+        let series = |f: fn(&EpochMetrics) -> f64| {
             history
                 .iter()
-                .map(move |m| (m.epoch as f64, f(m)))
+                .map(|m| (m.epoch as f64, f(m)))
                 .collect::<Vec<_>>()
         };
         let max_loss = history
@@ -40,53 +72,28 @@ pub fn plot_history(history: &[EpochMetrics], path: &Path) -> Result<()> {
             .flat_map(|m| [m.train_loss, m.test_loss])
             .fold(0f64, f64::max)
             * 1.05;
-        let mut c = ChartBuilder::on(&left)
-            .caption("loss", ("sans-serif", 20))
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0.5..n + 0.5, 0.0..max_loss.max(1e-3))
-            .map_err(err)?;
-        c.configure_mesh().x_desc("epoch").draw().map_err(err)?;
-        c.draw_series(LineSeries::new(xs(|m| m.train_loss), &BLUE))
-            .map_err(err)?
-            .label("train")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], BLUE));
-        c.draw_series(LineSeries::new(xs(|m| m.test_loss), &RED))
-            .map_err(err)?
-            .label("test")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], RED));
-        c.configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)?;
         let min_acc = history
             .iter()
             .flat_map(|m| [m.train_accuracy, m.test_accuracy])
             .fold(1f64, f64::min);
-        let mut c = ChartBuilder::on(&right)
-            .caption("top-1 accuracy", ("sans-serif", 20))
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0.5..n + 0.5, (min_acc - 0.02).max(0.0)..1.0)
-            .map_err(err)?;
-        c.configure_mesh().x_desc("epoch").draw().map_err(err)?;
-        c.draw_series(LineSeries::new(xs(|m| m.train_accuracy), &BLUE))
-            .map_err(err)?
-            .label("train")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], BLUE));
-        c.draw_series(LineSeries::new(xs(|m| m.test_accuracy), &RED))
-            .map_err(err)?
-            .label("test")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], RED));
-        c.configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::LowerRight)
-            .draw()
-            .map_err(err)?;
+        chart(
+            &left,
+            "loss",
+            history.len(),
+            0.0..max_loss.max(1e-3),
+            series(|m| m.train_loss),
+            series(|m| m.test_loss),
+            SeriesLabelPosition::UpperRight,
+        )?;
+        chart(
+            &right,
+            "top-1 accuracy",
+            history.len(),
+            (min_acc - 0.02).max(0.0)..1.0,
+            series(|m| m.train_accuracy),
+            series(|m| m.test_accuracy),
+            SeriesLabelPosition::LowerRight,
+        )?;
         root.present().map_err(err)?;
     }
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
