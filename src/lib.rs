@@ -13,6 +13,21 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Tells mimalloc never to hand freed memory back to the OS (its default purges after 10 ms).
+/// A forward allocates and frees the same large activation buffers layer after layer; purged
+/// pages come back zero-filled by the kernel (measured, ViT-B/16 batch 8: 24,220 page faults
+/// and ~8% of the time in `clear_page`, vs 452 faults with purging off). Peak RSS is unchanged.
+/// Called when a model's parameter store is created; idempotent.
+pub fn keep_freed_memory() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // mi_option_purge_delay (15 in mimalloc v2 and v3); -1: never purge.
+        const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+        // SAFETY: mi_option_set only stores an option value; any value is valid for this one.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    });
+}
+
 pub mod data;
 pub mod error;
 pub mod explain;

@@ -3,7 +3,7 @@ mod common;
 use candle_core::{DType, Device};
 use common::{fixture, load, max_abs_diff};
 use tessera::models::clip::Clip;
-use tessera::nn::Ctx;
+use tessera::nn::{Ctx, Trace};
 
 fn check(name: &str) {
     let dir = fixture(name);
@@ -11,16 +11,25 @@ fn check(name: &str) {
     let io = load(&dir.join("io.safetensors"));
     let ids = io["input_ids"].to_dtype(DType::U32).unwrap();
     let mask = io["attention_mask"].to_dtype(DType::F32).unwrap();
-    let out = model
-        .forward(&io["pixel_values"], &ids, Some(&mask), &mut Ctx::eval())
-        .unwrap();
-    let (di, dt, dl) = (
-        max_abs_diff(&out.image_embeds, &io["image_embeds"]),
-        max_abs_diff(&out.text_embeds, &io["text_embeds"]),
-        max_abs_diff(&out.logits_per_image, &io["logits_per_image"]),
-    );
-    println!("{name}: image_embeds {di:e}, text_embeds {dt:e}, logits_per_image {dl:e}");
-    assert!(di <= 1e-4 && dt <= 1e-4 && dl <= 1e-4);
+    // Both paths: the fused inference kernels, and the composite ops (a trace forces them).
+    for fused in [true, false] {
+        let mut trace = Trace::default();
+        let mut ctx = if fused {
+            Ctx::inference()
+        } else {
+            Ctx::eval().with_trace(&mut trace)
+        };
+        let out = model
+            .forward(&io["pixel_values"], &ids, Some(&mask), &mut ctx)
+            .unwrap();
+        let (di, dt, dl) = (
+            max_abs_diff(&out.image_embeds, &io["image_embeds"]),
+            max_abs_diff(&out.text_embeds, &io["text_embeds"]),
+            max_abs_diff(&out.logits_per_image, &io["logits_per_image"]),
+        );
+        println!("{name} (fused {fused}): image_embeds {di:e}, text_embeds {dt:e}, logits_per_image {dl:e}");
+        assert!(di <= 1e-4 && dt <= 1e-4 && dl <= 1e-4);
+    }
     // Without the padding mask the pooled end-of-text state is the same (the mask is causal).
     let nomask = model.text_embeds(&ids, None, &mut Ctx::eval()).unwrap();
     assert!(max_abs_diff(&nomask, &io["text_embeds"]) <= 1e-4);

@@ -52,13 +52,19 @@ fn vit_for_image_classification_logits_match() {
     let loaded = HfVit::load(&dir, true, None, false, 0, &Device::Cpu).unwrap();
     assert!(loaded.report.is_clean(), "{}", loaded.report);
     let io = load(&dir.join("io.safetensors"));
-    let logits = loaded
-        .model
-        .forward(&io["pixel_values"], &mut Ctx::eval())
-        .unwrap();
-    let d = max_abs_diff(&logits, &io["logits"]);
-    println!("logits {d:e}");
-    assert!(d <= 1e-4);
+    // Both paths: the fused inference kernels, and the composite ops (a trace forces them).
+    for fused in [true, false] {
+        let mut trace = tessera::nn::Trace::default();
+        let mut ctx = if fused {
+            Ctx::inference()
+        } else {
+            Ctx::eval().with_trace(&mut trace)
+        };
+        let logits = loaded.model.forward(&io["pixel_values"], &mut ctx).unwrap();
+        let d = max_abs_diff(&logits, &io["logits"]);
+        println!("logits (fused {fused}) {d:e}");
+        assert!(d <= 1e-4);
+    }
     assert_eq!(loaded.model.config().label(3), "class_3");
 }
 

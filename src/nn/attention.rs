@@ -1,4 +1,5 @@
 //! The one multi-head attention of the project (self and cross), for every model.
+use super::fused;
 use super::layers::{Ctx, Linear};
 use super::ops;
 use candle_core::{DType, Device, Result, Tensor};
@@ -205,6 +206,49 @@ impl Attention {
         // [B, H, N, M] @ [B, H, M, Dh] -> [B, H, N, Dh] -> [B, N, H, Dh] -> [B, N, D]
         let y = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, n, d))?;
         self.out.forward(&y)
+    }
+}
+
+impl Attention {
+    /// Inference self-attention (see [`super::fused`]): q|k|v into one [B*N, 3D] buffer,
+    /// attention per (image, head) into the merged-head layout, then the out projection with
+    /// `residual` added in the same pass. `mask` is additive, broadcastable to [B, 1, N, N].
+    pub fn forward_fused(
+        &self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        residual: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let (b, n, d) = x.dims3()?;
+        let qkv = match &self.proj {
+            Proj::Fused(lin) => lin.forward_fused(x, None, None)?,
+            Proj::Separate { q, k, v } => fused::qkv_separate(x, [q, k, v])?,
+        };
+        let mask = match mask {
+            Some(m) => {
+                let m = m.to_dtype(DType::F32)?;
+                let m = match m.rank() {
+                    2 => m.unsqueeze(0)?,
+                    4 if m.dim(1)? == 1 => m.squeeze(1)?,
+                    3 => m,
+                    _ => candle_core::bail!(
+                        "attention mask of shape {:?} is not broadcastable to [B, 1, N, N]",
+                        m.dims()
+                    ),
+                };
+                let bm = if m.dim(0)? == 1 { 1 } else { b };
+                Some((m.broadcast_as((bm, n, n))?.contiguous()?, bm))
+            }
+            None => None,
+        };
+        let y = fused::with_f32(&qkv, |qkv| match &mask {
+            Some((m, bm)) => fused::with_f32(m, |m| {
+                fused::attention(qkv, b, n, self.num_heads, self.head_dim, Some((m, *bm)))
+            }),
+            None => fused::attention(qkv, b, n, self.num_heads, self.head_dim, None),
+        })?;
+        let y = Tensor::from_vec(y, (b, n, d), x.device())?;
+        self.out.forward_fused(&y, None, residual)
     }
 }
 

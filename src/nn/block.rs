@@ -20,12 +20,7 @@ pub enum Activation {
 
 impl Activation {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        match self {
-            Activation::Gelu => x.gelu_erf(),
-            Activation::GeluTanh => x.gelu(),
-            Activation::QuickGelu => x * candle_nn::ops::sigmoid(&(x * 1.702)?)?,
-            Activation::Relu => x.relu(),
-        }
+        super::ops::activation(x, *self)
     }
 }
 
@@ -54,6 +49,17 @@ impl Mlp {
             act,
             dropout,
         })
+    }
+
+    /// Inference: `residual + fc2(act(fc1(x)))`, each linear written once with its bias,
+    /// activation or residual fused.
+    pub fn forward_fused(&self, x: &Tensor, residual: Option<&Tensor>) -> Result<Tensor> {
+        let h = self.fc1.forward_fused(x, Some(self.act), None)?;
+        self.fc2.forward_fused(&h, None, residual)
+    }
+
+    pub(crate) fn first_weight(&self) -> &Tensor {
+        &self.fc1.weight
     }
 
     /// [.., D] -> [.., hidden] -> [.., D]
@@ -192,6 +198,9 @@ impl EncoderBlock {
 
     /// [B, N, D] -> [B, N, D]
     pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>, ctx: &mut Ctx) -> Result<Tensor> {
+        if ctx.fused(x, self.mlp.first_weight()) {
+            return self.forward_fused(x, mask);
+        }
         if self.pre_norm {
             let a = self
                 .attn
@@ -204,6 +213,23 @@ impl EncoderBlock {
             let x = self.norm1.forward(&(x + ctx.dropout(&a, self.dropout)?)?)?;
             let m = self.mlp.forward(&x, ctx)?;
             self.norm2.forward(&(x + ctx.dropout(&m, self.dropout)?)?)
+        }
+    }
+}
+
+impl EncoderBlock {
+    /// The inference path: the residual adds happen inside the out-projection and fc2 matmuls.
+    fn forward_fused(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        if self.pre_norm {
+            let x = self
+                .attn
+                .forward_fused(&self.norm1.forward(x)?, mask, Some(x))?;
+            self.mlp.forward_fused(&self.norm2.forward(&x)?, Some(&x))
+        } else {
+            let x = self
+                .norm1
+                .forward(&self.attn.forward_fused(x, mask, Some(x))?)?;
+            self.norm2.forward(&self.mlp.forward_fused(&x, Some(&x))?)
         }
     }
 }

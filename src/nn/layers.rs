@@ -44,17 +44,38 @@ impl Linear {
         self.weight.dims()[0]
     }
 
+    /// The fused inference path: `act(x · Wᵀ + b) + residual`, written once (see
+    /// [`super::fused`]). No autograd: callers check [`Ctx::fused`] first.
+    pub fn forward_fused(
+        &self,
+        x: &Tensor,
+        act: Option<super::Activation>,
+        residual: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let n = self.out_dim();
+        super::fused::with_f32(&self.weight, |w| {
+            super::fused::linear(
+                x,
+                &super::fused::Weight::F32(w),
+                n,
+                self.bias.as_ref(),
+                act,
+                residual,
+            )
+        })
+    }
+
     /// `x @ W^T + b` over the last dimension; leading dimensions are flattened into one matmul.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims().to_vec();
         let in_dim = *dims.last().unwrap_or(&0);
         let rows = x.elem_count() / in_dim.max(1);
         // [.., in] -> [rows, in] @ [in, out] -> [rows, out]
-        let y = x.reshape((rows, in_dim))?.matmul(&self.weight.t()?)?;
-        let y = match &self.bias {
-            Some(b) => y.broadcast_add(b)?,
-            None => y,
-        };
+        let y = ops::linear(
+            &x.reshape((rows, in_dim))?,
+            &self.weight,
+            self.bias.as_ref(),
+        )?;
         let mut out_dims = dims;
         *out_dims.last_mut().unwrap_or(&mut 0) = self.out_dim();
         y.reshape(out_dims)
@@ -89,25 +110,53 @@ impl LayerNorm {
 /// training run is reproducible and a resumed run continues bit-for-bit.
 pub struct Ctx<'a> {
     pub train: bool,
+    /// The caller promises not to differentiate this forward (set by [`Ctx::inference`]):
+    /// the fused inference kernels run even when the weights are trainable variables.
+    pub no_grad: bool,
     pub rng: Option<&'a mut ChaCha8Rng>,
     pub trace: Option<&'a mut crate::nn::Trace>,
 }
 
 impl<'a> Ctx<'a> {
+    /// Evaluation mode (no dropout). Gradients still flow through anything that tracks them
+    /// (trainable weights, inputs in a graph); the fused inference kernels run only where
+    /// nothing does.
     pub fn eval() -> Self {
         Ctx {
             train: false,
+            no_grad: false,
             rng: None,
             trace: None,
+        }
+    }
+
+    /// Evaluation that will never be differentiated: always the fused inference kernels
+    /// (CPU, f32 or a prepared bf16 model), even with trainable weights. Outputs carry no
+    /// gradient graph.
+    pub fn inference() -> Self {
+        Ctx {
+            no_grad: true,
+            ..Ctx::eval()
         }
     }
 
     pub fn train(rng: &'a mut ChaCha8Rng) -> Self {
         Ctx {
             train: true,
+            no_grad: false,
             rng: Some(rng),
             trace: None,
         }
+    }
+
+    /// Whether a layer with input `x` and weight `w` may take the fused inference path: no
+    /// dropout, no trace, CPU f32, and no gradient could be wanted (promised, or nothing tracks
+    /// one) — so gradients never go silently missing.
+    pub fn fused(&self, x: &Tensor, w: &Tensor) -> bool {
+        !self.train
+            && self.trace.is_none()
+            && super::fused::applies(x)
+            && (self.no_grad || !(x.track_op() || w.track_op()))
     }
 
     pub fn with_trace(mut self, trace: &'a mut crate::nn::Trace) -> Self {

@@ -1,6 +1,7 @@
 //! The shared building blocks: every model composes these (no per-model attention copies).
 pub mod attention;
 pub mod block;
+pub mod fused;
 pub mod layers;
 pub mod ops;
 pub mod patch_embed;

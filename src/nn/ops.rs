@@ -9,6 +9,9 @@ use candle_core::{
 };
 use rayon::prelude::*;
 
+use super::block::Activation;
+use super::fused;
+
 /// Rows per rayon task: enough work that thread hand-off is not the cost.
 fn rows_per_task(dim: usize, rows: usize) -> usize {
     let per = (16384 / dim.max(1)).max(1);
@@ -46,9 +49,8 @@ impl CustomOp1 for SoftmaxLastDim {
         out.par_chunks_mut(chunk)
             .zip(x.par_chunks(chunk))
             .for_each(|(o, x)| {
-                for (o, x) in o.chunks_exact_mut(dim).zip(x.chunks_exact(dim)) {
-                    softmax_row(x, o);
-                }
+                o.copy_from_slice(x);
+                fused::softmax_rows(o, None, dim);
             });
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
@@ -58,24 +60,6 @@ impl CustomOp1 for SoftmaxLastDim {
         let g = grad_res.contiguous()?;
         Ok(Some(res.apply_op2_no_bwd(&g, &SoftmaxBwd)?))
     }
-}
-
-#[inline]
-pub(crate) fn softmax_row(x: &[f32], o: &mut [f32]) {
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    if max == f32::NEG_INFINITY {
-        // A fully masked row: PyTorch gives NaN; zeros are the useful answer.
-        o.iter_mut().for_each(|v| *v = 0.0);
-        return;
-    }
-    let mut sum = 0f32;
-    for (o, &x) in o.iter_mut().zip(x) {
-        let e = (x - max).exp();
-        *o = e;
-        sum += e;
-    }
-    let inv = 1.0 / sum;
-    o.iter_mut().for_each(|v| *v *= inv);
 }
 
 struct SoftmaxBwd;
@@ -100,18 +84,7 @@ impl CustomOp2 for SoftmaxBwd {
         let mut out = vec![0f32; y.len()];
         out.par_chunks_mut(chunk)
             .zip(y.par_chunks(chunk).zip(g.par_chunks(chunk)))
-            .for_each(|(o, (y, g))| {
-                for ((o, y), g) in o
-                    .chunks_exact_mut(dim)
-                    .zip(y.chunks_exact(dim))
-                    .zip(g.chunks_exact(dim))
-                {
-                    let dot: f32 = y.iter().zip(g).map(|(a, b)| a * b).sum();
-                    for ((o, &y), &g) in o.iter_mut().zip(y).zip(g) {
-                        *o = y * (g - dot);
-                    }
-                }
-            });
+            .for_each(|(o, (y, g))| softmax_bwd_rows(o, y, g, dim));
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }
@@ -134,12 +107,12 @@ struct LayerNormOp {
     eps: f32,
 }
 
-#[inline]
+#[inline(always)]
 fn row_stats(x: &[f32], eps: f32) -> (f32, f32) {
     // Two passes (mean, then centred variance) as PyTorch: one-pass E[x²]-E[x]² loses digits.
     let n = x.len() as f32;
-    let mean = x.iter().sum::<f32>() / n;
-    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    let mean = fused::lane_sum(x) / n;
+    let var = fused::lane_sq_dev(x, mean) / n;
     (mean, 1.0 / (var + eps).sqrt())
 }
 
@@ -167,14 +140,7 @@ impl CustomOp3 for LayerNormOp {
         let mut out = vec![0f32; x.len()];
         out.par_chunks_mut(chunk)
             .zip(x.par_chunks(chunk))
-            .for_each(|(o, x)| {
-                for (o, x) in o.chunks_exact_mut(dim).zip(x.chunks_exact(dim)) {
-                    let (mean, rstd) = row_stats(x, eps);
-                    for (((o, &x), &w), &b) in o.iter_mut().zip(x).zip(w).zip(b) {
-                        *o = (x - mean) * rstd * w + b;
-                    }
-                }
-            });
+            .for_each(|(o, x)| ln_rows(o, x, w, b, dim, eps));
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
@@ -235,35 +201,7 @@ impl CustomOp3 for LayerNormBwd {
         let partial: Vec<(Vec<f32>, Vec<f32>)> = dxs
             .par_chunks_mut(chunk)
             .zip(x.par_chunks(chunk).zip(g.par_chunks(chunk)))
-            .map(|(dx, (x, g))| {
-                let mut dw = vec![0f32; dim];
-                let mut db = vec![0f32; dim];
-                let mut xhat = vec![0f32; dim];
-                for ((dx, x), g) in dx
-                    .chunks_exact_mut(dim)
-                    .zip(x.chunks_exact(dim))
-                    .zip(g.chunks_exact(dim))
-                {
-                    let (mean, rstd) = row_stats(x, eps);
-                    let mut sum_gw = 0f32;
-                    let mut sum_gwx = 0f32;
-                    for i in 0..dim {
-                        let xh = (x[i] - mean) * rstd;
-                        xhat[i] = xh;
-                        let gw = g[i] * w[i];
-                        sum_gw += gw;
-                        sum_gwx += gw * xh;
-                        dw[i] += g[i] * xh;
-                        db[i] += g[i];
-                    }
-                    let n = dim as f32;
-                    let (mg, mgx) = (sum_gw / n, sum_gwx / n);
-                    for i in 0..dim {
-                        dx[i] = rstd * (g[i] * w[i] - mg - xhat[i] * mgx);
-                    }
-                }
-                (dw, db)
-            })
+            .map(|(dx, (x, g))| ln_bwd_rows(dx, x, g, w, dim, eps))
             .collect();
         let (dws, dbs) = dx.split_at_mut(x.len()).1.split_at_mut(dim);
         for (pw, pb) in partial {
@@ -273,6 +211,71 @@ impl CustomOp3 for LayerNormBwd {
         let n = dx.len();
         Ok((CpuStorage::F32(dx), Shape::from(n)))
     }
+}
+
+fused::multiversion! {
+    /// dx = y · (g - Σ g·y) over rows.
+    fn softmax_bwd_rows(o: &mut [f32], y: &[f32], g: &[f32], dim: usize) {
+        for ((o, y), g) in o
+            .chunks_exact_mut(dim)
+            .zip(y.chunks_exact(dim))
+            .zip(g.chunks_exact(dim))
+        {
+            let dot = fused::lane_dot(y, g);
+            for ((o, &y), &g) in o.iter_mut().zip(y).zip(g) {
+                *o = y * (g - dot);
+            }
+        }
+    }
+}
+
+fused::multiversion! {
+    /// LayerNorm forward over rows.
+    fn ln_rows(o: &mut [f32], x: &[f32], w: &[f32], b: &[f32], dim: usize, eps: f32) {
+        for (o, x) in o.chunks_exact_mut(dim).zip(x.chunks_exact(dim)) {
+            let (mean, rstd) = row_stats(x, eps);
+            for (((o, &x), &w), &b) in o.iter_mut().zip(x).zip(w).zip(b) {
+                *o = (x - mean) * rstd * w + b;
+            }
+        }
+    }
+}
+
+fused::multiversion! {
+/// LayerNorm backward over rows of one task: writes dx, returns this task's (dw, db).
+fn ln_bwd_rows(
+    dx: &mut [f32],
+    x: &[f32],
+    g: &[f32],
+    w: &[f32],
+    dim: usize,
+    eps: f32,
+) -> (Vec<f32>, Vec<f32>) {
+    let mut dw = vec![0f32; dim];
+    let mut db = vec![0f32; dim];
+    let mut xhat = vec![0f32; dim];
+    let mut gw = vec![0f32; dim];
+    for ((dx, x), g) in dx
+        .chunks_exact_mut(dim)
+        .zip(x.chunks_exact(dim))
+        .zip(g.chunks_exact(dim))
+    {
+        let (mean, rstd) = row_stats(x, eps);
+        for i in 0..dim {
+            let xh = (x[i] - mean) * rstd;
+            xhat[i] = xh;
+            gw[i] = g[i] * w[i];
+            dw[i] += g[i] * xh;
+            db[i] += g[i];
+        }
+        let n = dim as f32;
+        let (mg, mgx) = (fused::lane_sum(&gw) / n, fused::lane_dot(&gw, &xhat) / n);
+        for i in 0..dim {
+            dx[i] = rstd * (gw[i] - mg - xhat[i] * mgx);
+        }
+    }
+    (dw, db)
+}
 }
 
 /// LayerNorm over the last dimension, fused on CPU f32, differentiable everywhere.
@@ -286,6 +289,145 @@ pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor
         let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
         let xhat = xc.broadcast_div(&(var + eps)?.sqrt()?)?;
         xhat.broadcast_mul(w)?.broadcast_add(b)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// linear with bias: y = x Wᵀ + b, the bias added while the output is hot; backward
+// dx = g W, dW = gᵀ x, db = Σ_rows g (no broadcast-add op and its reduction in the graph)
+
+struct LinearBias;
+
+impl CustomOp3 for LinearBias {
+    fn name(&self) -> &'static str {
+        "tessera-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(s1, l1, "linear")?;
+        let w = contiguous_f32(s2, l2, "linear")?;
+        let b = contiguous_f32(s3, l3, "linear")?;
+        let (rows, k) = l1.shape().dims2()?;
+        let (n, k2) = l2.shape().dims2()?;
+        if k != k2 || b.len() != n {
+            candle_core::bail!(
+                "linear: x {:?}, weight {:?}, bias {}",
+                l1.dims(),
+                l2.dims(),
+                b.len()
+            )
+        }
+        let mut out = vec![0f32; rows * n];
+        fused::matmul_f32(x, rows, k, w, n, &mut out)?;
+        fused::bias_act(&mut out, Some(b), None, n);
+        Ok((CpuStorage::F32(out), Shape::from((rows, n))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _res: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        // [M, N] @ [N, K] -> [M, K];  [N, M] @ [M, K] -> [N, K];  Σ over M -> [N]
+        let dx = g.matmul(w)?;
+        let dw = g.t()?.matmul(x)?;
+        let db = g.sum(0)?;
+        Ok((Some(dx), Some(dw), Some(db)))
+    }
+}
+
+/// `x [M, K] · wᵀ + b` with `w` [N, K]: fused on CPU f32 (differentiable), composite elsewhere.
+pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    match b {
+        Some(b) if use_fused(x) && w.dtype() == DType::F32 && b.dtype() == DType::F32 => x
+            .contiguous()?
+            .apply_op3(&w.contiguous()?, &b.contiguous()?, LinearBias),
+        Some(b) => x.matmul(&w.t()?)?.broadcast_add(b),
+        None => x.matmul(&w.t()?),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// activations, vectorised, with backward
+
+struct ActOp(Activation);
+
+fused::multiversion! {
+    fn act_bwd_rows(dx: &mut [f32], x: &[f32], g: &[f32], act: Activation) {
+        for ((d, &x), &g) in dx.iter_mut().zip(x).zip(g) {
+            *d = g * fused::act_grad(act, x);
+        }
+    }
+}
+
+impl CustomOp1 for ActOp {
+    fn name(&self) -> &'static str {
+        "tessera-activation"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(s, l, "activation")?;
+        let mut out = x.to_vec();
+        let n = *l.dims().last().unwrap_or(&1);
+        fused::bias_act(&mut out, None, Some(self.0), n.max(1));
+        Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(arg.apply_op2_no_bwd(
+            &grad_res.contiguous()?,
+            &ActBwd(self.0),
+        )?))
+    }
+}
+
+struct ActBwd(Activation);
+
+impl CustomOp2 for ActBwd {
+    fn name(&self) -> &'static str {
+        "tessera-activation-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(s1, l1, "activation-bwd")?;
+        let g = contiguous_f32(s2, l2, "activation-bwd")?;
+        let mut dx = vec![0f32; x.len()];
+        let chunk = 16384;
+        dx.par_chunks_mut(chunk)
+            .zip(x.par_chunks(chunk).zip(g.par_chunks(chunk)))
+            .for_each(|(d, (x, g))| act_bwd_rows(d, x, g, self.0));
+        Ok((CpuStorage::F32(dx), l1.shape().clone()))
+    }
+}
+
+/// An activation, fused and vectorised on CPU f32 (with backward), composite elsewhere.
+pub fn activation(x: &Tensor, act: Activation) -> Result<Tensor> {
+    if use_fused(x) {
+        x.contiguous()?.apply_op1(ActOp(act))
+    } else {
+        match act {
+            Activation::Gelu => x.gelu_erf(),
+            Activation::GeluTanh => x.gelu(),
+            Activation::QuickGelu => x * candle_nn::ops::sigmoid(&(x * 1.702)?)?,
+            Activation::Relu => x.relu(),
+        }
     }
 }
 
@@ -341,5 +483,44 @@ mod tests {
         close(&gx1, &gx2, 1e-4);
         close(&gw1, &gw2, 1e-4);
         close(&gb1, &gb2, 1e-4);
+    }
+
+    /// Linear with bias and every activation: values and gradients (x, W, b) as the composite
+    /// ops in f64.
+    #[test]
+    fn fused_linear_and_activations_match_composite() {
+        let dev = Device::Cpu;
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.5, (37, 19), &dev).unwrap()).unwrap();
+        let w = Var::from_tensor(&Tensor::randn(0f32, 0.5, (23, 19), &dev).unwrap()).unwrap();
+        let b = Var::from_tensor(&Tensor::randn(0f32, 0.5, 23, &dev).unwrap()).unwrap();
+        let mix = Tensor::randn(0f32, 1.0, (37, 23), &dev).unwrap();
+        for act in [
+            Activation::Gelu,
+            Activation::GeluTanh,
+            Activation::QuickGelu,
+            Activation::Relu,
+        ] {
+            let run = |fused: bool| {
+                let t = |v: &Tensor| {
+                    if fused {
+                        v.clone()
+                    } else {
+                        v.to_dtype(DType::F64).unwrap()
+                    }
+                };
+                let y = linear(&t(&x), &t(&w), Some(&t(&b))).unwrap();
+                let y = activation(&y, act).unwrap();
+                let loss = y.broadcast_mul(&t(&mix)).unwrap().sum_all().unwrap();
+                let grads = loss.backward().unwrap();
+                let g = |v: &Var| grads.get(v).unwrap().to_dtype(DType::F32).unwrap();
+                (y.to_dtype(DType::F32).unwrap(), g(&x), g(&w), g(&b))
+            };
+            let (y1, gx1, gw1, gb1) = run(true);
+            let (y2, gx2, gw2, gb2) = run(false);
+            close(&y1, &y2, 2e-5);
+            close(&gx1, &gx2, 1e-4);
+            close(&gw1, &gw2, 1e-4);
+            close(&gb1, &gb2, 1e-4);
+        }
     }
 }

@@ -91,6 +91,7 @@ impl ParamStore {
         trainable: bool,
         device: &Device,
     ) -> Self {
+        crate::keep_freed_memory();
         ParamStore {
             inner: Arc::new(Mutex::new(Inner {
                 vars: BTreeMap::new(),

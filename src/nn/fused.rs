@@ -1,0 +1,646 @@
+//! Fused CPU inference kernels: no autograd, no trace.
+//!
+//! Used by the shared blocks when a forward needs neither gradients nor a trace
+//! ([`Ctx::inference`](super::Ctx::inference)) and runs on CPU in f32. Everything around the
+//! matmuls is where candle's composite ops lose time (measured: bias adds, erf-GELU, head
+//! split/merge copies, the materialised attention tensor); here each linear writes its output
+//! once with bias, activation or residual applied while the rows are hot, and attention runs per
+//! (image, head) straight out of the packed q/k/v buffer into the merged-head output, with one
+//! [N, M] score block per thread instead of a [B, H, N, M] tensor.
+//!
+//! The math helpers (`exp`, `erf`) are written as plain arithmetic so the compiler vectorises
+//! them; the hot loops are compiled a second time with AVX-512 enabled and picked at run time.
+use super::block::Activation;
+use candle_core::{CpuStorage, DType, Device, Result, Storage, Tensor};
+use rayon::prelude::*;
+
+/// Reads a CPU f32 tensor as a contiguous slice for the duration of `f`.
+pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+    let t = if t.is_contiguous() {
+        t.clone()
+    } else {
+        t.contiguous()?
+    };
+    let (storage, layout) = t.storage_and_layout();
+    let Storage::Cpu(CpuStorage::F32(data)) = &*storage else {
+        candle_core::bail!("fused kernels take CPU f32 tensors, got {:?}", t.dtype())
+    };
+    let (a, b) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("tensor is not contiguous".into()))?;
+    f(&data[a..b])
+}
+
+/// True when the fused kernels can run on `t`.
+pub(crate) fn applies(t: &Tensor) -> bool {
+    t.device().is_cpu() && t.dtype() == DType::F32
+}
+
+fn threads() -> usize {
+    candle_core::utils::get_num_threads().max(1)
+}
+
+fn parallelism() -> gemm::Parallelism {
+    match threads() {
+        1 => gemm::Parallelism::None,
+        n => gemm::Parallelism::Rayon(n),
+    }
+}
+
+/// A raw pointer that may cross threads: every task writes a disjoint region.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: used only to hand disjoint output regions to rayon tasks (see each use).
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+// ---------------------------------------------------------------------------------------------
+// vectorisable math
+
+/// e^x, |rel. error| < 2e-7 on the range that does not overflow (Cephes' polynomial after
+/// reducing by ln 2); plain arithmetic so loops over it vectorise.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    let x = x.clamp(-87.3, 88.7);
+    // n = round(x / ln 2) by the 1.5·2²³ trick: plain adds, no libm `floorf` outside AVX-512.
+    const SHIFT: f32 = 12_582_912.0;
+    let n = (x * std::f32::consts::LOG2_E + SHIFT) - SHIFT;
+    let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
+    let r2 = r * r;
+    let p = 1.987_569_1e-4_f32;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 1.666_666_5e-1;
+    let p = p * r + 5e-1;
+    let y = p * r2 + r + 1.0;
+    // 2^n through the exponent bits (n in [-126, 128] after the clamp).
+    y * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+/// erf(x) as Eigen's rational approximation (|abs. error| ~1e-7 in f32), vectorisable.
+#[inline(always)]
+pub fn erf(x: f32) -> f32 {
+    let x = x.clamp(-4.0, 4.0);
+    let x2 = x * x;
+    let p = -2.726_142_3e-10_f32;
+    let p = p * x2 + 2.770_681_4e-8;
+    let p = p * x2 - 2.101_024_1e-6;
+    let p = p * x2 - 5.692_506_3e-5;
+    let p = p * x2 - 7.349_906_3e-4;
+    let p = p * x2 - 2.954_600_1e-3;
+    let p = p * x2 - 1.609_603_3e-2;
+    let q = -1.456_607_1e-5_f32;
+    let q = q * x2 - 2.133_740_5e-4;
+    let q = q * x2 - 1.682_827e-3;
+    let q = q * x2 - 7.373_329_2e-3;
+    let q = q * x2 - 1.426_474e-2;
+    x * p / q
+}
+
+#[inline(always)]
+fn act_scalar(act: Activation, v: f32) -> f32 {
+    match act {
+        Activation::Gelu => 0.5 * v * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2)),
+        Activation::GeluTanh => {
+            // 0.5 v (1 + tanh(u)) = v * sigmoid(2u), u = √(2/π) (v + 0.044715 v³)
+            let u = 0.797_884_6 * (v + 0.044_715 * v * v * v);
+            v / (1.0 + exp(-2.0 * u))
+        }
+        Activation::QuickGelu => v / (1.0 + exp(-1.702 * v)),
+        Activation::Relu => v.max(0.0),
+    }
+}
+
+/// d act(x) / dx.
+#[inline(always)]
+pub(crate) fn act_grad(act: Activation, x: f32) -> f32 {
+    match act {
+        Activation::Gelu => {
+            // Φ(x) + x φ(x)
+            let cdf = 0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
+            let pdf = 0.398_942_3 * exp(-0.5 * x * x);
+            cdf + x * pdf
+        }
+        Activation::GeluTanh => {
+            // y = x s(2u), s = sigmoid: y' = s + x s (1 - s) 2u'
+            let u = 0.797_884_6 * (x + 0.044_715 * x * x * x);
+            let du = 0.797_884_6 * (1.0 + 3.0 * 0.044_715 * x * x);
+            let s = 1.0 / (1.0 + exp(-2.0 * u));
+            s + x * s * (1.0 - s) * 2.0 * du
+        }
+        Activation::QuickGelu => {
+            let s = 1.0 / (1.0 + exp(-1.702 * x));
+            s + x * 1.702 * s * (1.0 - s)
+        }
+        Activation::Relu => {
+            if x > 0.0 {
+                1.0
+            } else {
+                0.0
+            }
+        }
+    }
+}
+
+/// `row += bias` then the activation, for every row of `out` ([rows, n]).
+#[inline(always)]
+fn bias_act_body(out: &mut [f32], bias: Option<&[f32]>, act: Option<Activation>, n: usize) {
+    for row in out.chunks_exact_mut(n) {
+        match (bias, act) {
+            (Some(b), Some(a)) => row
+                .iter_mut()
+                .zip(b)
+                .for_each(|(v, b)| *v = act_scalar(a, *v + b)),
+            (Some(b), None) => row.iter_mut().zip(b).for_each(|(v, b)| *v += b),
+            (None, Some(a)) => row.iter_mut().for_each(|v| *v = act_scalar(a, *v)),
+            (None, None) => {}
+        }
+    }
+}
+
+pub(crate) fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *HAS.get_or_init(|| {
+            is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512dq")
+                && is_x86_feature_detected!("avx512vl")
+                && is_x86_feature_detected!("fma")
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// Defines `fn $name` twice: once for any CPU, once compiled with AVX-512 (its loops then
+/// vectorise 16 lanes wide), and dispatches at run time. The body is `#[inline(always)]` so it
+/// is compiled inside each variant (a closure passed to a feature-enabled function stays
+/// outlined and scalar: measured, libm `floorf` calls in the softmax).
+macro_rules! multiversion {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$m])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            if $crate::nn::fused::has_avx512() {
+                #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
+                unsafe fn avx512($($arg: $ty),*) $(-> $ret)? {
+                    body($($arg),*)
+                }
+                // SAFETY: the CPU has the features `avx512` is compiled for (checked above).
+                return unsafe { avx512($($arg),*) };
+            }
+            body($($arg),*)
+        }
+    };
+}
+pub(crate) use multiversion;
+
+multiversion! {
+    fn bias_act_rows(out: &mut [f32], bias: Option<&[f32]>, act: Option<Activation>, n: usize) {
+        bias_act_body(out, bias, act, n)
+    }
+}
+
+/// Applies bias and activation over [rows, n] on all threads.
+pub(crate) fn bias_act(out: &mut [f32], bias: Option<&[f32]>, act: Option<Activation>, n: usize) {
+    if bias.is_none() && act.is_none() {
+        return;
+    }
+    let rows = out.len() / n.max(1);
+    let per = (32768 / n.max(1)).clamp(1, rows.max(1));
+    out.par_chunks_mut(per * n)
+        .for_each(|c| bias_act_rows(c, bias, act, n));
+}
+
+/// Lanes of the explicit accumulators below: float reductions are not reassociated by the
+/// compiler, so a plain `sum += e` loop stays scalar; 16 independent partial sums vectorise.
+const LANES: usize = 16;
+
+#[inline(always)]
+pub(crate) fn row_max(row: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let chunks = row.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for i in 0..LANES {
+            acc[i] = if c[i] > acc[i] { c[i] } else { acc[i] };
+        }
+    }
+    let mut m = f32::NEG_INFINITY;
+    for &v in acc.iter().chain(rest) {
+        m = if v > m { v } else { m };
+    }
+    m
+}
+
+/// `row = exp(row - max)`, returning the sum.
+#[inline(always)]
+fn exp_shift_sum(row: &mut [f32], max: f32) -> f32 {
+    let mut acc = [0f32; LANES];
+    let mut chunks = row.chunks_exact_mut(LANES);
+    for c in &mut chunks {
+        for i in 0..LANES {
+            let e = exp(c[i] - max);
+            c[i] = e;
+            acc[i] += e;
+        }
+    }
+    let mut sum = 0f32;
+    for v in chunks.into_remainder() {
+        let e = exp(*v - max);
+        *v = e;
+        sum += e;
+    }
+    sum + acc.iter().sum::<f32>()
+}
+
+/// Softmax of each row of `s` ([rows, m]) in place, after adding `mask` row-wise if given.
+#[inline(always)]
+fn softmax_rows_body(s: &mut [f32], mask: Option<&[f32]>, m: usize) {
+    for (i, row) in s.chunks_exact_mut(m).enumerate() {
+        if let Some(mk) = mask {
+            row.iter_mut()
+                .zip(&mk[i * m..(i + 1) * m])
+                .for_each(|(v, a)| *v += a);
+        }
+        let max = row_max(row);
+        if max == f32::NEG_INFINITY {
+            // A fully masked row: zeros (PyTorch gives NaN), as the composite softmax.
+            row.iter_mut().for_each(|v| *v = 0.0);
+            continue;
+        }
+        let inv = 1.0 / exp_shift_sum(row, max);
+        row.iter_mut().for_each(|v| *v *= inv);
+    }
+}
+
+multiversion! {
+    /// Softmax of each row of `s` ([rows, m]) in place, after adding `mask` row-wise if given;
+    /// a fully masked row becomes zeros.
+    pub(crate) fn softmax_rows(s: &mut [f32], mask: Option<&[f32]>, m: usize) {
+        softmax_rows_body(s, mask, m)
+    }
+}
+
+/// Sum with 16 partial sums (vectorises; see [`LANES`]).
+#[inline(always)]
+pub(crate) fn lane_sum(x: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let rest: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for i in 0..LANES {
+            acc[i] += c[i];
+        }
+    }
+    rest + acc.iter().sum::<f32>()
+}
+
+/// Σ (x - mean)² with 16 partial sums.
+#[inline(always)]
+pub(crate) fn lane_sq_dev(x: &[f32], mean: f32) -> f32 {
+    let mut acc = [0f32; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let rest: f32 = chunks
+        .remainder()
+        .iter()
+        .map(|v| (v - mean) * (v - mean))
+        .sum();
+    for c in chunks {
+        for i in 0..LANES {
+            let d = c[i] - mean;
+            acc[i] += d * d;
+        }
+    }
+    rest + acc.iter().sum::<f32>()
+}
+
+/// Σ a·b with 16 partial sums.
+#[inline(always)]
+pub(crate) fn lane_dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    let ca = a.chunks_exact(LANES);
+    let cb = b.chunks_exact(LANES);
+    let rest: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..LANES {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    rest + acc.iter().sum::<f32>()
+}
+
+// ---------------------------------------------------------------------------------------------
+// linear layers
+
+/// The weight of a linear layer as the fused kernels use it.
+pub(crate) enum Weight<'a> {
+    /// [N, K] f32, PyTorch layout.
+    F32(&'a [f32]),
+}
+
+/// `out[m, col0..col0+n] (row stride ldo) = a[m, K] · Wᵀ` (+ `out` when `accumulate`).
+/// f32 through `gemm` (its AVX-512 kernels).
+#[allow(clippy::too_many_arguments)]
+fn matmul_into(
+    a: &[f32],
+    rows: usize,
+    k: usize,
+    w: &Weight,
+    n: usize,
+    out: &mut [f32],
+    ldo: usize,
+    col0: usize,
+    accumulate: bool,
+) -> Result<()> {
+    if rows == 0 || n == 0 {
+        return Ok(());
+    }
+    if a.len() < rows * k || out.len() < (rows - 1) * ldo + col0 + n {
+        candle_core::bail!("fused matmul: buffers too small")
+    }
+    match w {
+        Weight::F32(w) => {
+            if w.len() != n * k {
+                candle_core::bail!("fused matmul: weight has {} values, want {n}x{k}", w.len())
+            }
+            // SAFETY: the bounds of a [rows, k], w [n, k] and the [rows, n] window of out at
+            // column col0 with row stride ldo are checked above; gemm reads and writes only there.
+            unsafe {
+                gemm::gemm(
+                    rows,
+                    n,
+                    k,
+                    out.as_mut_ptr().add(col0),
+                    1,
+                    ldo as isize,
+                    accumulate,
+                    a.as_ptr(),
+                    1,
+                    k as isize,
+                    // rhs[k][n] = W[n][k]: column stride k, row stride 1.
+                    w.as_ptr(),
+                    k as isize,
+                    1,
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    parallelism(),
+                )
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `out [rows, n] = a [rows, k] · wᵀ` with `w` [n, k] (f32, candle's thread setting).
+pub(crate) fn matmul_f32(
+    a: &[f32],
+    rows: usize,
+    k: usize,
+    w: &[f32],
+    n: usize,
+    out: &mut [f32],
+) -> Result<()> {
+    matmul_into(a, rows, k, &Weight::F32(w), n, out, n, 0, false)
+}
+
+/// `act(x · Wᵀ + b) (+ residual)` over the last dimension of `x`, written once.
+/// `residual` (same shape as the output) is added after the activation; it is only used with
+/// `act == None` by the blocks (the residual stream).
+pub(crate) fn linear(
+    x: &Tensor,
+    w: &Weight,
+    n: usize,
+    bias: Option<&Tensor>,
+    act: Option<Activation>,
+    residual: Option<&Tensor>,
+) -> Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let k = *dims.last().unwrap_or(&0);
+    let rows = x.elem_count() / k.max(1);
+    let mut out_dims = dims;
+    if let Some(l) = out_dims.last_mut() {
+        *l = n;
+    }
+    let bias_v = bias
+        .map(|b| b.flatten_all()?.to_vec1::<f32>())
+        .transpose()?;
+    if let Some(b) = &bias_v {
+        if b.len() != n {
+            candle_core::bail!("bias has {} values, the layer has {n} outputs", b.len())
+        }
+    }
+    let mut out = match residual {
+        Some(r) => {
+            if r.elem_count() != rows * n {
+                candle_core::bail!("residual shape {:?} does not match the output", r.dims())
+            }
+            let mut o = r.flatten_all()?.to_vec1::<f32>()?;
+            if let Some(b) = &bias_v {
+                bias_act(&mut o, Some(b), None, n);
+            }
+            o
+        }
+        None => vec![0f32; rows * n],
+    };
+    with_f32(x, |a| {
+        matmul_into(a, rows, k, w, n, &mut out, n, 0, residual.is_some())
+    })?;
+    if residual.is_none() {
+        bias_act(&mut out, bias_v.as_deref(), act, n);
+    } else if act.is_some() {
+        candle_core::bail!("fused linear: an activation with a residual is not supported")
+    }
+    Tensor::from_vec(out, out_dims, &Device::Cpu)
+}
+
+/// Separate q, k, v projections of `x` [.., K] side by side in one buffer [.., Dq+Dk+Dv]:
+/// each matmul writes its own column block, so no concatenation or head-split copies.
+pub(crate) fn qkv_separate(x: &Tensor, lins: [&super::Linear; 3]) -> Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let k = *dims.last().unwrap_or(&0);
+    let rows = x.elem_count() / k.max(1);
+    let total: usize = lins.iter().map(|l| l.out_dim()).sum();
+    let mut out = vec![0f32; rows * total];
+    let mut bias = Vec::with_capacity(total);
+    with_f32(x, |a| {
+        let mut col = 0;
+        for lin in lins {
+            let n = lin.out_dim();
+            with_f32(&lin.weight, |w| {
+                matmul_into(a, rows, k, &Weight::F32(w), n, &mut out, total, col, false)
+            })?;
+            match &lin.bias {
+                Some(b) => bias.extend(b.flatten_all()?.to_vec1::<f32>()?),
+                None => bias.extend(std::iter::repeat_n(0f32, n)),
+            }
+            col += n;
+        }
+        Ok(())
+    })?;
+    if bias.len() != total {
+        candle_core::bail!("q/k/v biases do not match their weights")
+    }
+    bias_act(&mut out, Some(&bias), None, total);
+    let mut out_dims = dims;
+    if let Some(l) = out_dims.last_mut() {
+        *l = total;
+    }
+    Tensor::from_vec(out, out_dims, &Device::Cpu)
+}
+
+// ---------------------------------------------------------------------------------------------
+// attention
+
+/// Multi-head attention core from a packed q|k|v buffer.
+///
+/// `qkv` is [B*N, 3D] (q in columns [0, D), k in [D, 2D), v in [2D, 3D); head h in columns
+/// h*dh.. of each). `mask`, if given, is additive [Bm, N, N] with Bm = 1 or B (shared over
+/// heads). Returns the merged-head output [B*N, D] (heads side by side, as the out projection
+/// expects), without materialising [B, H, N, N].
+pub(crate) fn attention(
+    qkv: &[f32],
+    b: usize,
+    n: usize,
+    heads: usize,
+    dh: usize,
+    mask: Option<(&[f32], usize)>,
+) -> Result<Vec<f32>> {
+    let d = heads * dh;
+    if qkv.len() != b * n * 3 * d {
+        candle_core::bail!("attention: qkv buffer has {} values", qkv.len())
+    }
+    if let Some((m, bm)) = mask {
+        if (bm != 1 && bm != b) || m.len() != bm * n * n {
+            candle_core::bail!("attention: mask does not match [{b} or 1, {n}, {n}]")
+        }
+    }
+    let mut out = vec![0f32; b * n * d];
+    let out_ptr = SendPtr(out.as_mut_ptr());
+    let scale = 1.0 / (dh as f32).sqrt();
+    let ld = 3 * d;
+    (0..b * heads).into_par_iter().for_each_init(
+        || vec![0f32; n * n],
+        |s, task| {
+            let (bi, h) = (task / heads, task % heads);
+            let base = bi * n * ld;
+            let q = qkv[base + h * dh..].as_ptr();
+            let k = qkv[base + d + h * dh..].as_ptr();
+            let v = qkv[base + 2 * d + h * dh..].as_ptr();
+            // SAFETY: q/k/v point at [n, dh] windows of qkv with row stride 3D (in bounds: the
+            // buffer is [b*n, 3D], checked above); s is [n, n]; each task writes only the
+            // [n, dh] window of out at rows bi*n.., columns h*dh.. (disjoint across tasks).
+            unsafe {
+                // s = scale · q kᵀ: rhs[c][j] = k[j][c], column stride 3D, row stride 1.
+                gemm::gemm(
+                    n,
+                    n,
+                    dh,
+                    s.as_mut_ptr(),
+                    1,
+                    n as isize,
+                    false,
+                    q,
+                    1,
+                    ld as isize,
+                    k,
+                    ld as isize,
+                    1,
+                    0.0,
+                    scale,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+            let m = mask.map(|(m, bm)| {
+                let off = if bm == 1 { 0 } else { bi * n * n };
+                &m[off..off + n * n]
+            });
+            softmax_rows(s, m, n);
+            let o = out_ptr;
+            // SAFETY: see above; o.0 + (bi*n)*d + h*dh is this task's own output window.
+            unsafe {
+                gemm::gemm(
+                    n,
+                    dh,
+                    n,
+                    o.0.add(bi * n * d + h * dh),
+                    1,
+                    d as isize,
+                    false,
+                    s.as_ptr(),
+                    1,
+                    n as isize,
+                    v,
+                    1,
+                    ld as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        },
+    );
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_and_erf_are_accurate() {
+        let mut worst_exp = 0f64;
+        let mut worst_erf = 0f64;
+        for i in -20000..20000 {
+            let x = i as f32 * 0.004; // [-80, 80]
+            let e = exp(x) as f64;
+            let r = (x as f64).exp();
+            worst_exp = worst_exp.max(((e - r) / r).abs());
+            let xe = i as f32 * 0.00025; // [-5, 5]
+            let libm_erf = erf_f64(xe as f64);
+            worst_erf = worst_erf.max((erf(xe) as f64 - libm_erf).abs());
+        }
+        assert!(worst_exp < 3e-7, "exp rel. error {worst_exp}");
+        assert!(worst_erf < 5e-7, "erf abs. error {worst_erf}");
+        assert_eq!(exp(-1000.0), exp(-87.3));
+        assert!(exp(-1000.0) < 1e-37);
+    }
+
+    /// erf in f64 by its Taylor series (|x| <= 5 converges with enough terms).
+    fn erf_f64(x: f64) -> f64 {
+        if x.abs() > 4.5 {
+            return x.signum();
+        }
+        let mut sum = 0f64;
+        let mut term = x;
+        let mut n = 0f64;
+        while term.abs() > 1e-18 || n < 10.0 {
+            sum += term / (2.0 * n + 1.0);
+            n += 1.0;
+            term *= -x * x / n;
+            if n > 400.0 {
+                break;
+            }
+        }
+        sum * 2.0 / std::f64::consts::PI.sqrt()
+    }
+}
