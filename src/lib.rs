@@ -33,6 +33,7 @@ pub mod error;
 pub mod explain;
 pub mod hub;
 pub mod image;
+pub mod kernels;
 pub mod models;
 pub mod nn;
 pub mod pipelines;

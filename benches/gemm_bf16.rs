@@ -1,0 +1,201 @@
+//! bf16 GEMM throughput (GFLOP/s, best of several runs) for the linear-layer shapes of ViT-B/16
+//! and the CLIP text tower, with 1 and 2 threads, against candle's f32 matmul, plus the
+//! `vdpbf16ps` peak of a tight loop of independent accumulators.
+//!
+//! The 1-thread column is this thread's CPU time (Linux), so time lost to other processes on a
+//! shared machine does not count; the 2-thread column and candle are wall time. Run pinned
+//! (`taskset -c 0 cargo bench --bench gemm_bf16`: rayon and candle then see one core) for
+//! single-core candle numbers, unpinned for the 2-thread numbers. `GEMM_BENCH_SECS` sets the time
+//! per measurement (default 0.4 s).
+use candle_core::{Device, Tensor};
+use std::hint::black_box;
+use std::time::Instant;
+use tessera::kernels::bf16::{gemm_bf16, has_avx512_bf16, PackedBf16};
+
+/// This thread's CPU time in seconds (Linux), which leaves out time lost to other processes
+/// on a shared machine.
+#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+fn thread_cpu_secs() -> Option<f64> {
+    #[repr(C)]
+    struct Timespec {
+        sec: i64,
+        nsec: i64,
+    }
+    extern "C" {
+        fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
+    }
+    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+    let mut ts = Timespec { sec: 0, nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec (two 64-bit fields on 64-bit Linux).
+    let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    (rc == 0).then_some(ts.sec as f64 + ts.nsec as f64 * 1e-9)
+}
+
+#[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
+fn thread_cpu_secs() -> Option<f64> {
+    None
+}
+
+/// Best seconds per call of `f` over about `secs` seconds (at least 3 calls after a warm-up):
+/// wall time, or with `cpu` this thread's CPU time where available (for single-threaded work
+/// that runs on the calling thread).
+fn best_time_with(secs: f64, cpu: bool, mut f: impl FnMut()) -> f64 {
+    let clock = || {
+        if cpu {
+            if let Some(t) = thread_cpu_secs() {
+                return t;
+            }
+        }
+        START.with(|s| s.elapsed().as_secs_f64())
+    };
+    f();
+    let start = Instant::now();
+    let mut best = f64::INFINITY;
+    let mut runs = 0;
+    while runs < 3 || start.elapsed().as_secs_f64() < secs {
+        let t = clock();
+        f();
+        best = best.min(clock() - t);
+        runs += 1;
+    }
+    best
+}
+
+thread_local! {
+    static START: Instant = Instant::now();
+}
+
+fn best_time(secs: f64, f: impl FnMut()) -> f64 {
+    best_time_with(secs, false, f)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod peak {
+    use std::arch::x86_64::*;
+
+    /// `iters` rounds of 24 independent `vdpbf16ps` (64 flops each); returns a sum so nothing
+    /// is optimised away.
+    ///
+    /// # Safety
+    /// The CPU has avx512f, avx512bf16.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub unsafe fn dpbf16_loop(iters: usize, x: f32) -> f32 {
+        let a: __m512bh = std::mem::transmute(_mm512_set1_epi32(x.to_bits() as i32));
+        let b: __m512bh = std::mem::transmute(_mm512_set1_epi32(0x3f80_3f80));
+        let mut acc = [_mm512_setzero_ps(); 24];
+        for _ in 0..iters {
+            for v in acc.iter_mut() {
+                *v = _mm512_dpbf16_ps(*v, a, b);
+            }
+            // Keep the operands opaque so the loop stays a chain of real instructions.
+            std::arch::asm!("", options(nomem, nostack, preserves_flags));
+        }
+        let mut s = _mm512_setzero_ps();
+        for v in acc {
+            s = _mm512_add_ps(s, v);
+        }
+        _mm512_reduce_add_ps(s)
+    }
+}
+
+fn peak_gflops(threads: usize, secs: f64) -> Option<f64> {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512_bf16() {
+        let iters = 200_000;
+        let run = || {
+            // SAFETY: the features were detected above.
+            black_box(unsafe { peak::dpbf16_loop(iters, black_box(1e-3)) });
+        };
+        let t = best_time(secs, || {
+            if threads == 1 {
+                run()
+            } else {
+                rayon::scope(|s| {
+                    for _ in 0..threads {
+                        s.spawn(|_| run());
+                    }
+                })
+            }
+        });
+        return Some((threads * iters * 24 * 64) as f64 / t / 1e9);
+    }
+    let _ = (threads, secs);
+    None
+}
+
+fn main() {
+    let secs: f64 = std::env::var("GEMM_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0.4);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "avx512_bf16: {}, cores available: {cores} (rayon threads: {})",
+        has_avx512_bf16(),
+        rayon::current_num_threads()
+    );
+    for t in [1, 2] {
+        match peak_gflops(t, secs) {
+            Some(g) => println!("peak vdpbf16ps loop, {t} thread(s): {g:.1} GFLOP/s"),
+            None => println!("peak: no AVX512_BF16"),
+        }
+    }
+    let shapes: &[(&str, usize, usize, usize)] = &[
+        ("vit b8 qkv", 1576, 768, 2304),
+        ("vit b8 proj", 1576, 768, 768),
+        ("vit b8 fc1", 1576, 768, 3072),
+        ("vit b8 fc2", 1576, 3072, 768),
+        ("vit b1 qkv", 197, 768, 2304),
+        ("vit b1 proj", 197, 768, 768),
+        ("vit b1 fc1", 197, 768, 3072),
+        ("vit b1 fc2", 197, 3072, 768),
+        ("clip 8x16 qkv", 128, 512, 1536),
+        ("clip 8x16 fc1", 128, 512, 2048),
+        ("clip 8x77 proj", 616, 512, 512),
+        ("clip 8x77 qkv", 616, 512, 1536),
+        ("clip 8x77 fc1", 616, 512, 2048),
+        ("clip 8x77 fc2", 616, 2048, 512),
+        ("tiny m8", 8, 768, 768),
+        ("tiny m8 fc1", 8, 768, 3072),
+    ];
+    println!(
+        "{:<16} {:>5} {:>5} {:>5} | {:>9} {:>9} | {:>11}",
+        "shape", "M", "K", "N", "bf16 t1", "bf16 t2", "candle f32"
+    );
+    let dev = Device::Cpu;
+    let mut seed = 1u64;
+    let mut rnd = move || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+    };
+    for &(name, m, k, n) in shapes {
+        let a: Vec<f32> = (0..m * k).map(|_| rnd()).collect();
+        let w: Vec<f32> = (0..n * k).map(|_| rnd()).collect();
+        let bias: Vec<f32> = (0..n).map(|_| rnd()).collect();
+        let packed = PackedBf16::pack(&w, n, k).expect("shapes agree");
+        let mut c = vec![0f32; m * n];
+        let flops = 2.0 * (m * n * k) as f64;
+        let mut g = [0f64; 2];
+        for (i, t) in [1, 2].into_iter().enumerate() {
+            // One thread runs on this thread: count its CPU time.
+            let s = best_time_with(secs, t == 1, || {
+                gemm_bf16(&a, m, k, &packed, Some(&bias), &mut c, None, t).expect("shapes agree")
+            });
+            g[i] = flops / s / 1e9;
+        }
+        let x = Tensor::from_vec(a.clone(), (m, k), &dev).expect("tensor");
+        let wt = Tensor::from_vec(w.clone(), (n, k), &dev).expect("tensor");
+        let wtt = wt.t().expect("transpose");
+        let s = best_time(secs, || {
+            black_box(x.matmul(&wtt).expect("matmul"));
+        });
+        println!(
+            "{name:<16} {m:>5} {k:>5} {n:>5} | {:>9.1} {:>9.1} | {:>11.1}",
+            g[0],
+            g[1],
+            flops / s / 1e9
+        );
+    }
+}

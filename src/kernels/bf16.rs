@@ -1,0 +1,844 @@
+//! bf16 GEMM for linear layers: `C[M, N] = A[M, K] · Wᵀ + bias`, inputs rounded to bf16
+//! (round-to-nearest-even), products and sums in f32.
+//!
+//! The fast path uses AVX512_BF16's `vdpbf16ps`, which multiplies a pair of bf16 values
+//! `(k, k+1)` per 32-bit lane and adds both products into an f32 accumulator. The weight is
+//! packed once ([`PackedBf16::pack`]) into panels of [`NR`] = 32 output columns, interleaved as
+//! `[k/2][column][2]`, so a microkernel step loads two zmm registers of weight pairs and, per
+//! row of A, broadcasts one `(a[m,k], a[m,k+1])` pair. A is converted to bf16 and packed per
+//! `MC × KC` block (one buffer per thread per call). The microkernel holds a 14 × 32 tile of C
+//! in 28 zmm accumulators.
+//!
+//! Numerics. `vdpbf16ps` (measured on Zen 4, documented by Intel) adds the odd-k product first,
+//! then the even-k one, each add rounded to f32 (RNE), with subnormal inputs and results
+//! flushed to zero. Accumulation runs sequentially over k for every element of C (K blocks
+//! reload the partial sums into the accumulators), then the bias is added. The portable
+//! fallback does exactly the same operations in the same order, so both paths give
+//! bit-identical results.
+use super::{bf16_bits_to_f32, pack_pair, SendPtr};
+use crate::error::{Error, Result};
+
+/// Output columns per packed weight panel (two zmm registers of f32).
+pub const NR: usize = 32;
+/// Rows of A per microtile (the packed-A stride).
+const MR: usize = 14;
+/// k pairs per K block: a 32-column weight slice is `KC2 · 32 · 4` bytes (16 KiB, L1).
+const KC2: usize = 128;
+/// Rows of A per packed block (`MC · KC2 · 4` bytes = 84 KiB, L2).
+const MC: usize = 168;
+
+/// A linear layer's weight `W [N, K]` (row-major, PyTorch `nn.Linear` layout: out × in),
+/// converted once to bf16 (round-to-nearest-even) and packed into the layout the microkernel
+/// streams: panels of [`NR`] columns, each `[ceil(K/2)][NR]` u32 pairs `(w[n,2j], w[n,2j+1])`,
+/// the low half holding the even k. Columns past N and the k past an odd K are zero.
+#[derive(Clone, Debug)]
+pub struct PackedBf16 {
+    n: usize,
+    k: usize,
+    /// k pairs: `ceil(k / 2)`.
+    k2: usize,
+    data: Vec<u32>,
+}
+
+impl PackedBf16 {
+    /// Packs `w` (`n × k`, row-major). Errors if `w.len() != n * k`.
+    pub fn pack(w: &[f32], n: usize, k: usize) -> Result<PackedBf16> {
+        if n.checked_mul(k) != Some(w.len()) {
+            return Err(Error::Shape(format!(
+                "PackedBf16::pack: weight has {} elements, expected {n} x {k}",
+                w.len()
+            )));
+        }
+        let k2 = k.div_ceil(2);
+        let panels = n.div_ceil(NR);
+        let mut data = vec![0u32; panels * k2 * NR];
+        for col in 0..n {
+            let row = &w[col * k..(col + 1) * k];
+            let panel = &mut data[(col / NR) * k2 * NR..];
+            let j = col % NR;
+            for kk in 0..k2 {
+                let lo = row[2 * kk];
+                let hi = row.get(2 * kk + 1).copied().unwrap_or(0.0);
+                panel[kk * NR + j] = pack_pair(lo, hi);
+            }
+        }
+        Ok(PackedBf16 { n, k, k2, data })
+    }
+
+    /// Output features (rows of W).
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Input features (columns of W).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// The bf16-rounded weight element `w[n, k]` as f32 (for references and tests).
+    pub fn get(&self, n: usize, k: usize) -> f32 {
+        let pair = self.data[(n / NR) * self.k2 * NR + (k / 2) * NR + n % NR];
+        bf16_bits_to_f32(if k.is_multiple_of(2) {
+            pair as u16
+        } else {
+            (pair >> 16) as u16
+        })
+    }
+}
+
+/// Whether this CPU runs the AVX512_BF16 path (`avx512f`, `avx512bw`, `avx512bf16`).
+pub fn has_avx512_bf16() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512bf16")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Which microkernel runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Isa {
+    Portable,
+    #[cfg(target_arch = "x86_64")]
+    Avx512Bf16,
+}
+
+/// The epilogue callback: applied in place to blocks of whole, finished rows of C.
+pub type Epilogue<'a> = &'a (dyn Fn(&mut [f32]) + Sync);
+
+/// `C[M, N] = A[M, K] · Wᵀ + bias[N]` (bias optional). `a` is f32 row-major with row stride
+/// `lda ≥ K` (its rows are converted to bf16 while packing); `c` is f32 row-major contiguous
+/// `[M, N]` and is overwritten. Accumulation is in f32.
+///
+/// `epilogue`, if given, is applied to each finished block of C rows (a slice of whole rows,
+/// after all of K and the bias), e.g. GELU in place, so the output is written while hot in
+/// cache. It may be called several times, concurrently, on disjoint blocks.
+///
+/// `threads` (clamped to ≥ 1) splits the work over rayon's global pool: over rows when every
+/// thread gets at least two 14-row strips, otherwise over the 32-column weight panels.
+///
+/// Errors on inconsistent shapes (`lda < K`, `a`, `c` or `bias` too short or long).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_bf16(
+    a: &[f32],
+    m: usize,
+    lda: usize,
+    w: &PackedBf16,
+    bias: Option<&[f32]>,
+    c: &mut [f32],
+    epilogue: Option<Epilogue>,
+    threads: usize,
+) -> Result<()> {
+    let isa = best_isa();
+    gemm_with(isa, a, m, lda, w, bias, c, epilogue, threads)
+}
+
+fn best_isa() -> Isa {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512_bf16() {
+        return Isa::Avx512Bf16;
+    }
+    Isa::Portable
+}
+
+fn check_shapes(
+    a: &[f32],
+    m: usize,
+    lda: usize,
+    w: &PackedBf16,
+    bias: Option<&[f32]>,
+    c: &[f32],
+) -> Result<()> {
+    let (n, k) = (w.n, w.k);
+    let err = |msg: String| Err(Error::Shape(format!("gemm_bf16: {msg}")));
+    if lda < k {
+        return err(format!("lda {lda} < K {k}"));
+    }
+    if m > 0 {
+        let need = (m - 1)
+            .checked_mul(lda)
+            .and_then(|x| x.checked_add(k))
+            .ok_or_else(|| Error::Shape("gemm_bf16: A size overflows".into()))?;
+        if a.len() < need {
+            return err(format!(
+                "A has {} elements, {m} rows of stride {lda} and width {k} need {need}",
+                a.len()
+            ));
+        }
+    }
+    if m.checked_mul(n) != Some(c.len()) {
+        return err(format!("C has {} elements, expected {m} x {n}", c.len()));
+    }
+    if let Some(b) = bias {
+        if b.len() != n {
+            return err(format!("bias has {} elements, expected {n}", b.len()));
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gemm_with(
+    isa: Isa,
+    a: &[f32],
+    m: usize,
+    lda: usize,
+    w: &PackedBf16,
+    bias: Option<&[f32]>,
+    c: &mut [f32],
+    epilogue: Option<Epilogue>,
+    threads: usize,
+) -> Result<()> {
+    check_shapes(a, m, lda, w, bias, c)?;
+    let n = w.n;
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if w.k == 0 {
+        for row in c.chunks_mut(n) {
+            match bias {
+                Some(b) => row.copy_from_slice(b),
+                None => row.fill(0.0),
+            }
+        }
+        if let Some(e) = epilogue {
+            e(c);
+        }
+        return Ok(());
+    }
+    let panels = n.div_ceil(NR);
+    let threads = threads.max(1);
+    let job = Job {
+        isa,
+        a,
+        lda,
+        w,
+        bias,
+        c: SendPtr(c.as_mut_ptr()),
+    };
+    if threads == 1 {
+        // SAFETY: `c` holds m × n elements (checked) and is exclusively borrowed for this call.
+        unsafe { job.run(0, m, 0, panels, epilogue) };
+    } else if m >= threads * 2 * MR {
+        // Rows split evenly: every thread packs its own A rows and streams all of W.
+        rayon::scope(|s| {
+            for t in 0..threads {
+                let (r0, r1) = (t * m / threads, (t + 1) * m / threads);
+                let job = &job;
+                // SAFETY: the threads write disjoint row ranges of C, which outlives the scope.
+                s.spawn(move |_| unsafe { job.run(r0, r1, 0, panels, epilogue) });
+            }
+        });
+    } else {
+        // Few rows: split the weight panels, so each thread streams its share of W.
+        let t = threads.min(panels);
+        rayon::scope(|s| {
+            for i in 0..t {
+                let (p0, p1) = (i * panels / t, (i + 1) * panels / t);
+                let job = &job;
+                // SAFETY: the threads write disjoint column ranges of C (whole 32-column panels,
+                // stores masked at N), which outlives the scope.
+                s.spawn(move |_| unsafe { job.run(0, m, p0, p1, None) });
+            }
+        });
+        if let Some(e) = epilogue {
+            // Here m < 2 · threads · MR rows: one block.
+            e(c);
+        }
+    }
+    Ok(())
+}
+
+/// One call's operands, shared by its threads.
+struct Job<'a> {
+    isa: Isa,
+    a: &'a [f32],
+    lda: usize,
+    w: &'a PackedBf16,
+    bias: Option<&'a [f32]>,
+    c: SendPtr<f32>,
+}
+
+impl Job<'_> {
+    /// Computes rows `r0..r1` × panels `p0..p1` of C, then (if given) runs the epilogue on each
+    /// finished `MC`-row block.
+    ///
+    /// # Safety
+    /// `self.c` points to `m × n` f32 that no one else reads or writes in rows `r0..r1` ×
+    /// panels `p0..p1` during the call; the epilogue needs the whole rows (`p0..p1` = all).
+    unsafe fn run(&self, r0: usize, r1: usize, p0: usize, p1: usize, epilogue: Option<Epilogue>) {
+        let (n, k2) = (self.w.n, self.w.k2);
+        let mut buf = vec![0u32; MC * KC2];
+        let mut ic = r0;
+        while ic < r1 {
+            let mc = MC.min(r1 - ic);
+            let mut kb = 0;
+            while kb < k2 {
+                let kc2 = KC2.min(k2 - kb);
+                pack_a(
+                    self.isa, self.a, self.lda, self.w.k, ic, mc, kb, kc2, &mut buf,
+                );
+                let first = kb == 0;
+                let last = kb + kc2 == k2;
+                for p in p0..p1 {
+                    let nr = NR.min(n - p * NR);
+                    let wp = self.w.data[(p * k2 + kb) * NR..].as_ptr();
+                    let bias = match self.bias {
+                        Some(b) if last => b[p * NR..].as_ptr(),
+                        _ => std::ptr::null(),
+                    };
+                    for s in 0..mc.div_ceil(MR) {
+                        let mr = MR.min(mc - s * MR);
+                        let ap = buf[s * kc2 * MR..].as_ptr();
+                        // SAFETY: rows ic + s·MR .. + mr < r1 ≤ m and columns p·NR .. + nr ≤ n
+                        // are inside C; `ap` holds kc2 · MR pairs and `wp` kc2 · NR pairs
+                        // (the panel slice from pair kb on); `bias` has nr elements from
+                        // p·NR on or is null.
+                        unsafe {
+                            let cp = self.c.0.add((ic + s * MR) * n + p * NR);
+                            let tile = Tile {
+                                kc2,
+                                a: ap,
+                                w: wp,
+                                c: cp,
+                                ldc: n,
+                                mr,
+                                nr,
+                                first,
+                                bias,
+                            };
+                            microtile(self.isa, &tile);
+                        }
+                    }
+                }
+                kb += kc2;
+            }
+            if let Some(e) = epilogue {
+                // SAFETY: rows ic .. ic + mc are this thread's (see the contract), finished,
+                // and no pointer into them is used while the slice lives.
+                let rows = unsafe { std::slice::from_raw_parts_mut(self.c.0.add(ic * n), mc * n) };
+                e(rows);
+            }
+            ic += mc;
+        }
+    }
+}
+
+/// One microkernel call: C[mr, nr] (+)= A-strip · W-slice over `kc2` k pairs.
+struct Tile {
+    kc2: usize,
+    /// Packed A strip: `[kc2][MR]` pairs (rows past `mr` are zero).
+    a: *const u32,
+    /// Weight panel slice: `[kc2][NR]` pairs.
+    w: *const u32,
+    /// C at the tile's top-left element; row stride `ldc`.
+    c: *mut f32,
+    ldc: usize,
+    mr: usize,
+    nr: usize,
+    /// First K block: start from zero instead of the partial sums in C.
+    first: bool,
+    /// Last K block: add these `nr` bias values (null: none or not the last block).
+    bias: *const f32,
+}
+
+/// # Safety
+/// The pointers in `t` are valid as documented on [`Tile`]; `isa` is supported by this CPU.
+#[inline]
+unsafe fn microtile(isa: Isa, t: &Tile) {
+    match isa {
+        // SAFETY: forwarded contract.
+        Isa::Portable => unsafe { kernel_portable(t) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: forwarded contract; the Avx512Bf16 isa is only chosen when detected.
+        Isa::Avx512Bf16 => unsafe {
+            use avx512::kernel as k;
+            match t.mr {
+                14 => k::<14>(t),
+                13 => k::<13>(t),
+                12 => k::<12>(t),
+                11 => k::<11>(t),
+                10 => k::<10>(t),
+                9 => k::<9>(t),
+                8 => k::<8>(t),
+                7 => k::<7>(t),
+                6 => k::<6>(t),
+                5 => k::<5>(t),
+                4 => k::<4>(t),
+                3 => k::<3>(t),
+                2 => k::<2>(t),
+                _ => k::<1>(t),
+            }
+        },
+    }
+}
+
+/// Packs rows `ic .. ic + mc`, k pairs `kb .. kb + kc2` of A into `buf` as strips of MR rows,
+/// each `[kc2][MR]` pairs; rows past `mc` and the k past K are zero.
+#[allow(clippy::too_many_arguments)]
+fn pack_a(
+    isa: Isa,
+    a: &[f32],
+    lda: usize,
+    k: usize,
+    ic: usize,
+    mc: usize,
+    kb: usize,
+    kc2: usize,
+    buf: &mut [u32],
+) {
+    match isa {
+        Isa::Portable => pack_a_portable(a, lda, k, ic, mc, kb, kc2, buf),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: only chosen when the CPU has the features.
+        Isa::Avx512Bf16 => unsafe { avx512::pack_a(a, lda, k, ic, mc, kb, kc2, buf) },
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn pack_a_portable(
+    a: &[f32],
+    lda: usize,
+    k: usize,
+    ic: usize,
+    mc: usize,
+    kb: usize,
+    kc2: usize,
+    buf: &mut [u32],
+) {
+    for s in 0..mc.div_ceil(MR) {
+        let strip = &mut buf[s * kc2 * MR..(s + 1) * kc2 * MR];
+        for i in 0..MR {
+            let r = s * MR + i;
+            for kk in 0..kc2 {
+                strip[kk * MR + i] = if r < mc {
+                    let row = &a[(ic + r) * lda..(ic + r) * lda + k];
+                    let k0 = 2 * (kb + kk);
+                    pack_pair(row[k0], row.get(k0 + 1).copied().unwrap_or(0.0))
+                } else {
+                    0
+                };
+            }
+        }
+    }
+}
+
+/// Flush a subnormal result to a signed zero, as `vdpbf16ps` does.
+#[inline(always)]
+fn ftz(x: f32) -> f32 {
+    if x.abs() < f32::MIN_POSITIVE {
+        f32::from_bits(x.to_bits() & 0x8000_0000)
+    } else {
+        x
+    }
+}
+
+/// The portable microkernel: `vdpbf16ps`'s operations in its order (odd k, then even k, each
+/// add rounded and flushed), so results equal the AVX512_BF16 path bit for bit.
+///
+/// # Safety
+/// As [`microtile`].
+unsafe fn kernel_portable(t: &Tile) {
+    let mut acc = [[0f32; NR]; MR];
+    for (i, row) in acc.iter_mut().enumerate().take(t.mr) {
+        if !t.first {
+            for (j, v) in row.iter_mut().enumerate().take(t.nr) {
+                // SAFETY: (i, j) is inside the tile (Tile contract).
+                *v = unsafe { *t.c.add(i * t.ldc + j) };
+            }
+        }
+    }
+    // SAFETY: Tile contract: kc2 · MR and kc2 · NR pairs.
+    let (a, w) = unsafe {
+        (
+            std::slice::from_raw_parts(t.a, t.kc2 * MR),
+            std::slice::from_raw_parts(t.w, t.kc2 * NR),
+        )
+    };
+    for kk in 0..t.kc2 {
+        let wk = &w[kk * NR..(kk + 1) * NR];
+        for (i, row) in acc.iter_mut().enumerate().take(t.mr) {
+            let ap = a[kk * MR + i];
+            let (alo, ahi) = (f32::from_bits(ap << 16), f32::from_bits(ap & 0xffff_0000));
+            for (v, &wp) in row.iter_mut().zip(wk) {
+                let (wlo, whi) = (f32::from_bits(wp << 16), f32::from_bits(wp & 0xffff_0000));
+                *v = ftz(ftz(*v + ahi * whi) + alo * wlo);
+            }
+        }
+    }
+    for (i, row) in acc.iter().enumerate().take(t.mr) {
+        for (j, &v) in row.iter().enumerate().take(t.nr) {
+            let v = if t.bias.is_null() {
+                v
+            } else {
+                // SAFETY: the bias has nr elements (Tile contract).
+                v + unsafe { *t.bias.add(j) }
+            };
+            // SAFETY: (i, j) is inside the tile.
+            unsafe { *t.c.add(i * t.ldc + j) = v };
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{Tile, MR, NR};
+    use std::arch::x86_64::*;
+
+    #[inline(always)]
+    fn mask16(count: usize) -> __mmask16 {
+        if count >= 16 {
+            0xffff
+        } else {
+            ((1u32 << count) - 1) as __mmask16
+        }
+    }
+
+    /// The microkernel: an R × 32 tile of C in 2·R zmm accumulators; per k pair, two weight
+    /// loads and R broadcasts of A pairs feed 2·R `vdpbf16ps`.
+    ///
+    /// # Safety
+    /// The CPU has avx512f, avx512bw, avx512bf16; `t` is valid (see [`Tile`]) with `t.mr == R`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub(super) unsafe fn kernel<const R: usize>(t: &Tile) {
+        let m0 = mask16(t.nr);
+        let m1 = mask16(t.nr.saturating_sub(16));
+        let mut acc0 = [_mm512_setzero_ps(); R];
+        let mut acc1 = [_mm512_setzero_ps(); R];
+        if !t.first {
+            for i in 0..R {
+                let cr = t.c.wrapping_add(i * t.ldc);
+                // SAFETY: masked loads touch only the tile's nr columns of row i < mr.
+                unsafe {
+                    acc0[i] = _mm512_maskz_loadu_ps(m0, cr);
+                    acc1[i] = _mm512_maskz_loadu_ps(m1, cr.wrapping_add(16));
+                }
+            }
+        }
+        for kk in 0..t.kc2 {
+            // SAFETY: pair kk < kc2 of the weight slice and the A strip (Tile contract).
+            unsafe {
+                let wk = t.w.add(kk * NR);
+                let w0: __m512bh = std::mem::transmute(_mm512_loadu_si512(wk as *const __m512i));
+                let w1: __m512bh =
+                    std::mem::transmute(_mm512_loadu_si512(wk.add(16) as *const __m512i));
+                let ak = t.a.add(kk * MR);
+                for i in 0..R {
+                    let b: __m512bh = std::mem::transmute(_mm512_set1_epi32(*ak.add(i) as i32));
+                    acc0[i] = _mm512_dpbf16_ps(acc0[i], b, w0);
+                    acc1[i] = _mm512_dpbf16_ps(acc1[i], b, w1);
+                }
+            }
+        }
+        let (b0, b1) = if t.bias.is_null() {
+            (_mm512_setzero_ps(), _mm512_setzero_ps())
+        } else {
+            // SAFETY: the bias has nr elements; masked loads touch only those.
+            unsafe {
+                (
+                    _mm512_maskz_loadu_ps(m0, t.bias),
+                    _mm512_maskz_loadu_ps(m1, t.bias.wrapping_add(16)),
+                )
+            }
+        };
+        for i in 0..R {
+            let (mut v0, mut v1) = (acc0[i], acc1[i]);
+            if !t.bias.is_null() {
+                v0 = _mm512_add_ps(v0, b0);
+                v1 = _mm512_add_ps(v1, b1);
+            }
+            let cr = t.c.wrapping_add(i * t.ldc);
+            // SAFETY: masked stores touch only the tile's nr columns of row i < mr.
+            unsafe {
+                if t.nr == NR {
+                    _mm512_storeu_ps(cr, v0);
+                    _mm512_storeu_ps(cr.add(16), v1);
+                } else {
+                    _mm512_mask_storeu_ps(cr, m0, v0);
+                    _mm512_mask_storeu_ps(cr.wrapping_add(16), m1, v1);
+                }
+            }
+        }
+    }
+
+    /// AVX512 A packing: 32 floats of a row at a time, converted with `vcvtne2ps2bf16` (RNE,
+    /// same as [`super::f32_to_bf16_bits`]) and transposed into the strip layout.
+    ///
+    /// # Safety
+    /// The CPU has avx512f, avx512bw, avx512bf16.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub(super) unsafe fn pack_a(
+        a: &[f32],
+        lda: usize,
+        k: usize,
+        ic: usize,
+        mc: usize,
+        kb: usize,
+        kc2: usize,
+        buf: &mut [u32],
+    ) {
+        // Floats of each row in this K block (2·kc2, or one less at an odd K).
+        let nel = (2 * kc2).min(k - 2 * kb);
+        let mut tmp = [0u32; 16];
+        for s in 0..mc.div_ceil(MR) {
+            let strip = &mut buf[s * kc2 * MR..(s + 1) * kc2 * MR];
+            for i in 0..MR {
+                let r = s * MR + i;
+                if r >= mc {
+                    for kk in 0..kc2 {
+                        strip[kk * MR + i] = 0;
+                    }
+                    continue;
+                }
+                let row = &a[(ic + r) * lda + 2 * kb..(ic + r) * lda + 2 * kb + nel];
+                let mut c0 = 0;
+                while c0 < kc2 {
+                    let e0 = 2 * c0;
+                    let count = (nel - e0).min(32);
+                    let src = row[e0..].as_ptr();
+                    // SAFETY: masked loads read only the `count` floats left in `row`.
+                    unsafe {
+                        let lo = _mm512_maskz_loadu_ps(mask16(count), src);
+                        let hi = _mm512_maskz_loadu_ps(
+                            mask16(count.saturating_sub(16)),
+                            src.wrapping_add(16),
+                        );
+                        // The second operand fills the low half (the first 16 k).
+                        let v: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
+                        _mm512_storeu_si512(tmp.as_mut_ptr() as *mut __m512i, v);
+                    }
+                    let take = (kc2 - c0).min(16);
+                    for (j, &v) in tmp.iter().enumerate().take(take) {
+                        strip[(c0 + j) * MR + i] = v;
+                    }
+                    c0 += 16;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::f32_to_bf16_bits;
+
+    /// A deterministic pseudo-random f32 in [-1, 1).
+    fn rnd(state: &mut u64) -> f32 {
+        *state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((*state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+
+    fn rvec(len: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        (0..len).map(|_| rnd(&mut s)).collect()
+    }
+
+    fn bf(x: f32) -> f64 {
+        bf16_bits_to_f32(f32_to_bf16_bits(x)) as f64
+    }
+
+    /// f64 reference from bf16-rounded inputs; returns (C, Σ|a·w| per element).
+    #[allow(clippy::too_many_arguments)]
+    fn reference(
+        a: &[f32],
+        m: usize,
+        lda: usize,
+        w: &[f32],
+        n: usize,
+        k: usize,
+        bias: Option<&[f32]>,
+    ) -> (Vec<f64>, Vec<f64>) {
+        let mut c = vec![0f64; m * n];
+        let mut mag = vec![0f64; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let (mut s, mut g) = (0f64, 0f64);
+                for p in 0..k {
+                    let v = bf(a[i * lda + p]) * bf(w[j * k + p]);
+                    s += v;
+                    g += v.abs();
+                }
+                if let Some(b) = bias {
+                    s += b[j] as f64;
+                    g += (b[j] as f64).abs();
+                }
+                c[i * n + j] = s;
+                mag[i * n + j] = g;
+            }
+        }
+        (c, mag)
+    }
+
+    fn isas() -> Vec<Isa> {
+        let mut v = vec![Isa::Portable];
+        if best_isa() != Isa::Portable {
+            v.push(best_isa());
+        }
+        v
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn check(m: usize, k: usize, n: usize, lda: usize, with_bias: bool, with_epi: bool) {
+        let a = rvec(m * lda, 1 + (m * 31 + k * 7 + n) as u64);
+        let w = rvec(n * k, 2 + (m + k * 13 + n * 3) as u64);
+        let bias = rvec(n, 3);
+        let bias = with_bias.then_some(&bias[..]);
+        let packed = PackedBf16::pack(&w, n, k).unwrap();
+        let (r, mag) = reference(&a, m, lda, &w, n, k, bias);
+        let epi = |x: &mut [f32]| x.iter_mut().for_each(|v| *v = 2.0 * *v + 1.0);
+        let epi_ref: Epilogue = &epi;
+        let mut outs = Vec::new();
+        for isa in isas() {
+            for threads in [1, 2, 3] {
+                let mut c = vec![f32::NAN; m * n];
+                gemm_with(
+                    isa,
+                    &a,
+                    m,
+                    lda,
+                    &packed,
+                    bias,
+                    &mut c,
+                    with_epi.then_some(epi_ref),
+                    threads,
+                )
+                .unwrap();
+                for idx in 0..m * n {
+                    let want = if with_epi { 2.0 * r[idx] + 1.0 } else { r[idx] };
+                    let scale = if with_epi { 2.0 } else { 1.0 };
+                    let tol = 1e-5 + 2e-6 * (k as f64).sqrt() * mag[idx] * scale;
+                    let got = c[idx] as f64;
+                    assert!(
+                        (got - want).abs() <= tol,
+                        "{isa:?} t{threads} m{m} k{k} n{n} lda{lda} bias{with_bias} \
+                         epi{with_epi} at ({}, {}): got {got}, want {want}",
+                        idx / n,
+                        idx % n
+                    );
+                }
+                outs.push(c);
+            }
+        }
+        // Every path and thread count: bit-identical.
+        for o in &outs[1..] {
+            let same = o
+                .iter()
+                .zip(&outs[0])
+                .all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(same, "paths differ: m{m} k{k} n{n}");
+        }
+    }
+
+    #[test]
+    fn bf16_rounding_is_rne() {
+        let cases: [(u32, u16); 10] = [
+            (0x3f80_0000, 0x3f80), // 1.0
+            (0x3f80_8000, 0x3f80), // tie, even stays
+            (0x3f81_8000, 0x3f82), // tie, odd rounds up
+            (0x3f80_8001, 0x3f81), // above half
+            (0x3f80_7fff, 0x3f80), // below half
+            (0xbf81_8000, 0xbf82), // negative tie
+            (0x7f7f_ffff, 0x7f80), // max f32 → inf
+            (0x0000_0001, 0x0000), // subnormal → 0
+            (0x8001_0000, 0x8000), // negative subnormal → -0
+            (0x7f80_0001, 0x7fc0), // signalling NaN → quiet NaN
+        ];
+        for (x, want) in cases {
+            assert_eq!(f32_to_bf16_bits(f32::from_bits(x)), want, "{x:08x}");
+        }
+        assert_eq!(f32_to_bf16_bits(f32::INFINITY), 0x7f80);
+        assert_eq!(bf16_bits_to_f32(0x4049), 3.140625);
+    }
+
+    /// The AVX512 A packing converts exactly as the scalar conversion.
+    #[test]
+    fn avx_pack_matches_portable() {
+        if best_isa() == Isa::Portable {
+            return;
+        }
+        let (m, k, lda) = (20, 77, 80);
+        let mut a = rvec(m * lda, 9);
+        a[3] = f32::from_bits(0x3f81_8000);
+        a[4] = 1e-39;
+        a[5] = f32::NAN;
+        a[6] = f32::MAX;
+        for (kb, kc2) in [(0, 39), (0, 16), (5, 34)] {
+            let mut p = vec![7u32; MC * KC2];
+            let mut q = vec![9u32; MC * KC2];
+            pack_a(Isa::Portable, &a, lda, k, 1, m - 1, kb, kc2, &mut p);
+            pack_a(best_isa(), &a, lda, k, 1, m - 1, kb, kc2, &mut q);
+            let len = (m - 1).div_ceil(MR) * MR * kc2;
+            assert_eq!(p[..len], q[..len], "kb {kb} kc2 {kc2}");
+        }
+    }
+
+    #[test]
+    fn matches_reference_edge_shapes() {
+        for m in [1, 3, 8, 13] {
+            for k in [1, 2, 7, 64, 770] {
+                for n in [1, 15, 16, 17, 33] {
+                    check(m, k, n, k, m % 2 == 1, false);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn matches_reference_large_shapes() {
+        for (m, k, n) in [
+            (197, 768, 33),
+            (200, 770, 17),
+            (29, 768, 768),
+            (200, 64, 768),
+        ] {
+            check(m, k, n, k, true, false);
+        }
+        check(197, 256, 100, 256, false, true);
+    }
+
+    #[test]
+    fn bias_epilogue_and_stride() {
+        for (m, k, n) in [(13, 7, 33), (200, 64, 17), (8, 770, 16), (197, 300, 40)] {
+            for lda in [k, k + 3] {
+                for (b, e) in [(false, false), (true, false), (false, true), (true, true)] {
+                    check(m, k, n, lda, b, e);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn zero_k_and_empty() {
+        let w = PackedBf16::pack(&[], 3, 0).unwrap();
+        let mut c = vec![f32::NAN; 6];
+        gemm_bf16(&[], 2, 0, &w, Some(&[1.0, 2.0, 3.0]), &mut c, None, 2).unwrap();
+        assert_eq!(c, [1.0, 2.0, 3.0, 1.0, 2.0, 3.0]);
+        let w = PackedBf16::pack(&[1.0; 6], 3, 2).unwrap();
+        gemm_bf16(&[], 0, 2, &w, None, &mut [], None, 2).unwrap();
+    }
+
+    #[test]
+    fn shape_errors() {
+        assert!(PackedBf16::pack(&[0.0; 5], 2, 3).is_err());
+        let w = PackedBf16::pack(&[0.5; 6], 2, 3).unwrap();
+        assert_eq!((w.n(), w.k()), (2, 3));
+        assert_eq!(w.get(1, 2), 0.5);
+        let a = [1.0; 6];
+        let mut c = [0.0; 4];
+        assert!(gemm_bf16(&a, 2, 2, &w, None, &mut c, None, 1).is_err()); // lda < k
+        assert!(gemm_bf16(&a, 3, 3, &w, None, &mut c, None, 1).is_err()); // A short
+        assert!(gemm_bf16(&a, 2, 3, &w, None, &mut c[..3], None, 1).is_err()); // C size
+        assert!(gemm_bf16(&a, 2, 3, &w, Some(&[1.0]), &mut c, None, 1).is_err()); // bias
+        gemm_bf16(&a, 2, 3, &w, None, &mut c, None, 1).unwrap();
+        assert_eq!(c, [1.5; 4]);
+    }
+}
