@@ -30,6 +30,22 @@ fn check(name: &str) {
         println!("{name} (fused {fused}): image_embeds {di:e}, text_embeds {dt:e}, logits_per_image {dl:e}");
         assert!(di <= 1e-4 && dt <= 1e-4 && dl <= 1e-4);
     }
+    // bf16 inference: close to fp32 (the largest embedding component is ~1 after L2 norm).
+    let bf16 = model.with_dtype(DType::BF16).unwrap();
+    let out = bf16
+        .forward(
+            &io["pixel_values"],
+            &ids,
+            Some(&mask),
+            &mut Ctx::inference(),
+        )
+        .unwrap();
+    let (di, dt) = (
+        max_abs_diff(&out.image_embeds, &io["image_embeds"]),
+        max_abs_diff(&out.text_embeds, &io["text_embeds"]),
+    );
+    println!("{name} bf16: image_embeds {di:e}, text_embeds {dt:e}");
+    assert!(di <= 0.02 && dt <= 0.02 && di > 0.0);
     // Without the padding mask the pooled end-of-text state is the same (the mask is causal).
     let nomask = model.text_embeds(&ids, None, &mut Ctx::eval()).unwrap();
     assert!(max_abs_diff(&nomask, &io["text_embeds"]) <= 1e-4);

@@ -1,6 +1,6 @@
 //! Hugging Face ViT layouts against `transformers` (fixtures from tools/gen_hf_fixtures.py).
 mod common;
-use candle_core::Device;
+use candle_core::{DType, Device};
 use common::{fixture, load, max_abs_diff};
 use tessera::models::vit::hf::{HfVit, HfVitConfig};
 use tessera::nn::Ctx;
@@ -65,6 +65,16 @@ fn vit_for_image_classification_logits_match() {
         println!("logits (fused {fused}) {d:e}");
         assert!(d <= 1e-4);
     }
+    // bf16 inference (AVX512_BF16 linears, fp32 accumulation): close to fp32, not equal.
+    let bf16 = loaded.model.with_dtype(DType::BF16).unwrap();
+    let lb = bf16
+        .forward(&io["pixel_values"], &mut Ctx::inference())
+        .unwrap();
+    let d = max_abs_diff(&lb, &io["logits"]);
+    let scale = max_abs_diff(&io["logits"], &io["logits"].zeros_like().unwrap());
+    println!("logits bf16 {d:e} (largest |logit| {scale:e})");
+    assert!(d <= 0.02 * scale.max(1.0), "bf16 logits differ by {d}");
+    assert!(d > 0.0, "the bf16 path must actually run");
     assert_eq!(loaded.model.config().label(3), "class_3");
 }
 

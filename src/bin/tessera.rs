@@ -121,6 +121,10 @@ struct ClipDemoArgs {
 struct IndexArgs {
     #[arg(long)]
     model: String,
+    /// Inference dtype: f32 (exact), bf16 (AVX512_BF16 linears, fp32 accumulation) or auto
+    /// (bf16 where the CPU has native bf16 dot products, else f32).
+    #[arg(long, default_value = "f32")]
+    dtype: String,
     folder: PathBuf,
     /// Index file (a manifest .json is written next to it). Default: FOLDER/tessera_index.safetensors.
     #[arg(long)]
@@ -138,6 +142,10 @@ struct SearchArgs {
     /// The index file written by `tessera index` (its manifest names the model).
     index: PathBuf,
     query: String,
+    /// Inference dtype: f32 (exact), bf16 (AVX512_BF16 linears, fp32 accumulation) or auto
+    /// (bf16 where the CPU has native bf16 dot products, else f32).
+    #[arg(long, default_value = "f32")]
+    dtype: String,
     #[arg(short, long, default_value_t = 5)]
     k: usize,
     #[arg(long, default_value = "assets/bpe_simple_vocab_16e6.txt.gz")]
@@ -151,6 +159,10 @@ struct ZeroShotArgs {
     /// CLIP checkpoint: a directory or a hub id such as openai/clip-vit-base-patch32.
     #[arg(long)]
     model: String,
+    /// Inference dtype: f32 (exact), bf16 (AVX512_BF16 linears, fp32 accumulation) or auto
+    /// (bf16 where the CPU has native bf16 dot products, else f32).
+    #[arg(long, default_value = "f32")]
+    dtype: String,
     /// Candidate labels, comma separated.
     #[arg(long, value_delimiter = ',', required = true)]
     labels: Vec<String>,
@@ -171,6 +183,10 @@ struct ZeroShotArgs {
 struct EmbedArgs {
     #[arg(long)]
     model: String,
+    /// Inference dtype: f32 (exact), bf16 (AVX512_BF16 linears, fp32 accumulation) or auto
+    /// (bf16 where the CPU has native bf16 dot products, else f32).
+    #[arg(long, default_value = "f32")]
+    dtype: String,
     /// Image files or URLs.
     #[arg(long = "image")]
     images: Vec<String>,
@@ -322,6 +338,10 @@ struct PredictArgs {
     /// A checkpoint: tessera run directory, HF directory or hub id.
     #[arg(long)]
     model: String,
+    /// Inference dtype: f32 (exact), bf16 (AVX512_BF16 linears, fp32 accumulation) or auto
+    /// (bf16 where the CPU has native bf16 dot products, else f32).
+    #[arg(long, default_value = "f32")]
+    dtype: String,
     #[arg(required = true)]
     images: Vec<PathBuf>,
     #[arg(long, default_value_t = 5)]
@@ -520,6 +540,24 @@ enum Classifier {
     Hf(Box<tessera::models::vit::hf::HfVit>, ProcessorConfig),
 }
 
+/// `--dtype f32|bf16|auto`.
+fn inference_dtype(name: &str) -> Result<DType> {
+    let dtype = tessera::nn::inference_dtype(name)?;
+    if dtype == DType::BF16 && !tessera::kernels::bf16::has_avx512_bf16() {
+        eprintln!("warning: this CPU has no AVX512_BF16; bf16 runs on the (slow) portable kernel");
+    }
+    Ok(dtype)
+}
+
+impl Classifier {
+    fn with_dtype(self, dtype: DType) -> Result<Self> {
+        Ok(match self {
+            Classifier::Hf(m, p) => Classifier::Hf(Box::new(m.with_dtype(dtype)?), p),
+            Classifier::Seed(m) => Classifier::Seed(m.with_dtype(dtype)?),
+        })
+    }
+}
+
 fn load_classifier(arg: &str, device: &Device) -> Result<Classifier> {
     let dir = tessera::hub::resolve_image_model(arg)?;
     let cfg_path = dir.join("config.json");
@@ -559,7 +597,7 @@ fn load_classifier(arg: &str, device: &Device) -> Result<Classifier> {
 
 fn run_predict(a: PredictArgs) -> Result<()> {
     let device = Device::Cpu;
-    let model = load_classifier(&a.model, &device)?;
+    let model = load_classifier(&a.model, &device)?.with_dtype(inference_dtype(&a.dtype)?)?;
     let mut results = vec![];
     for path in &a.images {
         let (probs, label): (Vec<f32>, Box<dyn Fn(usize) -> String>) = match &model {
@@ -579,7 +617,7 @@ fn run_predict(a: PredictArgs) -> Result<()> {
             }
             Classifier::Hf(m, proc) => {
                 let x = proc.batch(&[tessera::image::open(path)?], &device)?;
-                let logits = m.forward(&x, &mut tessera::nn::Ctx::eval())?;
+                let logits = m.forward(&x, &mut tessera::nn::Ctx::inference())?;
                 let p = candle_nn::ops::softmax(&logits, candle_core::D::Minus1)?;
                 (
                     p.squeeze(0)?.to_vec1::<f32>()?,
@@ -624,7 +662,8 @@ fn run_zero_shot(a: ZeroShotArgs) -> Result<()> {
         bail!("--labels is empty: give candidate labels, e.g. --labels cricket,ladybug,spider");
     }
     tessera::pipelines::zero_shot::fill_template(&a.template, "x")?;
-    let zs = ZeroShotClassifier::from_pretrained(&a.model, &a.bpe, &device)?;
+    let zs = ZeroShotClassifier::from_pretrained(&a.model, &a.bpe, &device)?
+        .with_dtype(inference_dtype(&a.dtype)?)?;
     let sources: Vec<ImageSource> = a.images.iter().map(|s| ImageSource::parse(s)).collect();
     let results = zs.classify(&sources, &labels, &a.template)?;
     if a.json {
@@ -650,7 +689,8 @@ fn run_embed(a: EmbedArgs) -> Result<()> {
     if a.images.is_empty() && a.texts.is_empty() {
         bail!("give at least one --image or --text");
     }
-    let zs = ZeroShotClassifier::from_pretrained(&a.model, &a.bpe, &device)?;
+    let zs = ZeroShotClassifier::from_pretrained(&a.model, &a.bpe, &device)?
+        .with_dtype(inference_dtype(&a.dtype)?)?;
     let img = if a.images.is_empty() {
         None
     } else {
@@ -716,7 +756,8 @@ fn run_index(a: IndexArgs) -> Result<()> {
         .index
         .clone()
         .unwrap_or_else(|| a.folder.join("tessera_index.safetensors"));
-    let mut zs = ZeroShotClassifier::from_pretrained(&a.model, &a.bpe, &Device::Cpu)?;
+    let mut zs = ZeroShotClassifier::from_pretrained(&a.model, &a.bpe, &Device::Cpu)?
+        .with_dtype(inference_dtype(&a.dtype)?)?;
     zs.batch_size = a.batch_size.max(1);
     // Absolute paths in the manifest, so `search` works from any directory.
     let model_id = std::fs::canonicalize(&a.model)
@@ -741,7 +782,8 @@ fn run_index(a: IndexArgs) -> Result<()> {
 
 fn run_search(a: SearchArgs) -> Result<()> {
     let idx = Index::load(&a.index)?;
-    let zs = ZeroShotClassifier::from_pretrained(&idx.manifest.model, &a.bpe, &Device::Cpu)?;
+    let zs = ZeroShotClassifier::from_pretrained(&idx.manifest.model, &a.bpe, &Device::Cpu)?
+        .with_dtype(inference_dtype(&a.dtype)?)?;
     let hits = idx.search(&zs, &a.query, a.k)?;
     if a.json {
         let v: Vec<_> = hits

@@ -58,6 +58,12 @@ impl Mlp {
         self.fc2.forward_fused(&h, None, residual)
     }
 
+    /// Sets the inference dtype of both linears.
+    pub fn prepare(&mut self, dtype: candle_core::DType) -> Result<()> {
+        self.fc1.prepare(dtype)?;
+        self.fc2.prepare(dtype)
+    }
+
     pub(crate) fn first_weight(&self) -> &Tensor {
         &self.fc1.weight
     }
@@ -218,6 +224,12 @@ impl EncoderBlock {
 }
 
 impl EncoderBlock {
+    /// Sets the inference dtype of every linear in the block (see [`Linear::prepare`]).
+    pub fn prepare(&mut self, dtype: candle_core::DType) -> Result<()> {
+        self.attn.prepare(dtype)?;
+        self.mlp.prepare(dtype)
+    }
+
     /// The inference path: the residual adds happen inside the out-projection and fc2 matmuls.
     fn forward_fused(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         if self.pre_norm {
@@ -251,6 +263,12 @@ impl Encoder {
             .map(|i| EncoderBlock::new(vb.pp(i), names, cfg))
             .collect::<Result<_>>()?;
         Ok(Encoder { blocks })
+    }
+
+    /// Sets the inference dtype of every block: `BF16` runs the linears on the AVX512_BF16
+    /// kernel in the fused inference path (training and traced forwards stay f32).
+    pub fn prepare(&mut self, dtype: candle_core::DType) -> Result<()> {
+        self.blocks.iter_mut().try_for_each(|b| b.prepare(dtype))
     }
 
     pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>, ctx: &mut Ctx) -> Result<Tensor> {

@@ -206,6 +206,19 @@ multiversion! {
     }
 }
 
+multiversion! {
+    fn add_chunk(out: &mut [f32], r: &[f32]) {
+        out.iter_mut().zip(r).for_each(|(o, r)| *o += r);
+    }
+}
+
+/// `out += r` on all threads.
+fn add_rows(out: &mut [f32], r: &[f32]) {
+    out.par_chunks_mut(32768)
+        .zip(r.par_chunks(32768))
+        .for_each(|(o, r)| add_chunk(o, r));
+}
+
 /// Applies bias and activation over [rows, n] on all threads.
 pub(crate) fn bias_act(out: &mut [f32], bias: Option<&[f32]>, act: Option<Activation>, n: usize) {
     if bias.is_none() && act.is_none() {
@@ -347,6 +360,8 @@ pub(crate) fn lane_dot(a: &[f32], b: &[f32]) -> f32 {
 pub(crate) enum Weight<'a> {
     /// [N, K] f32, PyTorch layout.
     F32(&'a [f32]),
+    /// Prepacked bf16 (AVX512_BF16 kernel, fp32 accumulation).
+    Bf16(&'a crate::kernels::bf16::PackedBf16),
 }
 
 /// `out[m, col0..col0+n] (row stride ldo) = a[m, K] · Wᵀ` (+ `out` when `accumulate`).
@@ -401,6 +416,20 @@ fn matmul_into(
                 )
             }
         }
+        Weight::Bf16(p) => {
+            if p.n() != n || p.k() != k {
+                candle_core::bail!(
+                    "fused matmul: packed weight is {}x{}, want {n}x{k}",
+                    p.n(),
+                    p.k()
+                )
+            }
+            if accumulate || col0 != 0 || ldo != n {
+                candle_core::bail!("fused matmul: the bf16 kernel writes whole [rows, n] outputs")
+            }
+            crate::kernels::bf16::gemm_bf16(a, rows, k, p, None, out, None, threads())
+                .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        }
     }
     Ok(())
 }
@@ -442,6 +471,35 @@ pub(crate) fn linear(
         if b.len() != n {
             candle_core::bail!("bias has {} values, the layer has {n} outputs", b.len())
         }
+    }
+    if let Weight::Bf16(p) = w {
+        // bias inside the kernel, the activation on each finished block of rows, then the
+        // residual (the kernel overwrites its output).
+        let mut out = vec![0f32; rows * n];
+        let epi = move |rows: &mut [f32]| bias_act_rows(rows, None, act, n);
+        with_f32(x, |a| {
+            crate::kernels::bf16::gemm_bf16(
+                a,
+                rows,
+                k,
+                p,
+                bias_v.as_deref(),
+                &mut out,
+                act.map(|_| &epi as &(dyn Fn(&mut [f32]) + Sync)),
+                threads(),
+            )
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))
+        })?;
+        if let Some(r) = residual {
+            if r.elem_count() != rows * n {
+                candle_core::bail!("residual shape {:?} does not match the output", r.dims())
+            }
+            with_f32(r, |r| {
+                add_rows(&mut out, r);
+                Ok(())
+            })?;
+        }
+        return Tensor::from_vec(out, out_dims, &Device::Cpu);
     }
     let mut out = match residual {
         Some(r) => {

@@ -10,6 +10,9 @@ use rand_chacha::ChaCha8Rng;
 pub struct Linear {
     pub weight: Tensor,
     pub bias: Option<Tensor>,
+    /// The weight packed as bf16 for the AVX512_BF16 inference kernel (see
+    /// [`Linear::prepare`]); the fused inference path uses it instead of `weight`.
+    pub packed: Option<std::sync::Arc<crate::kernels::bf16::PackedBf16>>,
 }
 
 impl Linear {
@@ -26,18 +29,49 @@ impl Linear {
         } else {
             None
         };
-        Ok(Linear { weight, bias })
+        Ok(Linear {
+            weight,
+            bias,
+            packed: None,
+        })
     }
 
     /// Explicit init for the weight (bias starts at zero), e.g. trunc-normal 0.02 heads.
     pub fn with_init(vb: VarBuilder, in_dim: usize, out_dim: usize, w_init: Init) -> Result<Self> {
         let weight = vb.get_with_hints((out_dim, in_dim), "weight", w_init)?;
         let bias = Some(vb.get_with_hints(out_dim, "bias", Init::Const(0.0))?);
-        Ok(Linear { weight, bias })
+        Ok(Linear {
+            weight,
+            bias,
+            packed: None,
+        })
     }
 
     pub fn from_parts(weight: Tensor, bias: Option<Tensor>) -> Self {
-        Linear { weight, bias }
+        Linear {
+            weight,
+            bias,
+            packed: None,
+        }
+    }
+
+    /// Sets the inference dtype: `BF16` packs the weight once for the bf16 kernel (fp32
+    /// accumulation), `F32` drops any packing.
+    pub fn prepare(&mut self, dtype: candle_core::DType) -> Result<()> {
+        self.packed = match dtype {
+            candle_core::DType::F32 => None,
+            candle_core::DType::BF16 => {
+                let (n, k) = self.weight.dims2()?;
+                let w = self.weight.to_dtype(candle_core::DType::F32)?;
+                let packed = super::fused::with_f32(&w, |w| {
+                    crate::kernels::bf16::PackedBf16::pack(w, n, k)
+                        .map_err(|e| candle_core::Error::Msg(e.to_string()))
+                })?;
+                Some(std::sync::Arc::new(packed))
+            }
+            other => candle_core::bail!("inference dtype {other:?} is not supported (f32, bf16)"),
+        };
+        Ok(())
     }
 
     pub fn out_dim(&self) -> usize {
@@ -53,6 +87,16 @@ impl Linear {
         residual: Option<&Tensor>,
     ) -> Result<Tensor> {
         let n = self.out_dim();
+        if let Some(p) = &self.packed {
+            return super::fused::linear(
+                x,
+                &super::fused::Weight::Bf16(p),
+                n,
+                self.bias.as_ref(),
+                act,
+                residual,
+            );
+        }
         super::fused::with_f32(&self.weight, |w| {
             super::fused::linear(
                 x,

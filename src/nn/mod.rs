@@ -13,7 +13,24 @@ pub use layers::{Ctx, LayerNorm, Linear};
 pub use patch_embed::PatchEmbed;
 pub use store::{LoadReport, ParamStore};
 
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
+
+/// The inference dtype named `f32`, `bf16` or `auto` (bf16 where the CPU has AVX512_BF16
+/// dot products, else f32).
+pub fn inference_dtype(name: &str) -> crate::Result<DType> {
+    match name.to_ascii_lowercase().as_str() {
+        "f32" | "float32" | "fp32" => Ok(DType::F32),
+        "bf16" | "bfloat16" => Ok(DType::BF16),
+        "auto" => Ok(if crate::kernels::bf16::has_avx512_bf16() {
+            DType::BF16
+        } else {
+            DType::F32
+        }),
+        other => Err(crate::Error::Config(format!(
+            "unknown dtype {other:?}: use f32, bf16 or auto"
+        ))),
+    }
+}
 
 /// Intermediates on request: a forward fills this when the caller passes one.
 #[derive(Debug, Default, Clone)]

@@ -126,7 +126,7 @@ impl ZeroShotClassifier {
             let mask = Tensor::new(mask, &self.device)?.to_dtype(candle_core::DType::F32)?;
             let e = self
                 .model
-                .text_embeds(&ids, Some(&mask), &mut Ctx::eval())?;
+                .text_embeds(&ids, Some(&mask), &mut Ctx::inference())?;
             let mut cache = self
                 .cache
                 .lock()
@@ -148,7 +148,7 @@ impl ZeroShotClassifier {
         let mut out = vec![];
         for chunk in images.chunks(self.batch_size.max(1)) {
             let px = self.processor.batch(chunk, &self.device)?;
-            out.push(self.model.image_embeds(&px, &mut Ctx::eval())?);
+            out.push(self.model.image_embeds(&px, &mut Ctx::inference())?);
         }
         if out.is_empty() {
             return Err(Error::Msg("no images".into()));
@@ -202,6 +202,16 @@ impl ZeroShotClassifier {
     /// A CLIP checkpoint directory (or hub id): `config.json`, weights, `vocab.json` +
     /// `merges.txt` (else OpenAI's merges at `bpe_gz`), `preprocessor_config.json` (else CLIP's
     /// defaults at the model's image size).
+    /// The classifier computing in `dtype` (see [`Clip::with_dtype`]); cached label
+    /// embeddings are dropped.
+    pub fn with_dtype(self, dtype: candle_core::DType) -> Result<Self> {
+        Ok(ZeroShotClassifier {
+            model: self.model.with_dtype(dtype)?,
+            cache: Mutex::new(HashMap::new()),
+            ..self
+        })
+    }
+
     pub fn from_pretrained(arg: &str, bpe_gz: &Path, device: &Device) -> Result<Self> {
         let dir = crate::hub::resolve(
             arg,

@@ -127,7 +127,8 @@ pub fn evaluate(
     let (mut loss_sum, mut correct, mut n) = (0f64, 0usize, 0usize);
     let run = |part: &[usize]| -> Result<(f64, usize)> {
         let batch = loader.batch(part, false, 0, device)?;
-        let logits = model.logits(&batch.images, &mut Ctx::eval())?;
+        // No gradients here: the fused inference kernels.
+        let logits = model.logits(&batch.images, &mut Ctx::inference())?;
         let loss = cross_entropy(&logits, &batch.labels, 0.0)?.to_scalar::<f32>()? as f64;
         Ok((
             loss * part.len() as f64,

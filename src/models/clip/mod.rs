@@ -473,12 +473,10 @@ impl Clip {
 
     /// The model computing in `dtype` for inference (see [`crate::models::vit::hf::HfVit::with_dtype`]).
     pub fn with_dtype(&self, dtype: DType) -> Result<Self> {
-        match dtype {
-            DType::F32 => Ok(self.clone()),
-            other => Err(Error::Config(format!(
-                "inference dtype {other:?} is not supported"
-            ))),
-        }
+        let mut m = self.clone();
+        m.vision.encoder.prepare(dtype)?;
+        m.text.encoder.prepare(dtype)?;
+        Ok(m)
     }
 
     /// Vision forward with every layer's attention probabilities (for explainability).

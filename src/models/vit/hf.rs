@@ -509,12 +509,13 @@ impl HfVit {
     /// encoder linear once for the AVX512_BF16 kernel (fp32 accumulation; LayerNorm, softmax
     /// and activations stay fp32).
     pub fn with_dtype(&self, dtype: DType) -> Result<Self> {
-        match dtype {
-            DType::F32 => Ok(self.clone()),
-            other => Err(Error::Config(format!(
-                "inference dtype {other:?} is not supported"
-            ))),
-        }
+        let mut m = self.clone();
+        let vit = match &mut m {
+            HfVit::Model(b) => b,
+            HfVit::Classifier { vit, .. } => vit,
+        };
+        vit.encoder.prepare(dtype)?;
+        Ok(m)
     }
 
     /// Eval forward with per-layer attentions and hidden states.

@@ -284,6 +284,14 @@ pub struct VisionTransformer {
 }
 
 impl VisionTransformer {
+    /// The model computing in `dtype` for inference (`BF16`: encoder linears on the
+    /// AVX512_BF16 kernel, fp32 accumulation).
+    pub fn with_dtype(&self, dtype: candle_core::DType) -> Result<Self> {
+        let mut m = self.clone();
+        m.encoder.prepare(dtype)?;
+        Ok(m)
+    }
+
     pub fn new(vb: VarBuilder, config: &VitConfig) -> Result<Self> {
         config.validate()?;
         let d = config.hidden_size;
@@ -367,7 +375,7 @@ impl VisionTransformer {
     /// Probabilities [B, classes] in eval mode.
     pub fn predict_proba(&self, x: &Tensor) -> Result<Tensor> {
         Ok(candle_nn::ops::softmax(
-            &self.forward(x, &mut Ctx::eval())?,
+            &self.forward(x, &mut Ctx::inference())?,
             D::Minus1,
         )?)
     }
