@@ -1,28 +1,52 @@
 #!/usr/bin/env bash
-# Side-by-side training-step benchmark: tessera and PyTorch on this machine, in the same run.
-# Needs the reference venv (tools/setup_reference.sh). Usage: tools/bench.sh
+# Side-by-side benchmark: every workload of benches/suite.rs (tessera) and tools/bench_suite.py
+# (PyTorch, same random-init models and shapes, same thread count), in the same run, each in its
+# own process (peak RSS per workload), tessera and PyTorch alternating. Prints one table.
+# Needs the reference venv (tools/setup_reference.sh).
+#   tools/bench.sh                      # all workloads
+#   tools/bench.sh vit_b16_b8 clip_image_b8
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
-threads=$(nproc)
-echo "threads: $threads" >&2
-ours=$(RAYON_NUM_THREADS=$threads cargo bench --bench train_step 2>/dev/null | tail -n 1)
-theirs=$(BENCH_THREADS=$threads "$PY" tools/bench_train_step.py | tail -n 1)
-clip_ours=$(cargo bench --bench clip_embed 2>/dev/null | tail -n 1)
-clip_theirs=$(BENCH_THREADS=$threads "$PY" tools/bench_clip.py 2>/dev/null | tail -n 1)
-"$PY" - "$ours" "$theirs" "$clip_ours" "$clip_theirs" <<'PYEOF'
+threads=${BENCH_THREADS:-$(nproc)}
+export BENCH_THREADS=$threads RAYON_NUM_THREADS=$threads
+cargo build --release --bench suite >&2
+bin=$(cargo bench --bench suite --no-run --message-format=json 2>/dev/null |
+    "$PY" -c 'import json,sys
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "suite" and m.get("executable"):
+        print(m["executable"])' | tail -n 1)
+if [ "$#" -gt 0 ]; then workloads=("$@"); else mapfile -t workloads < <("$bin" --list); fi
+out=$(mktemp)
+for w in "${workloads[@]}"; do
+    echo "== $w" >&2
+    "$bin" "$w" | tail -n 1 >>"$out"
+    "$PY" tools/bench_suite.py "$w" | tail -n 1 >>"$out"
+done
+"$PY" - "$out" <<'PYEOF'
 import json, sys
-o, t = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-print(f"{'workload':28} {'tessera':>12} {'PyTorch':>12} {'ratio':>7} {'tessera % of matmul ceiling':>28}")
-print(f"{'seed ViT train step, b64':28} {o['images_per_s']:>8.1f} img/s {t['images_per_s']:>8.1f} img/s "
-      f"{o['images_per_s'] / t['images_per_s']:>6.2f}x {100 * o['achieved_gflops'] / o['matmul_2048_gflops']:>10.1f}% "
-      f"of {o['matmul_2048_gflops']:.0f} GFLOP/s")
-print(f"{'matmul 2048^3 fp32':28} {o['matmul_2048_gflops']:>6.0f} GFLOP/s {t['matmul_2048_gflops']:>6.0f} GFLOP/s "
-      f"{o['matmul_2048_gflops'] / t['matmul_2048_gflops']:>6.2f}x")
-co, ct = json.loads(sys.argv[3]), json.loads(sys.argv[4])
-for k, name, unit in [("image_per_s", "CLIP B/32 image embed, b8", "img/s"), ("text77_per_s", "CLIP text embed, b8, 77 tok", "txt/s"),
-                      ("text16_per_s", "CLIP text embed, b8, 16 tok", "txt/s")]:
-    print(f"{name:28} {co[k]:>8.1f} {unit} {ct[k]:>8.1f} {unit} {co[k] / ct[k]:>6.2f}x")
-print(f"(ratio = tessera / PyTorch throughput; PyTorch {t['torch']}, {t['threads']} threads; "
-      f"{o['gflops_per_step']:.1f} GFLOP per step by tessera's analytic count)")
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+by = {}
+for r in rows:
+    by.setdefault(r["workload"], {})[r["impl"]] = r
+ceiling = by.get("matmul_2048", {}).get("tessera", {}).get("gflops")
+print(f"| workload | tessera | PyTorch | ratio | tessera GFLOP/s | % of matmul ceiling | peak RSS tessera / PyTorch (MB) |")
+print("|---|---|---|---|---|---|---|")
+for w, d in by.items():
+    t, p = d.get("tessera"), d.get("pytorch")
+    if not t or not p:
+        continue
+    unit = t["unit"] + "/s" if t["unit"] != "matmul" else "GFLOP/s"
+    tv = t["per_s"] if t["unit"] != "matmul" else t["gflops"]
+    pv = p["per_s"] if p["unit"] != "matmul" else t["gflop"] / p["median_s"]
+    frac = f"{100 * t['gflops'] / ceiling:.0f}%" if ceiling else "-"
+    print(f"| {w} | {tv:.2f} {unit} | {pv:.2f} {unit} | **{tv / pv:.2f}x** | {t['gflops']:.1f} | {frac} | "
+          f"{t['peak_rss_mb']:.0f} / {p['peak_rss_mb']:.0f} |")
+p0 = next(iter(by.values())).get("pytorch", {})
+print(f"\nratio = tessera / PyTorch throughput (higher is better); {p0.get('threads')} threads; "
+      f"PyTorch {p0.get('torch')}; GFLOP by tessera's analytic count (matmuls, 2 per multiply-add, "
+      "backward = 2x forward); matmul ceiling = tessera's 2048^3 fp32 matmul in the same run; "
+      "bf16 rows: tessera --dtype bf16 vs PyTorch autocast(bfloat16).")
 PYEOF
+rm -f "$out"
