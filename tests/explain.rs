@@ -77,9 +77,13 @@ fn attention_rollout_and_relevance_match_pytorch() {
         "mean of per-head attention",
     );
     assert!(explain::cls_attention_head(&trace, last, 0, heads).is_err());
-    // The probes do not change the forward result.
-    let plain = m.forward(&x, &mut Ctx::eval()).unwrap();
+    // The probes do not change the forward result (same composite path, with and without);
+    // the fused inference path agrees to rounding.
+    let mut t = Trace::default();
+    let plain = m.forward(&x, &mut Ctx::eval().with_trace(&mut t)).unwrap();
     assert!(common::max_abs_diff(&plain, &logits) == 0.0);
+    let fused = m.forward(&x, &mut Ctx::inference()).unwrap();
+    assert!(common::max_abs_diff(&fused, &logits) < 1e-5);
 }
 
 #[test]

@@ -144,6 +144,9 @@ impl Attention {
         mask: Option<&Tensor>,
         ctx: &mut Ctx,
     ) -> Result<Tensor> {
+        if context.is_none() && ctx.trace.is_none() && fused::applies(x) {
+            return self.forward_fused_trainable(x, mask, ctx);
+        }
         let (b, n, d) = x.dims3()?;
         let (q, k, v) = match (&self.proj, context) {
             (Proj::Fused(lin), None) => {
@@ -215,7 +218,72 @@ impl Attention {
     }
 }
 
+/// An additive mask broadcastable to [B, 1, N, N] as [Bm, N, N] f32 (Bm = 1 or B).
+fn mask_3d(mask: &Tensor, b: usize, n: usize) -> Result<(Tensor, usize)> {
+    let m = mask.to_dtype(DType::F32)?;
+    let m = match m.rank() {
+        2 => m.unsqueeze(0)?,
+        4 if m.dim(1)? == 1 => m.squeeze(1)?,
+        3 => m,
+        _ => candle_core::bail!(
+            "attention mask of shape {:?} is not broadcastable to [B, 1, N, N]",
+            m.dims()
+        ),
+    };
+    let bm = if m.dim(0)? == 1 { 1 } else { b };
+    Ok((m.broadcast_as((bm, n, n))?.contiguous()?, bm))
+}
+
 impl Attention {
+    /// Self-attention through the fused attention op (CPU f32, differentiable): one q|k|v
+    /// linear, then per (image, head) scores, softmax, dropout and the weighted sum without a
+    /// [B, H, N, N] tensor or head split/merge copies; backward recomputes the probabilities.
+    fn forward_fused_trainable(
+        &self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        ctx: &mut Ctx,
+    ) -> Result<Tensor> {
+        let (b, n, d) = x.dims3()?;
+        let x2 = x.reshape((b * n, d))?;
+        // [B*N, D] -> [B*N, 3D]
+        let qkv = match &self.proj {
+            Proj::Fused(lin) => ops::linear(&x2, &lin.weight, lin.bias.as_ref())?,
+            Proj::Separate { q, k, v } => {
+                let w = Tensor::cat(&[&q.weight, &k.weight, &v.weight], 0)?;
+                let bias = match (&q.bias, &k.bias, &v.bias) {
+                    (Some(bq), Some(bk), Some(bv)) => Some(Tensor::cat(&[bq, bk, bv], 0)?),
+                    (None, None, None) => None,
+                    _ => {
+                        let z = |l: &Linear| match &l.bias {
+                            Some(b) => Ok(b.clone()),
+                            None => Tensor::zeros(l.out_dim(), x.dtype(), x.device()),
+                        };
+                        Some(Tensor::cat(&[z(q)?, z(k)?, z(v)?], 0)?)
+                    }
+                };
+                ops::linear(&x2, &w, bias.as_ref())?
+            }
+        };
+        let drop = if ctx.train && self.attn_dropout > 0.0 {
+            ctx.rng.as_deref_mut().map(|rng| fused::AttnDropout {
+                p: self.attn_dropout as f32,
+                seed: rand::Rng::random(rng),
+            })
+        } else {
+            None
+        };
+        let op = fused::AttentionOp {
+            heads: self.num_heads,
+            dh: self.head_dim,
+            mask: mask.map(|m| mask_3d(m, b, n)).transpose()?,
+            drop,
+        };
+        // [B, N, 3D] -> [B, N, D]
+        let y = qkv.reshape((b, n, 3 * d))?.contiguous()?.apply_op1(op)?;
+        self.out.forward(&y)
+    }
+
     /// Sets the inference dtype of the projections (see [`Linear::prepare`]).
     pub fn prepare(&mut self, dtype: DType) -> Result<()> {
         self.out.prepare(dtype)?;
@@ -270,23 +338,7 @@ impl Attention {
             (Proj::Fused(lin), None) => lin.forward_fused(x, None, None)?,
             (Proj::Separate { q, k, v }, None) => fused::qkv_separate(x, [q, k, v])?,
         };
-        let mask = match mask {
-            Some(m) => {
-                let m = m.to_dtype(DType::F32)?;
-                let m = match m.rank() {
-                    2 => m.unsqueeze(0)?,
-                    4 if m.dim(1)? == 1 => m.squeeze(1)?,
-                    3 => m,
-                    _ => candle_core::bail!(
-                        "attention mask of shape {:?} is not broadcastable to [B, 1, N, N]",
-                        m.dims()
-                    ),
-                };
-                let bm = if m.dim(0)? == 1 { 1 } else { b };
-                Some((m.broadcast_as((bm, n, n))?.contiguous()?, bm))
-            }
-            None => None,
-        };
+        let mask = mask.map(|m| mask_3d(m, b, n)).transpose()?;
         let y = fused::with_f32(&qkv, |qkv| match &mask {
             Some((m, bm)) => fused::with_f32(m, |m| {
                 fused::attention(qkv, b, n, self.num_heads, self.head_dim, Some((m, *bm)))

@@ -563,12 +563,146 @@ pub(crate) fn qkv_separate(x: &Tensor, lins: [&super::Linear; 3]) -> Result<Tens
 // ---------------------------------------------------------------------------------------------
 // attention
 
+/// `dst[m, n] (row stride ldd) (+)= beta · lhs[m, k] · rhs[k, n]`, single-threaded (the
+/// callers parallelise over heads), any row/column strides for lhs and rhs.
+///
+/// # Safety
+/// Every pointer must be valid for the elements its strides and sizes address.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+unsafe fn gemm_st(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    ldd: usize,
+    accumulate: bool,
+    lhs: *const f32,
+    lhs_rs: usize,
+    lhs_cs: usize,
+    rhs: *const f32,
+    rhs_rs: usize,
+    rhs_cs: usize,
+    beta: f32,
+) {
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst,
+        1,
+        ldd as isize,
+        accumulate,
+        lhs,
+        lhs_cs as isize,
+        lhs_rs as isize,
+        rhs,
+        rhs_cs as isize,
+        rhs_rs as isize,
+        1.0,
+        beta,
+        false,
+        false,
+        false,
+        gemm::Parallelism::None,
+    )
+}
+
+/// Attention dropout: probability `p`, and the seed from which every (head, row, column)
+/// keep decision is derived, so the backward pass regenerates the same mask.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AttnDropout {
+    pub p: f32,
+    pub seed: u64,
+}
+
+impl AttnDropout {
+    /// Multiplies row `i` of task `task`'s probabilities by its keep mask / (1 - p).
+    #[inline]
+    fn apply(&self, task: usize, i: usize, row: &mut [f32]) {
+        let threshold = (self.p as f64 * 4294967296.0) as u64;
+        let keep = 1.0 / (1.0 - self.p);
+        let base = self
+            .seed
+            .wrapping_add((task as u64).wrapping_mul(0xD1B5_4A32_D192_ED03))
+            .wrapping_add((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15 << 20));
+        for (j, v) in row.iter_mut().enumerate() {
+            // SplitMix64 finaliser of (base + j): a cheap, well-mixed counter-based stream.
+            let mut z = base.wrapping_add((j as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            *v = if (z & 0xFFFF_FFFF) < threshold {
+                0.0
+            } else {
+                *v * keep
+            };
+        }
+    }
+}
+
+struct AttnShape {
+    b: usize,
+    n: usize,
+    heads: usize,
+    dh: usize,
+}
+
+impl AttnShape {
+    fn check(&self, qkv: &[f32], mask: Option<(&[f32], usize)>) -> Result<()> {
+        let (b, n) = (self.b, self.n);
+        if qkv.len() != b * n * 3 * self.heads * self.dh {
+            candle_core::bail!("attention: qkv buffer has {} values", qkv.len())
+        }
+        if let Some((m, bm)) = mask {
+            if (bm != 1 && bm != b) || m.len() != bm * n * n {
+                candle_core::bail!("attention: mask does not match [{b} or 1, {n}, {n}]")
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Row-softmaxed `scale · q kᵀ + mask` of one (image, head) into `s` [n, n].
+///
+/// # Safety
+/// `q`, `k` must address [n, dh] windows with row stride `ld`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn probs(
+    s: &mut [f32],
+    q: *const f32,
+    k: *const f32,
+    n: usize,
+    dh: usize,
+    ld: usize,
+    scale: f32,
+    mask: Option<&[f32]>,
+) {
+    // s = scale · q kᵀ: rhs[c][j] = k[j][c] (row stride 1, column stride ld).
+    gemm_st(
+        n,
+        n,
+        dh,
+        s.as_mut_ptr(),
+        n,
+        false,
+        q,
+        ld,
+        1,
+        k,
+        1,
+        ld,
+        scale,
+    );
+    softmax_rows(s, mask, n);
+}
+
 /// Multi-head attention core from a packed q|k|v buffer.
 ///
 /// `qkv` is [B*N, 3D] (q in columns [0, D), k in [D, 2D), v in [2D, 3D); head h in columns
 /// h*dh.. of each). `mask`, if given, is additive [Bm, N, N] with Bm = 1 or B (shared over
 /// heads). Returns the merged-head output [B*N, D] (heads side by side, as the out projection
-/// expects), without materialising [B, H, N, N].
+/// expects), without materialising [B, H, N, N]: one [N, N] block per thread.
 pub(crate) fn attention(
     qkv: &[f32],
     b: usize,
@@ -577,15 +711,18 @@ pub(crate) fn attention(
     dh: usize,
     mask: Option<(&[f32], usize)>,
 ) -> Result<Vec<f32>> {
+    attention_dropout(qkv, AttnShape { b, n, heads, dh }, mask, None)
+}
+
+fn attention_dropout(
+    qkv: &[f32],
+    sh: AttnShape,
+    mask: Option<(&[f32], usize)>,
+    drop: Option<AttnDropout>,
+) -> Result<Vec<f32>> {
+    sh.check(qkv, mask)?;
+    let AttnShape { b, n, heads, dh } = sh;
     let d = heads * dh;
-    if qkv.len() != b * n * 3 * d {
-        candle_core::bail!("attention: qkv buffer has {} values", qkv.len())
-    }
-    if let Some((m, bm)) = mask {
-        if (bm != 1 && bm != b) || m.len() != bm * n * n {
-            candle_core::bail!("attention: mask does not match [{b} or 1, {n}, {n}]")
-        }
-    }
     let mut out = vec![0f32; b * n * d];
     let out_ptr = SendPtr(out.as_mut_ptr());
     let scale = 1.0 / (dh as f32).sqrt();
@@ -594,70 +731,257 @@ pub(crate) fn attention(
         || vec![0f32; n * n],
         |s, task| {
             let (bi, h) = (task / heads, task % heads);
-            let base = bi * n * ld;
-            let q = qkv[base + h * dh..].as_ptr();
-            let k = qkv[base + d + h * dh..].as_ptr();
-            let v = qkv[base + 2 * d + h * dh..].as_ptr();
-            // SAFETY: q/k/v point at [n, dh] windows of qkv with row stride 3D (in bounds: the
-            // buffer is [b*n, 3D], checked above); s is [n, n]; each task writes only the
-            // [n, dh] window of out at rows bi*n.., columns h*dh.. (disjoint across tasks).
+            let base = bi * n * ld + h * dh;
+            let m = mask.map(|(m, bm)| &m[if bm == 1 { 0 } else { bi * n * n }..][..n * n]);
+            let o = out_ptr;
+            // SAFETY: q/k/v are [n, dh] windows of qkv with row stride 3D, in bounds (checked
+            // by `check`); each task writes only its own [n, dh] window of out (rows bi*n..,
+            // columns h*dh..), disjoint across tasks.
             unsafe {
-                // s = scale · q kᵀ: rhs[c][j] = k[j][c], column stride 3D, row stride 1.
-                gemm::gemm(
-                    n,
+                probs(
+                    s,
+                    qkv[base..].as_ptr(),
+                    qkv[base + d..].as_ptr(),
                     n,
                     dh,
-                    s.as_mut_ptr(),
-                    1,
-                    n as isize,
-                    false,
-                    q,
-                    1,
-                    ld as isize,
-                    k,
-                    ld as isize,
-                    1,
-                    0.0,
+                    ld,
                     scale,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
+                    m,
                 );
-            }
-            let m = mask.map(|(m, bm)| {
-                let off = if bm == 1 { 0 } else { bi * n * n };
-                &m[off..off + n * n]
-            });
-            softmax_rows(s, m, n);
-            let o = out_ptr;
-            // SAFETY: see above; o.0 + (bi*n)*d + h*dh is this task's own output window.
-            unsafe {
-                gemm::gemm(
+                if let Some(dr) = drop {
+                    for (i, row) in s.chunks_exact_mut(n).enumerate() {
+                        dr.apply(task, i, row);
+                    }
+                }
+                let v = qkv[base + 2 * d..].as_ptr();
+                gemm_st(
                     n,
                     dh,
                     n,
                     o.0.add(bi * n * d + h * dh),
-                    1,
-                    d as isize,
+                    d,
                     false,
                     s.as_ptr(),
+                    n,
                     1,
-                    n as isize,
                     v,
+                    ld,
                     1,
-                    ld as isize,
-                    0.0,
                     1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
                 );
             }
         },
     );
     Ok(out)
+}
+
+/// Gradient of [`attention_dropout`] with respect to the packed q|k|v buffer, given the
+/// output gradient `g` [B*N, D]: probabilities are recomputed per (image, head) (as flash
+/// attention does) instead of kept from the forward.
+fn attention_bwd(
+    qkv: &[f32],
+    g: &[f32],
+    sh: AttnShape,
+    mask: Option<(&[f32], usize)>,
+    drop: Option<AttnDropout>,
+) -> Result<Vec<f32>> {
+    sh.check(qkv, mask)?;
+    let AttnShape { b, n, heads, dh } = sh;
+    let d = heads * dh;
+    if g.len() != b * n * d {
+        candle_core::bail!("attention backward: gradient has {} values", g.len())
+    }
+    let ld = 3 * d;
+    let mut dqkv = vec![0f32; b * n * ld];
+    let dptr = SendPtr(dqkv.as_mut_ptr());
+    let scale = 1.0 / (dh as f32).sqrt();
+    (0..b * heads).into_par_iter().for_each_init(
+        || (vec![0f32; n * n], vec![0f32; n * n], vec![0f32; n * n]),
+        |(p, pd, dp), task| {
+            let (bi, h) = (task / heads, task % heads);
+            let base = bi * n * ld + h * dh;
+            let (q, k, v) = (
+                qkv[base..].as_ptr(),
+                qkv[base + d..].as_ptr(),
+                qkv[base + 2 * d..].as_ptr(),
+            );
+            let go = g[bi * n * d + h * dh..].as_ptr();
+            let m = mask.map(|(m, bm)| &m[if bm == 1 { 0 } else { bi * n * n }..][..n * n]);
+            let dq = dptr;
+            // SAFETY: q/k/v and the output-gradient window are in bounds (checked above); each
+            // task writes only its own q/k/v column windows of dqkv (rows bi*n.., columns
+            // h*dh.. of each third), disjoint across tasks.
+            unsafe {
+                probs(p, q, k, n, dh, ld, scale, m);
+                // pd = dropped probabilities (what multiplied v in the forward)
+                pd.copy_from_slice(p);
+                if let Some(dr) = drop {
+                    for (i, row) in pd.chunks_exact_mut(n).enumerate() {
+                        dr.apply(task, i, row);
+                    }
+                }
+                // dV = pdᵀ · dO: lhs[j][i] = pd[i][j] (row stride 1, column stride n)
+                gemm_st(
+                    n,
+                    dh,
+                    n,
+                    dq.0.add(base + 2 * d),
+                    ld,
+                    false,
+                    pd.as_ptr(),
+                    1,
+                    n,
+                    go,
+                    d,
+                    1,
+                    1.0,
+                );
+                // dPd = dO · vᵀ: rhs[c][j] = v[j][c]
+                gemm_st(n, n, dh, dp.as_mut_ptr(), n, false, go, d, 1, v, 1, ld, 1.0);
+                if let Some(dr) = drop {
+                    // d(p ∘ m/(1-p)) / dp = m/(1-p): the same mask on the gradient
+                    for (i, row) in dp.chunks_exact_mut(n).enumerate() {
+                        dr.apply(task, i, row);
+                    }
+                }
+                softmax_bwd_inplace(dp, p, n);
+                // dQ = scale · dS · k;  dK = scale · dSᵀ · q
+                gemm_st(
+                    n,
+                    dh,
+                    n,
+                    dq.0.add(base),
+                    ld,
+                    false,
+                    dp.as_ptr(),
+                    n,
+                    1,
+                    k,
+                    ld,
+                    1,
+                    scale,
+                );
+                gemm_st(
+                    n,
+                    dh,
+                    n,
+                    dq.0.add(base + d),
+                    ld,
+                    false,
+                    dp.as_ptr(),
+                    1,
+                    n,
+                    q,
+                    ld,
+                    1,
+                    scale,
+                );
+            }
+        },
+    );
+    Ok(dqkv)
+}
+
+multiversion! {
+    /// dS = P ∘ (dP - rowsum(dP ∘ P)), in place in `dp`.
+    fn softmax_bwd_inplace(dp: &mut [f32], p: &[f32], n: usize) {
+        for (d, p) in dp.chunks_exact_mut(n).zip(p.chunks_exact(n)) {
+            let dot = lane_dot(d, p);
+            for (d, &p) in d.iter_mut().zip(p) {
+                *d = p * (*d - dot);
+            }
+        }
+    }
+}
+
+/// Trainable fused self-attention core: `qkv` [B, N, 3D] -> [B, N, D], with an optional additive
+/// mask and attention dropout; backward recomputes the probabilities.
+#[derive(Clone)]
+pub(crate) struct AttentionOp {
+    pub heads: usize,
+    pub dh: usize,
+    /// Additive mask [Bm, N, N], Bm = 1 or B.
+    pub mask: Option<(Tensor, usize)>,
+    pub drop: Option<AttnDropout>,
+}
+
+impl AttentionOp {
+    fn shape(&self, l: &candle_core::Layout) -> Result<AttnShape> {
+        let (b, n, _) = l.shape().dims3()?;
+        Ok(AttnShape {
+            b,
+            n,
+            heads: self.heads,
+            dh: self.dh,
+        })
+    }
+
+    fn with_mask<R>(&self, f: impl FnOnce(Option<(&[f32], usize)>) -> Result<R>) -> Result<R> {
+        match &self.mask {
+            Some((m, bm)) => with_f32(m, |m| f(Some((m, *bm)))),
+            None => f(None),
+        }
+    }
+}
+
+fn cpu_slice<'a>(s: &'a CpuStorage, l: &candle_core::Layout) -> Result<&'a [f32]> {
+    let data = s.as_slice::<f32>()?;
+    let (a, b) = l
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("attention: input must be contiguous".into()))?;
+    Ok(&data[a..b])
+}
+
+impl candle_core::CustomOp1 for AttentionOp {
+    fn name(&self) -> &'static str {
+        "tessera-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s: &CpuStorage,
+        l: &candle_core::Layout,
+    ) -> Result<(CpuStorage, candle_core::Shape)> {
+        let qkv = cpu_slice(s, l)?;
+        let sh = self.shape(l)?;
+        let (b, n) = (sh.b, sh.n);
+        let out = self.with_mask(|m| attention_dropout(qkv, sh, m, self.drop))?;
+        Ok((
+            CpuStorage::F32(out),
+            candle_core::Shape::from((b, n, self.heads * self.dh)),
+        ))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(arg.apply_op2_no_bwd(
+            &grad_res.contiguous()?,
+            &AttentionBwdOp(self.clone()),
+        )?))
+    }
+}
+
+struct AttentionBwdOp(AttentionOp);
+
+impl candle_core::CustomOp2 for AttentionBwdOp {
+    fn name(&self) -> &'static str {
+        "tessera-attention-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &candle_core::Layout,
+        s2: &CpuStorage,
+        l2: &candle_core::Layout,
+    ) -> Result<(CpuStorage, candle_core::Shape)> {
+        let qkv = cpu_slice(s1, l1)?;
+        let g = cpu_slice(s2, l2)?;
+        let sh = self.0.shape(l1)?;
+        let d = self
+            .0
+            .with_mask(|m| attention_bwd(qkv, g, sh, m, self.0.drop))?;
+        Ok((CpuStorage::F32(d), l1.shape().clone()))
+    }
 }
 
 #[cfg(test)]
