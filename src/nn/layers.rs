@@ -126,6 +126,21 @@ impl Linear {
     }
 }
 
+super::fused::multiversion! {
+    /// `mask[i]` = 0 with probability threshold / 2³², else `keep`; element i's decision is
+    /// the SplitMix64 finaliser of `seed + (i/2 + 1)·γ` (each 64-bit draw gives two elements).
+    fn dropout_mask(mask: &mut [f32], seed: u64, threshold: u64, keep: f32) {
+        for (i, m) in mask.iter_mut().enumerate() {
+            let mut z = seed.wrapping_add(((i as u64 >> 1) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            let half = if i & 1 == 0 { z & 0xFFFF_FFFF } else { z >> 32 };
+            *m = if half < threshold { 0.0 } else { keep };
+        }
+    }
+}
+
 /// `nn.LayerNorm` over the last dimension: `weight`, `bias`.
 #[derive(Clone, Debug)]
 pub struct LayerNorm {
@@ -224,23 +239,12 @@ impl<'a> Ctx<'a> {
             return x.zeros_like();
         }
         let keep = (1.0 / (1.0 - p)) as f32;
-        // A SplitMix64 stream seeded from the caller's RNG: ~10x cheaper per element than
-        // drawing each value from ChaCha, and just as reproducible.
-        let mut state: u64 = rng.random();
+        // A counter-based SplitMix64 stream seeded from the caller's RNG: ~10x cheaper per
+        // element than drawing each value from ChaCha, vectorised, and just as reproducible.
+        let seed: u64 = rng.random();
         let threshold = (p * 4294967296.0) as u64;
-        let n = x.elem_count();
-        let mut mask = Vec::with_capacity(n + 1);
-        while mask.len() < n {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
-            for half in [z & 0xFFFF_FFFF, z >> 32] {
-                mask.push(if half < threshold { 0.0 } else { keep });
-            }
-        }
-        mask.truncate(n);
+        let mut mask = vec![0f32; x.elem_count()];
+        dropout_mask(&mut mask, seed, threshold, keep);
         let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
         x * mask
     }
