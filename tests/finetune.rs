@@ -97,6 +97,37 @@ fn finetune_backbone_into_hf_classifier_and_predict() {
     assert!(ok, "{stderr}");
     let p: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(p[0]["predictions"][0]["label"], "red_things", "{stdout}");
+    // bf16 inference gives the same top label and nearly the same score; a bad dtype is an
+    // error, not a panic.
+    let (ok, stdout, stderr) = tessera(&[
+        "predict",
+        "--json",
+        "--dtype",
+        "bf16",
+        "--model",
+        out.to_str().unwrap(),
+        img.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    let b: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(b[0]["predictions"][0]["label"], "red_things", "{stdout}");
+    let (s32, s16) = (
+        p[0]["predictions"][0]["score"].as_f64().unwrap(),
+        b[0]["predictions"][0]["score"].as_f64().unwrap(),
+    );
+    assert!((s32 - s16).abs() < 0.02, "f32 {s32} vs bf16 {s16}");
+    let (ok, _, stderr) = tessera(&[
+        "predict",
+        "--dtype",
+        "fp8",
+        "--model",
+        out.to_str().unwrap(),
+        img.to_str().unwrap(),
+    ]);
+    assert!(
+        !ok && stderr.contains("unknown dtype") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
 }
 
 #[test]
