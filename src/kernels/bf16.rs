@@ -22,9 +22,10 @@ use crate::error::{Error, Result};
 pub const NR: usize = 32;
 /// Rows of A per microtile (the packed-A stride).
 const MR: usize = 14;
-/// k pairs per K block: a 32-column weight slice is `KC2 · 32 · 4` bytes (16 KiB, L1).
-const KC2: usize = 128;
-/// Rows of A per packed block (`MC · KC2 · 4` bytes = 84 KiB, L2).
+/// k pairs per K block (K = 768 in one block): a 32-column weight slice is `KC2 · 32 · 4`
+/// bytes (48 KiB, streamed from L2); fewer blocks mean fewer reloads of partial sums of C.
+const KC2: usize = 384;
+/// Rows of A per packed block (`MC · KC2 · 4` bytes = 252 KiB, L2).
 const MC: usize = 168;
 
 /// A linear layer's weight `W [N, K]` (row-major, PyTorch `nn.Linear` layout: out × in),
@@ -119,8 +120,9 @@ pub type Epilogue<'a> = &'a (dyn Fn(&mut [f32]) + Sync);
 /// after all of K and the bias), e.g. GELU in place, so the output is written while hot in
 /// cache. It may be called several times, concurrently, on disjoint blocks.
 ///
-/// `threads` (clamped to ≥ 1) splits the work over rayon's global pool: over rows when every
-/// thread gets at least two 14-row strips, otherwise over the 32-column weight panels.
+/// `threads` (clamped to ≥ 1) splits the work into that many parts: the calling thread runs
+/// one, rayon's global pool the others (`rayon::in_place_scope`). Parts are row ranges when
+/// each gets at least two 14-row strips, otherwise ranges of the 32-column weight panels.
 ///
 /// Errors on inconsistent shapes (`lda < K`, `a`, `c` or `bias` too short or long).
 #[allow(clippy::too_many_arguments)]
@@ -226,25 +228,31 @@ fn gemm_with(
         unsafe { job.run(0, m, 0, panels, epilogue) };
     } else if m >= threads * 2 * MR {
         // Rows split evenly: every thread packs its own A rows and streams all of W.
-        rayon::scope(|s| {
-            for t in 0..threads {
+        let job = &job;
+        // The calling thread takes the first part itself, so only threads - 1 jobs wait for a
+        // pool thread to pick them up.
+        rayon::in_place_scope(|s| {
+            for t in 1..threads {
                 let (r0, r1) = (t * m / threads, (t + 1) * m / threads);
-                let job = &job;
-                // SAFETY: the threads write disjoint row ranges of C, which outlives the scope.
+                // SAFETY: the parts write disjoint row ranges of C, which outlives the scope.
                 s.spawn(move |_| unsafe { job.run(r0, r1, 0, panels, epilogue) });
             }
+            // SAFETY: as above, rows 0 .. m / threads.
+            unsafe { job.run(0, m / threads, 0, panels, epilogue) };
         });
     } else {
         // Few rows: split the weight panels, so each thread streams its share of W.
         let t = threads.min(panels);
-        rayon::scope(|s| {
-            for i in 0..t {
+        let job = &job;
+        rayon::in_place_scope(|s| {
+            for i in 1..t {
                 let (p0, p1) = (i * panels / t, (i + 1) * panels / t);
-                let job = &job;
-                // SAFETY: the threads write disjoint column ranges of C (whole 32-column panels,
+                // SAFETY: the parts write disjoint column ranges of C (whole 32-column panels,
                 // stores masked at N), which outlives the scope.
                 s.spawn(move |_| unsafe { job.run(0, m, p0, p1, None) });
             }
+            // SAFETY: as above, panels 0 .. panels / t.
+            unsafe { job.run(0, m, 0, panels / t, None) };
         });
         if let Some(e) = epilogue {
             // Here m < 2 · threads · MR rows: one block.
@@ -784,7 +792,7 @@ mod tests {
     #[test]
     fn matches_reference_edge_shapes() {
         for m in [1, 3, 8, 13] {
-            for k in [1, 2, 7, 64, 770] {
+            for k in [1, 2, 7, 64, 768, 770] {
                 for n in [1, 15, 16, 17, 33] {
                     check(m, k, n, k, m % 2 == 1, false);
                 }
@@ -799,6 +807,9 @@ mod tests {
             (200, 770, 17),
             (29, 768, 768),
             (200, 64, 768),
+            (197, 7, 1),
+            (200, 2, 16),
+            (197, 770, 768),
         ] {
             check(m, k, n, k, true, false);
         }
