@@ -300,8 +300,21 @@ impl Job<'_> {
                         Some(b) if last => b[p * NR..].as_ptr(),
                         _ => std::ptr::null(),
                     };
-                    for s in 0..mc.div_ceil(MR) {
+                    // Prefetch the next panel's weight slice (2 · kc2 cache lines) while this
+                    // one runs: each strip takes its share, one line per k pair.
+                    let strips = mc.div_ceil(MR);
+                    let next =
+                        (p + 1 < p1).then(|| self.w.data[((p + 1) * k2 + kb) * NR..].as_ptr());
+                    let share = (2 * kc2).div_ceil(strips);
+                    for s in 0..strips {
                         let mr = MR.min(mc - s * MR);
+                        let (pf, pf_lines) = match next {
+                            Some(q) => {
+                                let done = (s * share).min(2 * kc2);
+                                (q.wrapping_add(done * 16), share.min(2 * kc2 - done))
+                            }
+                            None => (std::ptr::null(), 0),
+                        };
                         let ap = buf[s * kc2 * MR..].as_ptr();
                         // SAFETY: rows ic + s·MR .. + mr < r1 ≤ m and columns p·NR .. + nr ≤ n
                         // are inside C; `ap` holds kc2 · MR pairs and `wp` kc2 · NR pairs
@@ -319,6 +332,8 @@ impl Job<'_> {
                                 nr,
                                 first,
                                 bias,
+                                pf,
+                                pf_lines,
                             };
                             microtile(self.isa, &tile);
                         }
@@ -353,6 +368,9 @@ struct Tile {
     first: bool,
     /// Last K block: add these `nr` bias values (null: none or not the last block).
     bias: *const f32,
+    /// Cache lines to prefetch from `pf` (a hint only: never dereferenced).
+    pf: *const u32,
+    pf_lines: usize,
 }
 
 /// # Safety
@@ -535,6 +553,10 @@ mod avx512 {
                 let w0: __m512bh = std::mem::transmute(_mm512_loadu_si512(wk as *const __m512i));
                 let w1: __m512bh =
                     std::mem::transmute(_mm512_loadu_si512(wk.add(16) as *const __m512i));
+                if kk < t.pf_lines {
+                    // A prefetch is a hint: it never faults, whatever the address.
+                    _mm_prefetch::<_MM_HINT_T1>(t.pf.wrapping_add(kk * 16) as *const i8);
+                }
                 let ak = t.a.add(kk * MR);
                 for i in 0..R {
                     let b: __m512bh = std::mem::transmute(_mm512_set1_epi32(*ak.add(i) as i32));
