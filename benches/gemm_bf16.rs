@@ -164,7 +164,7 @@ fn main() {
         has_avx512_bf16(),
         rayon::current_num_threads()
     );
-    for t in [1, 2] {
+    for t in [1, 2].into_iter().take(if cores > 1 { 2 } else { 1 }) {
         match peak_gflops(t, secs) {
             Some(g) => println!("peak vdpbf16ps loop, {t} thread(s) (cpu time): {g:.1} GFLOP/s"),
             None => println!("peak: no AVX512_BF16"),
@@ -212,18 +212,25 @@ fn main() {
         let packed = PackedBf16::pack(&w, n, k).expect("shapes agree");
         let mut c = vec![0f32; m * n];
         let flops = 2.0 * (m * n * k) as f64;
-        let mut g = [0f64; 3];
-        for (i, t) in [1, 2].into_iter().enumerate() {
+        // Two threads need two cores (pinned to one, the CPU-time column would halve the work).
+        let mut g = [f64::NAN; 3];
+        for (i, t) in [1, 2]
+            .into_iter()
+            .enumerate()
+            .take(if cores > 1 { 2 } else { 1 })
+        {
             // One thread runs on this thread: count its CPU time.
             let s = best_time_with(secs, t == 1, || {
                 gemm_bf16(&a, m, k, &packed, Some(&bias), &mut c, None, t).expect("shapes agree")
             });
             g[i] = flops / s / 1e9;
         }
-        g[2] = best_pool_cpu_time(secs, || {
-            gemm_bf16(&a, m, k, &packed, Some(&bias), &mut c, None, 2).expect("shapes agree")
-        })
-        .map_or(f64::NAN, |s| flops / s / 1e9);
+        if cores > 1 {
+            g[2] = best_pool_cpu_time(secs, || {
+                gemm_bf16(&a, m, k, &packed, Some(&bias), &mut c, None, 2).expect("shapes agree")
+            })
+            .map_or(f64::NAN, |s| flops / s / 1e9);
+        }
         let candle = if with_candle {
             let x = Tensor::from_vec(a.clone(), (m, k), &dev).expect("tensor");
             let wt = Tensor::from_vec(w.clone(), (n, k), &dev).expect("tensor");

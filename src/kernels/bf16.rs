@@ -281,7 +281,9 @@ impl Job<'_> {
     /// panels `p0..p1` during the call; the epilogue needs the whole rows (`p0..p1` = all).
     unsafe fn run(&self, r0: usize, r1: usize, p0: usize, p1: usize, epilogue: Option<Epilogue>) {
         let (n, k2) = (self.w.n, self.w.k2);
-        let mut buf = vec![0u32; MC * KC2];
+        // Packed A for one block: only as large as this call needs (small M, small K).
+        let rows = MC.min(r1 - r0).div_ceil(MR) * MR;
+        let mut buf = vec![0u32; rows * KC2.min(k2)];
         let mut ic = r0;
         while ic < r1 {
             let mc = MC.min(r1 - ic);
