@@ -83,14 +83,18 @@ impl PackedBf16 {
         self.k
     }
 
-    /// The bf16-rounded weight element `w[n, k]` as f32 (for references and tests).
-    pub fn get(&self, n: usize, k: usize) -> f32 {
+    /// The bf16-rounded weight element `w[n, k]` as f32 (for references and tests); `None`
+    /// outside `N × K`.
+    pub fn get(&self, n: usize, k: usize) -> Option<f32> {
+        if n >= self.n || k >= self.k {
+            return None;
+        }
         let pair = self.data[(n / NR) * self.k2 * NR + (k / 2) * NR + n % NR];
-        bf16_bits_to_f32(if k.is_multiple_of(2) {
+        Some(bf16_bits_to_f32(if k.is_multiple_of(2) {
             pair as u16
         } else {
             (pair >> 16) as u16
-        })
+        }))
     }
 }
 
@@ -874,7 +878,8 @@ mod tests {
         assert!(PackedBf16::pack(&[0.0; 5], 2, 3).is_err());
         let w = PackedBf16::pack(&[0.5; 6], 2, 3).unwrap();
         assert_eq!((w.n(), w.k()), (2, 3));
-        assert_eq!(w.get(1, 2), 0.5);
+        assert_eq!(w.get(1, 2), Some(0.5));
+        assert_eq!(w.get(2, 0), None);
         let a = [1.0; 6];
         let mut c = [0.0; 4];
         assert!(gemm_bf16(&a, 2, 2, &w, None, &mut c, None, 1).is_err()); // lda < k
