@@ -382,8 +382,10 @@ struct Tile {
     first: bool,
     /// Last K block: add these `nr` bias values (null: none or not the last block).
     bias: *const f32,
-    /// Cache lines to prefetch from `pf` (a hint only: never dereferenced).
+    /// Cache lines to prefetch from `pf` (a hint only: never dereferenced; AVX512 path).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pf: *const u32,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pf_lines: usize,
 }
 
