@@ -218,9 +218,15 @@ fn run(workload: &str, dtype: DType) -> Run {
             }
         }
         "vit_b16_finetune_b16" => {
-            // As `tessera finetune`: data-parallel shards with single-threaded candle ops.
-            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-            single_threaded_ops();
+            // As `tessera finetune`: data-parallel shards with single-threaded candle ops
+            // (BENCH_SHARDS=1: one shard, multi-threaded ops).
+            let threads = env_usize(
+                "BENCH_SHARDS",
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            );
+            if threads > 1 {
+                single_threaded_ops();
+            }
             let cfg = HfVitConfig::default();
             let batch = 16;
             let loaded = HfVit::from_config(&cfg, 37, 0, &dev).expect("model");
