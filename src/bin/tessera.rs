@@ -109,6 +109,13 @@ struct ClipDemoArgs {
     /// Vision patch size on the 32×32 scenes.
     #[arg(long, default_value_t = 4)]
     patch: usize,
+    /// Fraction of scenes batched by a shared attribute (one colour, or one shape, per batch):
+    /// in-batch hard negatives; 0 = plain shuffled batches.
+    #[arg(long, default_value_t = 0.0)]
+    pure: f64,
+    /// Fraction of training scenes with two objects (test scenes always have one).
+    #[arg(long, default_value_t = 0.0)]
+    two_objects: f64,
     #[arg(long, default_value = "runs/clip_shapes")]
     output: PathBuf,
     #[arg(long, default_value = "assets/bpe_simple_vocab_16e6.txt.gz")]
@@ -758,7 +765,7 @@ fn run_search(a: SearchArgs) -> Result<()> {
 }
 
 fn run_clip_demo(a: ClipDemoArgs) -> Result<()> {
-    use tessera::data::shapes::{scenes, COLORS, HELD_OUT, SHAPES};
+    use tessera::data::shapes::{scenes, training_scenes, COLORS, HELD_OUT, SHAPES};
     use tessera::models::clip::{Clip, ClipConfig, ClipTokenizer};
     let device = Device::Cpu;
     let size = 32;
@@ -773,7 +780,7 @@ fn run_clip_demo(a: ClipDemoArgs) -> Result<()> {
     let store = ParamStore::fresh(a.seed, true, &device);
     let model = Clip::new(store.var_builder(DType::F32), &cfg)?;
     let proc = ProcessorConfig::clip(size as u32);
-    let train_set = scenes(a.train_size, size, &HELD_OUT, false, a.seed);
+    let train_set = training_scenes(a.train_size, size, &HELD_OUT, a.two_objects, a.seed);
     let tc = TrainConfig {
         epochs: a.epochs,
         batch_size: a.batch_size,
@@ -798,7 +805,7 @@ fn run_clip_demo(a: ClipDemoArgs) -> Result<()> {
     );
     let t0 = std::time::Instant::now();
     let losses = train::contrastive::fit_clip(
-        &model, &store, &tok, &proc, &train_set, size, &tc, &a.output, &device,
+        &model, &store, &tok, &proc, &train_set, size, &tc, a.pure, &a.output, &device,
     )?;
     let secs = t0.elapsed().as_secs_f64();
     // Zero-shot over all colour–shape names.
@@ -835,8 +842,10 @@ fn run_clip_demo(a: ClipDemoArgs) -> Result<()> {
                 joint[i] as usize / SHAPES.len(),
                 joint[i] as usize % SHAPES.len(),
             );
-            both += (pc == s.color && ps == s.shape) as usize;
-            let (c_ok, s_ok) = (colors[i] as usize == s.color, shapes[i] as usize == s.shape);
+            // Test scenes hold one object.
+            let o = s.objects[0];
+            both += (pc == o.color && ps == o.shape) as usize;
+            let (c_ok, s_ok) = (colors[i] as usize == o.color, shapes[i] as usize == o.shape);
             fact += (c_ok && s_ok) as usize;
             fc += c_ok as usize;
             fs += s_ok as usize;
