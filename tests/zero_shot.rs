@@ -283,6 +283,7 @@ fn contrastive_training_reduces_the_loss_and_trains_the_temperature() {
         &data,
         32,
         &tc,
+        0.5,
         out.path(),
         &dev,
     )
@@ -303,4 +304,131 @@ fn contrastive_training_reduces_the_loss_and_trains_the_temperature() {
     assert_ne!(before, after, "the temperature is learned");
     // The saved checkpoint loads back as a CLIP model.
     assert!(Clip::load(out.path(), false, &dev).is_ok());
+}
+
+#[test]
+fn multi_positive_loss_and_hard_negative_batches() {
+    use tessera::data::shapes::{scenes, training_scenes, COLORS, HELD_OUT, SHAPES};
+    use tessera::train::contrastive::{
+        caption_positives, clip_loss, clip_loss_multi, epoch_batches,
+    };
+    let dev = Device::Cpu;
+    let logits = candle_core::Tensor::new(
+        &[[2.0f32, -1.0, 0.5], [0.3, 1.5, -0.2], [0.1, 0.4, 0.9]],
+        &dev,
+    )
+    .unwrap();
+    // With only the diagonal positive it is the plain symmetric loss.
+    let eye = candle_core::Tensor::eye(3, DType::F32, &dev).unwrap();
+    let a = clip_loss(&logits).unwrap().to_scalar::<f32>().unwrap();
+    let b = clip_loss_multi(&logits, &eye)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+    // Two positives in row 0: image 0 -> uniform target over texts 0 and 1, by hand.
+    let pos = candle_core::Tensor::new(&[[1f32, 1.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], &dev)
+        .unwrap();
+    let l: Vec<Vec<f32>> = logits.to_vec2().unwrap();
+    let lse = |v: &[f32]| v.iter().map(|x| x.exp()).sum::<f32>().ln();
+    let col = |j: usize| -> Vec<f32> { l.iter().map(|r| r[j]).collect() };
+    let i2t = (-(0.5 * (l[0][0] + l[0][1]) - lse(&l[0]))
+        - (l[1][1] - lse(&l[1]))
+        - (l[2][2] - lse(&l[2])))
+        / 3.0;
+    // Text 0 is true of image 0 only; text 1 of images 0 and 1.
+    let t2i = (-(l[0][0] - lse(&col(0)))
+        - (0.5 * (l[0][1] + l[1][1]) - lse(&col(1)))
+        - (l[2][2] - lse(&col(2))))
+        / 3.0;
+    let got = clip_loss_multi(&logits, &pos)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!((got - 0.5 * (i2t + t2i)).abs() < 1e-5, "{got}");
+    assert!(clip_loss_multi(&logits, &eye.narrow(0, 0, 2).unwrap()).is_err());
+
+    // Positives: a caption is true of its own scene, and a subset caption of others too.
+    let data = training_scenes(300, 32, &HELD_OUT, 0.5, 9);
+    let two = data.iter().filter(|s| s.objects.len() == 2).count();
+    assert!((100..200).contains(&two), "{two} two-object scenes");
+    let refs: Vec<_> = data.iter().collect();
+    let p: Vec<Vec<f32>> = caption_positives(&refs, &dev).unwrap().to_vec2().unwrap();
+    let mut others = 0;
+    for (i, img) in data.iter().enumerate() {
+        assert_eq!(p[i][i], 1.0, "{}", data[i].caption);
+        for (j, cap) in data.iter().enumerate() {
+            // Every object the caption describes is in the image with those attributes.
+            let fits = cap.mentions.iter().all(|m| {
+                img.objects.iter().any(|o| {
+                    m.color.is_none_or(|c| c == o.color)
+                        && m.shape.is_none_or(|s| s == o.shape)
+                        && m.position.is_none_or(|q| q == o.position)
+                })
+            });
+            assert_eq!(p[i][j] == 1.0, fits);
+            others += (i != j && fits) as usize;
+        }
+    }
+    assert!(others > 0);
+    // Training never shows a held-out pair: not as an object, not bound in a caption.
+    for s in &data {
+        assert!(!s.mentions.is_empty());
+        for o in &s.objects {
+            assert!(!HELD_OUT.contains(&(o.color, o.shape)));
+        }
+        for m in &s.mentions {
+            if let (Some(c), Some(sh)) = (m.color, m.shape) {
+                assert!(!HELD_OUT.contains(&(c, sh)), "{}", s.caption);
+            }
+        }
+        // The caption text binds each colour to the shape after it.
+        for part in s.caption.split(" and ") {
+            let w: Vec<&str> = part.split(' ').collect();
+            for (c, sh) in HELD_OUT {
+                assert!(
+                    !(w.contains(&COLORS[c].0) && w.contains(&SHAPES[sh])),
+                    "{}",
+                    s.caption
+                );
+            }
+        }
+    }
+    // Test scenes: one object each, held-out pairs only when asked.
+    for s in scenes(50, 32, &HELD_OUT, true, 2) {
+        assert_eq!(s.objects.len(), 1);
+        assert!(HELD_OUT.contains(&(s.objects[0].color, s.objects[0].shape)));
+    }
+    // Hard-negative batches cover every scene once, and are more concentrated in colour (or
+    // shape) than plain shuffled ones.
+    let distinct = |batches: &[Vec<usize>], key: &dyn Fn(usize) -> usize| -> usize {
+        batches
+            .iter()
+            .map(|b| {
+                let mut k: Vec<usize> = b.iter().map(|&i| key(i)).collect();
+                k.sort();
+                k.dedup();
+                k.len()
+            })
+            .sum()
+    };
+    let plain = epoch_batches(&data, 20, 0.0, 4);
+    let hard = epoch_batches(&data, 20, 0.5, 4);
+    for batches in [&plain, &hard] {
+        let mut all: Vec<usize> = batches.iter().flatten().copied().collect();
+        all.sort();
+        assert_eq!(all, (0..data.len()).collect::<Vec<_>>());
+    }
+    let colours = |i: usize| data[i].objects[0].color;
+    assert!(distinct(&hard, &colours) < distinct(&plain, &colours));
+    // All pure: every batch shares one colour or one shape.
+    let shapes = |i: usize| data[i].objects[0].shape;
+    let pure = epoch_batches(&data, 20, 1.0, 4);
+    assert_eq!(pure.iter().map(Vec::len).sum::<usize>(), data.len());
+    for b in &pure {
+        assert!(
+            distinct(std::slice::from_ref(b), &colours) == 1
+                || distinct(std::slice::from_ref(b), &shapes) == 1
+        );
+    }
 }

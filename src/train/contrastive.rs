@@ -22,6 +22,42 @@ pub fn clip_loss(logits_per_image: &Tensor) -> Result<Tensor> {
     Ok(((a + b)? * 0.5)?)
 }
 
+/// The symmetric loss with several positives per row: `positives[i][j]` is 1 where caption `j`
+/// is true of image `i`. Each direction's target is the positives spread evenly (soft-target
+/// cross-entropy), so "a red shape" is not pushed away from the other red images in the batch.
+/// With the identity it is [`clip_loss`].
+pub fn clip_loss_multi(logits_per_image: &Tensor, positives: &Tensor) -> Result<Tensor> {
+    if positives.dims() != logits_per_image.dims() {
+        return Err(Error::Shape(format!(
+            "positives {:?} do not match logits {:?}",
+            positives.dims(),
+            logits_per_image.dims()
+        )));
+    }
+    let soft_ce = |logits: &Tensor, targets: &Tensor| -> Result<Tensor> {
+        // Every row has at least its own pair, so the row sum is >= 1.
+        let t = targets.broadcast_div(&targets.sum_keepdim(1)?)?;
+        let logp = candle_nn::ops::log_softmax(logits, candle_core::D::Minus1)?;
+        Ok((t * logp)?.sum(1)?.neg()?.mean_all()?)
+    };
+    let a = soft_ce(logits_per_image, positives)?;
+    let b = soft_ce(
+        &logits_per_image.t()?.contiguous()?,
+        &positives.t()?.contiguous()?,
+    )?;
+    Ok(((a + b)? * 0.5)?)
+}
+
+/// `positives[i][j]`: is scene `j`'s caption true of scene `i`?
+pub fn caption_positives(scenes: &[&Scene], device: &Device) -> Result<Tensor> {
+    let n = scenes.len();
+    let m: Vec<f32> = scenes
+        .iter()
+        .flat_map(|img| scenes.iter().map(|cap| cap.caption_fits(img) as u8 as f32))
+        .collect();
+    Ok(Tensor::from_vec(m, (n, n), device)?)
+}
+
 /// Pixel batch [B, 3, H, W] of scenes, through the CLIP processor (no resize at model size).
 pub fn scene_pixels(
     scenes: &[&Scene],
@@ -53,8 +89,44 @@ pub fn caption_batch(
     ))
 }
 
-/// Trains `model` on (scene, caption) pairs; per-epoch mean loss appended to
-/// `out/metrics.jsonl`; final weights saved as an HF CLIP checkpoint in `out`.
+/// One epoch's batches: every scene once, in `batch_size` batches. A `pure` fraction of the
+/// scenes goes into attribute-pure batches, half of them batches whose (first) objects share
+/// one colour, half batches sharing one shape; the rest into plain shuffled batches. Why: a
+/// logit component that every image of a batch shares cancels in the softmax, so within a
+/// one-colour batch the caption "a circle" is trained on shape alone and cannot learn "red
+/// images are never circles", the shortcut that sinks held-out pairs; within a one-shape
+/// batch colour words are trained free of shape. (In-batch hard negatives.)
+pub fn epoch_batches(train: &[Scene], batch_size: usize, pure: f64, seed: u64) -> Vec<Vec<usize>> {
+    let bs = batch_size.max(1);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    order.shuffle(&mut rng);
+    let n_pure = ((pure.clamp(0.0, 1.0) * train.len() as f64).round() as usize).min(train.len());
+    let (pure_part, plain) = order.split_at(n_pure);
+    let mut batches: Vec<Vec<usize>> = plain.chunks(bs).map(|c| c.to_vec()).collect();
+    let (by_color, by_shape) = pure_part.split_at(n_pure / 2);
+    let key = |i: usize, color: bool| {
+        train[i]
+            .objects
+            .first()
+            .map(|o| if color { o.color } else { o.shape })
+    };
+    for (part, color) in [(by_color, true), (by_shape, false)] {
+        let mut sorted = part.to_vec();
+        // Stable: within one attribute value the shuffled order stays.
+        sorted.sort_by_key(|&i| key(i, color));
+        for run in sorted.chunk_by(|&i, &j| key(i, color) == key(j, color)) {
+            batches.extend(run.chunks(bs).map(|c| c.to_vec()));
+        }
+    }
+    batches.shuffle(&mut rng);
+    batches
+}
+
+/// Trains `model` on (scene, caption) pairs with [`clip_loss_multi`] (a caption is a positive
+/// for every scene it is true of) and batches from [`epoch_batches`] (`pure` 0: plain
+/// shuffling); per-epoch mean loss appended to `out/metrics.jsonl`; final weights saved as an
+/// HF CLIP checkpoint in `out`.
 #[allow(clippy::too_many_arguments)]
 pub fn fit_clip(
     model: &Clip,
@@ -64,6 +136,7 @@ pub fn fit_clip(
     train: &[Scene],
     size: usize,
     cfg: &TrainConfig,
+    pure: f64,
     out: &Path,
     device: &Device,
 ) -> Result<Vec<f64>> {
@@ -83,11 +156,10 @@ pub fn fit_clip(
     let mut losses = vec![];
     let mut step = 0;
     for epoch in 0..cfg.epochs {
-        let mut order: Vec<usize> = (0..train.len()).collect();
-        order.shuffle(&mut ChaCha8Rng::seed_from_u64(cfg.seed ^ epoch as u64));
+        let batches = epoch_batches(train, cfg.batch_size, pure, cfg.seed ^ epoch as u64);
         let (mut sum, mut n) = (0f64, 0usize);
         let t0 = std::time::Instant::now();
-        for idx in order.chunks(cfg.batch_size.max(1)) {
+        for idx in &batches {
             if idx.len() < 2 {
                 continue; // a contrastive batch needs negatives
             }
@@ -96,7 +168,7 @@ pub fn fit_clip(
             let texts: Vec<&str> = batch.iter().map(|s| s.caption.as_str()).collect();
             let (ids, mask) = caption_batch(tok, &texts, device)?;
             let o = model.forward(&px, &ids, Some(&mask), &mut Ctx::eval())?;
-            let loss = clip_loss(&o.logits_per_image)?;
+            let loss = clip_loss_multi(&o.logits_per_image, &caption_positives(&batch, device)?)?;
             let mut grads = loss.backward()?;
             if cfg.clip_grad_norm > 0.0 {
                 clip_grad_norm(&mut grads, &var_list, cfg.clip_grad_norm)?;
