@@ -126,18 +126,71 @@ impl Linear {
     }
 }
 
+/// Counter-based dropout: element `i` of a tensor is dropped when the SplitMix64 finaliser of
+/// `seed + (i/2 + 1)·γ` (half of it; each 64-bit draw serves two elements) is below
+/// `threshold`; kept elements are scaled by `keep`. Nothing is stored: the backward pass
+/// regenerates the same decisions.
+#[derive(Clone, Copy, Debug)]
+struct Dropout {
+    seed: u64,
+    threshold: u64,
+    keep: f32,
+}
+
 super::fused::multiversion! {
-    /// `mask[i]` = 0 with probability threshold / 2³², else `keep`; element i's decision is
-    /// the SplitMix64 finaliser of `seed + (i/2 + 1)·γ` (each 64-bit draw gives two elements).
-    fn dropout_mask(mask: &mut [f32], seed: u64, threshold: u64, keep: f32) {
-        for (i, m) in mask.iter_mut().enumerate() {
+    /// `out[j] = x[j] · mask(offset + j)` (`g` for the backward: the same mask).
+    fn dropout_apply(out: &mut [f32], x: &[f32], offset: usize, seed: u64, threshold: u64, keep: f32) {
+        for (j, (o, &v)) in out.iter_mut().zip(x).enumerate() {
+            let i = offset + j;
             let mut z = seed.wrapping_add(((i as u64 >> 1) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
             z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
             z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
             z ^= z >> 31;
             let half = if i & 1 == 0 { z & 0xFFFF_FFFF } else { z >> 32 };
-            *m = if half < threshold { 0.0 } else { keep };
+            *o = if half < threshold { 0.0 } else { v * keep };
         }
+    }
+}
+
+impl Dropout {
+    fn apply(&self, x: &[f32]) -> Vec<f32> {
+        use rayon::prelude::*;
+        let mut out = vec![0f32; x.len()];
+        const CHUNK: usize = 1 << 15; // even: a 64-bit draw never straddles two chunks
+        out.par_chunks_mut(CHUNK)
+            .zip(x.par_chunks(CHUNK))
+            .enumerate()
+            .for_each(|(c, (o, x))| {
+                dropout_apply(o, x, c * CHUNK, self.seed, self.threshold, self.keep)
+            });
+        out
+    }
+}
+
+impl candle_core::CustomOp1 for Dropout {
+    fn name(&self) -> &'static str {
+        "tessera-dropout"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s: &candle_core::CpuStorage,
+        l: &candle_core::Layout,
+    ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let data = s.as_slice::<f32>()?;
+        let (a, b) = l
+            .contiguous_offsets()
+            .ok_or_else(|| candle_core::Error::Msg("dropout: input must be contiguous".into()))?;
+        Ok((
+            candle_core::CpuStorage::F32(self.apply(&data[a..b])),
+            l.shape().clone(),
+        ))
+    }
+
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        // The gradient goes through the same mask (a constant): one op, no mask tensor kept
+        // in the graph and no gradient computed for it.
+        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(self)?))
     }
 }
 
@@ -238,14 +291,19 @@ impl<'a> Ctx<'a> {
         if p >= 1.0 {
             return x.zeros_like();
         }
-        let keep = (1.0 / (1.0 - p)) as f32;
         // A counter-based SplitMix64 stream seeded from the caller's RNG: ~10x cheaper per
         // element than drawing each value from ChaCha, vectorised, and just as reproducible.
-        let seed: u64 = rng.random();
-        let threshold = (p * 4294967296.0) as u64;
-        let mut mask = vec![0f32; x.elem_count()];
-        dropout_mask(&mut mask, seed, threshold, keep);
-        let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
+        let op = Dropout {
+            seed: rng.random(),
+            threshold: (p * 4294967296.0) as u64,
+            keep: (1.0 / (1.0 - p)) as f32,
+        };
+        if super::fused::applies(x) {
+            return x.contiguous()?.apply_op1(op);
+        }
+        // Other devices and dtypes: the same mask as a tensor.
+        let ones = vec![1f32; x.elem_count()];
+        let mask = Tensor::from_vec(op.apply(&ones), x.shape(), x.device())?.to_dtype(x.dtype())?;
         x * mask
     }
 }
