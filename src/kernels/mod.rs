@@ -1,8 +1,11 @@
 //! Hand-written CPU kernels.
 //!
 //! - [`bf16`]: a bf16 GEMM for linear layers (AVX512_BF16 `vdpbf16ps` with a portable fallback).
+//! - [`f32`]: an f32 GEMM for linear layers with a prepacked weight (AVX-512F with a portable
+//!   fallback).
 
 pub mod bf16;
+pub mod f32;
 
 /// f32 → bf16 bits with round-to-nearest-even, as `vcvtne2ps2bf16` does it: NaN stays NaN
 /// (quietened, sign kept), subnormal inputs become a signed zero, overflow rounds to ±inf.

@@ -1,0 +1,806 @@
+//! f32 GEMM for linear layers with a prepacked weight: `C[M, N] = A[M, K] · Wᵀ + bias`.
+//!
+//! The fp32 sibling of [`super::bf16`]: a linear layer's weight never changes during
+//! inference, so it is packed once ([`PackedF32::pack`]) into panels of [`NR`] = 32 output
+//! columns, `[K][32]` each (64-byte aligned), instead of being re-packed on every call as the
+//! `gemm` crate does. A is copied per `MC × KC` block into `[k][MR]` strips so the microkernel's
+//! broadcasts are contiguous. The AVX-512F microkernel holds a 14 × 32 tile of C in 28 zmm
+//! accumulators; per k it loads two zmm of weights and broadcasts one `a[m, k]` per row into
+//! 28 FMAs.
+//!
+//! Numerics. Every element of C is a sequential sum over k in f32 (K blocks reload the partial
+//! sums), then the bias is added. The AVX-512 path fuses each multiply-add (FMA, one rounding);
+//! the portable fallback rounds the product and the sum separately, so the two agree up to
+//! rounding, not bit for bit. Thread counts never change the result of a given path.
+use super::bf16::Epilogue;
+use super::SendPtr;
+use crate::error::{Error, Result};
+
+/// Output columns per packed weight panel (two zmm registers of f32).
+pub const NR: usize = 32;
+/// Rows of A per microtile (the packed-A strip width).
+const MR: usize = 14;
+/// Most k per K block (K is split into equal blocks). Measured on Zen 4: whole K up to 1536
+/// beats L1-sized blocks (192: 10% slower at M = 1576, N ≥ 2304), as C tiles are then read
+/// and written once; the 14 × 32 tile spends 28 FMA cycles per k, so weights and A stream
+/// from L2 in time.
+const KC: usize = 1536;
+/// Most rows of A per packed block (row blocks are made equal, in whole strips).
+const MC: usize = 224;
+
+thread_local! {
+    /// Each thread's packed-A buffer, kept between calls (at most `MC · KC` f32, 1.4 MB).
+    static A_BUF: std::cell::RefCell<Vec<Line>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// 64 bytes of f32, so that packed buffers start on a cache line.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
+struct Line([f32; 16]);
+
+const ZERO_LINE: Line = Line([0.0; 16]);
+
+/// A zeroed, 64-byte aligned buffer of at least `len` f32.
+fn aligned(len: usize) -> Vec<Line> {
+    vec![ZERO_LINE; len.div_ceil(16)]
+}
+
+/// A linear layer's weight `W [N, K]` (row-major, PyTorch `nn.Linear` layout: out × in),
+/// packed once into the layout the microkernel streams: panels of [`NR`] columns, each
+/// `[K][NR]` f32 (`panel[k][j] = w[p·NR + j, k]`), 64-byte aligned. Columns past N are zero.
+#[derive(Clone, Debug)]
+pub struct PackedF32 {
+    n: usize,
+    k: usize,
+    data: Vec<Line>,
+}
+
+impl PackedF32 {
+    /// Packs `w` (`n × k`, row-major). Errors if `w.len() != n * k`.
+    pub fn pack(w: &[f32], n: usize, k: usize) -> Result<PackedF32> {
+        if n.checked_mul(k) != Some(w.len()) {
+            return Err(Error::Shape(format!(
+                "PackedF32::pack: weight has {} elements, expected {n} x {k}",
+                w.len()
+            )));
+        }
+        let panels = n.div_ceil(NR);
+        let len = panels
+            .checked_mul(k)
+            .and_then(|x| x.checked_mul(NR))
+            .ok_or_else(|| Error::Shape("PackedF32::pack: size overflows".into()))?;
+        let mut data = aligned(len);
+        {
+            let flat = flat_mut(&mut data);
+            for col in 0..n {
+                let row = &w[col * k..(col + 1) * k];
+                let panel = &mut flat[(col / NR) * k * NR..];
+                let j = col % NR;
+                for (kk, &v) in row.iter().enumerate() {
+                    panel[kk * NR + j] = v;
+                }
+            }
+        }
+        Ok(PackedF32 { n, k, data })
+    }
+
+    /// Output features (rows of W).
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Input features (columns of W).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// The weight element `w[n, k]` (for references and tests).
+    pub fn get(&self, n: usize, k: usize) -> f32 {
+        flat(&self.data)[(n / NR) * self.k * NR + k * NR + n % NR]
+    }
+}
+
+fn flat(v: &[Line]) -> &[f32] {
+    // SAFETY: `Line` is `repr(C)` around `[f32; 16]` (size 64, no padding), so `v` is
+    // `16 · v.len()` contiguous, initialised f32.
+    unsafe { std::slice::from_raw_parts(v.as_ptr() as *const f32, v.len() * 16) }
+}
+
+fn flat_mut(v: &mut [Line]) -> &mut [f32] {
+    // SAFETY: as in `flat`, and `v` is borrowed mutably.
+    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut f32, v.len() * 16) }
+}
+
+/// Whether this CPU runs the AVX-512F path.
+pub fn has_avx512f() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Which microkernel runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Isa {
+    Portable,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+fn best_isa() -> Isa {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512f() {
+        return Isa::Avx512;
+    }
+    Isa::Portable
+}
+
+/// `C[M, N] = A[M, K] · Wᵀ + bias[N]` (bias optional), all f32. `a` is row-major with row
+/// stride `lda ≥ K`; `c` is row-major contiguous `[M, N]` and is overwritten.
+///
+/// `epilogue`, if given, is applied to each finished block of C rows (a slice of whole rows,
+/// after all of K and the bias), e.g. GELU in place, so the output is written while hot in
+/// cache. It may be called several times, concurrently, on disjoint blocks.
+///
+/// `threads` (clamped to ≥ 1) splits the work over rayon's global pool: over rows when every
+/// thread gets at least two 14-row strips, otherwise over the 32-column weight panels.
+///
+/// Errors on inconsistent shapes (`lda < K`, `a`, `c` or `bias` too short or long).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_f32_packed(
+    a: &[f32],
+    m: usize,
+    lda: usize,
+    w: &PackedF32,
+    bias: Option<&[f32]>,
+    c: &mut [f32],
+    epilogue: Option<Epilogue>,
+    threads: usize,
+) -> Result<()> {
+    gemm_with(best_isa(), a, m, lda, w, bias, c, epilogue, threads)
+}
+
+fn check_shapes(
+    a: &[f32],
+    m: usize,
+    lda: usize,
+    w: &PackedF32,
+    bias: Option<&[f32]>,
+    c: &[f32],
+) -> Result<()> {
+    let (n, k) = (w.n, w.k);
+    let err = |msg: String| Err(Error::Shape(format!("gemm_f32_packed: {msg}")));
+    if lda < k {
+        return err(format!("lda {lda} < K {k}"));
+    }
+    if m > 0 {
+        let need = (m - 1)
+            .checked_mul(lda)
+            .and_then(|x| x.checked_add(k))
+            .ok_or_else(|| Error::Shape("gemm_f32_packed: A size overflows".into()))?;
+        if a.len() < need {
+            return err(format!(
+                "A has {} elements, {m} rows of stride {lda} and width {k} need {need}",
+                a.len()
+            ));
+        }
+    }
+    if m.checked_mul(n) != Some(c.len()) {
+        return err(format!("C has {} elements, expected {m} x {n}", c.len()));
+    }
+    if let Some(b) = bias {
+        if b.len() != n {
+            return err(format!("bias has {} elements, expected {n}", b.len()));
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gemm_with(
+    isa: Isa,
+    a: &[f32],
+    m: usize,
+    lda: usize,
+    w: &PackedF32,
+    bias: Option<&[f32]>,
+    c: &mut [f32],
+    epilogue: Option<Epilogue>,
+    threads: usize,
+) -> Result<()> {
+    check_shapes(a, m, lda, w, bias, c)?;
+    let n = w.n;
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if w.k == 0 {
+        for row in c.chunks_mut(n) {
+            match bias {
+                Some(b) => row.copy_from_slice(b),
+                None => row.fill(0.0),
+            }
+        }
+        if let Some(e) = epilogue {
+            e(c);
+        }
+        return Ok(());
+    }
+    let panels = n.div_ceil(NR);
+    let threads = threads.max(1);
+    let job = Job {
+        isa,
+        a,
+        lda,
+        w,
+        bias,
+        c: SendPtr(c.as_mut_ptr()),
+    };
+    if threads == 1 {
+        // SAFETY: `c` holds m × n elements (checked) and is exclusively borrowed for this call.
+        unsafe { job.run(0, m, 0, panels, epilogue) };
+    } else if m >= threads * 2 * MR {
+        // Rows split evenly: every thread packs its own A rows and streams all of W.
+        rayon::scope(|s| {
+            for t in 0..threads {
+                let (r0, r1) = (t * m / threads, (t + 1) * m / threads);
+                let job = &job;
+                // SAFETY: the threads write disjoint row ranges of C, which outlives the scope.
+                s.spawn(move |_| unsafe { job.run(r0, r1, 0, panels, epilogue) });
+            }
+        });
+    } else {
+        // Few rows: split the weight panels, so each thread streams its share of W.
+        let t = threads.min(panels);
+        rayon::scope(|s| {
+            for i in 0..t {
+                let (p0, p1) = (i * panels / t, (i + 1) * panels / t);
+                let job = &job;
+                // SAFETY: the threads write disjoint column ranges of C (whole 32-column panels,
+                // stores masked at N), which outlives the scope.
+                s.spawn(move |_| unsafe { job.run(0, m, p0, p1, None) });
+            }
+        });
+        if let Some(e) = epilogue {
+            // Here m < 2 · threads · MR rows: one block.
+            e(c);
+        }
+    }
+    Ok(())
+}
+
+/// One call's operands, shared by its threads.
+struct Job<'a> {
+    isa: Isa,
+    a: &'a [f32],
+    lda: usize,
+    w: &'a PackedF32,
+    bias: Option<&'a [f32]>,
+    c: SendPtr<f32>,
+}
+
+impl Job<'_> {
+    /// Computes rows `r0..r1` × panels `p0..p1` of C, then (if given) runs the epilogue on each
+    /// finished `MC`-row block.
+    ///
+    /// # Safety
+    /// `self.c` points to `m × n` f32 that no one else reads or writes in rows `r0..r1` ×
+    /// panels `p0..p1` during the call; the epilogue needs the whole rows (`p0..p1` = all).
+    unsafe fn run(&self, r0: usize, r1: usize, p0: usize, p1: usize, epilogue: Option<Epilogue>) {
+        let k = self.w.k;
+        // Blocks of equal size, rows in whole strips, so that no thin last block streams all
+        // of W (or a K slice of it) for little work.
+        let blocks = (r1 - r0).div_ceil(MC);
+        let mc_blk = (r1 - r0).div_ceil(blocks).div_ceil(MR) * MR;
+        let kc_blk = k.div_ceil(k.div_ceil(KC));
+        let len = mc_blk * kc_blk;
+        A_BUF.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut lines) => {
+                if lines.len() * 16 < len {
+                    *lines = aligned(len);
+                }
+                // SAFETY: forwarded contract.
+                unsafe {
+                    self.run_with(
+                        r0,
+                        r1,
+                        p0,
+                        p1,
+                        epilogue,
+                        mc_blk,
+                        kc_blk,
+                        flat_mut(&mut lines),
+                    )
+                }
+            }
+            // Re-entered from an epilogue on this thread: a buffer of its own.
+            Err(_) => {
+                let mut lines = aligned(len);
+                // SAFETY: forwarded contract.
+                unsafe {
+                    self.run_with(
+                        r0,
+                        r1,
+                        p0,
+                        p1,
+                        epilogue,
+                        mc_blk,
+                        kc_blk,
+                        flat_mut(&mut lines),
+                    )
+                }
+            }
+        })
+    }
+
+    /// [`Job::run`] with row blocks of `mc_blk`, K blocks of `kc_blk` and an A buffer of at
+    /// least `mc_blk · kc_blk` f32.
+    ///
+    /// # Safety
+    /// As [`Job::run`].
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn run_with(
+        &self,
+        r0: usize,
+        r1: usize,
+        p0: usize,
+        p1: usize,
+        epilogue: Option<Epilogue>,
+        mc_blk: usize,
+        kc_blk: usize,
+        buf: &mut [f32],
+    ) {
+        let (n, k) = (self.w.n, self.w.k);
+        let wdata = flat(&self.w.data);
+        let mut ic = r0;
+        while ic < r1 {
+            let mc = mc_blk.min(r1 - ic);
+            let mut kb = 0;
+            while kb < k {
+                let kc = kc_blk.min(k - kb);
+                pack_a(self.a, self.lda, ic, mc, kb, kc, buf);
+                let first = kb == 0;
+                let last = kb + kc == k;
+                for p in p0..p1 {
+                    let nr = NR.min(n - p * NR);
+                    let wp = wdata[(p * k + kb) * NR..].as_ptr();
+                    let bias = match self.bias {
+                        Some(b) if last => b[p * NR..].as_ptr(),
+                        _ => std::ptr::null(),
+                    };
+                    for s in 0..mc.div_ceil(MR) {
+                        let mr = MR.min(mc - s * MR);
+                        let ap = buf[s * kc * MR..].as_ptr();
+                        // SAFETY: rows ic + s·MR .. + mr < r1 ≤ m and columns p·NR .. + nr ≤ n
+                        // are inside C; `ap` holds kc · MR floats and `wp` kc · NR (the panel
+                        // slice from k = kb on); `bias` has nr elements from p·NR on or is null.
+                        unsafe {
+                            let cp = self.c.0.add((ic + s * MR) * n + p * NR);
+                            let tile = Tile {
+                                kc,
+                                a: ap,
+                                w: wp,
+                                c: cp,
+                                ldc: n,
+                                mr,
+                                nr,
+                                first,
+                                bias,
+                            };
+                            microtile(self.isa, &tile);
+                        }
+                    }
+                }
+                kb += kc;
+            }
+            if let Some(e) = epilogue {
+                // SAFETY: rows ic .. ic + mc are this thread's (see the contract), finished,
+                // and no pointer into them is used while the slice lives.
+                let rows = unsafe { std::slice::from_raw_parts_mut(self.c.0.add(ic * n), mc * n) };
+                e(rows);
+            }
+            ic += mc;
+        }
+    }
+}
+
+/// Copies rows `ic .. ic + mc`, columns `kb .. kb + kc` of A into `[kc][MR]` strips (rows past
+/// `mc` in the last strip are zero).
+fn pack_a(a: &[f32], lda: usize, ic: usize, mc: usize, kb: usize, kc: usize, buf: &mut [f32]) {
+    for s in 0..mc.div_ceil(MR) {
+        let strip = &mut buf[s * kc * MR..(s + 1) * kc * MR];
+        let rows = MR.min(mc - s * MR);
+        if rows < MR {
+            strip.fill(0.0);
+        }
+        for i in 0..rows {
+            let r = ic + s * MR + i;
+            let row = &a[r * lda + kb..r * lda + kb + kc];
+            for (dst, &v) in strip.chunks_exact_mut(MR).zip(row) {
+                dst[i] = v;
+            }
+        }
+    }
+}
+
+/// One microkernel call: C[mr, nr] (+)= A-strip · W-slice over `kc` k.
+struct Tile {
+    kc: usize,
+    /// Packed A strip: `[kc][MR]` (rows past `mr` are zero).
+    a: *const f32,
+    /// Weight panel slice: `[kc][NR]`.
+    w: *const f32,
+    /// C at the tile's top-left element; row stride `ldc`.
+    c: *mut f32,
+    ldc: usize,
+    mr: usize,
+    nr: usize,
+    /// First K block: start from zero instead of the partial sums in C.
+    first: bool,
+    /// Last K block: add these `nr` bias values (null: none or not the last block).
+    bias: *const f32,
+}
+
+/// # Safety
+/// The pointers in `t` are valid as documented on [`Tile`]; `isa` is supported by this CPU.
+#[inline]
+unsafe fn microtile(isa: Isa, t: &Tile) {
+    match isa {
+        // SAFETY: forwarded contract.
+        Isa::Portable => unsafe { kernel_portable(t) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: forwarded contract; the Avx512 isa is only chosen when detected.
+        Isa::Avx512 => unsafe {
+            use avx512::kernel as k;
+            match t.mr {
+                14 => k::<14>(t),
+                13 => k::<13>(t),
+                12 => k::<12>(t),
+                11 => k::<11>(t),
+                10 => k::<10>(t),
+                9 => k::<9>(t),
+                8 => k::<8>(t),
+                7 => k::<7>(t),
+                6 => k::<6>(t),
+                5 => k::<5>(t),
+                4 => k::<4>(t),
+                3 => k::<3>(t),
+                2 => k::<2>(t),
+                _ => k::<1>(t),
+            }
+        },
+    }
+}
+
+/// The portable microkernel: the same tile, product and sum rounded separately.
+///
+/// # Safety
+/// As [`microtile`].
+unsafe fn kernel_portable(t: &Tile) {
+    let mut acc = [[0f32; NR]; MR];
+    if !t.first {
+        for (i, row) in acc.iter_mut().enumerate().take(t.mr) {
+            for (j, v) in row.iter_mut().enumerate().take(t.nr) {
+                // SAFETY: (i, j) is inside the tile (Tile contract).
+                *v = unsafe { *t.c.add(i * t.ldc + j) };
+            }
+        }
+    }
+    // SAFETY: Tile contract: kc · MR and kc · NR floats.
+    let (a, w) = unsafe {
+        (
+            std::slice::from_raw_parts(t.a, t.kc * MR),
+            std::slice::from_raw_parts(t.w, t.kc * NR),
+        )
+    };
+    for (ak, wk) in a.chunks_exact(MR).zip(w.chunks_exact(NR)) {
+        for (row, &av) in acc.iter_mut().zip(ak).take(t.mr) {
+            for (v, &wv) in row.iter_mut().zip(wk) {
+                *v += av * wv;
+            }
+        }
+    }
+    for (i, row) in acc.iter().enumerate().take(t.mr) {
+        for (j, &v) in row.iter().enumerate().take(t.nr) {
+            let v = if t.bias.is_null() {
+                v
+            } else {
+                // SAFETY: the bias has nr elements (Tile contract).
+                v + unsafe { *t.bias.add(j) }
+            };
+            // SAFETY: (i, j) is inside the tile.
+            unsafe { *t.c.add(i * t.ldc + j) = v };
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{Tile, MR, NR};
+    use std::arch::x86_64::*;
+
+    #[inline(always)]
+    fn mask16(count: usize) -> __mmask16 {
+        if count >= 16 {
+            0xffff
+        } else {
+            ((1u32 << count) - 1) as __mmask16
+        }
+    }
+
+    /// The microkernel: an R × 32 tile of C in 2·R zmm accumulators; per k, two weight loads
+    /// and R broadcasts of A feed 2·R FMAs.
+    ///
+    /// # Safety
+    /// The CPU has avx512f; `t` is valid (see [`Tile`]) with `t.mr == R`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn kernel<const R: usize>(t: &Tile) {
+        let m0 = mask16(t.nr);
+        let m1 = mask16(t.nr.saturating_sub(16));
+        let mut acc0 = [_mm512_setzero_ps(); R];
+        let mut acc1 = [_mm512_setzero_ps(); R];
+        if !t.first {
+            for i in 0..R {
+                let cr = t.c.wrapping_add(i * t.ldc);
+                // SAFETY: masked loads touch only the tile's nr columns of row i < mr.
+                unsafe {
+                    acc0[i] = _mm512_maskz_loadu_ps(m0, cr);
+                    acc1[i] = _mm512_maskz_loadu_ps(m1, cr.wrapping_add(16));
+                }
+            }
+        }
+        for kk in 0..t.kc {
+            // SAFETY: k = kk < kc of the weight slice and the A strip (Tile contract); the
+            // weight slice is 64-byte aligned (aligned panels, NR = 32 floats per k).
+            unsafe {
+                let wk = t.w.add(kk * NR);
+                let w0 = _mm512_load_ps(wk);
+                let w1 = _mm512_load_ps(wk.add(16));
+                let ak = t.a.add(kk * MR);
+                for i in 0..R {
+                    let b = _mm512_set1_ps(*ak.add(i));
+                    acc0[i] = _mm512_fmadd_ps(b, w0, acc0[i]);
+                    acc1[i] = _mm512_fmadd_ps(b, w1, acc1[i]);
+                }
+            }
+        }
+        let (b0, b1) = if t.bias.is_null() {
+            (_mm512_setzero_ps(), _mm512_setzero_ps())
+        } else {
+            // SAFETY: the bias has nr elements; masked loads touch only those.
+            unsafe {
+                (
+                    _mm512_maskz_loadu_ps(m0, t.bias),
+                    _mm512_maskz_loadu_ps(m1, t.bias.wrapping_add(16)),
+                )
+            }
+        };
+        for i in 0..R {
+            let (mut v0, mut v1) = (acc0[i], acc1[i]);
+            if !t.bias.is_null() {
+                v0 = _mm512_add_ps(v0, b0);
+                v1 = _mm512_add_ps(v1, b1);
+            }
+            let cr = t.c.wrapping_add(i * t.ldc);
+            // SAFETY: masked stores touch only the tile's nr columns of row i < mr.
+            unsafe {
+                if t.nr == NR {
+                    _mm512_storeu_ps(cr, v0);
+                    _mm512_storeu_ps(cr.add(16), v1);
+                } else {
+                    _mm512_mask_storeu_ps(cr, m0, v0);
+                    _mm512_mask_storeu_ps(cr.wrapping_add(16), m1, v1);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deterministic pseudo-random f32 in [-1, 1).
+    fn rnd(state: &mut u64) -> f32 {
+        *state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((*state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+
+    fn rvec(len: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        (0..len).map(|_| rnd(&mut s)).collect()
+    }
+
+    /// f64 reference; returns (C, Σ|a·w| per element).
+    #[allow(clippy::too_many_arguments)]
+    fn reference(
+        a: &[f32],
+        m: usize,
+        lda: usize,
+        w: &[f32],
+        n: usize,
+        k: usize,
+        bias: Option<&[f32]>,
+    ) -> (Vec<f64>, Vec<f64>) {
+        let mut c = vec![0f64; m * n];
+        let mut mag = vec![0f64; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let (mut s, mut g) = (0f64, 0f64);
+                for p in 0..k {
+                    let v = a[i * lda + p] as f64 * w[j * k + p] as f64;
+                    s += v;
+                    g += v.abs();
+                }
+                if let Some(b) = bias {
+                    s += b[j] as f64;
+                    g += (b[j] as f64).abs();
+                }
+                c[i * n + j] = s;
+                mag[i * n + j] = g;
+            }
+        }
+        (c, mag)
+    }
+
+    fn isas() -> Vec<Isa> {
+        let mut v = vec![Isa::Portable];
+        if best_isa() != Isa::Portable {
+            v.push(best_isa());
+        }
+        v
+    }
+
+    fn check(m: usize, k: usize, n: usize, lda: usize, with_bias: bool, with_epi: bool) {
+        let a = rvec(m * lda, 1 + (m * 31 + k * 7 + n) as u64);
+        let w = rvec(n * k, 2 + (m + k * 13 + n * 3) as u64);
+        let bias = rvec(n, 3);
+        let bias = with_bias.then_some(&bias[..]);
+        let packed = PackedF32::pack(&w, n, k).unwrap();
+        let (r, mag) = reference(&a, m, lda, &w, n, k, bias);
+        let epi = |x: &mut [f32]| x.iter_mut().for_each(|v| *v = 2.0 * *v + 1.0);
+        let epi_ref: Epilogue = &epi;
+        let mut outs: Vec<(Isa, Vec<f32>)> = Vec::new();
+        for isa in isas() {
+            for threads in [1, 2, 3] {
+                let mut c = vec![f32::NAN; m * n];
+                gemm_with(
+                    isa,
+                    &a,
+                    m,
+                    lda,
+                    &packed,
+                    bias,
+                    &mut c,
+                    with_epi.then_some(epi_ref),
+                    threads,
+                )
+                .unwrap();
+                for idx in 0..m * n {
+                    let want = if with_epi { 2.0 * r[idx] + 1.0 } else { r[idx] };
+                    let scale = if with_epi { 2.0 } else { 1.0 };
+                    // Relative to the magnitude of the summands (~1e-5 for K = 768).
+                    let tol = 1e-6 + 4e-7 * (k as f64).sqrt() * mag[idx] * scale;
+                    let got = c[idx] as f64;
+                    assert!(
+                        (got - want).abs() <= tol,
+                        "{isa:?} t{threads} m{m} k{k} n{n} lda{lda} bias{with_bias} \
+                         epi{with_epi} at ({}, {}): got {got}, want {want}",
+                        idx / n,
+                        idx % n
+                    );
+                }
+                outs.push((isa, c));
+            }
+        }
+        // Thread counts never change a path's result.
+        for (isa, o) in &outs {
+            let (_, first) = outs.iter().find(|(i, _)| i == isa).unwrap();
+            let same = o.iter().zip(first).all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(same, "{isa:?}: thread counts differ: m{m} k{k} n{n}");
+        }
+    }
+
+    #[test]
+    fn matches_reference_edge_shapes() {
+        for m in [1, 3, 13] {
+            for k in [1, 7, 64, 770] {
+                for n in [1, 15, 16, 17, 33] {
+                    check(m, k, n, k, m % 2 == 1, false);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn matches_reference_large_shapes() {
+        for (m, k, n) in [
+            (197, 768, 33),
+            (200, 770, 17),
+            (29, 768, 768),
+            (200, 64, 768),
+            (197, 1, 16),
+            (200, 7, 15),
+            (3, 768, 768),
+            (13, 770, 768),
+        ] {
+            check(m, k, n, k, true, false);
+        }
+        check(197, 256, 100, 256, false, true);
+        check(1, 768, 768, 768, true, true);
+        check(197, 768, 768, 770, true, true);
+    }
+
+    #[test]
+    fn bias_epilogue_and_stride() {
+        for (m, k, n) in [(13, 7, 33), (200, 64, 17), (8, 770, 16), (197, 300, 40)] {
+            for lda in [k, k + 3] {
+                for (b, e) in [(false, false), (true, false), (false, true), (true, true)] {
+                    check(m, k, n, lda, b, e);
+                }
+            }
+        }
+    }
+
+    /// The AVX-512 path and the fallback agree closely on a ViT-sized shape.
+    #[test]
+    fn avx_matches_portable() {
+        if best_isa() == Isa::Portable {
+            return;
+        }
+        let (m, k, n) = (197, 768, 100);
+        let a = rvec(m * k, 5);
+        let w = rvec(n * k, 6);
+        let bias = rvec(n, 7);
+        let packed = PackedF32::pack(&w, n, k).unwrap();
+        let mut c0 = vec![0f32; m * n];
+        let mut c1 = vec![0f32; m * n];
+        gemm_with(
+            Isa::Portable,
+            &a,
+            m,
+            k,
+            &packed,
+            Some(&bias),
+            &mut c0,
+            None,
+            1,
+        )
+        .unwrap();
+        gemm_with(best_isa(), &a, m, k, &packed, Some(&bias), &mut c1, None, 2).unwrap();
+        for (x, y) in c0.iter().zip(&c1) {
+            assert!((x - y).abs() <= 1e-4 * (1.0 + x.abs()), "{x} vs {y}");
+        }
+    }
+
+    #[test]
+    fn zero_k_and_empty() {
+        let w = PackedF32::pack(&[], 3, 0).unwrap();
+        let mut c = vec![f32::NAN; 6];
+        gemm_f32_packed(&[], 2, 0, &w, Some(&[1.0, 2.0, 3.0]), &mut c, None, 2).unwrap();
+        assert_eq!(c, [1.0, 2.0, 3.0, 1.0, 2.0, 3.0]);
+        let w = PackedF32::pack(&[1.0; 6], 3, 2).unwrap();
+        gemm_f32_packed(&[], 0, 2, &w, None, &mut [], None, 2).unwrap();
+    }
+
+    #[test]
+    fn shape_errors() {
+        assert!(PackedF32::pack(&[0.0; 5], 2, 3).is_err());
+        let w = PackedF32::pack(&[0.5, 0.5, 0.5, 0.5, 0.5, 0.25], 2, 3).unwrap();
+        assert_eq!((w.n(), w.k()), (2, 3));
+        assert_eq!(w.get(1, 2), 0.25);
+        let a = [1.0; 6];
+        let mut c = [0.0; 4];
+        assert!(gemm_f32_packed(&a, 2, 2, &w, None, &mut c, None, 1).is_err()); // lda < k
+        assert!(gemm_f32_packed(&a, 3, 3, &w, None, &mut c, None, 1).is_err()); // A short
+        assert!(gemm_f32_packed(&a, 2, 3, &w, None, &mut c[..3], None, 1).is_err()); // C size
+        assert!(gemm_f32_packed(&a, 2, 3, &w, Some(&[1.0]), &mut c, None, 1).is_err()); // bias
+        gemm_f32_packed(&a, 2, 3, &w, None, &mut c, None, 1).unwrap();
+        assert_eq!(c, [1.5, 1.25, 1.5, 1.25]);
+    }
+}
