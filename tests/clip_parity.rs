@@ -30,6 +30,25 @@ fn check(name: &str) {
         println!("{name} (fused {fused}): image_embeds {di:e}, text_embeds {dt:e}, logits_per_image {dl:e}");
         assert!(di <= 1e-4 && dt <= 1e-4 && dl <= 1e-4);
     }
+    // Prepared for f32 inference (packed weights): parity holds, masks included.
+    let f32p = model.with_dtype(DType::F32).unwrap();
+    let out = f32p
+        .forward(
+            &io["pixel_values"],
+            &ids,
+            Some(&mask),
+            &mut Ctx::inference(),
+        )
+        .unwrap();
+    let (di, dt, dl) = (
+        max_abs_diff(&out.image_embeds, &io["image_embeds"]),
+        max_abs_diff(&out.text_embeds, &io["text_embeds"]),
+        max_abs_diff(&out.logits_per_image, &io["logits_per_image"]),
+    );
+    println!(
+        "{name} (packed f32): image_embeds {di:e}, text_embeds {dt:e}, logits_per_image {dl:e}"
+    );
+    assert!(di <= 1e-4 && dt <= 1e-4 && dl <= 1e-4);
     // bf16 inference: close to fp32 (the largest embedding component is ~1 after L2 norm).
     let bf16 = model.with_dtype(DType::BF16).unwrap();
     let out = bf16

@@ -65,6 +65,14 @@ fn vit_for_image_classification_logits_match() {
         println!("logits (fused {fused}) {d:e}");
         assert!(d <= 1e-4);
     }
+    // Prepared for f32 inference (weights packed once for tessera's fp32 GEMM): parity holds.
+    let f32p = loaded.model.with_dtype(DType::F32).unwrap();
+    let lp = f32p
+        .forward(&io["pixel_values"], &mut Ctx::inference())
+        .unwrap();
+    let d = max_abs_diff(&lp, &io["logits"]);
+    println!("logits (packed f32) {d:e}");
+    assert!(d <= 1e-4);
     // bf16 inference (AVX512_BF16 linears, fp32 accumulation): close to fp32, not equal.
     let bf16 = loaded.model.with_dtype(DType::BF16).unwrap();
     let lb = bf16

@@ -2,7 +2,6 @@
 use super::fused;
 use super::layers::{Ctx, Linear};
 use super::ops;
-use crate::kernels::bf16::PackedBf16;
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 use std::sync::Arc;
@@ -47,9 +46,9 @@ pub struct Attention {
     num_heads: usize,
     head_dim: usize,
     attn_dropout: f64,
-    /// Separate q/k/v weights packed side by side as one bf16 [3D, D] weight, with the
-    /// concatenated bias (set by [`Attention::prepare`] for bf16 inference).
-    qkv_bf16: Option<(Arc<PackedBf16>, Option<Tensor>)>,
+    /// Separate q/k/v weights packed side by side as one [3D, D] weight, with the
+    /// concatenated bias (set by [`Attention::prepare`]).
+    qkv_packed: Option<(Arc<fused::Packed>, Option<Tensor>)>,
 }
 
 impl Attention {
@@ -118,7 +117,7 @@ impl Attention {
             num_heads: heads,
             head_dim: dim / heads,
             attn_dropout,
-            qkv_bf16: None,
+            qkv_packed: None,
         })
     }
 
@@ -287,35 +286,24 @@ impl Attention {
     /// Sets the inference dtype of the projections (see [`Linear::prepare`]).
     pub fn prepare(&mut self, dtype: DType) -> Result<()> {
         self.out.prepare(dtype)?;
-        self.qkv_bf16 = None;
+        self.qkv_packed = None;
         match &mut self.proj {
             Proj::Fused(lin) => lin.prepare(dtype)?,
             Proj::Separate { q, k, v } => {
-                if dtype == DType::BF16 {
-                    // [3D, D]: one kernel call gives q|k|v side by side.
-                    let w =
-                        Tensor::cat(&[&q.weight, &k.weight, &v.weight], 0)?.to_dtype(DType::F32)?;
-                    let (n, kd) = w.dims2()?;
-                    let packed = fused::with_f32(&w, |w| {
-                        PackedBf16::pack(w, n, kd)
-                            .map_err(|e| candle_core::Error::Msg(e.to_string()))
-                    })?;
-                    let bias = match (&q.bias, &k.bias, &v.bias) {
-                        (None, None, None) => None,
-                        _ => {
-                            let b = |l: &Linear| match &l.bias {
-                                Some(b) => b.to_dtype(DType::F32),
-                                None => Tensor::zeros(l.out_dim(), DType::F32, l.weight.device()),
-                            };
-                            Some(Tensor::cat(&[b(q)?, b(k)?, b(v)?], 0)?)
-                        }
-                    };
-                    self.qkv_bf16 = Some((Arc::new(packed), bias));
-                } else {
-                    for l in [q, k, v] {
-                        l.prepare(dtype)?;
+                // [3D, D]: one kernel call gives q|k|v side by side.
+                let w = Tensor::cat(&[&q.weight, &k.weight, &v.weight], 0)?;
+                let packed = fused::Packed::new(&w, dtype)?;
+                let bias = match (&q.bias, &k.bias, &v.bias) {
+                    (None, None, None) => None,
+                    _ => {
+                        let b = |l: &Linear| match &l.bias {
+                            Some(b) => b.to_dtype(DType::F32),
+                            None => Tensor::zeros(l.out_dim(), DType::F32, l.weight.device()),
+                        };
+                        Some(Tensor::cat(&[b(q)?, b(k)?, b(v)?], 0)?)
                     }
-                }
+                };
+                self.qkv_packed = Some((Arc::new(packed), bias));
             }
         }
         Ok(())
@@ -331,10 +319,15 @@ impl Attention {
         residual: Option<&Tensor>,
     ) -> Result<Tensor> {
         let (b, n, d) = x.dims3()?;
-        let qkv = match (&self.proj, &self.qkv_bf16) {
-            (_, Some((p, bias))) => {
-                fused::linear(x, &fused::Weight::Bf16(p), p.n(), bias.as_ref(), None, None)?
-            }
+        let qkv = match (&self.proj, &self.qkv_packed) {
+            (_, Some((p, bias))) => fused::linear(
+                x,
+                &fused::Weight::Packed(p),
+                p.n(),
+                bias.as_ref(),
+                None,
+                None,
+            )?,
             (Proj::Fused(lin), None) => lin.forward_fused(x, None, None)?,
             (Proj::Separate { q, k, v }, None) => fused::qkv_separate(x, [q, k, v])?,
         };

@@ -356,12 +356,75 @@ pub(crate) fn lane_dot(a: &[f32], b: &[f32]) -> f32 {
 // ---------------------------------------------------------------------------------------------
 // linear layers
 
+/// A linear layer's weight packed once for tessera's inference GEMMs.
+#[derive(Debug)]
+pub enum Packed {
+    /// fp32 panels for the AVX-512 FMA kernel (`kernels::f32`): no per-call weight packing.
+    F32(crate::kernels::f32::PackedF32),
+    /// bf16 panels for the AVX512_BF16 kernel (`kernels::bf16`), fp32 accumulation.
+    Bf16(crate::kernels::bf16::PackedBf16),
+}
+
+impl Packed {
+    /// Packs `w` [N, K] for `dtype` (F32 or BF16).
+    pub fn new(w: &Tensor, dtype: DType) -> Result<Packed> {
+        let (n, k) = w.dims2()?;
+        let w = w.to_dtype(DType::F32)?;
+        let err = |e: crate::Error| candle_core::Error::Msg(e.to_string());
+        with_f32(&w, |w| match dtype {
+            DType::F32 => Ok(Packed::F32(
+                crate::kernels::f32::PackedF32::pack(w, n, k).map_err(err)?,
+            )),
+            DType::BF16 => Ok(Packed::Bf16(
+                crate::kernels::bf16::PackedBf16::pack(w, n, k).map_err(err)?,
+            )),
+            other => candle_core::bail!("inference dtype {other:?} is not supported (f32, bf16)"),
+        })
+    }
+
+    pub fn n(&self) -> usize {
+        match self {
+            Packed::F32(p) => p.n(),
+            Packed::Bf16(p) => p.n(),
+        }
+    }
+
+    pub fn k(&self) -> usize {
+        match self {
+            Packed::F32(p) => p.k(),
+            Packed::Bf16(p) => p.k(),
+        }
+    }
+
+    /// `c [m, n] = a [m, k] · Wᵀ + bias`, then `epilogue` on finished blocks of rows.
+    #[allow(clippy::too_many_arguments)]
+    fn gemm(
+        &self,
+        a: &[f32],
+        m: usize,
+        bias: Option<&[f32]>,
+        c: &mut [f32],
+        epilogue: Option<crate::kernels::bf16::Epilogue>,
+    ) -> Result<()> {
+        let k = self.k();
+        let r = match self {
+            Packed::F32(p) => {
+                crate::kernels::f32::gemm_f32_packed(a, m, k, p, bias, c, epilogue, threads())
+            }
+            Packed::Bf16(p) => {
+                crate::kernels::bf16::gemm_bf16(a, m, k, p, bias, c, epilogue, threads())
+            }
+        };
+        r.map_err(|e| candle_core::Error::Msg(e.to_string()))
+    }
+}
+
 /// The weight of a linear layer as the fused kernels use it.
 pub(crate) enum Weight<'a> {
-    /// [N, K] f32, PyTorch layout.
+    /// [N, K] f32, PyTorch layout (the `gemm` crate, which packs it on every call).
     F32(&'a [f32]),
-    /// Prepacked bf16 (AVX512_BF16 kernel, fp32 accumulation).
-    Bf16(&'a crate::kernels::bf16::PackedBf16),
+    /// Packed once ([`Packed`]).
+    Packed(&'a Packed),
 }
 
 /// `out[m, col0..col0+n] (row stride ldo) = a[m, K] · Wᵀ` (+ `out` when `accumulate`).
@@ -416,7 +479,7 @@ fn matmul_into(
                 )
             }
         }
-        Weight::Bf16(p) => {
+        Weight::Packed(p) => {
             if p.n() != n || p.k() != k {
                 candle_core::bail!(
                     "fused matmul: packed weight is {}x{}, want {n}x{k}",
@@ -425,10 +488,9 @@ fn matmul_into(
                 )
             }
             if accumulate || col0 != 0 || ldo != n {
-                candle_core::bail!("fused matmul: the bf16 kernel writes whole [rows, n] outputs")
+                candle_core::bail!("fused matmul: the packed kernels write whole [rows, n] outputs")
             }
-            crate::kernels::bf16::gemm_bf16(a, rows, k, p, None, out, None, threads())
-                .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+            p.gemm(a, rows, None, &mut out[..rows * n], None)?;
         }
     }
     Ok(())
@@ -472,23 +534,19 @@ pub(crate) fn linear(
             candle_core::bail!("bias has {} values, the layer has {n} outputs", b.len())
         }
     }
-    if let Weight::Bf16(p) = w {
+    if let Weight::Packed(p) = w {
         // bias inside the kernel, the activation on each finished block of rows, then the
         // residual (the kernel overwrites its output).
         let mut out = vec![0f32; rows * n];
         let epi = move |rows: &mut [f32]| bias_act_rows(rows, None, act, n);
         with_f32(x, |a| {
-            crate::kernels::bf16::gemm_bf16(
+            p.gemm(
                 a,
                 rows,
-                k,
-                p,
                 bias_v.as_deref(),
                 &mut out,
                 act.map(|_| &epi as &(dyn Fn(&mut [f32]) + Sync)),
-                threads(),
             )
-            .map_err(|e| candle_core::Error::Msg(e.to_string()))
         })?;
         if let Some(r) = residual {
             if r.elem_count() != rows * n {

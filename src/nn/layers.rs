@@ -10,9 +10,9 @@ use rand_chacha::ChaCha8Rng;
 pub struct Linear {
     pub weight: Tensor,
     pub bias: Option<Tensor>,
-    /// The weight packed as bf16 for the AVX512_BF16 inference kernel (see
+    /// The weight packed once for tessera's inference GEMMs, f32 or bf16 (see
     /// [`Linear::prepare`]); the fused inference path uses it instead of `weight`.
-    pub packed: Option<std::sync::Arc<crate::kernels::bf16::PackedBf16>>,
+    pub packed: Option<std::sync::Arc<super::fused::Packed>>,
 }
 
 impl Linear {
@@ -55,27 +55,19 @@ impl Linear {
         }
     }
 
-    /// Sets the inference dtype: `BF16` packs the weight once for the bf16 kernel (fp32
-    /// accumulation), `F32` drops any packing.
-    pub fn prepare(&mut self, dtype: candle_core::DType) -> Result<()> {
-        self.packed = match dtype {
-            candle_core::DType::F32 => None,
-            candle_core::DType::BF16 => {
-                let (n, k) = self.weight.dims2()?;
-                let w = self.weight.to_dtype(candle_core::DType::F32)?;
-                let packed = super::fused::with_f32(&w, |w| {
-                    crate::kernels::bf16::PackedBf16::pack(w, n, k)
-                        .map_err(|e| candle_core::Error::Msg(e.to_string()))
-                })?;
-                Some(std::sync::Arc::new(packed))
-            }
-            other => candle_core::bail!("inference dtype {other:?} is not supported (f32, bf16)"),
-        };
-        Ok(())
-    }
-
     pub fn out_dim(&self) -> usize {
         self.weight.dims()[0]
+    }
+
+    /// Prepares the layer for inference in `dtype`: packs the weight once, as f32 panels
+    /// for the AVX-512 FMA kernel or as bf16 for the AVX512_BF16 kernel (fp32 accumulation).
+    /// The unpacked `weight` stays for training and traced forwards.
+    pub fn prepare(&mut self, dtype: candle_core::DType) -> Result<()> {
+        self.packed = Some(std::sync::Arc::new(super::fused::Packed::new(
+            &self.weight,
+            dtype,
+        )?));
+        Ok(())
     }
 
     /// The fused inference path: `act(x · Wᵀ + b) + residual`, written once (see
@@ -90,7 +82,7 @@ impl Linear {
         if let Some(p) = &self.packed {
             return super::fused::linear(
                 x,
-                &super::fused::Weight::Bf16(p),
+                &super::fused::Weight::Packed(p),
                 n,
                 self.bias.as_ref(),
                 act,
