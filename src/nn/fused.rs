@@ -212,13 +212,6 @@ multiversion! {
     }
 }
 
-/// `out += r` on all threads.
-fn add_rows(out: &mut [f32], r: &[f32]) {
-    out.par_chunks_mut(32768)
-        .zip(r.par_chunks(32768))
-        .for_each(|(o, r)| add_chunk(o, r));
-}
-
 /// Applies bias and activation over [rows, n] on all threads.
 pub(crate) fn bias_act(out: &mut [f32], bias: Option<&[f32]>, act: Option<Activation>, n: usize) {
     if bias.is_none() && act.is_none() {
@@ -535,27 +528,38 @@ pub(crate) fn linear(
         }
     }
     if let Weight::Packed(p) = w {
-        // bias inside the kernel, the activation on each finished block of rows, then the
-        // residual (the kernel overwrites its output).
-        let mut out = vec![0f32; rows * n];
-        let epi = move |rows: &mut [f32]| bias_act_rows(rows, None, act, n);
-        with_f32(x, |a| {
-            p.gemm(
-                a,
-                rows,
-                bias_v.as_deref(),
-                &mut out,
-                act.map(|_| &epi as &(dyn Fn(&mut [f32]) + Sync)),
-            )
-        })?;
+        // Bias inside the kernel; the activation and the residual add in the epilogue, on each
+        // finished block of rows while it is hot in cache (the kernel overwrites its output).
         if let Some(r) = residual {
             if r.elem_count() != rows * n {
                 candle_core::bail!("residual shape {:?} does not match the output", r.dims())
             }
-            with_f32(r, |r| {
-                add_rows(&mut out, r);
-                Ok(())
-            })?;
+        }
+        let mut out = vec![0f32; rows * n];
+        // The epilogue sees a sub-slice of `out`; its offset locates the matching residual rows.
+        let base = out.as_ptr() as usize;
+        let mut run = |res: Option<&[f32]>| -> Result<()> {
+            let epi = |block: &mut [f32]| {
+                bias_act_rows(block, None, act, n);
+                if let Some(r) = res {
+                    let off = (block.as_ptr() as usize - base) / std::mem::size_of::<f32>();
+                    add_chunk(block, &r[off..off + block.len()]);
+                }
+            };
+            let use_epi = act.is_some() || res.is_some();
+            with_f32(x, |a| {
+                p.gemm(
+                    a,
+                    rows,
+                    bias_v.as_deref(),
+                    &mut out,
+                    use_epi.then_some(&epi as &(dyn Fn(&mut [f32]) + Sync)),
+                )
+            })
+        };
+        match residual {
+            Some(r) => with_f32(r, |r| run(Some(r)))?,
+            None => run(None)?,
         }
         return Tensor::from_vec(out, out_dims, &Device::Cpu);
     }
