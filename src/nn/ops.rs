@@ -354,7 +354,9 @@ struct ColumnSum;
 fused::multiversion! {
     fn add_rows_into(acc: &mut [f32], rows: &[f32], n: usize) {
         for r in rows.chunks_exact(n) {
-            acc.iter_mut().zip(r).for_each(|(a, v)| *a += v);
+            for (a, v) in acc.iter_mut().zip(r) {
+                *a += v;
+            }
         }
     }
 }
