@@ -263,3 +263,37 @@ fn fused_attention_dropout_gradient_is_consistent() {
         "finite difference vs analytic gradient: {worst}"
     );
 }
+
+/// A block whose MLP is frozen but whose attention trains: an eval forward must keep the
+/// differentiable path (the gradient-free fused path would drop the attention's gradients).
+#[test]
+fn partly_frozen_block_keeps_its_gradients_in_eval() {
+    use tessera::nn::{Activation, BlockConfig, BlockNames, EncoderBlock};
+    let dev = Device::Cpu;
+    let store = ParamStore::fresh(2, true, &dev).with_frozen(vec!["linear".into()]);
+    let cfg = BlockConfig {
+        dim: 16,
+        heads: 4,
+        mlp_dim: 32,
+        act: Activation::Gelu,
+        pre_norm: true,
+        eps: 1e-5,
+        qkv_bias: true,
+        dropout: 0.0,
+        attn_dropout: 0.0,
+    };
+    let block = EncoderBlock::new(store.var_builder(DType::F32), &BlockNames::TORCH, &cfg).unwrap();
+    let x = Tensor::randn(0f32, 1.0, (2, 5, 16), &dev).unwrap();
+    let y = block.forward(&x, None, &mut Ctx::eval()).unwrap();
+    let grads = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+    let trainable: Vec<_> = store.vars();
+    assert!(!trainable.is_empty());
+    for (name, v) in trainable {
+        assert!(grads.get(v.as_tensor()).is_some(), "{name}: no gradient");
+    }
+    // With nothing trainable the same eval forward takes the fused path and agrees.
+    let frozen = ParamStore::fresh(2, false, &dev);
+    let b2 = EncoderBlock::new(frozen.var_builder(DType::F32), &BlockNames::TORCH, &cfg).unwrap();
+    let y2 = b2.forward(&x, None, &mut Ctx::eval()).unwrap();
+    assert!(diff(&y, &y2) < 1e-5);
+}

@@ -234,6 +234,17 @@ fn mask_3d(mask: &Tensor, b: usize, n: usize) -> Result<(Tensor, usize)> {
 }
 
 impl Attention {
+    /// Every parameter tensor (weights and biases of the projections).
+    pub(crate) fn parameters(&self) -> Vec<&Tensor> {
+        let lins: Vec<&Linear> = match &self.proj {
+            Proj::Fused(l) => vec![l, &self.out],
+            Proj::Separate { q, k, v } => vec![q, k, v, &self.out],
+        };
+        lins.into_iter()
+            .flat_map(|l| std::iter::once(&l.weight).chain(l.bias.as_ref()))
+            .collect()
+    }
+
     /// Self-attention through the fused attention op (CPU f32, differentiable): one q|k|v
     /// linear, then per (image, head) scores, softmax, dropout and the weighted sum without a
     /// [B, H, N, N] tensor or head split/merge copies; backward recomputes the probabilities.

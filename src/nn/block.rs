@@ -64,8 +64,11 @@ impl Mlp {
         self.fc2.prepare(dtype)
     }
 
-    pub(crate) fn first_weight(&self) -> &Tensor {
-        &self.fc1.weight
+    pub(crate) fn parameters(&self) -> Vec<&Tensor> {
+        [&self.fc1, &self.fc2]
+            .into_iter()
+            .flat_map(|l| std::iter::once(&l.weight).chain(l.bias.as_ref()))
+            .collect()
     }
 
     /// [.., D] -> [.., hidden] -> [.., D]
@@ -204,7 +207,7 @@ impl EncoderBlock {
 
     /// [B, N, D] -> [B, N, D]
     pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>, ctx: &mut Ctx) -> Result<Tensor> {
-        if ctx.fused(x, self.mlp.first_weight()) {
+        if ctx.fused(x, &self.parameters()) {
             return self.forward_fused(x, mask);
         }
         if self.pre_norm {
@@ -224,6 +227,18 @@ impl EncoderBlock {
 }
 
 impl EncoderBlock {
+    /// Every parameter tensor of the block (a partly frozen block must not take the
+    /// gradient-free path while any of its parameters still wants a gradient).
+    fn parameters(&self) -> Vec<&Tensor> {
+        let mut p = self.attn.parameters();
+        p.extend(self.mlp.parameters());
+        for n in [&self.norm1, &self.norm2] {
+            p.push(&n.weight);
+            p.push(&n.bias);
+        }
+        p
+    }
+
     /// Sets the inference dtype of every linear in the block (see [`Linear::prepare`]).
     pub fn prepare(&mut self, dtype: candle_core::DType) -> Result<()> {
         self.attn.prepare(dtype)?;

@@ -253,14 +253,15 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// Whether a layer with input `x` and weight `w` may take the fused inference path: no
+    /// Whether a layer with input `x` and parameters `weights` may take the fused inference
+    /// path: no
     /// dropout, no trace, CPU f32, and no gradient could be wanted (promised, or nothing tracks
     /// one) — so gradients never go silently missing.
-    pub fn fused(&self, x: &Tensor, w: &Tensor) -> bool {
+    pub fn fused(&self, x: &Tensor, weights: &[&Tensor]) -> bool {
         !self.train
             && self.trace.is_none()
             && super::fused::applies(x)
-            && (self.no_grad || !(x.track_op() || w.track_op()))
+            && (self.no_grad || !(x.track_op() || weights.iter().any(|w| w.track_op())))
     }
 
     pub fn with_trace(mut self, trace: &'a mut crate::nn::Trace) -> Self {
