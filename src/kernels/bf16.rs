@@ -120,8 +120,7 @@ enum Isa {
     Avx512Bf16,
 }
 
-/// The epilogue callback: applied in place to blocks of whole, finished rows of C.
-pub type Epilogue<'a> = &'a (dyn Fn(&mut [f32]) + Sync);
+pub use super::Epilogue;
 
 /// `C[M, N] = A[M, K] · Wᵀ + bias[N]` (bias optional). `a` is f32 row-major with row stride
 /// `lda ≥ K` (its rows are converted to bf16 while packing); `c` is f32 row-major contiguous
@@ -160,42 +159,6 @@ fn best_isa() -> Isa {
     Isa::Portable
 }
 
-fn check_shapes(
-    a: &[f32],
-    m: usize,
-    lda: usize,
-    w: &PackedBf16,
-    bias: Option<&[f32]>,
-    c: &[f32],
-) -> Result<()> {
-    let (n, k) = (w.n, w.k);
-    let err = |msg: String| Err(Error::Shape(format!("gemm_bf16: {msg}")));
-    if lda < k {
-        return err(format!("lda {lda} < K {k}"));
-    }
-    if m > 0 {
-        let need = (m - 1)
-            .checked_mul(lda)
-            .and_then(|x| x.checked_add(k))
-            .ok_or_else(|| Error::Shape("gemm_bf16: A size overflows".into()))?;
-        if a.len() < need {
-            return err(format!(
-                "A has {} elements, {m} rows of stride {lda} and width {k} need {need}",
-                a.len()
-            ));
-        }
-    }
-    if m.checked_mul(n) != Some(c.len()) {
-        return err(format!("C has {} elements, expected {m} x {n}", c.len()));
-    }
-    if let Some(b) = bias {
-        if b.len() != n {
-            return err(format!("bias has {} elements, expected {n}", b.len()));
-        }
-    }
-    Ok(())
-}
-
 #[allow(clippy::too_many_arguments)]
 fn gemm_with(
     isa: Isa,
@@ -208,70 +171,24 @@ fn gemm_with(
     epilogue: Option<Epilogue>,
     threads: usize,
 ) -> Result<()> {
-    check_shapes(a, m, lda, w, bias, c)?;
-    let n = w.n;
-    if m == 0 || n == 0 {
-        return Ok(());
-    }
-    if w.k == 0 {
-        for row in c.chunks_mut(n) {
-            match bias {
-                Some(b) => row.copy_from_slice(b),
-                None => row.fill(0.0),
-            }
-        }
-        if let Some(e) = epilogue {
-            e(c);
-        }
-        return Ok(());
-    }
-    let panels = n.div_ceil(NR);
-    let threads = threads.max(1);
-    let job = Job {
-        isa,
-        a,
-        lda,
-        w,
+    super::drive(
+        "gemm_bf16",
+        (a, m, lda),
+        (w.n, w.k),
+        (MR, NR),
         bias,
-        c: SendPtr(c.as_mut_ptr()),
-    };
-    if threads == 1 {
-        // SAFETY: `c` holds m × n elements (checked) and is exclusively borrowed for this call.
-        unsafe { job.run(0, m, 0, panels, epilogue) };
-    } else if m >= threads * 2 * MR {
-        // Rows split evenly: every thread packs its own A rows and streams all of W.
-        let job = &job;
-        // The calling thread takes the first part itself, so only threads - 1 jobs wait for a
-        // pool thread to pick them up.
-        rayon::in_place_scope(|s| {
-            for t in 1..threads {
-                let (r0, r1) = (t * m / threads, (t + 1) * m / threads);
-                // SAFETY: the parts write disjoint row ranges of C, which outlives the scope.
-                s.spawn(move |_| unsafe { job.run(r0, r1, 0, panels, epilogue) });
-            }
-            // SAFETY: as above, rows 0 .. m / threads.
-            unsafe { job.run(0, m / threads, 0, panels, epilogue) };
-        });
-    } else {
-        // Few rows: split the weight panels, so each thread streams its share of W.
-        let t = threads.min(panels);
-        let job = &job;
-        rayon::in_place_scope(|s| {
-            for i in 1..t {
-                let (p0, p1) = (i * panels / t, (i + 1) * panels / t);
-                // SAFETY: the parts write disjoint column ranges of C (whole 32-column panels,
-                // stores masked at N), which outlives the scope.
-                s.spawn(move |_| unsafe { job.run(0, m, p0, p1, None) });
-            }
-            // SAFETY: as above, panels 0 .. panels / t.
-            unsafe { job.run(0, m, 0, panels / t, None) };
-        });
-        if let Some(e) = epilogue {
-            // Here m < 2 · threads · MR rows: one block.
-            e(c);
-        }
-    }
-    Ok(())
+        c,
+        epilogue,
+        threads,
+        |c| Job {
+            isa,
+            a,
+            lda,
+            w,
+            bias,
+            c,
+        },
+    )
 }
 
 /// One call's operands, shared by its threads.
@@ -284,7 +201,9 @@ struct Job<'a> {
     c: SendPtr<f32>,
 }
 
-impl Job<'_> {
+// SAFETY: `run` writes only rows `r0..r1` × panels `p0..p1` of C and runs the epilogue on
+// whole finished rows (see its contract).
+unsafe impl super::Part for Job<'_> {
     /// Computes rows `r0..r1` × panels `p0..p1` of C, then (if given) runs the epilogue on each
     /// finished `MC`-row block.
     ///

@@ -12,8 +12,7 @@
 //! sums), then the bias is added. The AVX-512 path fuses each multiply-add (FMA, one rounding);
 //! the portable fallback rounds the product and the sum separately, so the two agree up to
 //! rounding, not bit for bit. Thread counts never change the result of a given path.
-use super::bf16::Epilogue;
-use super::SendPtr;
+use super::{Epilogue, SendPtr};
 use crate::error::{Error, Result};
 
 /// Output columns per packed weight panel (two zmm registers of f32).
@@ -164,42 +163,6 @@ pub fn gemm_f32_packed(
     gemm_with(best_isa(), a, m, lda, w, bias, c, epilogue, threads)
 }
 
-fn check_shapes(
-    a: &[f32],
-    m: usize,
-    lda: usize,
-    w: &PackedF32,
-    bias: Option<&[f32]>,
-    c: &[f32],
-) -> Result<()> {
-    let (n, k) = (w.n, w.k);
-    let err = |msg: String| Err(Error::Shape(format!("gemm_f32_packed: {msg}")));
-    if lda < k {
-        return err(format!("lda {lda} < K {k}"));
-    }
-    if m > 0 {
-        let need = (m - 1)
-            .checked_mul(lda)
-            .and_then(|x| x.checked_add(k))
-            .ok_or_else(|| Error::Shape("gemm_f32_packed: A size overflows".into()))?;
-        if a.len() < need {
-            return err(format!(
-                "A has {} elements, {m} rows of stride {lda} and width {k} need {need}",
-                a.len()
-            ));
-        }
-    }
-    if m.checked_mul(n) != Some(c.len()) {
-        return err(format!("C has {} elements, expected {m} x {n}", c.len()));
-    }
-    if let Some(b) = bias {
-        if b.len() != n {
-            return err(format!("bias has {} elements, expected {n}", b.len()));
-        }
-    }
-    Ok(())
-}
-
 #[allow(clippy::too_many_arguments)]
 fn gemm_with(
     isa: Isa,
@@ -212,64 +175,24 @@ fn gemm_with(
     epilogue: Option<Epilogue>,
     threads: usize,
 ) -> Result<()> {
-    check_shapes(a, m, lda, w, bias, c)?;
-    let n = w.n;
-    if m == 0 || n == 0 {
-        return Ok(());
-    }
-    if w.k == 0 {
-        for row in c.chunks_mut(n) {
-            match bias {
-                Some(b) => row.copy_from_slice(b),
-                None => row.fill(0.0),
-            }
-        }
-        if let Some(e) = epilogue {
-            e(c);
-        }
-        return Ok(());
-    }
-    let panels = n.div_ceil(NR);
-    let threads = threads.max(1);
-    let job = Job {
-        isa,
-        a,
-        lda,
-        w,
+    super::drive(
+        "gemm_f32_packed",
+        (a, m, lda),
+        (w.n, w.k),
+        (MR, NR),
         bias,
-        c: SendPtr(c.as_mut_ptr()),
-    };
-    if threads == 1 {
-        // SAFETY: `c` holds m × n elements (checked) and is exclusively borrowed for this call.
-        unsafe { job.run(0, m, 0, panels, epilogue) };
-    } else if m >= threads * 2 * MR {
-        // Rows split evenly: every thread packs its own A rows and streams all of W.
-        rayon::scope(|s| {
-            for t in 0..threads {
-                let (r0, r1) = (t * m / threads, (t + 1) * m / threads);
-                let job = &job;
-                // SAFETY: the threads write disjoint row ranges of C, which outlives the scope.
-                s.spawn(move |_| unsafe { job.run(r0, r1, 0, panels, epilogue) });
-            }
-        });
-    } else {
-        // Few rows: split the weight panels, so each thread streams its share of W.
-        let t = threads.min(panels);
-        rayon::scope(|s| {
-            for i in 0..t {
-                let (p0, p1) = (i * panels / t, (i + 1) * panels / t);
-                let job = &job;
-                // SAFETY: the threads write disjoint column ranges of C (whole 32-column panels,
-                // stores masked at N), which outlives the scope.
-                s.spawn(move |_| unsafe { job.run(0, m, p0, p1, None) });
-            }
-        });
-        if let Some(e) = epilogue {
-            // Here m < 2 · threads · MR rows: one block.
-            e(c);
-        }
-    }
-    Ok(())
+        c,
+        epilogue,
+        threads,
+        |c| Job {
+            isa,
+            a,
+            lda,
+            w,
+            bias,
+            c,
+        },
+    )
 }
 
 /// One call's operands, shared by its threads.
@@ -282,7 +205,9 @@ struct Job<'a> {
     c: SendPtr<f32>,
 }
 
-impl Job<'_> {
+// SAFETY: `run` writes only rows `r0..r1` × panels `p0..p1` of C and runs the epilogue on
+// whole finished rows (see its contract).
+unsafe impl super::Part for Job<'_> {
     /// Computes rows `r0..r1` × panels `p0..p1` of C, then (if given) runs the epilogue on each
     /// finished `MC`-row block.
     ///
@@ -335,12 +260,14 @@ impl Job<'_> {
             }
         })
     }
+}
 
-    /// [`Job::run`] with row blocks of `mc_blk`, K blocks of `kc_blk` and an A buffer of at
+impl Job<'_> {
+    /// [`super::Part::run`] with row blocks of `mc_blk`, K blocks of `kc_blk` and an A buffer of at
     /// least `mc_blk · kc_blk` f32.
     ///
     /// # Safety
-    /// As [`Job::run`].
+    /// As [`super::Part::run`].
     #[allow(clippy::too_many_arguments)]
     unsafe fn run_with(
         &self,

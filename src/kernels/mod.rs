@@ -7,6 +7,132 @@
 pub mod bf16;
 pub mod f32;
 
+use crate::error::{Error, Result};
+
+/// The epilogue callback of both GEMMs: applied in place to blocks of whole, finished rows of C.
+pub type Epilogue<'a> = &'a (dyn Fn(&mut [f32]) + Sync);
+
+/// A part of one GEMM call: rows `r0..r1` × weight panels `p0..p1` of C.
+///
+/// # Safety
+/// Implementors write only C's elements in that part (C is `m × n`, behind the job's pointer)
+/// and run the epilogue only on whole rows they finished.
+pub(crate) unsafe trait Part: Sync {
+    /// # Safety
+    /// No one else reads or writes that part of C during the call; with an epilogue, `p0..p1`
+    /// covers all panels.
+    unsafe fn run(&self, r0: usize, r1: usize, p0: usize, p1: usize, epilogue: Option<Epilogue>);
+}
+
+/// Shape checks shared by both GEMMs: A holds `m` rows of stride `lda ≥ k`, C is `m × n`,
+/// the bias has `n` values.
+#[allow(clippy::too_many_arguments)]
+fn check_shapes(
+    name: &str,
+    a: &[f32],
+    m: usize,
+    lda: usize,
+    n: usize,
+    k: usize,
+    bias: Option<&[f32]>,
+    c: &[f32],
+) -> Result<()> {
+    let err = |msg: String| Err(Error::Shape(format!("{name}: {msg}")));
+    if lda < k {
+        return err(format!("lda {lda} < K {k}"));
+    }
+    if m > 0 {
+        let need = (m - 1)
+            .checked_mul(lda)
+            .and_then(|x| x.checked_add(k))
+            .ok_or_else(|| Error::Shape(format!("{name}: A size overflows")))?;
+        if a.len() < need {
+            return err(format!(
+                "A has {} elements, {m} rows of stride {lda} and width {k} need {need}",
+                a.len()
+            ));
+        }
+    }
+    if m.checked_mul(n) != Some(c.len()) {
+        return err(format!("C has {} elements, expected {m} x {n}", c.len()));
+    }
+    if let Some(b) = bias {
+        if b.len() != n {
+            return err(format!("bias has {} elements, expected {n}", b.len()));
+        }
+    }
+    Ok(())
+}
+
+/// The driver both GEMMs share: checks shapes, handles empty shapes and K = 0, then splits C
+/// over `threads` — over rows when every thread gets at least two `mr`-row strips (each thread
+/// packs its own A rows and streams all of W), else over the `nr`-column weight panels (each
+/// thread streams its share of W; the epilogue then runs once on all of C). The calling thread
+/// takes the first part itself, so only `threads - 1` parts wait for a pool thread.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn drive<P: Part>(
+    name: &str,
+    (a, m, lda): (&[f32], usize, usize),
+    (n, k): (usize, usize),
+    (mr, nr): (usize, usize),
+    bias: Option<&[f32]>,
+    c: &mut [f32],
+    epilogue: Option<Epilogue>,
+    threads: usize,
+    job: impl FnOnce(SendPtr<f32>) -> P,
+) -> Result<()> {
+    check_shapes(name, a, m, lda, n, k, bias, c)?;
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if k == 0 {
+        for row in c.chunks_mut(n) {
+            match bias {
+                Some(b) => row.copy_from_slice(b),
+                None => row.fill(0.0),
+            }
+        }
+        if let Some(e) = epilogue {
+            e(c);
+        }
+        return Ok(());
+    }
+    let panels = n.div_ceil(nr);
+    let threads = threads.max(1);
+    let job = &job(SendPtr(c.as_mut_ptr()));
+    if threads == 1 {
+        // SAFETY: C holds m × n elements (checked) and is exclusively borrowed for this call.
+        unsafe { job.run(0, m, 0, panels, epilogue) };
+    } else if m >= threads * 2 * mr {
+        rayon::in_place_scope(|s| {
+            for t in 1..threads {
+                let (r0, r1) = (t * m / threads, (t + 1) * m / threads);
+                // SAFETY: the parts write disjoint row ranges of C, which outlives the scope.
+                s.spawn(move |_| unsafe { job.run(r0, r1, 0, panels, epilogue) });
+            }
+            // SAFETY: as above, rows 0 .. m / threads.
+            unsafe { job.run(0, m / threads, 0, panels, epilogue) };
+        });
+    } else {
+        let t = threads.min(panels);
+        rayon::in_place_scope(|s| {
+            for i in 1..t {
+                let (p0, p1) = (i * panels / t, (i + 1) * panels / t);
+                // SAFETY: the parts write disjoint column ranges of C (whole panels, stores
+                // masked at N), which outlives the scope.
+                s.spawn(move |_| unsafe { job.run(0, m, p0, p1, None) });
+            }
+            // SAFETY: as above, panels 0 .. panels / t.
+            unsafe { job.run(0, m, 0, panels / t, None) };
+        });
+        if let Some(e) = epilogue {
+            // Here m < 2 · threads · mr rows: one block.
+            e(c);
+        }
+    }
+    Ok(())
+}
+
 /// f32 → bf16 bits with round-to-nearest-even, as `vcvtne2ps2bf16` does it: NaN stays NaN
 /// (quietened, sign kept), subnormal inputs become a signed zero, overflow rounds to ±inf.
 #[inline]
