@@ -276,10 +276,9 @@ impl Attention {
             }
         };
         let drop = if ctx.train && self.attn_dropout > 0.0 {
-            ctx.rng.as_deref_mut().map(|rng| fused::AttnDropout {
-                p: self.attn_dropout as f32,
-                seed: rand::Rng::random(rng),
-            })
+            ctx.rng
+                .as_deref_mut()
+                .map(|rng| fused::Dropout::new(self.attn_dropout, rand::Rng::random(rng)))
         } else {
             None
         };

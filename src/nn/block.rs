@@ -207,7 +207,7 @@ impl EncoderBlock {
 
     /// [B, N, D] -> [B, N, D]
     pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>, ctx: &mut Ctx) -> Result<Tensor> {
-        if ctx.fused(x, &self.parameters()) {
+        if ctx.fused(x, || self.parameters()) {
             return self.forward_fused(x, mask);
         }
         if self.pre_norm {

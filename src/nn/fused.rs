@@ -687,36 +687,62 @@ unsafe fn gemm_st(
     )
 }
 
-/// Attention dropout: probability `p`, and the seed from which every (head, row, column)
-/// keep decision is derived, so the backward pass regenerates the same mask.
+/// Counter-based dropout, shared by `Ctx::dropout` and attention: element `i` of a tensor is
+/// dropped when (half of) the SplitMix64 finaliser of `seed + (i/2 + 1)·γ` is below
+/// `threshold`; kept elements are scaled by `keep`. Nothing is stored: a backward pass
+/// regenerates the same decisions from the seed.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct AttnDropout {
-    pub p: f32,
-    pub seed: u64,
+pub(crate) struct Dropout {
+    seed: u64,
+    threshold: u64,
+    keep: f32,
 }
 
-impl AttnDropout {
-    /// Multiplies row `i` of task `task`'s probabilities by its keep mask / (1 - p).
-    #[inline]
-    fn apply(&self, task: usize, i: usize, row: &mut [f32]) {
-        let threshold = (self.p as f64 * 4294967296.0) as u64;
-        let keep = 1.0 / (1.0 - self.p);
-        let base = self
-            .seed
-            .wrapping_add((task as u64).wrapping_mul(0xD1B5_4A32_D192_ED03))
-            .wrapping_add((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15 << 20));
-        for (j, v) in row.iter_mut().enumerate() {
-            // SplitMix64 finaliser of (base + j): a cheap, well-mixed counter-based stream.
-            let mut z = base.wrapping_add((j as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+multiversion! {
+    /// `v[j] = v[j] · mask(offset + j)`.
+    fn dropout_inplace(v: &mut [f32], offset: usize, seed: u64, threshold: u64, keep: f32) {
+        for (j, x) in v.iter_mut().enumerate() {
+            let i = offset + j;
+            let mut z =
+                seed.wrapping_add(((i as u64 >> 1) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
             z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
             z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
             z ^= z >> 31;
-            *v = if (z & 0xFFFF_FFFF) < threshold {
-                0.0
-            } else {
-                *v * keep
-            };
+            let half = if i & 1 == 0 { z & 0xFFFF_FFFF } else { z >> 32 };
+            *x = if half < threshold { 0.0 } else { *x * keep };
         }
+    }
+}
+
+impl Dropout {
+    /// Drop probability `p` in [0, 1).
+    pub(crate) fn new(p: f64, seed: u64) -> Self {
+        Dropout {
+            seed,
+            threshold: (p * 4294967296.0) as u64,
+            keep: (1.0 / (1.0 - p)) as f32,
+        }
+    }
+
+    /// Applies the mask of elements `offset..offset + v.len()` in place.
+    pub(crate) fn apply_at(&self, v: &mut [f32], offset: usize) {
+        dropout_inplace(v, offset, self.seed, self.threshold, self.keep)
+    }
+
+    /// `x` with the mask applied, on all threads.
+    pub(crate) fn apply(&self, x: &[f32]) -> Vec<f32> {
+        let mut out = x.to_vec();
+        const CHUNK: usize = 1 << 15;
+        out.par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(c, o)| self.apply_at(o, c * CHUNK));
+        out
+    }
+
+    /// Attention probabilities of (image, head) `task`, an [n, n] block: element offsets as if
+    /// the [B·H, n, n] tensor existed.
+    fn apply_block(&self, task: usize, s: &mut [f32]) {
+        self.apply_at(s, task * s.len())
     }
 }
 
@@ -797,7 +823,7 @@ fn attention_dropout(
     qkv: &[f32],
     sh: AttnShape,
     mask: Option<(&[f32], usize)>,
-    drop: Option<AttnDropout>,
+    drop: Option<Dropout>,
 ) -> Result<Vec<f32>> {
     sh.check(qkv, mask)?;
     let AttnShape { b, n, heads, dh } = sh;
@@ -828,9 +854,7 @@ fn attention_dropout(
                     m,
                 );
                 if let Some(dr) = drop {
-                    for (i, row) in s.chunks_exact_mut(n).enumerate() {
-                        dr.apply(task, i, row);
-                    }
+                    dr.apply_block(task, s);
                 }
                 let v = qkv[base + 2 * d..].as_ptr();
                 gemm_st(
@@ -862,7 +886,7 @@ fn attention_bwd(
     g: &[f32],
     sh: AttnShape,
     mask: Option<(&[f32], usize)>,
-    drop: Option<AttnDropout>,
+    drop: Option<Dropout>,
 ) -> Result<Vec<f32>> {
     sh.check(qkv, mask)?;
     let AttnShape { b, n, heads, dh } = sh;
@@ -895,9 +919,7 @@ fn attention_bwd(
                 // pd = dropped probabilities (what multiplied v in the forward)
                 pd.copy_from_slice(p);
                 if let Some(dr) = drop {
-                    for (i, row) in pd.chunks_exact_mut(n).enumerate() {
-                        dr.apply(task, i, row);
-                    }
+                    dr.apply_block(task, pd);
                 }
                 // dV = pdᵀ · dO: lhs[j][i] = pd[i][j] (row stride 1, column stride n)
                 gemm_st(
@@ -919,9 +941,7 @@ fn attention_bwd(
                 gemm_st(n, n, dh, dp.as_mut_ptr(), n, false, go, d, 1, v, 1, ld, 1.0);
                 if let Some(dr) = drop {
                     // d(p ∘ m/(1-p)) / dp = m/(1-p): the same mask on the gradient
-                    for (i, row) in dp.chunks_exact_mut(n).enumerate() {
-                        dr.apply(task, i, row);
-                    }
+                    dr.apply_block(task, dp);
                 }
                 softmax_bwd_inplace(dp, p, n);
                 // dQ = scale · dS · k;  dK = scale · dSᵀ · q
@@ -981,7 +1001,7 @@ pub(crate) struct AttentionOp {
     pub dh: usize,
     /// Additive mask [Bm, N, N], Bm = 1 or B.
     pub mask: Option<(Tensor, usize)>,
-    pub drop: Option<AttnDropout>,
+    pub drop: Option<Dropout>,
 }
 
 impl AttentionOp {

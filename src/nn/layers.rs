@@ -118,46 +118,7 @@ impl Linear {
     }
 }
 
-/// Counter-based dropout: element `i` of a tensor is dropped when the SplitMix64 finaliser of
-/// `seed + (i/2 + 1)·γ` (half of it; each 64-bit draw serves two elements) is below
-/// `threshold`; kept elements are scaled by `keep`. Nothing is stored: the backward pass
-/// regenerates the same decisions.
-#[derive(Clone, Copy, Debug)]
-struct Dropout {
-    seed: u64,
-    threshold: u64,
-    keep: f32,
-}
-
-super::fused::multiversion! {
-    /// `out[j] = x[j] · mask(offset + j)` (`g` for the backward: the same mask).
-    fn dropout_apply(out: &mut [f32], x: &[f32], offset: usize, seed: u64, threshold: u64, keep: f32) {
-        for (j, (o, &v)) in out.iter_mut().zip(x).enumerate() {
-            let i = offset + j;
-            let mut z = seed.wrapping_add(((i as u64 >> 1) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
-            let half = if i & 1 == 0 { z & 0xFFFF_FFFF } else { z >> 32 };
-            *o = if half < threshold { 0.0 } else { v * keep };
-        }
-    }
-}
-
-impl Dropout {
-    fn apply(&self, x: &[f32]) -> Vec<f32> {
-        use rayon::prelude::*;
-        let mut out = vec![0f32; x.len()];
-        const CHUNK: usize = 1 << 15; // even: a 64-bit draw never straddles two chunks
-        out.par_chunks_mut(CHUNK)
-            .zip(x.par_chunks(CHUNK))
-            .enumerate()
-            .for_each(|(c, (o, x))| {
-                dropout_apply(o, x, c * CHUNK, self.seed, self.threshold, self.keep)
-            });
-        out
-    }
-}
+use super::fused::Dropout;
 
 impl candle_core::CustomOp1 for Dropout {
     fn name(&self) -> &'static str {
@@ -257,11 +218,12 @@ impl<'a> Ctx<'a> {
     /// path: no
     /// dropout, no trace, CPU f32, and no gradient could be wanted (promised, or nothing tracks
     /// one) — so gradients never go silently missing.
-    pub fn fused(&self, x: &Tensor, weights: &[&Tensor]) -> bool {
+    /// `weights` is only listed when the caller has not promised `no_grad`.
+    pub fn fused<'w>(&self, x: &Tensor, weights: impl FnOnce() -> Vec<&'w Tensor>) -> bool {
         !self.train
             && self.trace.is_none()
             && super::fused::applies(x)
-            && (self.no_grad || !(x.track_op() || weights.iter().any(|w| w.track_op())))
+            && (self.no_grad || !(x.track_op() || weights().iter().any(|w| w.track_op())))
     }
 
     pub fn with_trace(mut self, trace: &'a mut crate::nn::Trace) -> Self {
@@ -286,11 +248,7 @@ impl<'a> Ctx<'a> {
         }
         // A counter-based SplitMix64 stream seeded from the caller's RNG: ~10x cheaper per
         // element than drawing each value from ChaCha, vectorised, and just as reproducible.
-        let op = Dropout {
-            seed: rng.random(),
-            threshold: (p * 4294967296.0) as u64,
-            keep: (1.0 / (1.0 - p)) as f32,
-        };
+        let op = Dropout::new(p, rng.random());
         if super::fused::applies(x) {
             return x.contiguous()?.apply_op1(op);
         }
