@@ -24,10 +24,9 @@
 use super::{bf16_bits_to_f32, pack_pair, SendPtr};
 use crate::error::{Error, Result};
 
+use super::MR;
 /// Output columns per packed weight panel (two zmm registers of f32).
-pub const NR: usize = 32;
-/// Rows of A per microtile (the packed-A stride).
-const MR: usize = 14;
+pub use super::NR;
 /// k pairs per K block (K = 768 in one block; measured faster than 128, 256 or 768 pairs
 /// on Zen 4): a 32-column weight slice is `KC2 · 32 · 4` bytes (48 KiB, L2); fewer blocks mean
 /// fewer reloads of partial sums of C.
@@ -405,15 +404,8 @@ fn ftz(x: f32) -> f32 {
 /// # Safety
 /// As [`microtile`].
 unsafe fn kernel_portable(t: &Tile) {
-    let mut acc = [[0f32; NR]; MR];
-    for (i, row) in acc.iter_mut().enumerate().take(t.mr) {
-        if !t.first {
-            for (j, v) in row.iter_mut().enumerate().take(t.nr) {
-                // SAFETY: (i, j) is inside the tile (Tile contract).
-                *v = unsafe { *t.c.add(i * t.ldc + j) };
-            }
-        }
-    }
+    // SAFETY: Tile contract (C's tile is mr × nr with row stride ldc).
+    let mut acc = unsafe { super::load_tile(t.first, t.c, t.ldc, t.mr, t.nr) };
     // SAFETY: Tile contract: kc2 · MR and kc2 · NR pairs.
     let (a, w) = unsafe {
         (
@@ -432,18 +424,8 @@ unsafe fn kernel_portable(t: &Tile) {
             }
         }
     }
-    for (i, row) in acc.iter().enumerate().take(t.mr) {
-        for (j, &v) in row.iter().enumerate().take(t.nr) {
-            let v = if t.bias.is_null() {
-                v
-            } else {
-                // SAFETY: the bias has nr elements (Tile contract).
-                v + unsafe { *t.bias.add(j) }
-            };
-            // SAFETY: (i, j) is inside the tile.
-            unsafe { *t.c.add(i * t.ldc + j) = v };
-        }
-    }
+    // SAFETY: Tile contract (the bias, when set, has nr values).
+    unsafe { super::store_tile(&acc, t.bias, t.c, t.ldc, t.mr, t.nr) };
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -451,14 +433,7 @@ mod avx512 {
     use super::{Tile, MR, NR};
     use std::arch::x86_64::*;
 
-    #[inline(always)]
-    fn mask16(count: usize) -> __mmask16 {
-        if count >= 16 {
-            0xffff
-        } else {
-            ((1u32 << count) - 1) as __mmask16
-        }
-    }
+    use super::super::mask16;
 
     /// The microkernel: an R × 32 tile of C in 2·R zmm accumulators; per k pair, two weight
     /// loads and R broadcasts of A pairs feed 2·R `vdpbf16ps`.

@@ -15,10 +15,9 @@
 use super::{Epilogue, SendPtr};
 use crate::error::{Error, Result};
 
+use super::MR;
 /// Output columns per packed weight panel (two zmm registers of f32).
-pub const NR: usize = 32;
-/// Rows of A per microtile (the packed-A strip width).
-const MR: usize = 14;
+pub use super::NR;
 /// Most k per K block (K is split into equal blocks). Measured on Zen 4: whole K up to 1536
 /// beats L1-sized blocks (192: 10% slower at M = 1576, N ≥ 2304), as C tiles are then read
 /// and written once; the 14 × 32 tile spends 28 FMA cycles per k, so weights and A stream
@@ -407,15 +406,8 @@ unsafe fn microtile(isa: Isa, t: &Tile) {
 /// # Safety
 /// As [`microtile`].
 unsafe fn kernel_portable(t: &Tile) {
-    let mut acc = [[0f32; NR]; MR];
-    if !t.first {
-        for (i, row) in acc.iter_mut().enumerate().take(t.mr) {
-            for (j, v) in row.iter_mut().enumerate().take(t.nr) {
-                // SAFETY: (i, j) is inside the tile (Tile contract).
-                *v = unsafe { *t.c.add(i * t.ldc + j) };
-            }
-        }
-    }
+    // SAFETY: Tile contract (C's tile is mr × nr with row stride ldc).
+    let mut acc = unsafe { super::load_tile(t.first, t.c, t.ldc, t.mr, t.nr) };
     // SAFETY: Tile contract: kc · MR and kc · NR floats.
     let (a, w) = unsafe {
         (
@@ -430,18 +422,8 @@ unsafe fn kernel_portable(t: &Tile) {
             }
         }
     }
-    for (i, row) in acc.iter().enumerate().take(t.mr) {
-        for (j, &v) in row.iter().enumerate().take(t.nr) {
-            let v = if t.bias.is_null() {
-                v
-            } else {
-                // SAFETY: the bias has nr elements (Tile contract).
-                v + unsafe { *t.bias.add(j) }
-            };
-            // SAFETY: (i, j) is inside the tile.
-            unsafe { *t.c.add(i * t.ldc + j) = v };
-        }
-    }
+    // SAFETY: Tile contract (the bias, when set, has nr values).
+    unsafe { super::store_tile(&acc, t.bias, t.c, t.ldc, t.mr, t.nr) };
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -449,14 +431,7 @@ mod avx512 {
     use super::{Tile, MR, NR};
     use std::arch::x86_64::*;
 
-    #[inline(always)]
-    fn mask16(count: usize) -> __mmask16 {
-        if count >= 16 {
-            0xffff
-        } else {
-            ((1u32 << count) - 1) as __mmask16
-        }
-    }
+    use super::super::mask16;
 
     /// The microkernel: an R × 32 tile of C in 2·R zmm accumulators; per k, two weight loads
     /// and R broadcasts of A feed 2·R FMAs.

@@ -12,6 +12,74 @@ use crate::error::{Error, Result};
 /// The epilogue callback of both GEMMs: applied in place to blocks of whole, finished rows of C.
 pub type Epilogue<'a> = &'a (dyn Fn(&mut [f32]) + Sync);
 
+/// Rows of a microtile and columns of a weight panel: both kernels use a 14 × 32 tile.
+pub(crate) const MR: usize = 14;
+pub const NR: usize = 32;
+
+/// Portable microkernels' accumulator tile: the first `mr` × `nr` of it are live.
+pub(crate) type AccTile = [[f32; NR]; MR];
+
+/// The live part of C's tile into `acc` (K blocks after the first continue from C's partial
+/// sums), or zeros.
+///
+/// # Safety
+/// `c` addresses `mr` rows of stride `ldc` with `nr` valid columns each (`mr ≤ MR`, `nr ≤ NR`).
+pub(crate) unsafe fn load_tile(
+    first: bool,
+    c: *const f32,
+    ldc: usize,
+    mr: usize,
+    nr: usize,
+) -> AccTile {
+    let mut acc = [[0f32; NR]; MR];
+    if !first {
+        for (i, row) in acc.iter_mut().enumerate().take(mr) {
+            for (j, v) in row.iter_mut().enumerate().take(nr) {
+                // SAFETY: (i, j) is inside the tile (caller's contract).
+                *v = unsafe { *c.add(i * ldc + j) };
+            }
+        }
+    }
+    acc
+}
+
+/// Writes the live part of `acc` to C, adding `bias` (nr values) unless it is null.
+///
+/// # Safety
+/// As [`load_tile`], and `bias` is null or addresses `nr` values.
+pub(crate) unsafe fn store_tile(
+    acc: &AccTile,
+    bias: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    mr: usize,
+    nr: usize,
+) {
+    for (i, row) in acc.iter().enumerate().take(mr) {
+        for (j, &v) in row.iter().enumerate().take(nr) {
+            let v = if bias.is_null() {
+                v
+            } else {
+                // SAFETY: the bias has nr elements (caller's contract).
+                v + unsafe { *bias.add(j) }
+            };
+            // SAFETY: (i, j) is inside the tile.
+            unsafe { *c.add(i * ldc + j) = v };
+        }
+    }
+}
+
+/// Lane mask for the first `count` (≤ 16, saturating) of 16 f32 lanes: the tile's column edge.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) fn mask16(count: usize) -> std::arch::x86_64::__mmask16 {
+    if count >= 16 {
+        0xffff
+    } else {
+        ((1u32 << count) - 1) as std::arch::x86_64::__mmask16
+    }
+}
+
 /// A part of one GEMM call: rows `r0..r1` × weight panels `p0..p1` of C.
 ///
 /// # Safety
