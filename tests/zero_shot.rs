@@ -242,7 +242,7 @@ fn contrastive_training_reduces_the_loss_and_trains_the_temperature() {
     let store = ParamStore::fresh(1, true, &dev);
     let model = Clip::new(store.var_builder(DType::F32), &cfg).unwrap();
     let proc = tessera::image::ProcessorConfig::clip(32);
-    let data = scenes(16, 32, &HELD_OUT, false, 3);
+    let data = scenes(16, 32, &HELD_OUT, false, &Default::default(), 3);
     // Every parameter, the temperature included, receives a gradient from the symmetric loss.
     let refs: Vec<_> = data.iter().collect();
     let px = scene_pixels(&refs, 32, &proc, &dev).unwrap();
@@ -280,12 +280,13 @@ fn contrastive_training_reduces_the_loss_and_trains_the_temperature() {
         &store,
         &tok,
         &proc,
-        &data,
+        &|_| std::borrow::Cow::Borrowed(data.as_slice()),
         32,
         &tc,
         0.5,
         out.path(),
         &dev,
+        &mut |_, _, _| Ok(serde_json::json!({})),
     )
     .unwrap();
     assert!(
@@ -349,7 +350,7 @@ fn multi_positive_loss_and_hard_negative_batches() {
     assert!(clip_loss_multi(&logits, &eye.narrow(0, 0, 2).unwrap()).is_err());
 
     // Positives: a caption is true of its own scene, and a subset caption of others too.
-    let data = training_scenes(300, 32, &HELD_OUT, 0.5, 9);
+    let data = training_scenes(300, 32, &HELD_OUT, 0.5, &Default::default(), 9);
     let two = data.iter().filter(|s| s.objects.len() == 2).count();
     assert!((100..200).contains(&two), "{two} two-object scenes");
     let refs: Vec<_> = data.iter().collect();
@@ -395,7 +396,7 @@ fn multi_positive_loss_and_hard_negative_batches() {
         }
     }
     // Test scenes: one object each, held-out pairs only when asked.
-    for s in scenes(50, 32, &HELD_OUT, true, 2) {
+    for s in scenes(50, 32, &HELD_OUT, true, &Default::default(), 2) {
         assert_eq!(s.objects.len(), 1);
         assert!(HELD_OUT.contains(&(s.objects[0].color, s.objects[0].shape)));
     }

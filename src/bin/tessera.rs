@@ -94,8 +94,9 @@ struct ExplainArgs {
 
 #[derive(Parser)]
 struct ClipDemoArgs {
-    #[arg(long, default_value_t = 12)]
+    #[arg(long, default_value_t = 20)]
     epochs: usize,
+    /// Training scenes per epoch.
     #[arg(long, default_value_t = 12000)]
     train_size: usize,
     #[arg(long, default_value_t = 400)]
@@ -109,6 +110,19 @@ struct ClipDemoArgs {
     /// Vision patch size on the 32×32 scenes.
     #[arg(long, default_value_t = 4)]
     patch: usize,
+    /// Fraction of training objects in colours no caption names (pink, brown, teal, …),
+    /// captioned by shape and position only; 0 reproduces the non-compositional model.
+    #[arg(long, default_value_t = 0.3)]
+    unnamed: f64,
+    /// Per-object colour variation (0–1): a colour name covers a region of RGB.
+    #[arg(long, default_value_t = 0.0)]
+    color_jitter: f32,
+    /// Random grey level and tint of the background per scene.
+    #[arg(long)]
+    random_background: bool,
+    /// Train on the same scenes every epoch instead of fresh ones.
+    #[arg(long)]
+    same_scenes: bool,
     /// Fraction of scenes batched by a shared attribute (one colour, or one shape, per batch):
     /// in-batch hard negatives; 0 = plain shuffled batches.
     #[arg(long, default_value_t = 0.0)]
@@ -807,124 +821,70 @@ fn run_search(a: SearchArgs) -> Result<()> {
 }
 
 fn run_clip_demo(a: ClipDemoArgs) -> Result<()> {
-    use tessera::data::shapes::{scenes, training_scenes, COLORS, HELD_OUT, SHAPES};
-    use tessera::models::clip::{Clip, ClipConfig, ClipTokenizer};
-    let device = Device::Cpu;
-    let size = 32;
+    use tessera::data::shapes::{Style, COLORS, SHAPES};
+    use tessera::models::clip::ClipTokenizer;
+    use tessera::train::shapes_demo::{self, Accuracies, DemoConfig};
     let tok = ClipTokenizer::from_bpe_gz(&a.bpe)
         .with_context(|| "the demo needs OpenAI's BPE merges: run tools/fetch_clip_bpe.sh")?;
-    let cfg: ClipConfig = serde_json::from_value(json!({
-        "model_type": "clip",
-        "text_config": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4},
-        "vision_config": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "image_size": size, "patch_size": a.patch},
-        "projection_dim": 64
-    }))?;
-    let store = ParamStore::fresh(a.seed, true, &device);
-    let model = Clip::new(store.var_builder(DType::F32), &cfg)?;
-    let proc = ProcessorConfig::clip(size as u32);
-    let train_set = training_scenes(a.train_size, size, &HELD_OUT, a.two_objects, a.seed);
-    let tc = TrainConfig {
+    let cfg = DemoConfig {
         epochs: a.epochs,
+        train_size: a.train_size,
+        test_size: a.test_size,
         batch_size: a.batch_size,
-        optim: AdamWConfig {
-            lr: a.lr,
-            weight_decay: 0.1,
-            ..AdamWConfig::default()
+        lr: a.lr,
+        seed: a.seed,
+        patch: a.patch,
+        pure: a.pure,
+        two_objects: a.two_objects,
+        style: Style {
+            color_jitter: a.color_jitter,
+            random_background: a.random_background,
+            unnamed: a.unnamed,
         },
-        schedule: Schedule::Cosine,
-        warmup_fraction: 0.05,
-        clip_grad_norm: 1.0,
-        ..TrainConfig::default()
+        fresh_each_epoch: !a.same_scenes,
+        ..DemoConfig::default()
     };
     eprintln!(
-        "training a tiny CLIP on {} generated scenes; held out: {}",
-        train_set.len(),
-        HELD_OUT
+        "training a tiny CLIP on {} generated scenes per epoch; held out: {}",
+        cfg.train_size,
+        cfg.held_out
             .iter()
             .map(|(c, s)| format!("{} {}", COLORS[*c].0, SHAPES[*s]))
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let t0 = std::time::Instant::now();
-    let losses = train::contrastive::fit_clip(
-        &model, &store, &tok, &proc, &train_set, size, &tc, a.pure, &a.output, &device,
-    )?;
-    let secs = t0.elapsed().as_secs_f64();
-    // Zero-shot over all colour–shape names.
-    let names: Vec<String> = COLORS
-        .iter()
-        .flat_map(|(c, _)| SHAPES.iter().map(move |s| format!("{c} {s}")))
-        .collect();
-    let zs = ZeroShotClassifier::new(model, tok, proc, &device);
-    // Two zero-shot readings: joint prompts ("a red circle", 12-way) and factored prompts
-    // (colour from "a red shape", shape from "a circle", then combined).
-    // The fifth number: how often the joint prediction is a held-out pair. On seen images it
-    // exposes a bias that inflates held-out accuracy without composing: a model that cannot
-    // see shape may rank a never-trained prompt ("a red circle") like "a red shape" and pick
-    // it for every red image.
-    let eval = |held_out: bool, seed: u64| -> Result<[f64; 5]> {
-        let test = scenes(a.test_size, size, &HELD_OUT, held_out, seed);
-        let px = train::contrastive::scene_pixels(
-            &test.iter().collect::<Vec<_>>(),
-            size,
-            &zs.processor,
-            &device,
-        )?;
-        let img = zs.model.image_embeds(&px, &mut tessera::nn::Ctx::eval())?;
-        let argmax = |prompts: Vec<String>| -> Result<Vec<u32>> {
-            let text = zs.text_embeds(&prompts)?;
-            Ok(zs
-                .model
-                .logits(&img, &text)?
-                .argmax(candle_core::D::Minus1)?
-                .to_vec1::<u32>()?)
-        };
-        let joint = argmax(names.iter().map(|n| format!("a {n}")).collect())?;
-        let colors = argmax(COLORS.iter().map(|(c, _)| format!("a {c} shape")).collect())?;
-        let shapes = argmax(SHAPES.iter().map(|s| format!("a {s}")).collect())?;
-        let (mut both, mut fact, mut fc, mut fs, mut to_held) = (0, 0, 0, 0, 0);
-        for (i, s) in test.iter().enumerate() {
-            let (pc, ps) = (
-                joint[i] as usize / SHAPES.len(),
-                joint[i] as usize % SHAPES.len(),
-            );
-            // Test scenes hold one object.
-            let o = s.objects[0];
-            both += (pc == o.color && ps == o.shape) as usize;
-            to_held += HELD_OUT.contains(&(pc, ps)) as usize;
-            let (c_ok, s_ok) = (colors[i] as usize == o.color, shapes[i] as usize == o.shape);
-            fact += (c_ok && s_ok) as usize;
-            fc += c_ok as usize;
-            fs += s_ok as usize;
-        }
-        let n = test.len() as f64;
-        Ok([
-            both as f64 / n,
-            fact as f64 / n,
-            fc as f64 / n,
-            fs as f64 / n,
-            to_held as f64 / n,
-        ])
+    let r = shapes_demo::run(&cfg, &tok, &a.output, &Device::Cpu)?;
+    let show = |x: &Accuracies| {
+        format!(
+            "joint {:.3}, factored {:.3} (colour {:.3}, shape {:.3})",
+            x.joint, x.factored, x.color, x.shape
+        )
     };
-    let held = eval(true, a.seed + 1000)?;
-    let seen = eval(false, a.seed + 2000)?;
-    let chance = 1.0 / names.len() as f64;
     eprintln!(
-        "held-out colour–shape combinations (never seen together; chance {chance:.3}): joint prompts {:.3}, factored prompts {:.3} (colour {:.3}, shape {:.3})",
-        held[0], held[1], held[2], held[3]
+        "held-out colour–shape pairs (never seen together): {}; chance {:.3}, colour known {:.3}",
+        show(&r.held_out),
+        r.chance,
+        r.color_known_baseline
     );
     eprintln!(
-        "seen combinations: joint {:.3}, factored {:.3} (colour {:.3}, shape {:.3}); seen images called a held-out pair: {:.3} (uniform guessing {:.3}); {secs:.0}s training",
-        seen[0], seen[1], seen[2], seen[3], seen[4], HELD_OUT.len() as f64 / names.len() as f64
+        "per held-out pair (joint): {}",
+        r.held_out
+            .per_pair
+            .iter()
+            .map(|(p, v)| format!("{p} {v:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    eprintln!(
+        "seen pairs: {}; seen scenes called a held-out pair {:.3}; {:.0}s training",
+        show(&r.seen),
+        r.seen.called_held_out,
+        r.train_seconds
     );
     if a.json {
-        println!(
-            "{}",
-            json!({"held_out_joint_accuracy": held[0], "held_out_factored_accuracy": held[1], "held_out_color_accuracy": held[2],
-            "held_out_shape_accuracy": held[3], "seen_joint_accuracy": seen[0], "seen_factored_accuracy": seen[1], "seen_color_accuracy": seen[2],
-            "seen_shape_accuracy": seen[3], "seen_called_held_out": seen[4], "chance": chance,
-            "losses": losses, "train_seconds": secs, "model_dir": a.output})
-        );
+        let mut v = serde_json::to_value(&r)?;
+        v["model_dir"] = json!(a.output);
+        println!("{}", serde_json::to_string_pretty(&v)?);
     }
     Ok(())
 }

@@ -1,7 +1,10 @@
 //! Generated image–caption pairs: coloured shapes (8 colours × 6 shapes) at positions,
 //! captioned "a red circle on the left" (or a subset of that, or two objects). Colour–shape
 //! pairs can be held out of training, so zero-shot accuracy on them measures whether a CLIP
-//! model composes "red" and "circle" rather than memorising pairs.
+//! model composes "red" and "circle" rather than memorising pairs. Optionally some objects come
+//! in colours no caption names (pink, brown, teal, …; [`Style::unnamed`]), as most objects in
+//! real alt-text have no colour word: shapes are then seen in many colours, which is what
+//! taught the demo's tiny vision tower to read shape independently of colour.
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -18,7 +21,34 @@ pub const COLORS: [(&str, [u8; 3]); 8] = [
 pub const SHAPES: [&str; 6] = ["circle", "square", "triangle", "diamond", "cross", "ring"];
 pub const POSITIONS: [&str; 4] = ["on the left", "on the right", "at the top", "at the bottom"];
 
-/// One object of a scene: indices into [`COLORS`], [`SHAPES`], [`POSITIONS`].
+/// `Object::color` of an object in a colour no caption names (see [`Style::unnamed`]).
+pub const UNNAMED: usize = COLORS.len();
+
+/// How scenes are drawn. `Default`: exact named colours, mid-grey background, no unnamed
+/// colours (the demo's recipe, [`crate::train::shapes_demo::DemoConfig`], adds unnamed ones).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Style {
+    /// Per-object colour variation: channel offsets up to ±48·j and brightness down to
+    /// 1 − 0.3·j, so a colour name covers a region of RGB rather than one point.
+    pub color_jitter: f32,
+    /// Background: a random grey level with a random tint per scene instead of mid-grey.
+    pub random_background: bool,
+    /// Fraction of training objects drawn in a colour far from every named colour
+    /// (pink, brown, teal, …) and captioned without a colour.
+    pub unnamed: f64,
+}
+
+impl Default for Style {
+    fn default() -> Self {
+        Style {
+            color_jitter: 0.0,
+            random_background: false,
+            unnamed: 0.0,
+        }
+    }
+}
+
+/// One object of a scene: indices into [`COLORS`] (or [`UNNAMED`]), [`SHAPES`], [`POSITIONS`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Object {
     pub color: usize,
@@ -116,6 +146,12 @@ fn mention(o: &Object, rng: &mut ChaCha8Rng) -> Mention {
             }
         }
     };
+    // An object in an unnamed colour is described by shape and position only.
+    let (c, s) = if o.color == UNNAMED {
+        (false, true)
+    } else {
+        (c, s)
+    };
     Mention {
         color: c.then_some(o.color),
         shape: s.then_some(o.shape),
@@ -127,14 +163,20 @@ fn mention(o: &Object, rng: &mut ChaCha8Rng) -> Mention {
 /// objects take opposite halves). One object is captioned by [`mention`]; of two, half the
 /// captions describe both ("a red square on the left and a green circle on the right", bound
 /// colour and shape, positions or not) and half one of them.
-pub fn render(size: usize, objects: &[Object], rng: &mut ChaCha8Rng) -> Scene {
+pub fn render(size: usize, objects: &[Object], style: &Style, rng: &mut ChaCha8Rng) -> Scene {
     let s = size as f32;
+    let bg: [i32; 3] = if style.random_background {
+        let g = rng.random_range(60..=180);
+        [0, 1, 2].map(|_| g + rng.random_range(-20..=20))
+    } else {
+        [120; 3]
+    };
     let mut rgb: Vec<u8> = (0..size * size)
         .flat_map(|_| {
             // Mild noise (±15, as on the objects) lets the tiny model learn shape sooner: clip-demo
             // reached 0.92 seen-pair accuracy after 144k samples, 90..150 noise 0.93 after 192k.
-            let g = rng.random_range(105..=135u8);
-            [g, g, g]
+            let n = rng.random_range(-15..=15);
+            bg.map(|c| (c + n).clamp(0, 255) as u8)
         })
         .collect();
     for o in objects {
@@ -146,7 +188,7 @@ pub fn render(size: usize, objects: &[Object], rng: &mut ChaCha8Rng) -> Scene {
             2 => (s * 0.5 + jitter(rng), s * 0.27 + jitter(rng)),
             _ => (s * 0.5 + jitter(rng), s * 0.73 + jitter(rng)),
         };
-        let c = COLORS[o.color].1;
+        let c = object_rgb(o.color, style.color_jitter, rng);
         for y in 0..size {
             for x in 0..size {
                 if inside(o.shape, x as f32 + 0.5 - cx, y as f32 + 0.5 - cy, r) {
@@ -163,7 +205,7 @@ pub fn render(size: usize, objects: &[Object], rng: &mut ChaCha8Rng) -> Scene {
             let positions = rng.random::<bool>();
             [a, b]
                 .map(|o| Mention {
-                    color: Some(o.color),
+                    color: (o.color != UNNAMED).then_some(o.color),
                     shape: Some(o.shape),
                     position: positions.then_some(o.position),
                 })
@@ -188,6 +230,53 @@ pub fn render(size: usize, objects: &[Object], rng: &mut ChaCha8Rng) -> Scene {
     }
 }
 
+/// The drawn colour of an object: the named colour jittered by `jitter` (see [`Style`]), or for
+/// [`UNNAMED`] a random colour that no named colour's jittered region comes near (RGB distance
+/// ≥ 40 from the region, ≥ 80 from its centre colour) and that stands off mid-grey: an unnamed
+/// circle is never a dark red circle in disguise.
+fn object_rgb(color: usize, jitter: f32, rng: &mut ChaCha8Rng) -> [u8; 3] {
+    if color >= COLORS.len() {
+        loop {
+            let c = [0, 1, 2].map(|_| rng.random::<u8>() as f32);
+            let far = COLORS.iter().all(|(_, base)| {
+                distance_to_region(c, *base, jitter) >= 40.0
+                    && distance_to_region(c, *base, 0.0) >= 80.0
+            }) && distance_to_region(c, [120; 3], 0.0) >= 60.0;
+            if far {
+                return c.map(|v| v as u8);
+            }
+        }
+    }
+    let base = COLORS[color].1;
+    if jitter <= 0.0 {
+        return base;
+    }
+    let (v, off) = jitter_range(jitter);
+    let v = 1.0 - (1.0 - v) * rng.random::<f32>();
+    base.map(|b| (b as f32 * v + rng.random_range(-off..=off)).clamp(0.0, 255.0) as u8)
+}
+
+/// (lowest brightness factor, largest channel offset) of a colour jitter.
+fn jitter_range(jitter: f32) -> (f32, f32) {
+    (1.0 - 0.3 * jitter, 48.0 * jitter)
+}
+
+/// RGB distance from `c` to the colours `base` can be drawn as under `jitter`: boxes of
+/// half-width `off` around `v·base`, `v` in [lowest brightness, 1] (sampled in 1/20 steps).
+fn distance_to_region(c: [f32; 3], base: [u8; 3], jitter: f32) -> f32 {
+    let (lo, off) = jitter_range(jitter.max(0.0));
+    (0..=20)
+        .map(|t| {
+            let v = 1.0 - (1.0 - lo) * t as f32 / 20.0;
+            c.iter()
+                .zip(base)
+                .map(|(&x, b)| ((x - b as f32 * v).abs() - off).max(0.0).powi(2))
+                .sum::<f32>()
+                .sqrt()
+        })
+        .fold(f32::INFINITY, f32::min)
+}
+
 /// `n` one-object scenes whose (color, shape) pair is (or, with `held_out = false`, is not)
 /// in `held`.
 pub fn scenes(
@@ -195,6 +284,7 @@ pub fn scenes(
     size: usize,
     held: &[(usize, usize)],
     held_out: bool,
+    style: &Style,
     seed: u64,
 ) -> Vec<Scene> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -202,7 +292,7 @@ pub fn scenes(
     while out.len() < n {
         let o = random_object(&mut rng);
         if held.contains(&(o.color, o.shape)) == held_out {
-            out.push(render(size, &[o], &mut rng));
+            out.push(render(size, &[o], style, &mut rng));
         }
     }
     out
@@ -220,24 +310,34 @@ fn random_object(rng: &mut ChaCha8Rng) -> Object {
 /// top and bottom), no object's (color, shape) pair in `held`. A held-out pair never appears
 /// as an object or in a caption; its colour and its shape may appear in one scene on two
 /// different objects ("a red square and a green circle"), which breaks the scene-level
-/// "red never goes with circle" statistic that one-object scenes teach.
+/// "red never goes with circle" statistic that one-object scenes teach. A `style.unnamed`
+/// fraction of objects is drawn in an unnamed colour (never within reach of a named colour, so
+/// never a held-out pair in disguise) and captioned without colour.
 pub fn training_scenes(
     n: usize,
     size: usize,
     held: &[(usize, usize)],
     two: f64,
+    style: &Style,
     seed: u64,
 ) -> Vec<Scene> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut out = Vec::with_capacity(n);
     let allowed = |o: &Object| !held.contains(&(o.color, o.shape));
+    let draw = |rng: &mut ChaCha8Rng| {
+        let mut o = random_object(rng);
+        if rng.random_bool(style.unnamed.clamp(0.0, 1.0)) {
+            o.color = UNNAMED;
+        }
+        o
+    };
     while out.len() < n {
-        let a = random_object(&mut rng);
+        let a = draw(&mut rng);
         if !allowed(&a) {
             continue;
         }
         if rng.random_bool(two.clamp(0.0, 1.0)) {
-            let b = random_object(&mut rng);
+            let b = draw(&mut rng);
             if !allowed(&b) || (b.color, b.shape) == (a.color, a.shape) {
                 continue;
             }
@@ -249,9 +349,9 @@ pub fn training_scenes(
                 _ => (3, 2),
             };
             let objects = [Object { position: pa, ..a }, Object { position: pb, ..b }];
-            out.push(render(size, &objects, &mut rng));
+            out.push(render(size, &objects, style, &mut rng));
         } else {
-            out.push(render(size, &[a], &mut rng));
+            out.push(render(size, &[a], style, &mut rng));
         }
     }
     out
@@ -288,5 +388,96 @@ pub fn two_objects(
         shape,
         position,
     };
-    render(size, &[object(a, pa), object(b, pb)], rng).rgb
+    render(
+        size,
+        &[object(a, pa), object(b, pb)],
+        &Style::default(),
+        rng,
+    )
+    .rgb
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unnamed_colours_stay_out_of_every_named_region() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        for jitter in [0.0, 0.5, 1.0] {
+            for _ in 0..500 {
+                let c = object_rgb(UNNAMED, jitter, &mut rng).map(|v| v as f32);
+                for (name, base) in COLORS {
+                    assert!(
+                        distance_to_region(c, base, jitter) >= 40.0,
+                        "{c:?} near {name}"
+                    );
+                    assert!(
+                        distance_to_region(c, base, 0.0) >= 80.0,
+                        "{c:?} near {name}"
+                    );
+                }
+                // A named colour is drawn inside its own region.
+                let k = rng.random_range(0..COLORS.len());
+                let n = object_rgb(k, jitter, &mut rng).map(|v| v as f32);
+                assert!(distance_to_region(n, COLORS[k].1, jitter) < 1.0, "{n:?}");
+            }
+        }
+        // Without jitter the region is the colour itself.
+        let red = COLORS[0].1.map(|v| v as f32);
+        assert_eq!(distance_to_region(red, COLORS[0].1, 0.0), 0.0);
+        assert!((distance_to_region([0.0, 30.0, 30.0], COLORS[0].1, 0.0) - 220.0).abs() < 1e-3);
+    }
+
+    #[test]
+    fn unnamed_objects_are_captioned_without_colour() {
+        let style = Style {
+            unnamed: 0.3,
+            ..Style::default()
+        };
+        let data = training_scenes(600, 32, &HELD_OUT, 0.3, &style, 3);
+        let objects: Vec<&Object> = data.iter().flat_map(|s| &s.objects).collect();
+        let unnamed = objects.iter().filter(|o| o.color == UNNAMED).count();
+        let frac = unnamed as f64 / objects.len() as f64;
+        // 0.3 drawn; held-out draws are rejected among named objects only: 0.3 / (0.3 + 0.7·40/48).
+        assert!((0.30..0.38).contains(&frac), "{frac}");
+        let red_shape = Scene {
+            rgb: vec![],
+            objects: vec![],
+            caption: "a red shape".into(),
+            mentions: vec![Mention {
+                color: Some(0),
+                shape: None,
+                position: None,
+            }],
+        };
+        for s in &data {
+            for (m, part) in s.mentions.iter().zip(s.caption.split(" and ")) {
+                let named = m.color.is_some();
+                assert_eq!(
+                    named,
+                    COLORS.iter().any(|(c, _)| part.contains(c)),
+                    "{part}"
+                );
+                assert!(m.color != Some(UNNAMED));
+            }
+            if s.objects.iter().all(|o| o.color == UNNAMED) {
+                assert!(!red_shape.caption_fits(s), "{:?}", s.objects);
+                assert!(
+                    s.mentions.iter().all(|m| m.color.is_none()),
+                    "{}",
+                    s.caption
+                );
+            }
+            for o in &s.objects {
+                assert!(!HELD_OUT.contains(&(o.color, o.shape)));
+            }
+        }
+        // The same recipe without unnamed colours draws none.
+        let plain = training_scenes(200, 32, &HELD_OUT, 0.3, &Style::default(), 3);
+        assert!(plain
+            .iter()
+            .flat_map(|s| &s.objects)
+            .all(|o| o.color < UNNAMED));
+    }
 }

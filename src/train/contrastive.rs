@@ -10,6 +10,7 @@ use candle_core::{DType, Device, Tensor};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use std::borrow::Cow;
 use std::io::Write;
 use std::path::Path;
 
@@ -123,22 +124,28 @@ pub fn epoch_batches(train: &[Scene], batch_size: usize, pure: f64, seed: u64) -
     batches
 }
 
+/// What [`fit_clip`] calls after each epoch with (epoch from 1, mean loss, model); the JSON
+/// object it returns is merged into that epoch's `metrics.jsonl` line (e.g. evaluation).
+pub type EpochHook<'a> = dyn FnMut(usize, f64, &Clip) -> Result<serde_json::Value> + 'a;
+
 /// Trains `model` on (scene, caption) pairs with [`clip_loss_multi`] (a caption is a positive
 /// for every scene it is true of) and batches from [`epoch_batches`] (`pure` 0: plain
-/// shuffling); per-epoch mean loss appended to `out/metrics.jsonl`; final weights saved as an
-/// HF CLIP checkpoint in `out`.
+/// shuffling). `train(epoch)` gives each epoch's scenes (the same ones, or fresh ones); every
+/// epoch's mean loss and whatever `on_epoch` returns are appended to `out/metrics.jsonl`; the
+/// final weights are saved as an HF CLIP checkpoint in `out`.
 #[allow(clippy::too_many_arguments)]
-pub fn fit_clip(
+pub fn fit_clip<'s>(
     model: &Clip,
     store: &ParamStore,
     tok: &ClipTokenizer,
     processor: &ProcessorConfig,
-    train: &[Scene],
+    train: &dyn Fn(usize) -> Cow<'s, [Scene]>,
     size: usize,
     cfg: &TrainConfig,
     pure: f64,
     out: &Path,
     device: &Device,
+    on_epoch: &mut EpochHook,
 ) -> Result<Vec<f64>> {
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let vars = store.vars();
@@ -148,7 +155,8 @@ pub fn fit_clip(
         .find(|(n, _)| n == "logit_scale")
         .map(|(_, v)| v.clone());
     let mut opt = AdamW::new(vars, cfg.optim);
-    let steps_per_epoch = train.len().div_ceil(cfg.batch_size.max(1));
+    let mut scenes = train(0);
+    let steps_per_epoch = scenes.len().div_ceil(cfg.batch_size.max(1));
     let total = steps_per_epoch * cfg.epochs;
     let warmup = (cfg.warmup_fraction * total as f64).round() as usize;
     let metrics = out.join("metrics.jsonl");
@@ -156,6 +164,10 @@ pub fn fit_clip(
     let mut losses = vec![];
     let mut step = 0;
     for epoch in 0..cfg.epochs {
+        if epoch > 0 {
+            scenes = train(epoch);
+        }
+        let train = &scenes;
         let batches = epoch_batches(train, cfg.batch_size, pure, cfg.seed ^ epoch as u64);
         let (mut sum, mut n) = (0f64, 0usize);
         let t0 = std::time::Instant::now();
@@ -199,12 +211,13 @@ pub fn fit_clip(
             .append(true)
             .open(&metrics)
             .map_err(|e| Error::io(&metrics, e))?;
-        writeln!(
-            f,
-            "{}",
-            serde_json::json!({"epoch": epoch + 1, "train_loss": mean})
-        )
-        .map_err(|e| Error::io(&metrics, e))?;
+        let mut line = serde_json::json!({"epoch": epoch + 1, "train_loss": mean});
+        if let (Some(l), serde_json::Value::Object(extra)) =
+            (line.as_object_mut(), on_epoch(epoch + 1, mean, model)?)
+        {
+            l.extend(extra);
+        }
+        writeln!(f, "{line}").map_err(|e| Error::io(&metrics, e))?;
     }
     store.save(&out.join("model.safetensors"))?;
     crate::util::write_json(&out.join("config.json"), &model.config)?;

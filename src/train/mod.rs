@@ -2,6 +2,7 @@
 pub mod contrastive;
 pub mod optim;
 mod plot;
+pub mod shapes_demo;
 
 pub use optim::{clip_grad_norm, cross_entropy, lr_at, AdamW, AdamWConfig, Schedule};
 pub use plot::plot_history;
