@@ -112,3 +112,23 @@ fn unknown_preset_and_dataset_are_clear_errors() {
     assert!(!ok);
     assert_clean_error(&e);
 }
+
+#[test]
+fn clip_demo_rejects_bad_settings() {
+    let d = tempfile::tempdir().unwrap();
+    for (args, needle) in [
+        (vec!["--epochs", "0"], "epoch"),
+        (vec!["--unnamed", "1.5"], "unnamed"),
+        (vec!["--patch", "5"], "patch 5"),
+        (vec!["--batch-size", "1"], "batch size"),
+    ] {
+        let (ok, _, e) = run(tessera()
+            .arg("clip-demo")
+            .args(&args)
+            .arg("--output")
+            .arg(d.path()));
+        assert!(!ok, "{args:?}");
+        assert_clean_error(&e);
+        assert!(e.contains(needle), "{args:?}: {e}");
+    }
+}

@@ -844,6 +844,7 @@ fn run_clip_demo(a: ClipDemoArgs) -> Result<()> {
         fresh_each_epoch: !a.same_scenes,
         ..DemoConfig::default()
     };
+    cfg.validate()?;
     eprintln!(
         "training a tiny CLIP on {} generated scenes per epoch; held out: {}",
         cfg.train_size,

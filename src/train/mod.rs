@@ -6,7 +6,7 @@ pub mod shapes_demo;
 
 pub use optim::{clip_grad_norm, cross_entropy, lr_at, AdamW, AdamWConfig, Schedule};
 pub use plot::plot_history;
-pub(crate) use plot::register_font;
+pub(crate) use plot::{chart, register_font, two_panels};
 
 use crate::data::{Augment, Loader};
 use crate::nn::{Ctx, ParamStore};

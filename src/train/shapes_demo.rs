@@ -15,7 +15,7 @@ use crate::models::clip::{Clip, ClipConfig, ClipTokenizer};
 use crate::nn::{Ctx, ParamStore};
 use crate::{Error, Result};
 use candle_core::{DType, Device, D};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::path::Path;
 
@@ -68,8 +68,58 @@ impl Default for DemoConfig {
     }
 }
 
+impl DemoConfig {
+    /// Rejects settings the demo cannot run with, naming the setting.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        if self.epochs == 0 {
+            return bad("the demo needs at least one epoch".into());
+        }
+        if self.batch_size < 2 || self.train_size < self.batch_size {
+            return bad(format!(
+                "batch size {} and {} training scenes: a contrastive batch needs at least 2 \
+                 scenes and at least one full batch",
+                self.batch_size, self.train_size
+            ));
+        }
+        if self.test_size == 0 {
+            return bad("test size must be at least 1".into());
+        }
+        if self.patch == 0 || SIZE % self.patch != 0 {
+            return bad(format!(
+                "patch {} does not divide the {SIZE}-pixel scenes",
+                self.patch
+            ));
+        }
+        for (name, f) in [
+            ("unnamed", self.style.unnamed),
+            ("pure", self.pure),
+            ("two-objects", self.two_objects),
+        ] {
+            if !(0.0..=1.0).contains(&f) {
+                return bad(format!("{name} is a fraction in [0, 1], got {f}"));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.style.color_jitter) {
+            return bad(format!(
+                "color jitter is in [0, 1], got {}",
+                self.style.color_jitter
+            ));
+        }
+        if self.held_out.len() >= COLORS.len() * SHAPES.len()
+            || self
+                .held_out
+                .iter()
+                .any(|&(c, s)| c >= COLORS.len() || s >= SHAPES.len())
+        {
+            return bad("held-out pairs must be colour × shape pairs, not all of them".into());
+        }
+        Ok(())
+    }
+}
+
 /// Zero-shot accuracies on one test split (one object per scene).
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Accuracies {
     /// Joint prompts "a red circle", one of all colour × shape names.
     pub joint: f64,
@@ -86,7 +136,7 @@ pub struct Accuracies {
     pub per_pair: Vec<(String, f64)>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EpochEval {
     pub epoch: usize,
     pub train_loss: f64,
@@ -194,6 +244,48 @@ pub fn evaluate(
     Ok(a)
 }
 
+/// Contrastive loss (left) and zero-shot accuracies (right: held-out and seen pairs, joint
+/// prompts and shape alone, with the colour-known baseline) per epoch.
+pub fn plot_epochs(epochs: &[EpochEval], path: &Path) -> Result<()> {
+    use plotters::prelude::{RGBColor, SeriesLabelPosition, BLACK, BLUE, RED};
+    if epochs.is_empty() {
+        return Ok(());
+    }
+    let n = epochs.len();
+    let s = |f: &dyn Fn(&EpochEval) -> f64| -> Vec<(f64, f64)> {
+        epochs.iter().map(|e| (e.epoch as f64, f(e))).collect()
+    };
+    let max_loss = epochs.iter().map(|e| e.train_loss).fold(0f64, f64::max) * 1.05;
+    let orange = RGBColor(230, 120, 0);
+    super::two_panels(path, |left, right| {
+        super::chart(
+            left,
+            "contrastive loss",
+            n,
+            0.0..max_loss.max(1e-3),
+            vec![("train", s(&|e| e.train_loss), BLUE)],
+            SeriesLabelPosition::UpperRight,
+        )?;
+        super::chart(
+            right,
+            "zero-shot accuracy",
+            n,
+            0.0..1.0,
+            vec![
+                ("held-out pairs, joint", s(&|e| e.held_out.joint), RED),
+                ("held-out pairs, shape", s(&|e| e.held_out.shape), orange),
+                ("seen pairs, joint", s(&|e| e.seen.joint), BLUE),
+                (
+                    "colour known (1/6)",
+                    s(&|_| 1.0 / SHAPES.len() as f64),
+                    BLACK,
+                ),
+            ],
+            SeriesLabelPosition::LowerRight,
+        )
+    })
+}
+
 /// Trains the tiny CLIP (checkpoint and `metrics.jsonl` with per-epoch accuracies in `out`)
 /// and evaluates it on fresh held-out and seen scenes after every epoch.
 pub fn run(
@@ -297,6 +389,7 @@ pub fn run(
             Ok(v)
         },
     )?;
+    plot_epochs(&epochs, &out.join("curves.png"))?;
     let last = epochs
         .last()
         .cloned()
