@@ -17,13 +17,16 @@ fn err<E: std::fmt::Display>(e: E) -> Error {
     Error::Msg(format!("plot: {e}"))
 }
 
+/// A named curve: (legend, (epoch, value) points, colour).
+pub(crate) type Series<'a> = (&'a str, Vec<(f64, f64)>, RGBColor);
+
 /// One panel of named curves over epochs.
 pub(crate) fn chart(
     area: &DrawingArea<BitMapBackend, plotters::coord::Shift>,
     title: &str,
     epochs: usize,
     y: std::ops::Range<f64>,
-    series: Vec<(&str, Vec<(f64, f64)>, RGBColor)>,
+    series: Vec<Series>,
     legend_at: SeriesLabelPosition,
 ) -> Result<()> {
     let mut c = ChartBuilder::on(area)

@@ -85,7 +85,7 @@ impl DemoConfig {
         if self.test_size == 0 {
             return bad("test size must be at least 1".into());
         }
-        if self.patch == 0 || SIZE % self.patch != 0 {
+        if self.patch == 0 || !SIZE.is_multiple_of(self.patch) {
             return bad(format!(
                 "patch {} does not divide the {SIZE}-pixel scenes",
                 self.patch
