@@ -8,7 +8,10 @@
 //! (`taskset -c 0 cargo bench --bench gemm_bf16`: rayon and candle then see one core) for
 //! single-core candle numbers, unpinned for the 2-thread numbers. `GEMM_BENCH_SECS` sets the time
 //! per measurement (default 0.4 s).
+mod common;
+
 use candle_core::{Device, Tensor};
+use common::{best_time, best_time_by, random, secs_per_measurement, VIT_SHAPES};
 use std::hint::black_box;
 use std::time::Instant;
 use tessera::kernels::bf16::{gemm_bf16, has_avx512_bf16, PackedBf16};
@@ -37,37 +40,13 @@ fn thread_cpu_secs() -> Option<f64> {
     None
 }
 
-/// Best seconds per call of `f` over about `secs` seconds (at least 3 calls after a warm-up):
-/// wall time, or with `cpu` this thread's CPU time where available (for single-threaded work
-/// that runs on the calling thread).
-fn best_time_with(secs: f64, cpu: bool, mut f: impl FnMut()) -> f64 {
-    let clock = || {
-        if cpu {
-            if let Some(t) = thread_cpu_secs() {
-                return t;
-            }
-        }
-        START.with(|s| s.elapsed().as_secs_f64())
-    };
-    f();
-    let start = Instant::now();
-    let mut best = f64::INFINITY;
-    let mut runs = 0;
-    while runs < 3 || start.elapsed().as_secs_f64() < secs {
-        let t = clock();
-        f();
-        best = best.min(clock() - t);
-        runs += 1;
+/// Best seconds per call of `f`: wall time, or with `cpu` this thread's CPU time where
+/// available (for single-threaded work that runs on the calling thread).
+fn best_time_with(secs: f64, cpu: bool, f: impl FnMut()) -> f64 {
+    match thread_cpu_secs() {
+        Some(_) if cpu => best_time_by(secs, || thread_cpu_secs().unwrap_or(0.0), f),
+        _ => best_time(secs, f),
     }
-    best
-}
-
-thread_local! {
-    static START: Instant = Instant::now();
-}
-
-fn best_time(secs: f64, f: impl FnMut()) -> f64 {
-    best_time_with(secs, false, f)
 }
 
 /// Best critical path of `f` run on this thread and rayon's pool: per call, the largest CPU
@@ -154,10 +133,7 @@ fn peak_gflops(threads: usize, secs: f64) -> Option<f64> {
 }
 
 fn main() {
-    let secs: f64 = std::env::var("GEMM_BENCH_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0.4);
+    let secs = secs_per_measurement();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
         "avx512_bf16: {}, cores available: {cores} (rayon threads: {})",
@@ -170,15 +146,7 @@ fn main() {
             None => println!("peak: no AVX512_BF16"),
         }
     }
-    let shapes: &[(&str, usize, usize, usize)] = &[
-        ("vit b8 qkv", 1576, 768, 2304),
-        ("vit b8 proj", 1576, 768, 768),
-        ("vit b8 fc1", 1576, 768, 3072),
-        ("vit b8 fc2", 1576, 3072, 768),
-        ("vit b1 qkv", 197, 768, 2304),
-        ("vit b1 proj", 197, 768, 768),
-        ("vit b1 fc1", 197, 768, 3072),
-        ("vit b1 fc2", 197, 3072, 768),
+    let more: &[(&str, usize, usize, usize)] = &[
         ("clip 8x16 qkv", 128, 512, 1536),
         ("clip 8x16 fc1", 128, 512, 2048),
         ("clip 8x77 proj", 616, 512, 512),
@@ -194,21 +162,15 @@ fn main() {
     );
     let dev = Device::Cpu;
     let mut seed = 1u64;
-    let mut rnd = move || {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-    };
     let filter = std::env::var("GEMM_BENCH_FILTER").unwrap_or_default();
     let with_candle = std::env::var("GEMM_BENCH_CANDLE").map_or(true, |v| v != "0");
-    for &(name, m, k, n) in shapes {
+    for &(name, m, k, n) in VIT_SHAPES.iter().chain(more) {
         if !name.contains(&filter) {
             continue;
         }
-        let a: Vec<f32> = (0..m * k).map(|_| rnd()).collect();
-        let w: Vec<f32> = (0..n * k).map(|_| rnd()).collect();
-        let bias: Vec<f32> = (0..n).map(|_| rnd()).collect();
+        let a = random(m * k, &mut seed);
+        let w = random(n * k, &mut seed);
+        let bias = random(n, &mut seed);
         let packed = PackedBf16::pack(&w, n, k).expect("shapes agree");
         let mut c = vec![0f32; m * n];
         let flops = 2.0 * (m * n * k) as f64;

@@ -7,25 +7,12 @@
 //! All columns are wall time. Run pinned (`taskset -c 0 cargo bench --bench gemm_f32`) for
 //! single-core numbers without interference from the second thread, unpinned for the 2-thread
 //! numbers. `GEMM_BENCH_SECS` sets the time per measurement (default 0.4 s).
+mod common;
+
+use common::{best_time, random, secs_per_measurement, VIT_SHAPES};
 use gemm::Parallelism;
 use std::hint::black_box;
-use std::time::Instant;
 use tessera::kernels::f32::{gemm_f32_packed, has_avx512f, PackedF32};
-
-/// Best seconds per call of `f` over about `secs` seconds (at least 3 calls after a warm-up).
-fn best_time(secs: f64, mut f: impl FnMut()) -> f64 {
-    f();
-    let start = Instant::now();
-    let mut best = f64::INFINITY;
-    let mut runs = 0;
-    while runs < 3 || start.elapsed().as_secs_f64() < secs {
-        let t = Instant::now();
-        f();
-        best = best.min(t.elapsed().as_secs_f64());
-        runs += 1;
-    }
-    best
-}
 
 #[cfg(target_arch = "x86_64")]
 mod peak {
@@ -118,10 +105,7 @@ fn gemm_crate(a: &[f32], w: &[f32], c: &mut [f32], m: usize, k: usize, n: usize,
 }
 
 fn main() {
-    let secs: f64 = std::env::var("GEMM_BENCH_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0.4);
+    let secs = secs_per_measurement();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
         "avx512f: {}, cores available: {cores} (rayon threads: {})",
@@ -138,31 +122,15 @@ fn main() {
             None => println!("peak: no AVX-512F"),
         }
     }
-    let shapes: &[(&str, usize, usize, usize)] = &[
-        ("vit b1 qkv", 197, 768, 2304),
-        ("vit b1 proj", 197, 768, 768),
-        ("vit b1 fc1", 197, 768, 3072),
-        ("vit b1 fc2", 197, 3072, 768),
-        ("vit b8 qkv", 1576, 768, 2304),
-        ("vit b8 proj", 1576, 768, 768),
-        ("vit b8 fc1", 1576, 768, 3072),
-        ("vit b8 fc2", 1576, 3072, 768),
-    ];
     println!(
         "{:<12} {:>5} {:>5} {:>5} | {:>8} {:>8} | {:>8} {:>8} | {:>6} {:>6}",
         "shape", "M", "K", "N", "ours t1", "gemm t1", "ours t2", "gemm t2", "%pk t1", "%pk t2"
     );
     let mut seed = 1u64;
-    let mut rnd = move || {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-    };
-    for &(name, m, k, n) in shapes {
-        let a: Vec<f32> = (0..m * k).map(|_| rnd()).collect();
-        let w: Vec<f32> = (0..n * k).map(|_| rnd()).collect();
-        let bias: Vec<f32> = (0..n).map(|_| rnd()).collect();
+    for &(name, m, k, n) in VIT_SHAPES {
+        let a = random(m * k, &mut seed);
+        let w = random(n * k, &mut seed);
+        let bias = random(n, &mut seed);
         let packed = PackedF32::pack(&w, n, k).expect("shapes agree");
         let mut c = vec![0f32; m * n];
         let flops = 2.0 * (m * n * k) as f64;

@@ -11,6 +11,7 @@ use tessera::models::vit::hf::{HfVit, HfVitConfig};
 use tessera::models::vit::{VisionTransformer, VitConfig};
 use tessera::nn::ParamStore;
 use tessera::pipelines::{ImageSource, Index, ZeroShotClassifier};
+use tessera::train::shapes_demo::DemoConfig;
 use tessera::train::{self, AdamWConfig, Schedule, TrainConfig};
 
 #[derive(Parser)]
@@ -94,28 +95,28 @@ struct ExplainArgs {
 
 #[derive(Parser)]
 struct ClipDemoArgs {
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = DemoConfig::default().epochs)]
     epochs: usize,
     /// Training scenes per epoch.
-    #[arg(long, default_value_t = 12000)]
+    #[arg(long, default_value_t = DemoConfig::default().train_size)]
     train_size: usize,
-    #[arg(long, default_value_t = 400)]
+    #[arg(long, default_value_t = DemoConfig::default().test_size)]
     test_size: usize,
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = DemoConfig::default().batch_size)]
     batch_size: usize,
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = DemoConfig::default().lr)]
     lr: f64,
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = DemoConfig::default().seed)]
     seed: u64,
     /// Vision patch size on the 32×32 scenes.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = DemoConfig::default().patch)]
     patch: usize,
     /// Fraction of training objects in colours no caption names (pink, brown, teal, …),
     /// captioned by shape and position only; 0 reproduces the non-compositional model.
-    #[arg(long, default_value_t = 0.3)]
+    #[arg(long, default_value_t = DemoConfig::default().style.unnamed)]
     unnamed: f64,
     /// Per-object colour variation (0–1): a colour name covers a region of RGB.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = DemoConfig::default().style.color_jitter)]
     color_jitter: f32,
     /// Random grey level and tint of the background per scene.
     #[arg(long)]
@@ -125,10 +126,10 @@ struct ClipDemoArgs {
     same_scenes: bool,
     /// Fraction of scenes batched by a shared attribute (one colour, or one shape, per batch):
     /// in-batch hard negatives; 0 = plain shuffled batches.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = DemoConfig::default().pure)]
     pure: f64,
     /// Fraction of training scenes with two objects (test scenes always have one).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = DemoConfig::default().two_objects)]
     two_objects: f64,
     #[arg(long, default_value = "runs/clip_shapes")]
     output: PathBuf,
@@ -823,7 +824,7 @@ fn run_search(a: SearchArgs) -> Result<()> {
 fn run_clip_demo(a: ClipDemoArgs) -> Result<()> {
     use tessera::data::shapes::{Style, COLORS, SHAPES};
     use tessera::models::clip::ClipTokenizer;
-    use tessera::train::shapes_demo::{self, Accuracies, DemoConfig};
+    use tessera::train::shapes_demo::{self, Accuracies};
     let tok = ClipTokenizer::from_bpe_gz(&a.bpe)
         .with_context(|| "the demo needs OpenAI's BPE merges: run tools/fetch_clip_bpe.sh")?;
     let cfg = DemoConfig {

@@ -26,7 +26,7 @@ pub const UNNAMED: usize = COLORS.len();
 
 /// How scenes are drawn. `Default`: exact named colours, mid-grey background, no unnamed
 /// colours (the demo's recipe, [`crate::train::shapes_demo::DemoConfig`], adds unnamed ones).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Style {
     /// Per-object colour variation: channel offsets up to ±48·j and brightness down to
     /// 1 − 0.3·j, so a colour name covers a region of RGB rather than one point.
@@ -36,16 +36,6 @@ pub struct Style {
     /// Fraction of training objects drawn in a colour far from every named colour
     /// (pink, brown, teal, …) and captioned without a colour.
     pub unnamed: f64,
-}
-
-impl Default for Style {
-    fn default() -> Self {
-        Style {
-            color_jitter: 0.0,
-            random_background: false,
-            unnamed: 0.0,
-        }
-    }
 }
 
 /// One object of a scene: indices into [`COLORS`] (or [`UNNAMED`]), [`SHAPES`], [`POSITIONS`].

@@ -130,9 +130,8 @@ pub use super::Epilogue;
 /// cache. It may be called several times (blocks of up to 168 rows), concurrently, on
 /// disjoint blocks.
 ///
-/// `threads` (clamped to ≥ 1) splits the work into that many parts: the calling thread runs
-/// one, rayon's global pool the others (`rayon::in_place_scope`). Parts are row ranges when
-/// each gets at least two 14-row strips, otherwise ranges of the 32-column weight panels.
+/// `threads` (clamped to ≥ 1) splits the work over rayon's global pool: over rows when every
+/// thread gets at least two 14-row strips, otherwise over the 32-column weight panels.
 ///
 /// Errors on inconsistent shapes (`lda < K`, `a`, `c` or `bias` too short or long).
 #[allow(clippy::too_many_arguments)]
@@ -316,25 +315,7 @@ unsafe fn microtile(isa: Isa, t: &Tile) {
         Isa::Portable => unsafe { kernel_portable(t) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: forwarded contract; the Avx512Bf16 isa is only chosen when detected.
-        Isa::Avx512Bf16 => unsafe {
-            use avx512::kernel as k;
-            match t.mr {
-                14 => k::<14>(t),
-                13 => k::<13>(t),
-                12 => k::<12>(t),
-                11 => k::<11>(t),
-                10 => k::<10>(t),
-                9 => k::<9>(t),
-                8 => k::<8>(t),
-                7 => k::<7>(t),
-                6 => k::<6>(t),
-                5 => k::<5>(t),
-                4 => k::<4>(t),
-                3 => k::<3>(t),
-                2 => k::<2>(t),
-                _ => k::<1>(t),
-            }
-        },
+        Isa::Avx512Bf16 => unsafe { super::dispatch_rows!(avx512::kernel, t.mr, t) },
     }
 }
 
@@ -430,10 +411,10 @@ unsafe fn kernel_portable(t: &Tile) {
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
+    use super::super::avx512::{load_acc, store_acc};
+    use super::super::mask16;
     use super::{Tile, MR, NR};
     use std::arch::x86_64::*;
-
-    use super::super::mask16;
 
     /// The microkernel: an R × 32 tile of C in 2·R zmm accumulators; per k pair, two weight
     /// loads and R broadcasts of A pairs feed 2·R `vdpbf16ps`.
@@ -442,20 +423,8 @@ mod avx512 {
     /// The CPU has avx512f, avx512bw, avx512bf16; `t` is valid (see [`Tile`]) with `t.mr == R`.
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
     pub(super) unsafe fn kernel<const R: usize>(t: &Tile) {
-        let m0 = mask16(t.nr);
-        let m1 = mask16(t.nr.saturating_sub(16));
-        let mut acc0 = [_mm512_setzero_ps(); R];
-        let mut acc1 = [_mm512_setzero_ps(); R];
-        if !t.first {
-            for i in 0..R {
-                let cr = t.c.wrapping_add(i * t.ldc);
-                // SAFETY: masked loads touch only the tile's nr columns of row i < mr.
-                unsafe {
-                    acc0[i] = _mm512_maskz_loadu_ps(m0, cr);
-                    acc1[i] = _mm512_maskz_loadu_ps(m1, cr.wrapping_add(16));
-                }
-            }
-        }
+        // SAFETY: the Tile contract: C's tile is R × nr with row stride ldc.
+        let mut acc = unsafe { load_acc::<R>(t.first, t.c, t.ldc, t.nr) };
         for kk in 0..t.kc2 {
             // SAFETY: pair kk < kc2 of the weight slice and the A strip (Tile contract).
             unsafe {
@@ -470,40 +439,13 @@ mod avx512 {
                 let ak = t.a.add(kk * MR);
                 for i in 0..R {
                     let b: __m512bh = std::mem::transmute(_mm512_set1_epi32(*ak.add(i) as i32));
-                    acc0[i] = _mm512_dpbf16_ps(acc0[i], b, w0);
-                    acc1[i] = _mm512_dpbf16_ps(acc1[i], b, w1);
+                    acc.0[i] = _mm512_dpbf16_ps(acc.0[i], b, w0);
+                    acc.1[i] = _mm512_dpbf16_ps(acc.1[i], b, w1);
                 }
             }
         }
-        let (b0, b1) = if t.bias.is_null() {
-            (_mm512_setzero_ps(), _mm512_setzero_ps())
-        } else {
-            // SAFETY: the bias has nr elements; masked loads touch only those.
-            unsafe {
-                (
-                    _mm512_maskz_loadu_ps(m0, t.bias),
-                    _mm512_maskz_loadu_ps(m1, t.bias.wrapping_add(16)),
-                )
-            }
-        };
-        for i in 0..R {
-            let (mut v0, mut v1) = (acc0[i], acc1[i]);
-            if !t.bias.is_null() {
-                v0 = _mm512_add_ps(v0, b0);
-                v1 = _mm512_add_ps(v1, b1);
-            }
-            let cr = t.c.wrapping_add(i * t.ldc);
-            // SAFETY: masked stores touch only the tile's nr columns of row i < mr.
-            unsafe {
-                if t.nr == NR {
-                    _mm512_storeu_ps(cr, v0);
-                    _mm512_storeu_ps(cr.add(16), v1);
-                } else {
-                    _mm512_mask_storeu_ps(cr, m0, v0);
-                    _mm512_mask_storeu_ps(cr.wrapping_add(16), m1, v1);
-                }
-            }
-        }
+        // SAFETY: as above; the bias, when set, has nr values.
+        unsafe { store_acc(&acc, t.bias, t.c, t.ldc, t.nr) };
     }
 
     /// AVX512 A packing: 32 floats of a row at a time, converted with `vcvtne2ps2bf16` (RNE,
@@ -566,56 +508,12 @@ mod avx512 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::{assert_close, epilogue, reference, rvec};
     use super::*;
     use crate::kernels::f32_to_bf16_bits;
 
-    /// A deterministic pseudo-random f32 in [-1, 1).
-    fn rnd(state: &mut u64) -> f32 {
-        *state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((*state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-
-    fn rvec(len: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed;
-        (0..len).map(|_| rnd(&mut s)).collect()
-    }
-
     fn bf(x: f32) -> f64 {
         bf16_bits_to_f32(f32_to_bf16_bits(x)) as f64
-    }
-
-    /// f64 reference from bf16-rounded inputs; returns (C, Σ|a·w| per element).
-    #[allow(clippy::too_many_arguments)]
-    fn reference(
-        a: &[f32],
-        m: usize,
-        lda: usize,
-        w: &[f32],
-        n: usize,
-        k: usize,
-        bias: Option<&[f32]>,
-    ) -> (Vec<f64>, Vec<f64>) {
-        let mut c = vec![0f64; m * n];
-        let mut mag = vec![0f64; m * n];
-        for i in 0..m {
-            for j in 0..n {
-                let (mut s, mut g) = (0f64, 0f64);
-                for p in 0..k {
-                    let v = bf(a[i * lda + p]) * bf(w[j * k + p]);
-                    s += v;
-                    g += v.abs();
-                }
-                if let Some(b) = bias {
-                    s += b[j] as f64;
-                    g += (b[j] as f64).abs();
-                }
-                c[i * n + j] = s;
-                mag[i * n + j] = g;
-            }
-        }
-        (c, mag)
     }
 
     fn isas() -> Vec<Isa> {
@@ -626,16 +524,15 @@ mod tests {
         v
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn check(m: usize, k: usize, n: usize, lda: usize, with_bias: bool, with_epi: bool) {
         let a = rvec(m * lda, 1 + (m * 31 + k * 7 + n) as u64);
         let w = rvec(n * k, 2 + (m + k * 13 + n * 3) as u64);
         let bias = rvec(n, 3);
         let bias = with_bias.then_some(&bias[..]);
         let packed = PackedBf16::pack(&w, n, k).unwrap();
-        let (r, mag) = reference(&a, m, lda, &w, n, k, bias);
-        let epi = |x: &mut [f32]| x.iter_mut().for_each(|v| *v = 2.0 * *v + 1.0);
-        let epi_ref: Epilogue = &epi;
+        // The reference multiplies the bf16-rounded inputs exactly.
+        let (r, mag) = reference(&a, m, lda, &w, n, k, bias, bf);
+        let epi_ref: Epilogue = &epilogue;
         let mut outs = Vec::new();
         for isa in isas() {
             for threads in [1, 2, 3] {
@@ -652,19 +549,10 @@ mod tests {
                     threads,
                 )
                 .unwrap();
-                for idx in 0..m * n {
-                    let want = if with_epi { 2.0 * r[idx] + 1.0 } else { r[idx] };
-                    let scale = if with_epi { 2.0 } else { 1.0 };
-                    let tol = 1e-5 + 2e-6 * (k as f64).sqrt() * mag[idx] * scale;
-                    let got = c[idx] as f64;
-                    assert!(
-                        (got - want).abs() <= tol,
-                        "{isa:?} t{threads} m{m} k{k} n{n} lda{lda} bias{with_bias} \
-                         epi{with_epi} at ({}, {}): got {got}, want {want}",
-                        idx / n,
-                        idx % n
-                    );
-                }
+                let what = format!(
+                    "{isa:?} t{threads} m{m} k{k} n{n} lda{lda} bias{with_bias} epi{with_epi}"
+                );
+                assert_close(&c, (&r, &mag), n, k, with_epi, (1e-5, 2e-6), &what);
                 outs.push(c);
             }
         }

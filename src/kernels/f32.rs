@@ -221,41 +221,20 @@ unsafe impl super::Part for Job<'_> {
         let mc_blk = (r1 - r0).div_ceil(blocks).div_ceil(MR) * MR;
         let kc_blk = k.div_ceil(k.div_ceil(KC));
         let len = mc_blk * kc_blk;
-        A_BUF.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut lines) => {
-                if lines.len() * 16 < len {
-                    *lines = aligned(len);
-                }
-                // SAFETY: forwarded contract.
-                unsafe {
-                    self.run_with(
-                        r0,
-                        r1,
-                        p0,
-                        p1,
-                        epilogue,
-                        mc_blk,
-                        kc_blk,
-                        flat_mut(&mut lines),
-                    )
-                }
-            }
+        A_BUF.with(|cell| {
             // Re-entered from an epilogue on this thread: a buffer of its own.
-            Err(_) => {
-                let mut lines = aligned(len);
-                // SAFETY: forwarded contract.
-                unsafe {
-                    self.run_with(
-                        r0,
-                        r1,
-                        p0,
-                        p1,
-                        epilogue,
-                        mc_blk,
-                        kc_blk,
-                        flat_mut(&mut lines),
-                    )
-                }
+            let mut own = Vec::new();
+            let mut shared = cell.try_borrow_mut();
+            let lines = match shared.as_deref_mut() {
+                Ok(lines) => lines,
+                Err(_) => &mut own,
+            };
+            if lines.len() * 16 < len {
+                *lines = aligned(len);
+            }
+            // SAFETY: forwarded contract.
+            unsafe {
+                self.run_with(r0, r1, p0, p1, epilogue, mc_blk, kc_blk, flat_mut(lines));
             }
         })
     }
@@ -379,25 +358,7 @@ unsafe fn microtile(isa: Isa, t: &Tile) {
         Isa::Portable => unsafe { kernel_portable(t) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: forwarded contract; the Avx512 isa is only chosen when detected.
-        Isa::Avx512 => unsafe {
-            use avx512::kernel as k;
-            match t.mr {
-                14 => k::<14>(t),
-                13 => k::<13>(t),
-                12 => k::<12>(t),
-                11 => k::<11>(t),
-                10 => k::<10>(t),
-                9 => k::<9>(t),
-                8 => k::<8>(t),
-                7 => k::<7>(t),
-                6 => k::<6>(t),
-                5 => k::<5>(t),
-                4 => k::<4>(t),
-                3 => k::<3>(t),
-                2 => k::<2>(t),
-                _ => k::<1>(t),
-            }
-        },
+        Isa::Avx512 => unsafe { super::dispatch_rows!(avx512::kernel, t.mr, t) },
     }
 }
 
@@ -428,10 +389,9 @@ unsafe fn kernel_portable(t: &Tile) {
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
+    use super::super::avx512::{load_acc, store_acc};
     use super::{Tile, MR, NR};
     use std::arch::x86_64::*;
-
-    use super::super::mask16;
 
     /// The microkernel: an R × 32 tile of C in 2·R zmm accumulators; per k, two weight loads
     /// and R broadcasts of A feed 2·R FMAs.
@@ -440,20 +400,8 @@ mod avx512 {
     /// The CPU has avx512f; `t` is valid (see [`Tile`]) with `t.mr == R`.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn kernel<const R: usize>(t: &Tile) {
-        let m0 = mask16(t.nr);
-        let m1 = mask16(t.nr.saturating_sub(16));
-        let mut acc0 = [_mm512_setzero_ps(); R];
-        let mut acc1 = [_mm512_setzero_ps(); R];
-        if !t.first {
-            for i in 0..R {
-                let cr = t.c.wrapping_add(i * t.ldc);
-                // SAFETY: masked loads touch only the tile's nr columns of row i < mr.
-                unsafe {
-                    acc0[i] = _mm512_maskz_loadu_ps(m0, cr);
-                    acc1[i] = _mm512_maskz_loadu_ps(m1, cr.wrapping_add(16));
-                }
-            }
-        }
+        // SAFETY: the Tile contract: C's tile is R × nr with row stride ldc.
+        let mut acc = unsafe { load_acc::<R>(t.first, t.c, t.ldc, t.nr) };
         for kk in 0..t.kc {
             // SAFETY: k = kk < kc of the weight slice and the A strip (Tile contract); the
             // weight slice is 64-byte aligned (aligned panels, NR = 32 floats per k).
@@ -464,91 +412,20 @@ mod avx512 {
                 let ak = t.a.add(kk * MR);
                 for i in 0..R {
                     let b = _mm512_set1_ps(*ak.add(i));
-                    acc0[i] = _mm512_fmadd_ps(b, w0, acc0[i]);
-                    acc1[i] = _mm512_fmadd_ps(b, w1, acc1[i]);
+                    acc.0[i] = _mm512_fmadd_ps(b, w0, acc.0[i]);
+                    acc.1[i] = _mm512_fmadd_ps(b, w1, acc.1[i]);
                 }
             }
         }
-        let (b0, b1) = if t.bias.is_null() {
-            (_mm512_setzero_ps(), _mm512_setzero_ps())
-        } else {
-            // SAFETY: the bias has nr elements; masked loads touch only those.
-            unsafe {
-                (
-                    _mm512_maskz_loadu_ps(m0, t.bias),
-                    _mm512_maskz_loadu_ps(m1, t.bias.wrapping_add(16)),
-                )
-            }
-        };
-        for i in 0..R {
-            let (mut v0, mut v1) = (acc0[i], acc1[i]);
-            if !t.bias.is_null() {
-                v0 = _mm512_add_ps(v0, b0);
-                v1 = _mm512_add_ps(v1, b1);
-            }
-            let cr = t.c.wrapping_add(i * t.ldc);
-            // SAFETY: masked stores touch only the tile's nr columns of row i < mr.
-            unsafe {
-                if t.nr == NR {
-                    _mm512_storeu_ps(cr, v0);
-                    _mm512_storeu_ps(cr.add(16), v1);
-                } else {
-                    _mm512_mask_storeu_ps(cr, m0, v0);
-                    _mm512_mask_storeu_ps(cr.wrapping_add(16), m1, v1);
-                }
-            }
-        }
+        // SAFETY: as above; the bias, when set, has nr values.
+        unsafe { store_acc(&acc, t.bias, t.c, t.ldc, t.nr) };
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::{assert_close, epilogue, reference, rvec};
     use super::*;
-
-    /// A deterministic pseudo-random f32 in [-1, 1).
-    fn rnd(state: &mut u64) -> f32 {
-        *state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((*state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-
-    fn rvec(len: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed;
-        (0..len).map(|_| rnd(&mut s)).collect()
-    }
-
-    /// f64 reference; returns (C, Σ|a·w| per element).
-    #[allow(clippy::too_many_arguments)]
-    fn reference(
-        a: &[f32],
-        m: usize,
-        lda: usize,
-        w: &[f32],
-        n: usize,
-        k: usize,
-        bias: Option<&[f32]>,
-    ) -> (Vec<f64>, Vec<f64>) {
-        let mut c = vec![0f64; m * n];
-        let mut mag = vec![0f64; m * n];
-        for i in 0..m {
-            for j in 0..n {
-                let (mut s, mut g) = (0f64, 0f64);
-                for p in 0..k {
-                    let v = a[i * lda + p] as f64 * w[j * k + p] as f64;
-                    s += v;
-                    g += v.abs();
-                }
-                if let Some(b) = bias {
-                    s += b[j] as f64;
-                    g += (b[j] as f64).abs();
-                }
-                c[i * n + j] = s;
-                mag[i * n + j] = g;
-            }
-        }
-        (c, mag)
-    }
 
     fn isas() -> Vec<Isa> {
         let mut v = vec![Isa::Portable];
@@ -564,9 +441,8 @@ mod tests {
         let bias = rvec(n, 3);
         let bias = with_bias.then_some(&bias[..]);
         let packed = PackedF32::pack(&w, n, k).unwrap();
-        let (r, mag) = reference(&a, m, lda, &w, n, k, bias);
-        let epi = |x: &mut [f32]| x.iter_mut().for_each(|v| *v = 2.0 * *v + 1.0);
-        let epi_ref: Epilogue = &epi;
+        let (r, mag) = reference(&a, m, lda, &w, n, k, bias, |x| x as f64);
+        let epi_ref: Epilogue = &epilogue;
         let mut outs: Vec<(Isa, Vec<f32>)> = Vec::new();
         for isa in isas() {
             for threads in [1, 2, 3] {
@@ -583,20 +459,11 @@ mod tests {
                     threads,
                 )
                 .unwrap();
-                for idx in 0..m * n {
-                    let want = if with_epi { 2.0 * r[idx] + 1.0 } else { r[idx] };
-                    let scale = if with_epi { 2.0 } else { 1.0 };
-                    // Relative to the magnitude of the summands (~1e-5 for K = 768).
-                    let tol = 1e-6 + 4e-7 * (k as f64).sqrt() * mag[idx] * scale;
-                    let got = c[idx] as f64;
-                    assert!(
-                        (got - want).abs() <= tol,
-                        "{isa:?} t{threads} m{m} k{k} n{n} lda{lda} bias{with_bias} \
-                         epi{with_epi} at ({}, {}): got {got}, want {want}",
-                        idx / n,
-                        idx % n
-                    );
-                }
+                // Relative to the magnitude of the summands (~1e-5 for K = 768).
+                let what = format!(
+                    "{isa:?} t{threads} m{m} k{k} n{n} lda{lda} bias{with_bias} epi{with_epi}"
+                );
+                assert_close(&c, (&r, &mag), n, k, with_epi, (1e-6, 4e-7), &what);
                 outs.push((isa, c));
             }
         }

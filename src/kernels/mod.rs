@@ -80,6 +80,115 @@ pub(crate) fn mask16(count: usize) -> std::arch::x86_64::__mmask16 {
     }
 }
 
+/// Calls `$($kernel)::+::<R>($tile)` with the const `R` equal to the runtime row count `$mr`
+/// (1..=14): both AVX-512 microkernels keep a tile's rows in a const-size register array.
+macro_rules! dispatch_rows {
+    ($($kernel:ident)::+, $mr:expr, $tile:expr) => {
+        match $mr {
+            14 => $($kernel)::+::<14>($tile),
+            13 => $($kernel)::+::<13>($tile),
+            12 => $($kernel)::+::<12>($tile),
+            11 => $($kernel)::+::<11>($tile),
+            10 => $($kernel)::+::<10>($tile),
+            9 => $($kernel)::+::<9>($tile),
+            8 => $($kernel)::+::<8>($tile),
+            7 => $($kernel)::+::<7>($tile),
+            6 => $($kernel)::+::<6>($tile),
+            5 => $($kernel)::+::<5>($tile),
+            4 => $($kernel)::+::<4>($tile),
+            3 => $($kernel)::+::<3>($tile),
+            2 => $($kernel)::+::<2>($tile),
+            _ => $($kernel)::+::<1>($tile),
+        }
+    };
+}
+pub(crate) use dispatch_rows;
+
+/// The AVX-512 parts both microkernels share: C's tile in and out of `2·R` zmm accumulators
+/// (the 32 columns as two halves, masked at the tile's `nr` edge). Only the k loop differs.
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512 {
+    use super::{mask16, NR};
+    use std::arch::x86_64::*;
+
+    /// Two accumulator halves per row.
+    pub(crate) type Acc<const R: usize> = ([__m512; R], [__m512; R]);
+
+    /// The accumulators for an `R × nr` tile at `c` (row stride `ldc`): zeros on the first K
+    /// block, else C's partial sums.
+    ///
+    /// # Safety
+    /// The CPU has avx512f; unless `first`, `c` addresses `R` rows of `nr ≤ 32` readable f32.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(crate) unsafe fn load_acc<const R: usize>(
+        first: bool,
+        c: *const f32,
+        ldc: usize,
+        nr: usize,
+    ) -> Acc<R> {
+        let mut acc = ([_mm512_setzero_ps(); R], [_mm512_setzero_ps(); R]);
+        if !first {
+            let (m0, m1) = (mask16(nr), mask16(nr.saturating_sub(16)));
+            for i in 0..R {
+                let cr = c.wrapping_add(i * ldc);
+                // SAFETY: masked loads touch only the tile's nr columns of row i < R.
+                unsafe {
+                    acc.0[i] = _mm512_maskz_loadu_ps(m0, cr);
+                    acc.1[i] = _mm512_maskz_loadu_ps(m1, cr.wrapping_add(16));
+                }
+            }
+        }
+        acc
+    }
+
+    /// Writes the accumulators to the tile at `c`, adding `bias` (`nr` values) unless null.
+    ///
+    /// # Safety
+    /// The CPU has avx512f; `c` addresses `R` rows of `nr ≤ 32` writable f32; `bias` is null
+    /// or addresses `nr` values.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(crate) unsafe fn store_acc<const R: usize>(
+        acc: &Acc<R>,
+        bias: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        nr: usize,
+    ) {
+        let (m0, m1) = (mask16(nr), mask16(nr.saturating_sub(16)));
+        let (b0, b1) = if bias.is_null() {
+            (_mm512_setzero_ps(), _mm512_setzero_ps())
+        } else {
+            // SAFETY: the bias has nr elements; masked loads touch only those.
+            unsafe {
+                (
+                    _mm512_maskz_loadu_ps(m0, bias),
+                    _mm512_maskz_loadu_ps(m1, bias.wrapping_add(16)),
+                )
+            }
+        };
+        for i in 0..R {
+            let (mut v0, mut v1) = (acc.0[i], acc.1[i]);
+            if !bias.is_null() {
+                v0 = _mm512_add_ps(v0, b0);
+                v1 = _mm512_add_ps(v1, b1);
+            }
+            let cr = c.wrapping_add(i * ldc);
+            // SAFETY: masked stores touch only the tile's nr columns of row i < R.
+            unsafe {
+                if nr == NR {
+                    _mm512_storeu_ps(cr, v0);
+                    _mm512_storeu_ps(cr.add(16), v1);
+                } else {
+                    _mm512_mask_storeu_ps(cr, m0, v0);
+                    _mm512_mask_storeu_ps(cr.wrapping_add(16), m1, v1);
+                }
+            }
+        }
+    }
+}
+
 /// A part of one GEMM call: rows `r0..r1` × weight panels `p0..p1` of C.
 ///
 /// # Safety
@@ -236,3 +345,88 @@ pub(crate) struct SendPtr<T>(pub *mut T);
 unsafe impl<T> Send for SendPtr<T> {}
 // SAFETY: as above.
 unsafe impl<T> Sync for SendPtr<T> {}
+
+/// Test helpers both GEMMs' tests share.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// Deterministic pseudo-random f32 in [-1, 1).
+    pub(crate) fn rvec(len: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        (0..len)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// f64 reference of `A · Wᵀ + bias` with the inputs passed through `round` (identity or
+    /// bf16 rounding); returns (C, Σ|a·w| per element, the scale rounding errors grow with).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn reference(
+        a: &[f32],
+        m: usize,
+        lda: usize,
+        w: &[f32],
+        n: usize,
+        k: usize,
+        bias: Option<&[f32]>,
+        round: fn(f32) -> f64,
+    ) -> (Vec<f64>, Vec<f64>) {
+        let mut c = vec![0f64; m * n];
+        let mut mag = vec![0f64; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let (mut s, mut g) = (0f64, 0f64);
+                for p in 0..k {
+                    let v = round(a[i * lda + p]) * round(w[j * k + p]);
+                    s += v;
+                    g += v.abs();
+                }
+                if let Some(b) = bias {
+                    s += b[j] as f64;
+                    g += (b[j] as f64).abs();
+                }
+                c[i * n + j] = s;
+                mag[i * n + j] = g;
+            }
+        }
+        (c, mag)
+    }
+
+    /// The test epilogue (`2x + 1`) and its effect on the reference.
+    pub(crate) fn epilogue(x: &mut [f32]) {
+        x.iter_mut().for_each(|v| *v = 2.0 * *v + 1.0);
+    }
+
+    /// Asserts `got` equals the reference within `abs + rel · √k · Σ|a·w|` per element (the
+    /// epilogue, when applied, doubles values and errors).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn assert_close(
+        got: &[f32],
+        (r, mag): (&[f64], &[f64]),
+        n: usize,
+        k: usize,
+        with_epi: bool,
+        (abs, rel): (f64, f64),
+        what: &str,
+    ) {
+        for idx in 0..got.len() {
+            let (want, scale) = if with_epi {
+                (2.0 * r[idx] + 1.0, 2.0)
+            } else {
+                (r[idx], 1.0)
+            };
+            let tol = abs + rel * (k as f64).sqrt() * mag[idx] * scale;
+            let g = got[idx] as f64;
+            assert!(
+                (g - want).abs() <= tol,
+                "{what} at ({}, {}): got {g}, want {want}",
+                idx / n,
+                idx % n
+            );
+        }
+    }
+}
