@@ -21,7 +21,7 @@
 //! reload the partial sums into the accumulators), then the bias is added. The portable
 //! fallback does exactly the same operations in the same order, so both paths give
 //! bit-identical results.
-use super::{bf16_bits_to_f32, pack_pair, SendPtr};
+use super::{bf16_bits_to_f32, pack_pair, Job};
 use crate::error::{Error, Result};
 
 use super::MR;
@@ -113,7 +113,7 @@ pub fn has_avx512_bf16() -> bool {
 
 /// Which microkernel runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Isa {
+pub(crate) enum Isa {
     Portable,
     #[cfg(target_arch = "x86_64")]
     Avx512Bf16,
@@ -145,8 +145,7 @@ pub fn gemm_bf16(
     epilogue: Option<Epilogue>,
     threads: usize,
 ) -> Result<()> {
-    let isa = best_isa();
-    gemm_with(isa, a, m, lda, w, bias, c, epilogue, threads)
+    super::gemm(best_isa(), a, m, lda, w, bias, c, epilogue, threads)
 }
 
 fn best_isa() -> Isa {
@@ -157,59 +156,35 @@ fn best_isa() -> Isa {
     Isa::Portable
 }
 
-#[allow(clippy::too_many_arguments)]
-fn gemm_with(
-    isa: Isa,
-    a: &[f32],
-    m: usize,
-    lda: usize,
-    w: &PackedBf16,
-    bias: Option<&[f32]>,
-    c: &mut [f32],
-    epilogue: Option<Epilogue>,
-    threads: usize,
-) -> Result<()> {
-    super::drive(
-        "gemm_bf16",
-        (a, m, lda),
-        (w.n, w.k),
-        (MR, NR),
-        bias,
-        c,
-        epilogue,
-        threads,
-        |c| Job {
-            isa,
-            a,
-            lda,
-            w,
-            bias,
-            c,
-        },
-    )
-}
+// SAFETY: `run_part` writes only rows `r0..r1` × panels `p0..p1` of C and runs the epilogue
+// on whole finished rows (see its contract).
+unsafe impl super::Packed for PackedBf16 {
+    type Isa = Isa;
+    const NAME: &'static str = "gemm_bf16";
 
-/// One call's operands, shared by its threads.
-struct Job<'a> {
-    isa: Isa,
-    a: &'a [f32],
-    lda: usize,
-    w: &'a PackedBf16,
-    bias: Option<&'a [f32]>,
-    c: SendPtr<f32>,
-}
+    fn n(&self) -> usize {
+        self.n
+    }
 
-// SAFETY: `run` writes only rows `r0..r1` × panels `p0..p1` of C and runs the epilogue on
-// whole finished rows (see its contract).
-unsafe impl super::Part for Job<'_> {
+    fn k(&self) -> usize {
+        self.k
+    }
+
     /// Computes rows `r0..r1` × panels `p0..p1` of C, then (if given) runs the epilogue on each
     /// finished `MC`-row block.
     ///
     /// # Safety
-    /// `self.c` points to `m × n` f32 that no one else reads or writes in rows `r0..r1` ×
+    /// `job.c` points to `m × n` f32 that no one else reads or writes in rows `r0..r1` ×
     /// panels `p0..p1` during the call; the epilogue needs the whole rows (`p0..p1` = all).
-    unsafe fn run(&self, r0: usize, r1: usize, p0: usize, p1: usize, epilogue: Option<Epilogue>) {
-        let (n, k2) = (self.w.n, self.w.k2);
+    unsafe fn run_part(
+        job: &Job<Self>,
+        r0: usize,
+        r1: usize,
+        p0: usize,
+        p1: usize,
+        epilogue: Option<Epilogue>,
+    ) {
+        let (n, k2) = (job.w.n, job.w.k2);
         // Packed A for one block: only as large as this call needs (small M, small K).
         let rows = MC.min(r1 - r0).div_ceil(MR) * MR;
         let mut buf = vec![0u32; rows * KC2.min(k2)];
@@ -219,15 +194,13 @@ unsafe impl super::Part for Job<'_> {
             let mut kb = 0;
             while kb < k2 {
                 let kc2 = KC2.min(k2 - kb);
-                pack_a(
-                    self.isa, self.a, self.lda, self.w.k, ic, mc, kb, kc2, &mut buf,
-                );
+                pack_a(job.isa, job.a, job.lda, job.w.k, ic, mc, kb, kc2, &mut buf);
                 let first = kb == 0;
                 let last = kb + kc2 == k2;
                 for p in p0..p1 {
                     let nr = NR.min(n - p * NR);
-                    let wp = self.w.data[(p * k2 + kb) * NR..].as_ptr();
-                    let bias = match self.bias {
+                    let wp = job.w.data[(p * k2 + kb) * NR..].as_ptr();
+                    let bias = match job.bias {
                         Some(b) if last => b[p * NR..].as_ptr(),
                         _ => std::ptr::null(),
                     };
@@ -235,7 +208,7 @@ unsafe impl super::Part for Job<'_> {
                     // one runs: each strip takes its share, one line per k pair.
                     let strips = mc.div_ceil(MR);
                     let next =
-                        (p + 1 < p1).then(|| self.w.data[((p + 1) * k2 + kb) * NR..].as_ptr());
+                        (p + 1 < p1).then(|| job.w.data[((p + 1) * k2 + kb) * NR..].as_ptr());
                     let share = (2 * kc2).div_ceil(strips);
                     for s in 0..strips {
                         let mr = MR.min(mc - s * MR);
@@ -252,7 +225,7 @@ unsafe impl super::Part for Job<'_> {
                         // (the panel slice from pair kb on); `bias` has nr elements from
                         // p·NR on or is null.
                         unsafe {
-                            let cp = self.c.0.add((ic + s * MR) * n + p * NR);
+                            let cp = job.c.0.add((ic + s * MR) * n + p * NR);
                             let tile = Tile {
                                 kc2,
                                 a: ap,
@@ -266,7 +239,7 @@ unsafe impl super::Part for Job<'_> {
                                 pf,
                                 pf_lines,
                             };
-                            microtile(self.isa, &tile);
+                            microtile(job.isa, &tile);
                         }
                     }
                 }
@@ -275,7 +248,7 @@ unsafe impl super::Part for Job<'_> {
             if let Some(e) = epilogue {
                 // SAFETY: rows ic .. ic + mc are this thread's (see the contract), finished,
                 // and no pointer into them is used while the slice lives.
-                let rows = unsafe { std::slice::from_raw_parts_mut(self.c.0.add(ic * n), mc * n) };
+                let rows = unsafe { std::slice::from_raw_parts_mut(job.c.0.add(ic * n), mc * n) };
                 e(rows);
             }
             ic += mc;
@@ -537,7 +510,7 @@ mod tests {
         for isa in isas() {
             for threads in [1, 2, 3] {
                 let mut c = vec![f32::NAN; m * n];
-                gemm_with(
+                super::super::gemm(
                     isa,
                     &a,
                     m,

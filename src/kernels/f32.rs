@@ -12,7 +12,7 @@
 //! sums), then the bias is added. The AVX-512 path fuses each multiply-add (FMA, one rounding);
 //! the portable fallback rounds the product and the sum separately, so the two agree up to
 //! rounding, not bit for bit. Thread counts never change the result of a given path.
-use super::{Epilogue, SendPtr};
+use super::{Epilogue, Job};
 use crate::error::{Error, Result};
 
 use super::MR;
@@ -123,7 +123,7 @@ pub fn has_avx512f() -> bool {
 
 /// Which microkernel runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Isa {
+pub(crate) enum Isa {
     Portable,
     #[cfg(target_arch = "x86_64")]
     Avx512,
@@ -159,62 +159,38 @@ pub fn gemm_f32_packed(
     epilogue: Option<Epilogue>,
     threads: usize,
 ) -> Result<()> {
-    gemm_with(best_isa(), a, m, lda, w, bias, c, epilogue, threads)
+    super::gemm(best_isa(), a, m, lda, w, bias, c, epilogue, threads)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn gemm_with(
-    isa: Isa,
-    a: &[f32],
-    m: usize,
-    lda: usize,
-    w: &PackedF32,
-    bias: Option<&[f32]>,
-    c: &mut [f32],
-    epilogue: Option<Epilogue>,
-    threads: usize,
-) -> Result<()> {
-    super::drive(
-        "gemm_f32_packed",
-        (a, m, lda),
-        (w.n, w.k),
-        (MR, NR),
-        bias,
-        c,
-        epilogue,
-        threads,
-        |c| Job {
-            isa,
-            a,
-            lda,
-            w,
-            bias,
-            c,
-        },
-    )
-}
+// SAFETY: `run_part` writes only rows `r0..r1` × panels `p0..p1` of C and runs the epilogue
+// on whole finished rows (see its contract).
+unsafe impl super::Packed for PackedF32 {
+    type Isa = Isa;
+    const NAME: &'static str = "gemm_f32_packed";
 
-/// One call's operands, shared by its threads.
-struct Job<'a> {
-    isa: Isa,
-    a: &'a [f32],
-    lda: usize,
-    w: &'a PackedF32,
-    bias: Option<&'a [f32]>,
-    c: SendPtr<f32>,
-}
+    fn n(&self) -> usize {
+        self.n
+    }
 
-// SAFETY: `run` writes only rows `r0..r1` × panels `p0..p1` of C and runs the epilogue on
-// whole finished rows (see its contract).
-unsafe impl super::Part for Job<'_> {
+    fn k(&self) -> usize {
+        self.k
+    }
+
     /// Computes rows `r0..r1` × panels `p0..p1` of C, then (if given) runs the epilogue on each
     /// finished `MC`-row block.
     ///
     /// # Safety
-    /// `self.c` points to `m × n` f32 that no one else reads or writes in rows `r0..r1` ×
+    /// `job.c` points to `m × n` f32 that no one else reads or writes in rows `r0..r1` ×
     /// panels `p0..p1` during the call; the epilogue needs the whole rows (`p0..p1` = all).
-    unsafe fn run(&self, r0: usize, r1: usize, p0: usize, p1: usize, epilogue: Option<Epilogue>) {
-        let k = self.w.k;
+    unsafe fn run_part(
+        job: &Job<Self>,
+        r0: usize,
+        r1: usize,
+        p0: usize,
+        p1: usize,
+        epilogue: Option<Epilogue>,
+    ) {
+        let k = job.w.k;
         // Blocks of equal size, rows in whole strips, so that no thin last block streams all
         // of W (or a K slice of it) for little work.
         let blocks = (r1 - r0).div_ceil(MC);
@@ -234,13 +210,13 @@ unsafe impl super::Part for Job<'_> {
             }
             // SAFETY: forwarded contract.
             unsafe {
-                self.run_with(r0, r1, p0, p1, epilogue, mc_blk, kc_blk, flat_mut(lines));
+                job.run_with(r0, r1, p0, p1, epilogue, mc_blk, kc_blk, flat_mut(lines));
             }
         })
     }
 }
 
-impl Job<'_> {
+impl Job<'_, PackedF32> {
     /// [`super::Part::run`] with row blocks of `mc_blk`, K blocks of `kc_blk` and an A buffer of at
     /// least `mc_blk · kc_blk` f32.
     ///
@@ -447,7 +423,7 @@ mod tests {
         for isa in isas() {
             for threads in [1, 2, 3] {
                 let mut c = vec![f32::NAN; m * n];
-                gemm_with(
+                super::super::gemm(
                     isa,
                     &a,
                     m,
@@ -529,7 +505,7 @@ mod tests {
         let packed = PackedF32::pack(&w, n, k).unwrap();
         let mut c0 = vec![0f32; m * n];
         let mut c1 = vec![0f32; m * n];
-        gemm_with(
+        super::super::gemm(
             Isa::Portable,
             &a,
             m,
@@ -541,7 +517,7 @@ mod tests {
             1,
         )
         .unwrap();
-        gemm_with(best_isa(), &a, m, k, &packed, Some(&bias), &mut c1, None, 2).unwrap();
+        super::super::gemm(best_isa(), &a, m, k, &packed, Some(&bias), &mut c1, None, 2).unwrap();
         for (x, y) in c0.iter().zip(&c1) {
             assert!((x - y).abs() <= 1e-4 * (1.0 + x.abs()), "{x} vs {y}");
         }

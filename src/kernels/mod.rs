@@ -189,16 +189,46 @@ pub(crate) mod avx512 {
     }
 }
 
-/// A part of one GEMM call: rows `r0..r1` × weight panels `p0..p1` of C.
+/// A weight packed for one of the GEMMs, and the kernel that multiplies by it.
 ///
 /// # Safety
-/// Implementors write only C's elements in that part (C is `m × n`, behind the job's pointer)
-/// and run the epilogue only on whole rows they finished.
-pub(crate) unsafe trait Part: Sync {
+/// `run_part` writes only C's elements in rows `r0..r1` × panels `p0..p1` (C is `m × n`,
+/// behind the job's pointer) and runs the epilogue only on whole rows it finished.
+pub(crate) unsafe trait Packed: Sync + Sized {
+    /// Which microkernel runs.
+    type Isa: Copy + Sync;
+    /// The GEMM's name in errors.
+    const NAME: &'static str;
+    /// Output features (rows of W).
+    fn n(&self) -> usize;
+    /// Input features (columns of W).
+    fn k(&self) -> usize;
+    /// Computes rows `r0..r1` × panels `p0..p1` of C, then (if given) runs the epilogue on
+    /// each finished block of rows.
+    ///
     /// # Safety
     /// No one else reads or writes that part of C during the call; with an epilogue, `p0..p1`
     /// covers all panels.
-    unsafe fn run(&self, r0: usize, r1: usize, p0: usize, p1: usize, epilogue: Option<Epilogue>);
+    unsafe fn run_part(
+        job: &Job<Self>,
+        r0: usize,
+        r1: usize,
+        p0: usize,
+        p1: usize,
+        epilogue: Option<Epilogue>,
+    );
+}
+
+/// One GEMM call's operands, shared by its threads.
+pub(crate) struct Job<'a, W: Packed> {
+    pub isa: W::Isa,
+    /// A: rows of stride `lda`.
+    pub a: &'a [f32],
+    pub lda: usize,
+    pub w: &'a W,
+    pub bias: Option<&'a [f32]>,
+    /// C: `m × n`, row-major.
+    pub c: SendPtr<f32>,
 }
 
 /// Shape checks shared by both GEMMs: A holds `m` rows of stride `lda ≥ k`, C is `m × n`,
@@ -241,25 +271,27 @@ fn check_shapes(
     Ok(())
 }
 
-/// The driver both GEMMs share: checks shapes, handles empty shapes and K = 0, then splits C
-/// over `threads` — over rows when every thread gets at least two `mr`-row strips (each thread
-/// packs its own A rows and streams all of W), else over the `nr`-column weight panels (each
+/// `C[M, N] = A[M, K] · Wᵀ + bias[N]` on `isa`'s kernel for `W`: checks shapes, handles empty
+/// shapes and K = 0, then splits C over `threads` — over rows when every thread gets at least
+/// two `MR`-row strips (each thread packs its own A rows and streams all of W), else over the
+/// `NR`-column weight panels (each
 /// thread streams its share of W; the epilogue then runs once on all of C). Every part runs on
 /// rayon's pool: running the first part on the calling thread (`in_place_scope`) measured
 /// slower in whole models (ViT-B/16 b1 3.3–4.0 vs 5.4 img/s, b8 4.8 vs 5.4).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn drive<P: Part>(
-    name: &str,
-    (a, m, lda): (&[f32], usize, usize),
-    (n, k): (usize, usize),
-    (mr, nr): (usize, usize),
+pub(crate) fn gemm<W: Packed>(
+    isa: W::Isa,
+    a: &[f32],
+    m: usize,
+    lda: usize,
+    w: &W,
     bias: Option<&[f32]>,
     c: &mut [f32],
     epilogue: Option<Epilogue>,
     threads: usize,
-    job: impl FnOnce(SendPtr<f32>) -> P,
 ) -> Result<()> {
-    check_shapes(name, a, m, lda, n, k, bias, c)?;
+    let (n, k) = (w.n(), w.k());
+    check_shapes(W::NAME, a, m, lda, n, k, bias, c)?;
     if m == 0 || n == 0 {
         return Ok(());
     }
@@ -275,18 +307,25 @@ pub(crate) fn drive<P: Part>(
         }
         return Ok(());
     }
-    let panels = n.div_ceil(nr);
+    let panels = n.div_ceil(NR);
     let threads = threads.max(1);
-    let job = &job(SendPtr(c.as_mut_ptr()));
+    let job = &Job {
+        isa,
+        a,
+        lda,
+        w,
+        bias,
+        c: SendPtr(c.as_mut_ptr()),
+    };
     if threads == 1 {
         // SAFETY: C holds m × n elements (checked) and is exclusively borrowed for this call.
-        unsafe { job.run(0, m, 0, panels, epilogue) };
-    } else if m >= threads * 2 * mr {
+        unsafe { W::run_part(job, 0, m, 0, panels, epilogue) };
+    } else if m >= threads * 2 * MR {
         rayon::scope(|s| {
             for t in 0..threads {
                 let (r0, r1) = (t * m / threads, (t + 1) * m / threads);
                 // SAFETY: the parts write disjoint row ranges of C, which outlives the scope.
-                s.spawn(move |_| unsafe { job.run(r0, r1, 0, panels, epilogue) });
+                s.spawn(move |_| unsafe { W::run_part(job, r0, r1, 0, panels, epilogue) });
             }
         });
     } else {
@@ -296,7 +335,7 @@ pub(crate) fn drive<P: Part>(
                 let (p0, p1) = (i * panels / t, (i + 1) * panels / t);
                 // SAFETY: the parts write disjoint column ranges of C (whole panels, stores
                 // masked at N), which outlives the scope.
-                s.spawn(move |_| unsafe { job.run(0, m, p0, p1, None) });
+                s.spawn(move |_| unsafe { W::run_part(job, 0, m, p0, p1, None) });
             }
         });
         if let Some(e) = epilogue {
