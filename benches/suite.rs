@@ -14,7 +14,9 @@ use tessera::models::clip::{Clip, ClipConfig};
 use tessera::models::vit::hf::{HfVit, HfVitConfig};
 use tessera::models::vit::{VisionTransformer, VitConfig};
 use tessera::nn::{Ctx, ParamStore};
-use tessera::train::{grads_data_parallel, single_threaded_ops, AdamW, AdamWConfig};
+use tessera::train::{
+    grads_data_parallel, single_threaded_ops, AdamW, AdamWConfig, ImageClassifier,
+};
 
 const WORKLOADS: &[&str] = &[
     "matmul_2048",
@@ -199,17 +201,7 @@ fn run(workload: &str, dtype: DType) -> Run {
             let batch = 64;
             let store = ParamStore::fresh(0, true, &dev);
             let model = VisionTransformer::new(store.var_builder(DType::F32), &cfg).expect("model");
-            let mut opt = AdamW::new(store.vars(), AdamWConfig::default());
-            let ds = random_images(batch, 3, 32, 10);
-            let loader = loader(&ds, batch, 3);
-            let idx: Vec<usize> = (0..batch).collect();
-            let mut n = 0u64;
-            let s = time(2, reps.max(10), || {
-                let out = grads_data_parallel(&model, &loader, &idx, 0, n, 0.0, threads, &dev)
-                    .expect("grads");
-                opt.step(&out.grads, 1e-4).expect("step");
-                n += 1;
-            });
+            let s = train_steps(&model, &store, (32, 10, batch), threads, (2, reps.max(10)));
             Run {
                 seconds: s,
                 items: batch,
@@ -230,18 +222,13 @@ fn run(workload: &str, dtype: DType) -> Run {
             let cfg = HfVitConfig::default();
             let batch = 16;
             let loaded = HfVit::from_config(&cfg, 37, 0, &dev).expect("model");
-            let mut opt = AdamW::new(loaded.store.vars(), AdamWConfig::default());
-            let ds = random_images(batch, 3, 224, 37);
-            let loader = loader(&ds, batch, 3);
-            let idx: Vec<usize> = (0..batch).collect();
-            let mut n = 0u64;
-            let s = time(1, reps.min(5), || {
-                let out =
-                    grads_data_parallel(&loaded.model, &loader, &idx, 0, n, 0.0, threads, &dev)
-                        .expect("grads");
-                opt.step(&out.grads, 1e-5).expect("step");
-                n += 1;
-            });
+            let s = train_steps(
+                &loaded.model,
+                &loaded.store,
+                (224, 37, batch),
+                threads,
+                (1, reps.min(5)),
+            );
             Run {
                 seconds: s,
                 items: batch,
@@ -254,6 +241,30 @@ fn run(workload: &str, dtype: DType) -> Run {
             std::process::exit(2)
         }
     }
+}
+
+/// Median seconds of one training step (data-parallel gradients over `threads` shards, then
+/// AdamW) on a batch of random `side`×`side` RGB images with `classes` labels, as the
+/// trainer runs it; `(warm-up, timed)` steps.
+fn train_steps(
+    model: &dyn ImageClassifier,
+    store: &ParamStore,
+    (side, classes, batch): (usize, usize, usize),
+    threads: usize,
+    (warmup, reps): (usize, usize),
+) -> f64 {
+    let dev = Device::Cpu;
+    let mut opt = AdamW::new(store.vars(), AdamWConfig::default());
+    let ds = random_images(batch, 3, side, classes);
+    let loader = loader(&ds, batch, 3);
+    let idx: Vec<usize> = (0..batch).collect();
+    let mut n = 0u64;
+    time(warmup, reps, || {
+        let out =
+            grads_data_parallel(model, &loader, &idx, 0, n, 0.0, threads, &dev).expect("grads");
+        opt.step(&out.grads, 1e-5).expect("step");
+        n += 1;
+    })
 }
 
 fn random_images(n: usize, c: usize, side: usize, classes: usize) -> InMemory {

@@ -5,6 +5,26 @@ use tessera::nn::{
     causal_mask, padding_mask, Attention, AttnNames, Ctx, ParamStore, QkvNames, Trace,
 };
 
+/// The three q/k/v layouts: PyTorch `in_proj_weight`, timm `qkv`, HF/CLIP separate linears.
+const LAYOUTS: [AttnNames; 3] = [
+    AttnNames {
+        qkv: QkvNames::TorchInProj,
+        out: "out_proj",
+    },
+    AttnNames {
+        qkv: QkvNames::FusedLinear("qkv"),
+        out: "proj",
+    },
+    AttnNames {
+        qkv: QkvNames::Separate {
+            q: "q",
+            k: "k",
+            v: "v",
+        },
+        out: "o",
+    },
+];
+
 fn attn(names: AttnNames) -> Attention {
     let store = ParamStore::fresh(3, false, &Device::Cpu);
     Attention::new(store.var_builder(DType::F32), names, 16, 4, true, 0.0).unwrap()
@@ -15,24 +35,7 @@ use common::max_abs_diff as diff;
 #[test]
 fn cross_attention_on_itself_is_self_attention_in_every_layout() {
     let x = Tensor::randn(0f32, 1.0, (2, 5, 16), &Device::Cpu).unwrap();
-    for names in [
-        AttnNames {
-            qkv: QkvNames::TorchInProj,
-            out: "out_proj",
-        },
-        AttnNames {
-            qkv: QkvNames::FusedLinear("qkv"),
-            out: "proj",
-        },
-        AttnNames {
-            qkv: QkvNames::Separate {
-                q: "q",
-                k: "k",
-                v: "v",
-            },
-            out: "o",
-        },
-    ] {
+    for names in LAYOUTS {
         let a = attn(names);
         let s = a.forward(&x, None, None, &mut Ctx::eval()).unwrap();
         let c = a.forward(&x, Some(&x), None, &mut Ctx::eval()).unwrap();
@@ -129,20 +132,7 @@ fn causal_and_padding_masks_hide_what_they_should() {
 #[test]
 fn fused_attention_gradients_match_composite() {
     let dev = Device::Cpu;
-    for names in [
-        AttnNames {
-            qkv: QkvNames::TorchInProj,
-            out: "out_proj",
-        },
-        AttnNames {
-            qkv: QkvNames::Separate {
-                q: "q",
-                k: "k",
-                v: "v",
-            },
-            out: "o",
-        },
-    ] {
+    for names in LAYOUTS {
         let store = ParamStore::fresh(5, true, &dev);
         let a = Attention::new(store.var_builder(DType::F32), names, 16, 4, true, 0.0).unwrap();
         let x = candle_core::Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 7, 16), &dev).unwrap())

@@ -766,6 +766,19 @@ impl AttnShape {
         }
         Ok(())
     }
+
+    /// Task `task` = (image, head): the image index, the offset of its head's q columns in
+    /// the packed [B*N, 3D] buffer, and its [N, N] mask block (shared or per image).
+    fn task<'m>(
+        &self,
+        task: usize,
+        mask: Option<(&'m [f32], usize)>,
+    ) -> (usize, usize, Option<&'m [f32]>) {
+        let (n, d) = (self.n, self.heads * self.dh);
+        let (bi, h) = (task / self.heads, task % self.heads);
+        let m = mask.map(|(m, bm)| &m[if bm == 1 { 0 } else { bi * n * n }..][..n * n]);
+        (bi, bi * n * 3 * d + h * self.dh, m)
+    }
 }
 
 /// Row-softmaxed `scale · q kᵀ + mask` of one (image, head) into `s` [n, n].
@@ -835,9 +848,8 @@ fn attention_dropout(
     (0..b * heads).into_par_iter().for_each_init(
         || vec![0f32; n * n],
         |s, task| {
-            let (bi, h) = (task / heads, task % heads);
-            let base = bi * n * ld + h * dh;
-            let m = mask.map(|(m, bm)| &m[if bm == 1 { 0 } else { bi * n * n }..][..n * n]);
+            let (bi, base, m) = sh.task(task, mask);
+            let h = task % heads;
             let o = out_ptr;
             // SAFETY: q/k/v are [n, dh] windows of qkv with row stride 3D, in bounds (checked
             // by `check`); each task writes only its own [n, dh] window of out (rows bi*n..,
@@ -901,15 +913,14 @@ fn attention_bwd(
     (0..b * heads).into_par_iter().for_each_init(
         || (vec![0f32; n * n], vec![0f32; n * n], vec![0f32; n * n]),
         |(p, pd, dp), task| {
-            let (bi, h) = (task / heads, task % heads);
-            let base = bi * n * ld + h * dh;
+            let (bi, base, m) = sh.task(task, mask);
+            let h = task % heads;
             let (q, k, v) = (
                 qkv[base..].as_ptr(),
                 qkv[base + d..].as_ptr(),
                 qkv[base + 2 * d..].as_ptr(),
             );
             let go = g[bi * n * d + h * dh..].as_ptr();
-            let m = mask.map(|(m, bm)| &m[if bm == 1 { 0 } else { bi * n * n }..][..n * n]);
             let dq = dptr;
             // SAFETY: q/k/v and the output-gradient window are in bounds (checked above); each
             // task writes only its own q/k/v column windows of dqkv (rows bi*n.., columns
