@@ -11,9 +11,8 @@
 mod common;
 
 use candle_core::{Device, Tensor};
-use common::{best_time, best_time_by, random, secs_per_measurement, VIT_SHAPES};
+use common::{best_of, best_time, best_time_by, random, secs_per_measurement, VIT_SHAPES};
 use std::hint::black_box;
-use std::time::Instant;
 use tessera::kernels::bf16::{gemm_bf16, has_avx512_bf16, PackedBf16};
 
 /// This thread's CPU time in seconds (Linux), which leaves out time lost to other processes
@@ -58,22 +57,18 @@ fn best_pool_cpu_time(secs: f64, mut f: impl FnMut()) -> Option<f64> {
         v.push(thread_cpu_secs());
         v
     };
-    f();
-    let start = Instant::now();
-    let mut best = f64::INFINITY;
-    let mut runs = 0;
-    while runs < 3 || start.elapsed().as_secs_f64() < secs {
-        let before = read();
-        f();
-        let after = read();
-        let mut crit = 0f64;
-        for (b, a) in before.iter().zip(&after) {
-            crit = crit.max((*a)? - (*b)?);
-        }
-        best = best.min(crit);
-        runs += 1;
-    }
-    Some(best)
+    read().iter().all(Option::is_some).then(|| {
+        best_of(secs, || {
+            let before = read();
+            f();
+            let after = read();
+            before
+                .iter()
+                .zip(&after)
+                .map(|(b, a)| a.unwrap_or(0.0) - b.unwrap_or(0.0))
+                .fold(0f64, f64::max)
+        })
+    })
 }
 
 #[cfg(target_arch = "x86_64")]

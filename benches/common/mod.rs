@@ -10,20 +10,27 @@ pub fn secs_per_measurement() -> f64 {
         .unwrap_or(0.4)
 }
 
-/// Best seconds per call of `f` over about `secs` seconds (at least 3 calls after a warm-up),
-/// read on `clock` (seconds from any origin).
-pub fn best_time_by(secs: f64, clock: impl Fn() -> f64, mut f: impl FnMut()) -> f64 {
-    f();
+/// The smallest of `measure()`'s results over about `secs` seconds (at least 3 calls after a
+/// warm-up call); `measure` runs the work once and returns its cost.
+pub fn best_of(secs: f64, mut measure: impl FnMut() -> f64) -> f64 {
+    measure();
     let start = Instant::now();
     let mut best = f64::INFINITY;
     let mut runs = 0;
     while runs < 3 || start.elapsed().as_secs_f64() < secs {
-        let t = clock();
-        f();
-        best = best.min(clock() - t);
+        best = best.min(measure());
         runs += 1;
     }
     best
+}
+
+/// Best seconds per call of `f` (see [`best_of`]), read on `clock` (seconds from any origin).
+pub fn best_time_by(secs: f64, clock: impl Fn() -> f64, mut f: impl FnMut()) -> f64 {
+    best_of(secs, || {
+        let t = clock();
+        f();
+        clock() - t
+    })
 }
 
 /// [`best_time_by`] in wall time.
