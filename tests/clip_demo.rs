@@ -29,3 +29,30 @@ fn tiny_clip_composes_held_out_colour_shape_pairs() {
     assert_eq!(last["held_out"]["joint"].as_f64(), Some(r.held_out.joint));
     assert!(Clip::load(out.path(), false, &dev).is_ok());
 }
+
+#[test]
+fn bad_demo_settings_are_errors_before_training() {
+    let bpe = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/bpe_simple_vocab_16e6.txt.gz");
+    let tok = ClipTokenizer::from_bpe_gz(&bpe).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let dev = candle_core::Device::Cpu;
+    for cfg in [
+        DemoConfig {
+            epochs: 0,
+            ..DemoConfig::default()
+        },
+        DemoConfig {
+            held_out: vec![(8, 0)],
+            ..DemoConfig::default()
+        },
+        DemoConfig {
+            patch: 3,
+            ..DemoConfig::default()
+        },
+    ] {
+        let e = run(&cfg, &tok, out.path(), &dev).unwrap_err();
+        assert!(matches!(e, tessera::Error::Config(_)), "{e}");
+    }
+    // Nothing was trained or written.
+    assert!(!out.path().join("model.safetensors").exists());
+}

@@ -294,15 +294,7 @@ pub fn run(
     out: &Path,
     device: &Device,
 ) -> Result<DemoReport> {
-    if cfg
-        .held_out
-        .iter()
-        .any(|&(c, s)| c >= COLORS.len() || s >= SHAPES.len())
-    {
-        return Err(Error::Config(
-            "held-out pair outside the colours × shapes".into(),
-        ));
-    }
+    cfg.validate()?;
     let store = ParamStore::fresh(cfg.seed, true, device);
     let model = Clip::new(store.var_builder(DType::F32), &model_config(cfg.patch)?)?;
     let processor = ProcessorConfig::clip(SIZE as u32);
