@@ -153,7 +153,16 @@ fn mention(o: &Object, rng: &mut ChaCha8Rng) -> Mention {
 /// objects take opposite halves). One object is captioned by [`mention`]; of two, half the
 /// captions describe both ("a red square on the left and a green circle on the right", bound
 /// colour and shape, positions or not) and half one of them.
-pub fn render(size: usize, objects: &[Object], style: &Style, rng: &mut ChaCha8Rng) -> Scene {
+///
+/// `held` lists the held-out (colour, shape) pairs: an unnamed-colour object of shape `s` is
+/// never drawn in a colour whose nearest named colour `c` has `(c, s)` held out.
+pub fn render(
+    size: usize,
+    objects: &[Object],
+    style: &Style,
+    held: &[(usize, usize)],
+    rng: &mut ChaCha8Rng,
+) -> Scene {
     let s = size as f32;
     let bg: [i32; 3] = if style.random_background {
         let g = rng.random_range(60..=180);
@@ -178,7 +187,7 @@ pub fn render(size: usize, objects: &[Object], style: &Style, rng: &mut ChaCha8R
             2 => (s * 0.5 + jitter(rng), s * 0.27 + jitter(rng)),
             _ => (s * 0.5 + jitter(rng), s * 0.73 + jitter(rng)),
         };
-        let c = object_rgb(o.color, style.color_jitter, rng);
+        let c = object_rgb(o, style.color_jitter, held, rng);
         for y in 0..size {
             for x in 0..size {
                 if inside(o.shape, x as f32 + 0.5 - cx, y as f32 + 0.5 - cy, r) {
@@ -222,28 +231,42 @@ pub fn render(size: usize, objects: &[Object], style: &Style, rng: &mut ChaCha8R
 
 /// The drawn colour of an object: the named colour jittered by `jitter` (see [`Style`]), or for
 /// [`UNNAMED`] a random colour that no named colour's jittered region comes near (RGB distance
-/// ≥ 40 from the region, ≥ 80 from its centre colour) and that stands off mid-grey: an unnamed
-/// circle is never a dark red circle in disguise.
-fn object_rgb(color: usize, jitter: f32, rng: &mut ChaCha8Rng) -> [u8; 3] {
-    if color >= COLORS.len() {
+/// ≥ 40 from the region, ≥ 80 from its centre colour), that stands off mid-grey, and whose
+/// nearest named colour does not make a held-out pair with the object's shape: no circle in
+/// training is closer to red than to every other named colour.
+fn object_rgb(o: &Object, jitter: f32, held: &[(usize, usize)], rng: &mut ChaCha8Rng) -> [u8; 3] {
+    if o.color >= COLORS.len() {
         loop {
             let c = [0, 1, 2].map(|_| rng.random::<u8>() as f32);
             let far = COLORS.iter().all(|(_, base)| {
                 distance_to_region(c, *base, jitter) >= 40.0
                     && distance_to_region(c, *base, 0.0) >= 80.0
             }) && distance_to_region(c, [120; 3], 0.0) >= 60.0;
-            if far {
+            if far && !held.contains(&(nearest_color(c, jitter), o.shape)) {
                 return c.map(|v| v as u8);
             }
         }
     }
-    let base = COLORS[color].1;
+    let base = COLORS[o.color].1;
     if jitter <= 0.0 {
         return base;
     }
     let (v, off) = jitter_range(jitter);
     let v = 1.0 - (1.0 - v) * rng.random::<f32>();
     base.map(|b| (b as f32 * v + rng.random_range(-off..=off)).clamp(0.0, 255.0) as u8)
+}
+
+/// The named colour whose (jittered) region is nearest to `c`.
+fn nearest_color(c: [f32; 3], jitter: f32) -> usize {
+    (0..COLORS.len())
+        .min_by(|&i, &j| {
+            distance_to_region(c, COLORS[i].1, jitter).total_cmp(&distance_to_region(
+                c,
+                COLORS[j].1,
+                jitter,
+            ))
+        })
+        .unwrap_or(0)
 }
 
 /// (lowest brightness factor, largest channel offset) of a colour jitter.
@@ -282,7 +305,7 @@ pub fn scenes(
     while out.len() < n {
         let o = random_object(&mut rng);
         if held.contains(&(o.color, o.shape)) == held_out {
-            out.push(render(size, &[o], style, &mut rng));
+            out.push(render(size, &[o], style, held, &mut rng));
         }
     }
     out
@@ -339,9 +362,9 @@ pub fn training_scenes(
                 _ => (3, 2),
             };
             let objects = [Object { position: pa, ..a }, Object { position: pb, ..b }];
-            out.push(render(size, &objects, style, &mut rng));
+            out.push(render(size, &objects, style, held, &mut rng));
         } else {
-            out.push(render(size, &[a], style, &mut rng));
+            out.push(render(size, &[a], style, held, &mut rng));
         }
     }
     out
@@ -382,6 +405,7 @@ pub fn two_objects(
         size,
         &[object(a, pa), object(b, pb)],
         &Style::default(),
+        &[],
         rng,
     )
     .rgb
@@ -395,8 +419,14 @@ mod tests {
     fn unnamed_colours_stay_out_of_every_named_region() {
         let mut rng = ChaCha8Rng::seed_from_u64(5);
         for jitter in [0.0, 0.5, 1.0] {
-            for _ in 0..500 {
-                let c = object_rgb(UNNAMED, jitter, &mut rng).map(|v| v as f32);
+            for i in 0..600 {
+                let shape = i % SHAPES.len();
+                let o = Object {
+                    color: UNNAMED,
+                    shape,
+                    position: 0,
+                };
+                let c = object_rgb(&o, jitter, &HELD_OUT, &mut rng).map(|v| v as f32);
                 for (name, base) in COLORS {
                     assert!(
                         distance_to_region(c, base, jitter) >= 40.0,
@@ -407,12 +437,33 @@ mod tests {
                         "{c:?} near {name}"
                     );
                 }
+                // Never nearer to the colour a held-out pair gives this shape.
+                let near = nearest_color(c, jitter);
+                assert!(
+                    !HELD_OUT.contains(&(near, shape)),
+                    "{c:?} {}",
+                    SHAPES[shape]
+                );
                 // A named colour is drawn inside its own region.
                 let k = rng.random_range(0..COLORS.len());
-                let n = object_rgb(k, jitter, &mut rng).map(|v| v as f32);
+                let named = Object { color: k, ..o };
+                let n = object_rgb(&named, jitter, &HELD_OUT, &mut rng).map(|v| v as f32);
                 assert!(distance_to_region(n, COLORS[k].1, jitter) < 1.0, "{n:?}");
             }
         }
+        // Without the held-out rule, some unnamed circles are nearest to red: the rule bites.
+        let circle = Object {
+            color: UNNAMED,
+            shape: 0,
+            position: 0,
+        };
+        let reddish = (0..300)
+            .filter(|_| {
+                let c = object_rgb(&circle, 0.0, &[], &mut rng).map(|v| v as f32);
+                nearest_color(c, 0.0) == 0
+            })
+            .count();
+        assert!(reddish > 0);
         // Without jitter the region is the colour itself.
         let red = COLORS[0].1.map(|v| v as f32);
         assert_eq!(distance_to_region(red, COLORS[0].1, 0.0), 0.0);

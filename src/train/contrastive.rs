@@ -130,7 +130,8 @@ pub type EpochHook<'a> = dyn FnMut(usize, f64, &Clip) -> Result<serde_json::Valu
 
 /// Trains `model` on (scene, caption) pairs with [`clip_loss_multi`] (a caption is a positive
 /// for every scene it is true of) and batches from [`epoch_batches`] (`pure` 0: plain
-/// shuffling). `train(epoch)` gives each epoch's scenes (the same ones, or fresh ones); every
+/// shuffling). `train(epoch)` gives each epoch's scenes (the same ones, or fresh ones of the
+/// same count: the learning-rate schedule is laid out from epoch 0's); every
 /// epoch's mean loss and whatever `on_epoch` returns are appended to `out/metrics.jsonl`; the
 /// final weights are saved as an HF CLIP checkpoint in `out`.
 #[allow(clippy::too_many_arguments)]
@@ -167,15 +168,14 @@ pub fn fit_clip<'s>(
         if epoch > 0 {
             scenes = train(epoch);
         }
-        let train = &scenes;
-        let batches = epoch_batches(train, cfg.batch_size, pure, cfg.seed ^ epoch as u64);
+        let batches = epoch_batches(&scenes, cfg.batch_size, pure, cfg.seed ^ epoch as u64);
         let (mut sum, mut n) = (0f64, 0usize);
         let t0 = std::time::Instant::now();
         for idx in &batches {
             if idx.len() < 2 {
                 continue; // a contrastive batch needs negatives
             }
-            let batch: Vec<&Scene> = idx.iter().map(|&i| &train[i]).collect();
+            let batch: Vec<&Scene> = idx.iter().map(|&i| &scenes[i]).collect();
             let px = scene_pixels(&batch, size, processor, device)?;
             let texts: Vec<&str> = batch.iter().map(|s| s.caption.as_str()).collect();
             let (ids, mask) = caption_batch(tok, &texts, device)?;
