@@ -15,12 +15,14 @@ fn tiny_clip_composes_held_out_colour_shape_pairs() {
     let dev = candle_core::Device::Cpu;
     let r = run(&DemoConfig::default(), &tok, out.path(), &dev).unwrap();
     eprintln!("{}", serde_json::to_string(&r.held_out).unwrap());
-    // Seeds 0, 1, 2 measured 0.76-0.85 joint and 0.73-0.77 shape on held-out pairs.
+    // Held-out (joint, shape) measured: seed 0 (this test, any thread count) 0.805, 0.655;
+    // seeds 1, 2: 0.748, 0.583 and 0.550, 0.430; without unnamed colours 0.388, 0.268. The bars
+    // sit between the worst seed and that ablation, far above colour alone (1/6).
     assert!(r.seen.joint >= 0.9, "seen {:?}", r.seen);
     assert!(r.held_out.color >= 0.95, "{:?}", r.held_out);
     // Colour read right, shape guessed: 1/6. Shape alone is the vision tower's own test.
-    assert!(r.held_out.shape >= 0.5, "{:?}", r.held_out);
-    assert!(r.held_out.joint >= 0.6, "{:?}", r.held_out);
+    assert!(r.held_out.shape >= 0.35, "{:?}", r.held_out);
+    assert!(r.held_out.joint >= 0.5, "{:?}", r.held_out);
     // Held-out accuracy does not come from naming everything a held-out pair.
     assert!(r.seen.called_held_out <= 0.05, "{:?}", r.seen);
     assert_eq!(r.epochs.len(), DemoConfig::default().epochs);
