@@ -13,6 +13,7 @@ use tessera::data::{Augment, InMemory, Loader, Normalize};
 use tessera::models::clip::{Clip, ClipConfig};
 use tessera::models::vit::hf::{HfVit, HfVitConfig};
 use tessera::models::vit::{VisionTransformer, VitConfig};
+use tessera::models::{LoadOptions, Pretrained};
 use tessera::nn::{Ctx, ParamStore};
 use tessera::train::{
     grads_data_parallel, single_threaded_ops, AdamW, AdamWConfig, ImageClassifier,
@@ -130,7 +131,9 @@ fn run(workload: &str, dtype: DType) -> Run {
         "vit_b16_b1" | "vit_b16_b8" | "vit_b16_b8_bf16" => {
             let b = if workload == "vit_b16_b1" { 1 } else { 8 };
             let cfg = HfVitConfig::default();
-            let loaded = HfVit::from_config(&cfg, 1000, 0, &dev).expect("model");
+            let loaded =
+                HfVit::from_config(&cfg, &LoadOptions::default().num_labels(1000).trainable())
+                    .expect("model");
             let model = loaded.model.with_dtype(dtype).expect("dtype");
             let px = Tensor::randn(0f32, 1.0, (b, 3, 224, 224), &dev).expect("px");
             let s = time(1, reps, || {
@@ -221,7 +224,9 @@ fn run(workload: &str, dtype: DType) -> Run {
             }
             let cfg = HfVitConfig::default();
             let batch = 16;
-            let loaded = HfVit::from_config(&cfg, 37, 0, &dev).expect("model");
+            let loaded =
+                HfVit::from_config(&cfg, &LoadOptions::default().num_labels(37).trainable())
+                    .expect("model");
             let s = train_steps(
                 &loaded.model,
                 &loaded.store,

@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor, D};
 use tessera::image::ProcessorConfig;
 use tessera::models::vit::hf::{HfVit, HfVitConfig};
+use tessera::models::{LoadOptions, Pretrained, Task};
 use tessera::nn::Ctx;
 
 fn compare(name: &str, model: &HfVit, x: &Tensor, paths: &[String]) -> Result<()> {
@@ -58,7 +59,10 @@ fn main() -> Result<()> {
         .map(|p| tessera::image::open(std::path::Path::new(p)))
         .collect::<tessera::Result<Vec<_>>>()?;
     let x = ProcessorConfig::vit(224).batch(&images, &dev)?;
-    let random = HfVit::from_config(&HfVitConfig::default(), 1000, 0, &dev)?;
+    let random = HfVit::from_config(
+        &HfVitConfig::default(),
+        &LoadOptions::default().num_labels(1000).device(&dev),
+    )?;
     compare(
         "ViT-B/16, 1000 labels, random init",
         &random.model,
@@ -66,7 +70,12 @@ fn main() -> Result<()> {
         &args,
     )?;
     if let Some(dir) = model_dir {
-        let loaded = HfVit::load(std::path::Path::new(&dir), true, None, false, 0, &dev)?;
+        let loaded = HfVit::load(
+            &dir,
+            &LoadOptions::default()
+                .task(Task::ImageClassification)
+                .device(&dev),
+        )?;
         let size = loaded.model.config().image_size as u32;
         let pp = std::path::Path::new(&dir).join("preprocessor_config.json");
         let proc = if pp.exists() {

@@ -5,25 +5,25 @@
 //! Writes two overlays to docs/.
 //!
 //! cargo run --release -- clip-demo && cargo run --release --example clip_relevance
-use candle_core::Device;
 use rand::{Rng, SeedableRng};
-use tessera::data::shapes::{two_objects, COLORS, SHAPES};
-use tessera::explain::{self, render, HeadFusion};
-use tessera::nn::{Ctx, Trace};
-use tessera::pipelines::ZeroShotClassifier;
+use tessera::data::shape_scenes::{two_objects, COLORS, SHAPES};
+use tessera::explain::{render, Explainer, HeadFusion, Method, Request};
+use tessera::models::LoadOptions;
 
 fn main() -> anyhow::Result<()> {
-    let dev = Device::Cpu;
     let model = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "runs/clip_shapes".into());
-    let zs = ZeroShotClassifier::from_pretrained(
+    let explainer = Explainer::from_pretrained(
         &model,
-        std::path::Path::new("assets/bpe_simple_vocab_16e6.txt.gz"),
-        &dev,
+        std::path::Path::new(tessera::pipelines::embed::DEFAULT_BPE),
+        &LoadOptions::default(),
     )?;
-    let size = zs.model.vision.config.image_size;
-    let side = size / zs.model.vision.config.patch_size;
+    let Explainer::Clip(clip) = &explainer else {
+        anyhow::bail!("{model} is not a CLIP checkpoint");
+    };
+    let size = clip.model.vision.config.image_size;
+    let side = size / clip.model.vision.config.patch_size;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
     let n = 200;
     let (mut rel_hits, mut roll_hits) = (0, 0);
@@ -44,24 +44,21 @@ fn main() -> anyhow::Result<()> {
         let a_left = rng.random::<bool>();
         let rgb = two_objects(size, a, b, a_left, &mut rng);
         let img = image::DynamicImage::ImageRgb8(
-            image::RgbImage::from_raw(size as u32, size as u32, rgb).unwrap(),
+            image::RgbImage::from_raw(size as u32, size as u32, rgb)
+                .ok_or_else(|| anyhow::anyhow!("scene buffer"))?,
         );
         let text = format!("a {} {}", COLORS[a.0].0, SHAPES[a.1]);
-        let x = zs.processor.batch(std::slice::from_ref(&img), &dev)?;
-        let mut trace = Trace::with_gradients();
-        let ie = zs
-            .model
-            .image_embeds(&x, &mut Ctx::eval().with_trace(&mut trace))?;
-        let te = zs.text_embeds(std::slice::from_ref(&text))?;
-        let grads = (&ie * &te)?.sum_all()?.backward()?;
-        let rel = explain::relevance(&trace, &grads, 0)?;
-        let roll = explain::rollout(&trace, 0, HeadFusion::Mean, 0.0)?;
-        let on_target = |map: &[f32]| {
-            let p = explain::argmax(map);
-            ((p % side) < side / 2) == a_left
+        let ask = |method| Request {
+            method,
+            fusion: HeadFusion::Mean,
+            label: None,
+            text: Some(text.clone()),
         };
-        rel_hits += on_target(&rel) as usize;
-        roll_hits += on_target(&roll) as usize;
+        let rel = explainer.explain(&img, &ask(Method::Relevance))?;
+        let roll = explainer.explain(&img, &ask(Method::Rollout { discard_ratio: 0.0 }))?;
+        let on_target = |p: usize| ((p % side) < side / 2) == a_left;
+        rel_hits += on_target(rel.hottest()) as usize;
+        roll_hits += on_target(roll.hottest()) as usize;
         if i < 2 {
             let view = img
                 .resize_exact(160, 160, image::imageops::FilterType::Nearest)
@@ -69,7 +66,7 @@ fn main() -> anyhow::Result<()> {
             let tiles = vec![
                 render::legend(&view, "input")?,
                 render::legend(
-                    &render::overlay(&view, &rel, side, 0.55)?,
+                    &render::overlay(&view, &rel.values, side, 0.55)?,
                     &format!("\"{text}\""),
                 )?,
             ];

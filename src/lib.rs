@@ -37,6 +37,7 @@ pub mod kernels;
 pub mod models;
 pub mod nn;
 pub mod pipelines;
+pub mod progress;
 pub mod train;
 pub mod util;
 

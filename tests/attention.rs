@@ -2,8 +2,19 @@
 mod common;
 use candle_core::{DType, Device, Tensor};
 use tessera::nn::{
-    causal_mask, padding_mask, Attention, AttnNames, Ctx, ParamStore, QkvNames, Trace,
+    causal_mask, padding_mask, Attention, AttnConfig, AttnNames, Ctx, ParamStore, QkvNames, Trace,
 };
+
+/// 16 wide, 4 heads, q/k/v bias, attention dropout `p`.
+fn cfg(p: f64) -> AttnConfig {
+    AttnConfig {
+        dim: 16,
+        heads: 4,
+        qkv_bias: true,
+        attn_dropout: p,
+        proj_dropout: 0.0,
+    }
+}
 
 /// The three q/k/v layouts: PyTorch `in_proj_weight`, timm `qkv`, HF/CLIP separate linears.
 const LAYOUTS: [AttnNames; 3] = [
@@ -27,7 +38,7 @@ const LAYOUTS: [AttnNames; 3] = [
 
 fn attn(names: AttnNames) -> Attention {
     let store = ParamStore::fresh(3, false, &Device::Cpu);
-    Attention::new(store.var_builder(DType::F32), names, 16, 4, true, 0.0).unwrap()
+    Attention::new(store.var_builder(DType::F32), names, &cfg(0.0)).unwrap()
 }
 
 use common::max_abs_diff as diff;
@@ -37,8 +48,10 @@ fn cross_attention_on_itself_is_self_attention_in_every_layout() {
     let x = Tensor::randn(0f32, 1.0, (2, 5, 16), &Device::Cpu).unwrap();
     for names in LAYOUTS {
         let a = attn(names);
-        let s = a.forward(&x, None, None, &mut Ctx::eval()).unwrap();
-        let c = a.forward(&x, Some(&x), None, &mut Ctx::eval()).unwrap();
+        let s = a.forward(&x, None, None, None, &mut Ctx::eval()).unwrap();
+        let c = a
+            .forward(&x, Some(&x), None, None, &mut Ctx::eval())
+            .unwrap();
         assert!(diff(&s, &c) < 1e-6, "{names:?}");
     }
 }
@@ -61,6 +74,7 @@ fn cross_attention_to_a_longer_context_and_probabilities() {
             &x,
             Some(&ctx),
             None,
+            None,
             &mut Ctx::eval().with_trace(&mut trace),
         )
         .unwrap();
@@ -72,6 +86,7 @@ fn cross_attention_to_a_longer_context_and_probabilities() {
         .forward(
             &x,
             Some(&ctx.index_select(&perm, 1).unwrap()),
+            None,
             None,
             &mut Ctx::eval(),
         )
@@ -87,7 +102,9 @@ fn causal_and_padding_masks_hide_what_they_should() {
     });
     let x = Tensor::randn(0f32, 1.0, (1, 6, 16), &Device::Cpu).unwrap();
     let m = causal_mask(6, DType::F32, &Device::Cpu).unwrap();
-    let y = a.forward(&x, None, Some(&m), &mut Ctx::eval()).unwrap();
+    let y = a
+        .forward(&x, None, Some(&m), None, &mut Ctx::eval())
+        .unwrap();
     // Changing token 5 leaves positions 0..5 unchanged under a causal mask.
     let x2 = Tensor::cat(
         &[
@@ -97,7 +114,9 @@ fn causal_and_padding_masks_hide_what_they_should() {
         1,
     )
     .unwrap();
-    let y2 = a.forward(&x2, None, Some(&m), &mut Ctx::eval()).unwrap();
+    let y2 = a
+        .forward(&x2, None, Some(&m), None, &mut Ctx::eval())
+        .unwrap();
     assert!(diff(&y.narrow(1, 0, 5).unwrap(), &y2.narrow(1, 0, 5).unwrap()) < 1e-6);
     assert!(diff(&y.narrow(1, 5, 1).unwrap(), &y2.narrow(1, 5, 1).unwrap()) > 1e-3);
     // A padding mask that drops the last two tokens makes them irrelevant to everyone.
@@ -105,7 +124,13 @@ fn causal_and_padding_masks_hide_what_they_should() {
     let pm = padding_mask(&keep, DType::F32).unwrap();
     let mut trace = Trace::default();
     let p1 = a
-        .forward(&x, None, Some(&pm), &mut Ctx::eval().with_trace(&mut trace))
+        .forward(
+            &x,
+            None,
+            Some(&pm),
+            None,
+            &mut Ctx::eval().with_trace(&mut trace),
+        )
         .unwrap();
     let probs = trace.attentions[0].narrow(3, 4, 2).unwrap();
     assert!(
@@ -122,7 +147,9 @@ fn causal_and_padding_masks_hide_what_they_should() {
             .unwrap()
             < 1e-6
     );
-    let p2 = a.forward(&x2, None, Some(&pm), &mut Ctx::eval()).unwrap();
+    let p2 = a
+        .forward(&x2, None, Some(&pm), None, &mut Ctx::eval())
+        .unwrap();
     assert!(diff(&p1.narrow(1, 0, 4).unwrap(), &p2.narrow(1, 0, 4).unwrap()) < 1e-6);
 }
 
@@ -134,7 +161,7 @@ fn fused_attention_gradients_match_composite() {
     let dev = Device::Cpu;
     for names in LAYOUTS {
         let store = ParamStore::fresh(5, true, &dev);
-        let a = Attention::new(store.var_builder(DType::F32), names, 16, 4, true, 0.0).unwrap();
+        let a = Attention::new(store.var_builder(DType::F32), names, &cfg(0.0)).unwrap();
         let x = candle_core::Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 7, 16), &dev).unwrap())
             .unwrap();
         let keep = Tensor::new(
@@ -158,7 +185,7 @@ fn fused_attention_gradients_match_composite() {
                 Ctx::train(&mut rng).with_trace(&mut trace)
             };
             let y = a
-                .forward(x.as_tensor(), None, Some(&mask), &mut ctx)
+                .forward(x.as_tensor(), None, Some(&mask), None, &mut ctx)
                 .unwrap();
             let grads = (&y * &mix).unwrap().sum_all().unwrap().backward().unwrap();
             let mut g = vec![grads.get(x.as_tensor()).unwrap().clone()];
@@ -195,7 +222,7 @@ fn fused_attention_dropout_gradient_is_consistent() {
         qkv: QkvNames::TorchInProj,
         out: "out_proj",
     };
-    let a = Attention::new(store.var_builder(DType::F32), names, 16, 4, true, 0.3).unwrap();
+    let a = Attention::new(store.var_builder(DType::F32), names, &cfg(0.3)).unwrap();
     let x0: Vec<f32> = Tensor::randn(0f32, 1.0, 2 * 6 * 16, &dev)
         .unwrap()
         .to_vec1()
@@ -203,7 +230,9 @@ fn fused_attention_dropout_gradient_is_consistent() {
     let mix = Tensor::randn(0f32, 1.0, (2, 6, 16), &dev).unwrap();
     let loss = |x: &Tensor| {
         let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(9);
-        let y = a.forward(x, None, None, &mut Ctx::train(&mut rng)).unwrap();
+        let y = a
+            .forward(x, None, None, None, &mut Ctx::train(&mut rng))
+            .unwrap();
         (&y * &mix).unwrap().sum_all().unwrap()
     };
     let x = candle_core::Var::from_vec(x0.clone(), (2, 6, 16), &dev).unwrap();
@@ -221,6 +250,7 @@ fn fused_attention_dropout_gradient_is_consistent() {
     let eval = a
         .forward(
             &Tensor::from_vec(x0.clone(), (2, 6, 16), &dev).unwrap(),
+            None,
             None,
             None,
             &mut Ctx::eval(),
@@ -270,6 +300,7 @@ fn partly_frozen_block_keeps_its_gradients_in_eval() {
         eps: 1e-5,
         qkv_bias: true,
         dropout: 0.0,
+        mlp_dropout: 0.0,
         attn_dropout: 0.0,
     };
     let block = EncoderBlock::new(store.var_builder(DType::F32), &BlockNames::TORCH, &cfg).unwrap();
@@ -286,4 +317,28 @@ fn partly_frozen_block_keeps_its_gradients_in_eval() {
     let b2 = EncoderBlock::new(frozen.var_builder(DType::F32), &BlockNames::TORCH, &cfg).unwrap();
     let y2 = b2.forward(&x, None, &mut Ctx::eval()).unwrap();
     assert!(diff(&y, &y2) < 1e-5);
+}
+
+/// Each module picks its own path: a frozen attention fed a constant input may take the
+/// gradient-free kernels, but a residual that tracks a gradient keeps its gradient through the
+/// out projection's residual add.
+#[test]
+fn a_tracked_residual_keeps_its_gradient() {
+    let dev = Device::Cpu;
+    let a = attn(LAYOUTS[2]);
+    let x = Tensor::randn(0f32, 1.0, (2, 5, 16), &dev).unwrap();
+    let r = candle_core::Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 5, 16), &dev).unwrap())
+        .unwrap();
+    let y = a
+        .forward(&x, None, None, Some(r.as_tensor()), &mut Ctx::eval())
+        .unwrap();
+    let g = y.sum_all().unwrap().backward().unwrap();
+    let gr = g.get(r.as_tensor()).expect("the residual's gradient");
+    // d(sum(r + f(x))) / dr = 1 everywhere.
+    assert!(diff(gr, &gr.ones_like().unwrap()) < 1e-6);
+    // The same output as the inference path's fused residual add.
+    let y_inf = a
+        .forward(&x, None, None, Some(r.as_tensor()), &mut Ctx::inference())
+        .unwrap();
+    assert!(diff(&y, &y_inf) < 1e-5);
 }

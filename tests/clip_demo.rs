@@ -4,6 +4,8 @@
 //! toward never-trained prompts; and the checkpoint it writes loads back.
 use std::path::PathBuf;
 use tessera::models::clip::{Clip, ClipTokenizer};
+use tessera::models::{LoadOptions, Pretrained};
+use tessera::progress::Silent;
 use tessera::train::shapes_demo::{run, DemoConfig};
 
 #[test]
@@ -13,7 +15,7 @@ fn tiny_clip_composes_held_out_colour_shape_pairs() {
     let tok = ClipTokenizer::from_bpe_gz(&bpe).unwrap();
     let out = tempfile::tempdir().unwrap();
     let dev = candle_core::Device::Cpu;
-    let r = run(&DemoConfig::default(), &tok, out.path(), &dev).unwrap();
+    let r = run(&DemoConfig::default(), &tok, out.path(), &dev, &Silent).unwrap();
     eprintln!("{}", serde_json::to_string(&r.held_out).unwrap());
     // Held-out (joint, shape) measured: seed 0 (this test, any thread count) 0.805, 0.655;
     // seeds 1, 2: 0.748, 0.583 and 0.550, 0.430; without unnamed colours 0.388, 0.268. The bars
@@ -29,7 +31,7 @@ fn tiny_clip_composes_held_out_colour_shape_pairs() {
     let metrics = std::fs::read_to_string(out.path().join("metrics.jsonl")).unwrap();
     let last: serde_json::Value = serde_json::from_str(metrics.lines().last().unwrap()).unwrap();
     assert_eq!(last["held_out"]["joint"].as_f64(), Some(r.held_out.joint));
-    assert!(Clip::load(out.path(), false, &dev).is_ok());
+    assert!(Clip::load(out.path(), &LoadOptions::default().device(&dev)).is_ok());
 }
 
 #[test]
@@ -52,7 +54,7 @@ fn bad_demo_settings_are_errors_before_training() {
             ..DemoConfig::default()
         },
     ] {
-        let e = run(&cfg, &tok, out.path(), &dev).unwrap_err();
+        let e = run(&cfg, &tok, out.path(), &dev, &Silent).unwrap_err();
         assert!(matches!(e, tessera::Error::Config(_)), "{e}");
     }
     // Nothing was trained or written.

@@ -3,11 +3,12 @@ mod common;
 use candle_core::{DType, Device};
 use common::{fixture, load, max_abs_diff};
 use tessera::models::clip::Clip;
+use tessera::models::{LoadOptions, Pretrained};
 use tessera::nn::{Ctx, Trace};
 
 fn check(name: &str) {
     let dir = fixture(name);
-    let (model, _) = Clip::load(&dir, false, &Device::Cpu).unwrap();
+    let model = Clip::load(&dir, &LoadOptions::default()).unwrap().model;
     let io = load(&dir.join("io.safetensors"));
     let ids = io["input_ids"].to_dtype(DType::U32).unwrap();
     let mask = io["attention_mask"].to_dtype(DType::F32).unwrap();
@@ -78,7 +79,9 @@ fn legacy_eos_token_id_2_pools_at_the_largest_id() {
 
 #[test]
 fn bad_inputs_are_errors() {
-    let (model, _) = Clip::load(&fixture("clip_tiny"), false, &Device::Cpu).unwrap();
+    let model = Clip::load(fixture("clip_tiny"), &LoadOptions::default())
+        .unwrap()
+        .model;
     let ids = candle_core::Tensor::new(&[[998u32, 5000, 999]], &Device::Cpu).unwrap();
     let err = model
         .text_embeds(&ids, None, &mut Ctx::eval())

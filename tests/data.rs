@@ -212,7 +212,7 @@ fn loader_shuffles_by_seed_and_augments_deterministically() {
 #[test]
 fn bilinear_resize_matches_torch_align_corners_false() {
     // torch.nn.functional.interpolate(torch.arange(4.).view(1,1,2,2), size=(4,4), mode="bilinear")
-    let out = data::resize_bilinear(&[0.0, 1.0, 2.0, 3.0], 2, 2, 4, 4);
+    let out = tessera::nn::interpolate::bilinear(&[0.0, 1.0, 2.0, 3.0], 2, 2, 4, 4);
     let want = [
         0.0, 0.25, 0.75, 1.0, 0.5, 0.75, 1.25, 1.5, 1.5, 1.75, 2.25, 2.5, 2.0, 2.25, 2.75, 3.0,
     ];

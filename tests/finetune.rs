@@ -210,7 +210,7 @@ fn freeze_backbone_trains_only_the_head_and_grad_accum_runs() {
         d.path().join("x").to_str().unwrap(),
     ]);
     assert!(
-        !ok && e.contains("--num-labels 37") && !e.contains("panicked"),
+        !ok && e.contains("num_labels 37") && !e.contains("panicked"),
         "{e}"
     );
 }

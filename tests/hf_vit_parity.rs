@@ -2,13 +2,14 @@
 mod common;
 use candle_core::{DType, Device};
 use common::{fixture, load, max_abs_diff};
-use tessera::models::vit::hf::{HfVit, HfVitConfig};
+use tessera::models::vit::hf::{HfVit, HfVitConfig, Positions};
+use tessera::models::{LoadOptions, Pretrained, Task};
 use tessera::nn::Ctx;
 
 #[test]
 fn vit_model_hidden_state_pooler_and_attentions_match() {
     let dir = fixture("hf_vit_model");
-    let loaded = HfVit::load(&dir, false, None, false, 0, &Device::Cpu).unwrap();
+    let loaded = HfVit::load(&dir, &LoadOptions::default().task(Task::FeatureExtraction)).unwrap();
     assert!(loaded.report.is_clean(), "{}", loaded.report);
     let io = load(&dir.join("io.safetensors"));
     let HfVit::Model(b) = &loaded.model else {
@@ -18,7 +19,7 @@ fn vit_model_hidden_state_pooler_and_attentions_match() {
     let (h, pooled) = b
         .forward(
             &io["pixel_values"],
-            false,
+            Positions::AsTrained,
             &mut Ctx::eval().with_trace(&mut trace),
         )
         .unwrap();
@@ -33,14 +34,22 @@ fn vit_model_hidden_state_pooler_and_attentions_match() {
     }
     // Other input sizes: bicubic interpolation of the position grid, as HF.
     let (h48, _) = b
-        .forward(&io["pixel_values_48"], true, &mut Ctx::eval())
+        .forward(
+            &io["pixel_values_48"],
+            Positions::Interpolate,
+            &mut Ctx::eval(),
+        )
         .unwrap();
     let d48 = max_abs_diff(&h48, &io["last_hidden_state_48"]);
     println!("interpolate_pos_encoding 48x48: {d48:e}");
     assert!(d48 <= 1e-4);
     // Without interpolation another size is a clear error.
     let err = b
-        .forward(&io["pixel_values_48"], false, &mut Ctx::eval())
+        .forward(
+            &io["pixel_values_48"],
+            Positions::AsTrained,
+            &mut Ctx::eval(),
+        )
         .unwrap_err()
         .to_string();
     assert!(err.contains("interpolate_pos_encoding"), "{err}");
@@ -49,7 +58,11 @@ fn vit_model_hidden_state_pooler_and_attentions_match() {
 #[test]
 fn vit_for_image_classification_logits_match() {
     let dir = fixture("hf_vit_cls");
-    let loaded = HfVit::load(&dir, true, None, false, 0, &Device::Cpu).unwrap();
+    let loaded = HfVit::load(
+        &dir,
+        &LoadOptions::default().task(Task::ImageClassification),
+    )
+    .unwrap();
     assert!(loaded.report.is_clean(), "{}", loaded.report);
     let io = load(&dir.join("io.safetensors"));
     // Every inference path against the same reference: the composite ops (a trace forces
@@ -92,7 +105,7 @@ fn backbone_checkpoint_loads_as_classifier_with_a_fresh_head() {
     // The in21k layout (no prefix, pooler, no classifier) with num_labels = 37, as
     // `ViTForImageClassification.from_pretrained(in21k, num_labels=37)`.
     let dir = fixture("hf_vit_model");
-    let loaded = HfVit::load(&dir, true, Some(37), true, 0, &Device::Cpu).unwrap();
+    let loaded = HfVit::load(&dir, &LoadOptions::default().num_labels(37).trainable()).unwrap();
     assert_eq!(
         loaded.report.missing,
         vec![
@@ -113,7 +126,11 @@ fn backbone_checkpoint_loads_as_classifier_with_a_fresh_head() {
         .unwrap();
     assert_eq!(logits.dims(), &[2, 37]);
     // The classifier checkpoint loads as a bare ViTModel too (the pooler is then fresh).
-    let cls = HfVit::load(&fixture("hf_vit_cls"), false, None, false, 0, &Device::Cpu).unwrap();
+    let cls = HfVit::load(
+        fixture("hf_vit_cls"),
+        &LoadOptions::default().task(Task::FeatureExtraction),
+    )
+    .unwrap();
     assert!(
         cls.report.missing.iter().all(|k| k.starts_with("pooler.")),
         "{}",
@@ -158,10 +175,13 @@ fn mis_shaped_checkpoint_lists_names() {
         serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
     cfg["intermediate_size"] = 64.into();
     std::fs::write(d.path().join("config.json"), cfg.to_string()).unwrap();
-    let err = HfVit::load(d.path(), true, None, false, 0, &Device::Cpu)
-        .err()
-        .unwrap()
-        .to_string();
+    let err = HfVit::load(
+        d.path(),
+        &LoadOptions::default().task(Task::ImageClassification),
+    )
+    .err()
+    .unwrap()
+    .to_string();
     assert!(
         err.contains("vit.encoder.layer.0.intermediate.dense.weight") && err.contains("[64, 48]"),
         "{err}"
@@ -205,12 +225,16 @@ fn full_b16_config_matches_transformers() {
     let root = std::path::PathBuf::from(
         std::env::var("TESSERA_B16_DIR").expect("set TESSERA_B16_DIR (tools/check_b16.py)"),
     );
-    let m = HfVit::load(&root.join("model"), false, None, false, 0, &Device::Cpu).unwrap();
+    let m = HfVit::load(
+        root.join("model"),
+        &LoadOptions::default().task(Task::FeatureExtraction),
+    )
+    .unwrap();
     assert!(m.report.is_clean(), "{}", m.report);
     let io = load(&root.join("model").join("io.safetensors"));
     let HfVit::Model(b) = &m.model else { panic!() };
     let (h, p) = b
-        .forward(&io["pixel_values"], false, &mut Ctx::eval())
+        .forward(&io["pixel_values"], Positions::AsTrained, &mut Ctx::eval())
         .unwrap();
     let (dh, dp) = (
         max_abs_diff(&h, &io["last_hidden_state"]),
@@ -218,7 +242,11 @@ fn full_b16_config_matches_transformers() {
     );
     println!("B/16 ViTModel: last_hidden_state {dh:e}, pooler {dp:e}");
     assert!(dh <= 1e-4 && dp <= 1e-4);
-    let c = HfVit::load(&root.join("cls"), true, None, false, 0, &Device::Cpu).unwrap();
+    let c = HfVit::load(
+        root.join("cls"),
+        &LoadOptions::default().task(Task::ImageClassification),
+    )
+    .unwrap();
     assert!(c.report.is_clean(), "{}", c.report);
     let io = load(&root.join("cls").join("io.safetensors"));
     let logits = c
@@ -234,12 +262,8 @@ fn full_b16_config_matches_transformers() {
 #[test]
 fn pytorch_model_bin_loads_too() {
     let loaded = HfVit::load(
-        &fixture("hf_vit_cls_bin"),
-        true,
-        None,
-        false,
-        0,
-        &Device::Cpu,
+        fixture("hf_vit_cls_bin"),
+        &LoadOptions::default().task(Task::ImageClassification),
     )
     .unwrap();
     assert!(loaded.report.is_clean(), "{}", loaded.report);

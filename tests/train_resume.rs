@@ -101,6 +101,7 @@ fn resume_continues_bit_for_bit() {
             resume: false,
             stop_after: Some(1),
             threads: 2,
+            ..Default::default()
         },
     );
     assert_eq!(partial.epochs, 1);
@@ -110,6 +111,7 @@ fn resume_continues_bit_for_bit() {
             resume: true,
             stop_after: None,
             threads: 2,
+            ..Default::default()
         },
     );
     assert_eq!(s2.epochs, 3);

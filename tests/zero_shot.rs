@@ -4,8 +4,10 @@ use candle_core::{DType, Device};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use tessera::models::clip::{Clip, ClipConfig};
+use tessera::models::{LoadOptions, Pretrained};
 use tessera::nn::ParamStore;
-use tessera::pipelines::{ImageSource, ZeroShotClassifier};
+use tessera::pipelines::{ClipEmbedder, ImageSource, ZeroShotClassifier};
+use tessera::progress::Silent;
 
 fn bpe() -> PathBuf {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/bpe_simple_vocab_16e6.txt.gz");
@@ -45,8 +47,9 @@ fn photo(dir: &Path, name: &str, rgb: [u8; 3]) -> PathBuf {
 fn classify_sorts_scores_and_rejects_bad_input() {
     let d = tempfile::tempdir().unwrap();
     tiny_clip(d.path());
-    let zs = ZeroShotClassifier::from_pretrained(d.path().to_str().unwrap(), &bpe(), &Device::Cpu)
-        .unwrap();
+    let zs = ZeroShotClassifier::new(
+        ClipEmbedder::from_pretrained(d.path(), &bpe(), &LoadOptions::default()).unwrap(),
+    );
     let imgs = [
         ImageSource::Path(photo(d.path(), "a.png", [200, 30, 30])),
         ImageSource::Path(photo(d.path(), "b.png", [10, 30, 220])),
@@ -182,18 +185,17 @@ fn index_is_incremental_skips_bad_files_and_searches() {
     photo(&photos, "blue.png", [20, 20, 220]);
     photo(&photos.join("sub"), "green.png", [20, 220, 20]);
     std::fs::write(photos.join("broken.jpg"), b"\xff\xd8\xff\xe0 truncated").unwrap();
-    let zs =
-        ZeroShotClassifier::from_pretrained(model.to_str().unwrap(), &bpe(), &Device::Cpu).unwrap();
+    let zs = ClipEmbedder::from_pretrained(&model, &bpe(), &LoadOptions::default()).unwrap();
     let index = d.path().join("idx.safetensors");
     let m = model.to_str().unwrap();
-    let r = tessera::pipelines::Index::update(&zs, m, &photos, &index, false).unwrap();
+    let r = tessera::pipelines::Index::update(&zs, m, &photos, &index, &Silent).unwrap();
     assert_eq!(
         (r.embedded, r.reused, r.skipped.len(), r.total),
         (3, 0, 1, 3)
     );
     assert!(r.skipped[0].0.contains("broken.jpg"));
     // Nothing changed: nothing embedded.
-    let r = tessera::pipelines::Index::update(&zs, m, &photos, &index, false).unwrap();
+    let r = tessera::pipelines::Index::update(&zs, m, &photos, &index, &Silent).unwrap();
     assert_eq!((r.embedded, r.reused), (0, 3));
     // One changed, one removed.
     std::thread::sleep(std::time::Duration::from_millis(1100));
@@ -201,7 +203,7 @@ fn index_is_incremental_skips_bad_files_and_searches() {
         .save(photos.join("red.png"))
         .unwrap();
     std::fs::remove_file(photos.join("blue.png")).unwrap();
-    let r = tessera::pipelines::Index::update(&zs, m, &photos, &index, false).unwrap();
+    let r = tessera::pipelines::Index::update(&zs, m, &photos, &index, &Silent).unwrap();
     assert_eq!((r.embedded, r.reused, r.removed, r.total), (1, 1, 1, 2));
     let idx = tessera::pipelines::Index::load(&index).unwrap();
     let hits = idx.search(&zs, "a red square", 5).unwrap();
@@ -229,7 +231,7 @@ fn index_is_incremental_skips_bad_files_and_searches() {
 
 #[test]
 fn contrastive_training_reduces_the_loss_and_trains_the_temperature() {
-    use tessera::data::shapes::{scenes, HELD_OUT};
+    use tessera::data::shape_scenes::{scenes, HELD_OUT};
     use tessera::train::contrastive::{caption_batch, clip_loss, scene_pixels};
     let dev = Device::Cpu;
     let tok = tessera::models::clip::ClipTokenizer::from_bpe_gz(&bpe()).unwrap();
@@ -287,6 +289,7 @@ fn contrastive_training_reduces_the_loss_and_trains_the_temperature() {
         out.path(),
         &dev,
         &mut |_, _, _| Ok(serde_json::json!({})),
+        &Silent,
     )
     .unwrap();
     assert!(
@@ -304,12 +307,12 @@ fn contrastive_training_reduces_the_loss_and_trains_the_temperature() {
         .unwrap();
     assert_ne!(before, after, "the temperature is learned");
     // The saved checkpoint loads back as a CLIP model.
-    assert!(Clip::load(out.path(), false, &dev).is_ok());
+    assert!(Clip::load(out.path(), &LoadOptions::default().device(&dev)).is_ok());
 }
 
 #[test]
 fn multi_positive_loss_and_hard_negative_batches() {
-    use tessera::data::shapes::{scenes, training_scenes, COLORS, HELD_OUT, SHAPES};
+    use tessera::data::shape_scenes::{scenes, training_scenes, COLORS, HELD_OUT, SHAPES};
     use tessera::train::contrastive::{
         caption_positives, clip_loss, clip_loss_multi, epoch_batches,
     };

@@ -20,22 +20,9 @@ pub fn image_folder_processed(
     size: (u32, u32),
 ) -> Result<super::U8Images> {
     let (h, w) = (size.0 as usize, size.1 as usize);
-    let n = h * w;
     let mut pixels: Vec<u8> = vec![];
     let f = image_folder_with(root, (0, 0, 0), |img| {
-        let (px, ph, pw) = processor.pixels_u8(img)?;
-        if (ph as usize, pw as usize) != (h, w) {
-            return Err(Error::Shape(format!(
-                "processor gave {ph}x{pw}, the model takes {h}x{w}"
-            )));
-        }
-        let base = pixels.len();
-        pixels.resize(base + 3 * n, 0);
-        for (i, p) in px.chunks_exact(3).enumerate() {
-            for c in 0..3 {
-                pixels[base + c * n + i] = p[c];
-            }
-        }
+        pixels.extend(super::processed_chw(processor, img, size)?);
         Ok(vec![])
     })?;
     Ok(super::U8Images {

@@ -7,7 +7,7 @@ mod folder;
 mod idx;
 pub mod localisation;
 pub mod parquet;
-pub mod shapes;
+pub mod shape_scenes;
 
 pub use digits::digits;
 pub use folder::{image_folder, image_folder_processed, image_folder_with};
@@ -90,7 +90,7 @@ impl InMemory {
         if h != size || w != size {
             let mut out = Vec::with_capacity(self.labels.len() * channels * size * size);
             for plane in self.pixels.chunks_exact(h * w) {
-                out.extend(resize_bilinear(plane, h, w, size, size));
+                out.extend(crate::nn::interpolate::bilinear(plane, h, w, size, size));
             }
             self.pixels = out;
             self.dims = (channels, size, size);
@@ -162,33 +162,28 @@ impl Dataset for U8Images {
     }
 }
 
+/// `img` through an HF image processor as CHW uint8 of the model's `size` (height, width);
+/// another output size is an error.
+pub(crate) fn processed_chw(
+    processor: &crate::image::ProcessorConfig,
+    img: &image::DynamicImage,
+    size: (u32, u32),
+) -> Result<Vec<u8>> {
+    let (px, ph, pw) = processor.pixels_u8(img)?;
+    if (ph, pw) != size {
+        return Err(Error::Shape(format!(
+            "processor gave {ph}x{pw}, the model takes {}x{}",
+            size.0, size.1
+        )));
+    }
+    Ok(crate::image::hwc_to_chw(&px, 3, |v| v))
+}
+
 /// The items at `idx` (each `n` values long) of a flat pixel buffer, in that order.
 fn gather<T: Copy>(pixels: &[T], n: usize, idx: &[usize]) -> Vec<T> {
     let mut out = Vec::with_capacity(idx.len() * n);
     for &i in idx {
         out.extend_from_slice(&pixels[i * n..(i + 1) * n]);
-    }
-    out
-}
-
-/// Bilinear resize of one plane, with PyTorch's `align_corners=False` sampling.
-pub fn resize_bilinear(src: &[f32], h: usize, w: usize, oh: usize, ow: usize) -> Vec<f32> {
-    let mut out = vec![0f32; oh * ow];
-    let (sy, sx) = (h as f32 / oh as f32, w as f32 / ow as f32);
-    for y in 0..oh {
-        let fy = ((y as f32 + 0.5) * sy - 0.5).max(0.0);
-        let y0 = (fy as usize).min(h - 1);
-        let y1 = (y0 + 1).min(h - 1);
-        let ly = fy - y0 as f32;
-        for x in 0..ow {
-            let fx = ((x as f32 + 0.5) * sx - 0.5).max(0.0);
-            let x0 = (fx as usize).min(w - 1);
-            let x1 = (x0 + 1).min(w - 1);
-            let lx = fx - x0 as f32;
-            let top = src[y0 * w + x0] * (1.0 - lx) + src[y0 * w + x1] * lx;
-            let bot = src[y1 * w + x0] * (1.0 - lx) + src[y1 * w + x1] * lx;
-            out[y * ow + x] = top * (1.0 - ly) + bot * ly;
-        }
     }
     out
 }
@@ -319,18 +314,56 @@ impl<'a> Loader<'a> {
                     .apply(out, dims, &mut ChaCha8Rng::seed_from_u64(key));
             }
         }
-        let plane = dims.1 * dims.2;
         for img in pixels.chunks_exact_mut(n) {
-            for (c, p) in img.chunks_exact_mut(plane).enumerate() {
-                let (m, s) = (self.normalize.mean[c], self.normalize.std[c]);
-                p.iter_mut().for_each(|v| *v = (*v - m) / s);
-            }
+            crate::image::normalize(img, &self.normalize.mean, &self.normalize.std);
         }
         Ok(Batch {
             images: Tensor::from_vec(pixels, (idx.len(), dims.0, dims.1, dims.2), device)?,
             labels: Tensor::new(labels, device)?,
             len: idx.len(),
         })
+    }
+}
+
+/// A dataset for an HF image model, put through its `processor` into uint8 images of `size`
+/// (height, width): an HF parquet dataset directory (`train-*.parquet` and `test-*.parquet`,
+/// else `validation-*`, else an 80/20 stratified split of train; class names from the files'
+/// metadata or `labels`), or an ImageFolder (`train/` and `test/` with the same classes, or one
+/// folder split 80/20 stratified). Returns (train, test).
+pub fn processed_splits(
+    root: &std::path::Path,
+    processor: &crate::image::ProcessorConfig,
+    size: (u32, u32),
+    labels: Option<&[String]>,
+) -> Result<(U8Images, U8Images)> {
+    let split = |all: U8Images| {
+        let (tr, te) = stratified_split(&all.labels, 0.2, 0);
+        (all.subset(&tr), all.subset(&te))
+    };
+    if parquet::is_parquet_dataset(root) {
+        let train_files = parquet::split_files(root, "train")?;
+        let mut test_files = parquet::split_files(root, "test")?;
+        if test_files.is_empty() {
+            test_files = parquet::split_files(root, "validation")?;
+        }
+        let train = parquet::read_split(&train_files, processor, size, labels)?;
+        if test_files.is_empty() {
+            return Ok(split(train));
+        }
+        let test = parquet::read_split(&test_files, processor, size, Some(&train.classes))?;
+        Ok((train, test))
+    } else if root.join("train").is_dir() && root.join("test").is_dir() {
+        let train = image_folder_processed(&root.join("train"), processor, size)?;
+        let test = image_folder_processed(&root.join("test"), processor, size)?;
+        if train.classes != test.classes {
+            return Err(Error::data(
+                root,
+                "train/ and test/ have different class folders",
+            ));
+        }
+        Ok((train, test))
+    } else {
+        Ok(split(image_folder_processed(root, processor, size)?))
     }
 }
 
@@ -376,44 +409,4 @@ pub fn by_name(name: &str, channels: usize, size: usize) -> Result<(InMemory, In
         }
     };
     Ok((train.adapt(channels, size)?, test.adapt(channels, size)?))
-}
-
-/// PyTorch's cubic convolution weights (A = -0.75) for offset `t` in [0, 1).
-fn cubic_weights(t: f32) -> [f32; 4] {
-    const A: f32 = -0.75;
-    let near = |x: f32| ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0;
-    let far = |x: f32| ((A * x - 5.0 * A) * x + 8.0 * A) * x - 4.0 * A;
-    [far(t + 1.0), near(t), near(1.0 - t), far(2.0 - t)]
-}
-
-/// Bicubic resize of one plane as `F.interpolate(mode="bicubic", align_corners=False)`
-/// (A = -0.75, source indices clamped at the border).
-pub fn resize_bicubic(src: &[f32], h: usize, w: usize, oh: usize, ow: usize) -> Vec<f32> {
-    let (sy, sx) = (h as f32 / oh as f32, w as f32 / ow as f32);
-    let at = |y: i64, x: i64| {
-        src[(y.clamp(0, h as i64 - 1) as usize) * w + x.clamp(0, w as i64 - 1) as usize]
-    };
-    let mut out = vec![0f32; oh * ow];
-    for oy in 0..oh {
-        let fy = (oy as f32 + 0.5) * sy - 0.5;
-        let y0 = fy.floor();
-        let wy = cubic_weights(fy - y0);
-        for ox in 0..ow {
-            let fx = (ox as f32 + 0.5) * sx - 0.5;
-            let x0 = fx.floor();
-            let wx = cubic_weights(fx - x0);
-            let mut acc = 0f32;
-            for (i, wyi) in wy.iter().enumerate() {
-                let yy = y0 as i64 - 1 + i as i64;
-                let row: f32 = wx
-                    .iter()
-                    .enumerate()
-                    .map(|(j, wxj)| wxj * at(yy, x0 as i64 - 1 + j as i64))
-                    .sum();
-                acc += wyi * row;
-            }
-            out[oy * ow + ox] = acc;
-        }
-    }
-    out
 }

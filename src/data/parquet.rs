@@ -139,20 +139,8 @@ pub fn read_split(
                         .map(|(ri, bytes, label)| {
                             let at = format!("{}: row group {rg} row {ri}", path.display());
                             let img = crate::image::decode(bytes, Path::new(&at))?;
-                            let (px, ph, pw) = processor.pixels_u8(&img)?;
-                            if (ph as usize, pw as usize) != (h, w) {
-                                return Err(Error::Shape(format!(
-                                    "{at}: processor gave {ph}x{pw}, the model takes {h}x{w}"
-                                )));
-                            }
-                            // HWC -> CHW
-                            let n = h * w;
-                            let mut chw = vec![0u8; 3 * n];
-                            for (i, p) in px.chunks_exact(3).enumerate() {
-                                for c in 0..3 {
-                                    chw[c * n + i] = p[c];
-                                }
-                            }
+                            let chw = super::processed_chw(processor, &img, size)
+                                .map_err(|e| Error::Msg(format!("{at}: {e}")))?;
                             Ok((chw, *label))
                         })
                         .collect()

@@ -1,8 +1,12 @@
 //! Explainability from a forward pass's [`Trace`]: raw class-token attention, attention
 //! rollout (Abnar & Zuidema 2020) and gradient-weighted relevance (Chefer et al. 2021,
-//! "generic attention-model explainability"), as patch-grid maps; and rendering them over the
-//! image.
+//! "generic attention-model explainability"), as patch-grid maps; rendering them over the
+//! image ([`render`]); and [`Explainer`], which runs a classifier or CLIP on an image and
+//! returns the map of what it looked at.
+mod explainer;
 pub mod render;
+
+pub use explainer::{Explainer, Explanation, Method, Request};
 
 use crate::nn::Trace;
 use crate::{Error, Result};
@@ -20,7 +24,7 @@ pub enum HeadFusion {
 }
 
 /// Layer `l`'s attention for batch item `b`, heads fused: [N, N] row-major.
-fn fused(trace: &Trace, l: usize, b: usize, fusion: HeadFusion) -> Result<(Vec<f32>, usize)> {
+fn heads_fused(trace: &Trace, l: usize, b: usize, fusion: HeadFusion) -> Result<(Vec<f32>, usize)> {
     let a = trace
         .attentions
         .get(l)
@@ -47,7 +51,7 @@ fn fused(trace: &Trace, l: usize, b: usize, fusion: HeadFusion) -> Result<(Vec<f
 
 /// Class-token attention to every patch in layer `l` (heads fused): `N - 1` values.
 pub fn cls_attention(trace: &Trace, l: usize, b: usize, fusion: HeadFusion) -> Result<Vec<f32>> {
-    let (a, n) = fused(trace, l, b, fusion)?;
+    let (a, n) = heads_fused(trace, l, b, fusion)?;
     Ok(a[1..n].to_vec())
 }
 
@@ -111,14 +115,19 @@ pub fn rollout(
     if trace.attentions.is_empty() {
         return Err(Error::Msg("the trace has no attention maps".into()));
     }
-    let (_, n) = fused(trace, 0, b, fusion)?;
+    if !(discard_ratio.is_finite() && (0.0..1.0).contains(&discard_ratio)) {
+        return Err(Error::Config(format!(
+            "discard ratio {discard_ratio} must be in [0, 1)"
+        )));
+    }
+    let (_, n) = heads_fused(trace, 0, b, fusion)?;
     let mut r: Vec<f32> = (0..n * n)
         .map(|i| if i / n == i % n { 1.0 } else { 0.0 })
         .collect();
     for l in 0..trace.attentions.len() {
-        let (mut a, _) = fused(trace, l, b, fusion)?;
+        let (mut a, _) = heads_fused(trace, l, b, fusion)?;
         if discard_ratio > 0.0 {
-            let k = ((n * n) as f32 * discard_ratio.clamp(0.0, 1.0)) as usize;
+            let k = ((n * n) as f32 * discard_ratio) as usize;
             let mut idx: Vec<usize> = (0..n * n).collect();
             idx.sort_by(|&x, &y| a[x].total_cmp(&a[y]));
             for &i in idx.iter().take(k) {

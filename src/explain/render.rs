@@ -48,7 +48,8 @@ pub fn overlay(img: &RgbImage, grid: &[f32], side: usize, alpha: f32) -> Result<
         )));
     }
     let (w, h) = img.dimensions();
-    let heat = crate::data::resize_bilinear(&normalize(grid), side, side, h as usize, w as usize);
+    let heat =
+        crate::nn::interpolate::bilinear(&normalize(grid), side, side, h as usize, w as usize);
     Ok(RgbImage::from_fn(w, h, |x, y| {
         let c = viridis(heat[(y * w + x) as usize]);
         let p = img.get_pixel(x, y);

@@ -1,7 +1,9 @@
 //! Model arguments: a local directory, or a Hugging Face hub id (`owner/name`, optional
 //! `@revision`) resolved through the `hf-hub` crate into the standard HF cache (`HF_HOME`
 //! honoured; with `HF_HUB_OFFLINE=1` only the cache is read).
+use crate::progress::Progress;
 use crate::{Error, Result};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 /// Where a model argument points.
@@ -15,12 +17,19 @@ pub enum ModelRef {
 }
 
 impl ModelRef {
-    /// An existing path is local; otherwise `owner/name[@revision]` is a hub id.
-    pub fn parse(arg: &str) -> Result<ModelRef> {
-        let p = Path::new(arg);
+    /// An existing path is local (any file name, UTF-8 or not); otherwise
+    /// `owner/name[@revision]` is a hub id.
+    pub fn parse(arg: impl AsRef<OsStr>) -> Result<ModelRef> {
+        let p = Path::new(arg.as_ref());
         if p.exists() {
             return Ok(ModelRef::Local(p.to_path_buf()));
         }
+        let Some(arg) = arg.as_ref().to_str() else {
+            return Err(Error::Config(format!(
+                "{}: no such directory (and not a hub id)",
+                p.display()
+            )));
+        };
         let (repo, revision) = match arg.split_once('@') {
             Some((r, v)) if !v.is_empty() => (r, Some(v.to_string())),
             Some(_) => return Err(Error::Config(format!("{arg:?}: empty revision after '@'"))),
@@ -48,12 +57,14 @@ fn offline() -> bool {
 }
 
 /// Resolves a model argument to a local directory holding `required` files (and whichever of
-/// `optional` exist; the first present of each `alternatives` group is fetched).
+/// `optional` exist; the first present of each `alternatives` group is fetched). Downloads
+/// report to `progress` (one phase per file, in bytes).
 pub fn resolve(
-    arg: &str,
+    arg: impl AsRef<OsStr>,
     required: &[&str],
     alternatives: &[&[&str]],
     optional: &[&str],
+    progress: &dyn Progress,
 ) -> Result<PathBuf> {
     match ModelRef::parse(arg)? {
         ModelRef::Local(dir) => {
@@ -69,9 +80,29 @@ pub fn resolve(
             }
             Ok(dir)
         }
-        ModelRef::Hub { repo, revision } => {
-            fetch(&repo, revision.as_deref(), required, alternatives, optional)
-        }
+        ModelRef::Hub { repo, revision } => fetch(
+            &repo,
+            revision.as_deref(),
+            required,
+            alternatives,
+            optional,
+            progress,
+        ),
+    }
+}
+
+/// hf-hub's download callbacks forwarded to a [`Progress`].
+struct Downloads<'a>(&'a dyn Progress);
+
+impl hf_hub::api::Progress for Downloads<'_> {
+    fn init(&mut self, size: usize, filename: &str) {
+        self.0.start_bytes(filename, size as u64);
+    }
+    fn update(&mut self, size: usize) {
+        self.0.advance(size as u64, "");
+    }
+    fn finish(&mut self) {
+        self.0.finish();
     }
 }
 
@@ -81,6 +112,7 @@ fn fetch(
     required: &[&str],
     alternatives: &[&[&str]],
     optional: &[&str],
+    progress: &dyn Progress,
 ) -> Result<PathBuf> {
     use hf_hub::{Cache, Repo, RepoType};
     let rev = revision.unwrap_or("main").to_string();
@@ -122,21 +154,24 @@ fn fetch(
         }
     } else {
         let api = hf_hub::api::sync::ApiBuilder::from_env()
-            .with_progress(true)
+            .with_progress(false)
             .build()
             .map_err(|e| Error::Msg(how_to_fix(&format!("cannot start the hub client: {e}"))))?;
-        let r = api.repo(hub_repo);
+        let cache = Cache::from_env().repo(hub_repo.clone());
+        let api_repo = api.repo(hub_repo);
+        // The cached file, else a download reported to `progress`.
+        let get = |f: &str| match cache.get(f) {
+            Some(p) => Ok(p),
+            None => api_repo.download_with_progress(f, Downloads(progress)),
+        };
         for f in required {
-            note(
-                r.get(f)
-                    .map_err(|e| Error::Msg(how_to_fix(&format!("cannot download {f}: {e}"))))?,
-            );
+            note(get(f).map_err(|e| Error::Msg(how_to_fix(&format!("cannot download {f}: {e}"))))?);
         }
         for group in alternatives {
             let mut last = String::new();
             let mut found = false;
             for f in group.iter() {
-                match r.get(f) {
+                match get(f) {
                     Ok(p) => {
                         note(p);
                         found = true;
@@ -153,23 +188,12 @@ fn fetch(
             }
         }
         for f in optional {
-            if let Ok(p) = r.get(f) {
+            if let Ok(p) = get(f) {
                 note(p);
             }
         }
     }
     dir.ok_or_else(|| Error::Msg(how_to_fix("nothing to fetch")))
-}
-
-/// Resolves an HF image model: `config.json`, weights (`model.safetensors` or
-/// `pytorch_model.bin`) and `preprocessor_config.json` when the repo has one.
-pub fn resolve_image_model(arg: &str) -> Result<PathBuf> {
-    resolve(
-        arg,
-        &["config.json"],
-        &[&["model.safetensors", "pytorch_model.bin"]],
-        &["preprocessor_config.json"],
-    )
 }
 
 #[cfg(test)]
@@ -214,9 +238,16 @@ mod tests {
         let home = tempfile::tempdir().unwrap();
         std::env::set_var("HF_HOME", home.path());
         std::env::set_var("HF_HUB_OFFLINE", "1");
-        let err = resolve_image_model("acme/tiny-vit")
-            .unwrap_err()
-            .to_string();
+        let image_model = |id| {
+            resolve(
+                id,
+                &["config.json"],
+                &[&["model.safetensors", "pytorch_model.bin"]],
+                &["preprocessor_config.json"],
+                &crate::progress::Silent,
+            )
+        };
+        let err = image_model("acme/tiny-vit").unwrap_err().to_string();
         assert!(
             err.contains("HF_HUB_OFFLINE is set") && err.contains("local directory"),
             "{err}"
@@ -229,7 +260,7 @@ mod tests {
         std::fs::write(snap.join("config.json"), "{}").unwrap();
         // Only the weights' alternative that exists is needed.
         std::fs::write(snap.join("pytorch_model.bin"), "").unwrap();
-        let dir = resolve_image_model("acme/tiny-vit");
+        let dir = image_model("acme/tiny-vit");
         std::env::remove_var("HF_HUB_OFFLINE");
         std::env::remove_var("HF_HOME");
         assert_eq!(dir.unwrap(), snap);

@@ -106,54 +106,65 @@ pub fn to_chw(img: &DynamicImage, size: usize, channels: usize) -> Result<Vec<f3
     if w == 0 || h == 0 {
         return Err(Error::Msg("empty image".into()));
     }
-    let n = size * size;
-    let (px, c) = match channels {
-        1 => (img.to_luma8().into_raw(), 1),
-        3 => (processor::to_rgb8_like_pillow(img).into_raw(), 3),
+    let px = match channels {
+        1 => img.to_luma8().into_raw(),
+        3 => processor::to_rgb8_like_pillow(img).into_raw(),
         c => {
             return Err(Error::Config(format!(
                 "unsupported channel count {c} (1 or 3)"
             )))
         }
     };
-    let px = resize::resize_u8(&px, w, h, c, size, size, resize::Filter::Bilinear);
-    let mut out = vec![0f32; c * n];
-    for (i, p) in px.chunks_exact(c).enumerate() {
-        for k in 0..c {
-            out[k * n + i] = p[k] as f32 / 255.0;
-        }
-    }
-    Ok(out)
+    let px = resize::resize_u8(&px, w, h, channels, size, size, resize::Filter::Bilinear);
+    Ok(hwc_to_chw(&px, channels, |p| p as f32 / 255.0))
 }
 
-/// Normalises CHW [0,1] pixels in place: (x - mean[c]) / std[c].
+/// Interleaved HWC pixels (`channels` per pixel) to planar CHW, each value through `f`.
+pub fn hwc_to_chw<T: Copy, U: Copy + Default>(
+    px: &[T],
+    channels: usize,
+    f: impl Fn(T) -> U,
+) -> Vec<U> {
+    let n = px.len() / channels.max(1);
+    let mut out = vec![U::default(); px.len()];
+    for (i, p) in px.chunks_exact(channels).enumerate() {
+        for (c, &v) in p.iter().enumerate() {
+            out[c * n + i] = f(v);
+        }
+    }
+    out
+}
+
+/// Normalises planar CHW pixels in place: (x - mean[c]) / std[c], one plane per mean value.
 pub fn normalize(chw: &mut [f32], mean: &[f32], std: &[f32]) {
-    let c = mean.len().max(1);
-    let n = chw.len() / c;
-    for (ci, plane) in chw.chunks_mut(n).enumerate() {
-        let (m, s) = (mean[ci % c], std[ci % c]);
+    let n = chw.len() / mean.len().max(1);
+    if n == 0 {
+        return;
+    }
+    for (plane, (m, s)) in chw.chunks_mut(n).zip(mean.iter().zip(std)) {
         plane.iter_mut().for_each(|v| *v = (*v - m) / s);
     }
 }
 
-/// Loads image files into one normalised batch [B, C, size, size].
-pub fn batch_from_paths(
-    paths: &[&Path],
+/// Decoded images into one normalised batch [B, C, size, size] (C = the number of `mean`
+/// values: 1 grey, 3 RGB), resized as [`to_chw`].
+pub fn batch_resized(
+    images: &[DynamicImage],
     size: usize,
     mean: &[f32],
     std: &[f32],
     device: &Device,
 ) -> Result<Tensor> {
     let c = mean.len();
-    let mut data = Vec::with_capacity(paths.len() * c * size * size);
-    for p in paths {
-        let mut x = to_chw(&open(p)?, size, c)?;
+    let mut data = Vec::with_capacity(images.len() * c * size * size);
+    for img in images {
+        let mut x = to_chw(img, size, c)?;
         normalize(&mut x, mean, std);
         data.extend(x);
     }
     Ok(Tensor::from_vec(
         data,
-        (paths.len(), c, size, size),
+        (images.len(), c, size, size),
         device,
     )?)
 }

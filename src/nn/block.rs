@@ -1,39 +1,27 @@
-//! The one MLP and the one encoder block (pre-norm or post-norm), for every model.
-use super::attention::{Attention, AttnNames, QkvNames};
-use super::layers::{Ctx, LayerNorm, Linear};
-use candle_core::{Result, Tensor};
+//! The one MLP and the one transformer block (pre-norm or post-norm), for every model.
+use super::activation::Activation;
+use super::attention::{Attention, AttnConfig, AttnNames, QkvNames};
+use super::ctx::Ctx;
+use super::layers::{LayerNorm, Linear, Then};
+use candle_core::{DType, Result, Tensor};
 use candle_nn::VarBuilder;
-use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Activation {
-    /// Exact GELU with erf (PyTorch `gelu`, HF `gelu`).
-    Gelu,
-    /// tanh approximation (HF `gelu_new`, `gelu_pytorch_tanh`).
-    #[serde(alias = "gelu_new", alias = "gelu_pytorch_tanh")]
-    GeluTanh,
-    /// x * sigmoid(1.702 x), OpenAI CLIP.
-    QuickGelu,
-    Relu,
-}
-
-impl Activation {
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        super::ops::activation(x, *self)
-    }
-}
-
-/// Two linears with an activation between.
+/// Two linears with an activation between: `residual + drop2(fc2(drop1(act(fc1(x)))))`.
 #[derive(Clone, Debug)]
 pub struct Mlp {
     fc1: Linear,
     fc2: Linear,
     act: Activation,
-    dropout: f64,
+    /// After the activation (PyTorch's `TransformerEncoderLayer.dropout`, timm's `drop1`; HF
+    /// ViT and CLIP have none).
+    act_dropout: f64,
+    /// After fc2, before the residual add (PyTorch's `dropout2`, timm's `drop2`, HF
+    /// `ViTOutput.dropout`).
+    out_dropout: f64,
 }
 
 impl Mlp {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         vb: VarBuilder,
         fc1: &str,
@@ -41,41 +29,32 @@ impl Mlp {
         dim: usize,
         hidden: usize,
         act: Activation,
-        dropout: f64,
+        act_dropout: f64,
+        out_dropout: f64,
     ) -> Result<Self> {
         Ok(Mlp {
             fc1: Linear::new(vb.pp(fc1), dim, hidden, true)?,
             fc2: Linear::new(vb.pp(fc2), hidden, dim, true)?,
             act,
-            dropout,
+            act_dropout,
+            out_dropout,
         })
     }
 
-    /// Inference: `residual + fc2(act(fc1(x)))`, each linear written once with its bias,
-    /// activation or residual fused.
-    pub fn forward_fused(&self, x: &Tensor, residual: Option<&Tensor>) -> Result<Tensor> {
-        let h = self.fc1.forward_fused(x, Some(self.act), None)?;
-        self.fc2.forward_fused(&h, None, residual)
-    }
-
     /// Sets the inference dtype of both linears.
-    pub fn prepare(&mut self, dtype: candle_core::DType) -> Result<()> {
+    pub fn prepare(&mut self, dtype: DType) -> Result<()> {
         self.fc1.prepare(dtype)?;
         self.fc2.prepare(dtype)
     }
 
-    pub(crate) fn parameters(&self) -> Vec<&Tensor> {
-        [&self.fc1, &self.fc2]
-            .into_iter()
-            .flat_map(|l| std::iter::once(&l.weight).chain(l.bias.as_ref()))
-            .collect()
-    }
-
-    /// [.., D] -> [.., hidden] -> [.., D]
-    pub fn forward(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
-        let h = self.act.forward(&self.fc1.forward(x)?)?;
-        let h = ctx.dropout(&h, self.dropout)?;
-        self.fc2.forward(&h)
+    /// [.., D] -> [.., hidden] -> [.., D], plus `residual`. On the inference path each linear is
+    /// written once with its activation or residual add fused into the GEMM epilogue.
+    pub fn forward(&self, x: &Tensor, residual: Option<&Tensor>, ctx: &mut Ctx) -> Result<Tensor> {
+        let h = self
+            .fc1
+            .forward(x, Then::act(self.act).dropout(self.act_dropout), ctx)?;
+        let then = Then::none().dropout(self.out_dropout).residual(residual);
+        self.fc2.forward(&h, then, ctx)
     }
 }
 
@@ -159,7 +138,11 @@ pub struct BlockConfig {
     pub pre_norm: bool,
     pub eps: f64,
     pub qkv_bias: bool,
+    /// Dropout on each branch's output before its residual add (attention's out projection,
+    /// the MLP's fc2).
     pub dropout: f64,
+    /// Dropout after the MLP's activation.
+    pub mlp_dropout: f64,
     pub attn_dropout: f64,
 }
 
@@ -171,21 +154,20 @@ pub struct EncoderBlock {
     norm2: LayerNorm,
     mlp: Mlp,
     pre_norm: bool,
-    dropout: f64,
 }
 
 impl EncoderBlock {
     pub fn new(vb: VarBuilder, names: &BlockNames, cfg: &BlockConfig) -> Result<Self> {
+        let attn = AttnConfig {
+            dim: cfg.dim,
+            heads: cfg.heads,
+            qkv_bias: cfg.qkv_bias,
+            attn_dropout: cfg.attn_dropout,
+            proj_dropout: cfg.dropout,
+        };
         Ok(EncoderBlock {
             norm1: LayerNorm::new(vb.pp(names.norm1), cfg.dim, cfg.eps)?,
-            attn: Attention::new(
-                vb.pp(names.attn),
-                names.attn_names,
-                cfg.dim,
-                cfg.heads,
-                cfg.qkv_bias,
-                cfg.attn_dropout,
-            )?,
+            attn: Attention::new(vb.pp(names.attn), names.attn_names, &attn)?,
             norm2: LayerNorm::new(vb.pp(names.norm2), cfg.dim, cfg.eps)?,
             mlp: Mlp::new(
                 vb.clone(),
@@ -194,10 +176,10 @@ impl EncoderBlock {
                 cfg.dim,
                 cfg.mlp_dim,
                 cfg.act,
+                cfg.mlp_dropout,
                 cfg.dropout,
             )?,
             pre_norm: cfg.pre_norm,
-            dropout: cfg.dropout,
         })
     }
 
@@ -205,98 +187,27 @@ impl EncoderBlock {
         &self.attn
     }
 
-    /// [B, N, D] -> [B, N, D]
-    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>, ctx: &mut Ctx) -> Result<Tensor> {
-        if ctx.fused(x, || self.parameters()) {
-            return self.forward_fused(x, mask);
-        }
-        if self.pre_norm {
-            let a = self
-                .attn
-                .forward(&self.norm1.forward(x)?, None, mask, ctx)?;
-            let x = (x + ctx.dropout(&a, self.dropout)?)?;
-            let m = self.mlp.forward(&self.norm2.forward(&x)?, ctx)?;
-            x + ctx.dropout(&m, self.dropout)?
-        } else {
-            let a = self.attn.forward(x, None, mask, ctx)?;
-            let x = self.norm1.forward(&(x + ctx.dropout(&a, self.dropout)?)?)?;
-            let m = self.mlp.forward(&x, ctx)?;
-            self.norm2.forward(&(x + ctx.dropout(&m, self.dropout)?)?)
-        }
-    }
-}
-
-impl EncoderBlock {
-    /// Every parameter tensor of the block (a partly frozen block must not take the
-    /// gradient-free path while any of its parameters still wants a gradient).
-    fn parameters(&self) -> Vec<&Tensor> {
-        let mut p = self.attn.parameters();
-        p.extend(self.mlp.parameters());
-        for n in [&self.norm1, &self.norm2] {
-            p.push(&n.weight);
-            p.push(&n.bias);
-        }
-        p
-    }
-
     /// Sets the inference dtype of every linear in the block (see [`Linear::prepare`]).
-    pub fn prepare(&mut self, dtype: candle_core::DType) -> Result<()> {
+    pub fn prepare(&mut self, dtype: DType) -> Result<()> {
         self.attn.prepare(dtype)?;
         self.mlp.prepare(dtype)
     }
 
-    /// The inference path: the residual adds happen inside the out-projection and fc2 matmuls.
-    fn forward_fused(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+    /// [B, N, D] -> [B, N, D]. Each branch adds its own residual (inside the out projection's
+    /// and fc2's output pass on the inference path).
+    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>, ctx: &mut Ctx) -> Result<Tensor> {
         if self.pre_norm {
+            // x + attn(norm1(x)), then x + mlp(norm2(x))
             let x = self
                 .attn
-                .forward_fused(&self.norm1.forward(x)?, mask, Some(x))?;
-            self.mlp.forward_fused(&self.norm2.forward(&x)?, Some(&x))
+                .forward(&self.norm1.forward(x)?, None, mask, Some(x), ctx)?;
+            self.mlp.forward(&self.norm2.forward(&x)?, Some(&x), ctx)
         } else {
+            // norm1(x + attn(x)), then norm2(x + mlp(x))
             let x = self
                 .norm1
-                .forward(&self.attn.forward_fused(x, mask, Some(x))?)?;
-            self.norm2.forward(&self.mlp.forward_fused(&x, Some(&x))?)
+                .forward(&self.attn.forward(x, None, mask, Some(x), ctx)?)?;
+            self.norm2.forward(&self.mlp.forward(&x, Some(&x), ctx)?)
         }
-    }
-}
-
-/// A stack of encoder blocks named `{prefix}.{i}`; records hidden states when tracing.
-#[derive(Clone, Debug)]
-pub struct Encoder {
-    pub blocks: Vec<EncoderBlock>,
-}
-
-impl Encoder {
-    pub fn new(
-        vb: VarBuilder,
-        names: &BlockNames,
-        cfg: &BlockConfig,
-        depth: usize,
-    ) -> Result<Self> {
-        let blocks = (0..depth)
-            .map(|i| EncoderBlock::new(vb.pp(i), names, cfg))
-            .collect::<Result<_>>()?;
-        Ok(Encoder { blocks })
-    }
-
-    /// Sets the inference dtype of every block: `BF16` runs the linears on the AVX512_BF16
-    /// kernel in the fused inference path (training and traced forwards stay f32).
-    pub fn prepare(&mut self, dtype: candle_core::DType) -> Result<()> {
-        self.blocks.iter_mut().try_for_each(|b| b.prepare(dtype))
-    }
-
-    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>, ctx: &mut Ctx) -> Result<Tensor> {
-        let mut x = x.clone();
-        if let Some(t) = ctx.trace.as_deref_mut() {
-            t.hidden_states.push(x.detach());
-        }
-        for block in &self.blocks {
-            x = block.forward(&x, mask, ctx)?;
-            if let Some(t) = ctx.trace.as_deref_mut() {
-                t.hidden_states.push(x.detach());
-            }
-        }
-        Ok(x)
     }
 }

@@ -1,9 +1,43 @@
-//! Linear, LayerNorm and dropout, with PyTorch's tensor names and default initialisation.
+//! Linear and LayerNorm, with PyTorch's tensor names and default initialisation.
+use super::activation::Activation;
+use super::ctx::{Ctx, Path};
+use super::infer::{self, PackedWeight, Weight};
 use super::ops;
-use candle_core::{Result, Tensor};
+use candle_core::{DType, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
-use rand::Rng;
-use rand_chacha::ChaCha8Rng;
+use std::sync::Arc;
+
+/// What follows a linear layer inside its output pass: `residual + dropout(act(x·Wᵀ + b))`.
+/// On the inference path the activation and the residual run in the GEMM epilogue (dropout is
+/// the identity there); elsewhere the same ops are composed, with backward.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Then<'a> {
+    pub act: Option<Activation>,
+    pub dropout: f64,
+    pub residual: Option<&'a Tensor>,
+}
+
+impl<'a> Then<'a> {
+    /// Nothing: `x·Wᵀ + b`.
+    pub fn none() -> Self {
+        Then::default()
+    }
+
+    pub fn act(act: Activation) -> Self {
+        Then {
+            act: Some(act),
+            ..Then::default()
+        }
+    }
+
+    pub fn dropout(self, p: f64) -> Self {
+        Then { dropout: p, ..self }
+    }
+
+    pub fn residual(self, residual: Option<&'a Tensor>) -> Self {
+        Then { residual, ..self }
+    }
+}
 
 /// `nn.Linear`: `weight` [out, in], optional `bias` [out].
 #[derive(Clone, Debug)]
@@ -11,8 +45,8 @@ pub struct Linear {
     pub weight: Tensor,
     pub bias: Option<Tensor>,
     /// The weight packed once for tessera's inference GEMMs, f32 or bf16 (see
-    /// [`Linear::prepare`]); the fused inference path uses it instead of `weight`.
-    pub packed: Option<std::sync::Arc<super::fused::Packed>>,
+    /// [`Linear::prepare`]); the inference path uses it instead of `weight`.
+    pub packed: Option<Arc<PackedWeight>>,
 }
 
 impl Linear {
@@ -29,22 +63,14 @@ impl Linear {
         } else {
             None
         };
-        Ok(Linear {
-            weight,
-            bias,
-            packed: None,
-        })
+        Ok(Self::from_parts(weight, bias))
     }
 
     /// Explicit init for the weight (bias starts at zero), e.g. trunc-normal 0.02 heads.
     pub fn with_init(vb: VarBuilder, in_dim: usize, out_dim: usize, w_init: Init) -> Result<Self> {
         let weight = vb.get_with_hints((out_dim, in_dim), "weight", w_init)?;
         let bias = Some(vb.get_with_hints(out_dim, "bias", Init::Const(0.0))?);
-        Ok(Linear {
-            weight,
-            bias,
-            packed: None,
-        })
+        Ok(Self::from_parts(weight, bias))
     }
 
     pub fn from_parts(weight: Tensor, bias: Option<Tensor>) -> Self {
@@ -59,54 +85,41 @@ impl Linear {
         self.weight.dims()[0]
     }
 
+    /// The weight and the bias, if any.
+    pub fn parameters(&self) -> Vec<&Tensor> {
+        std::iter::once(&self.weight)
+            .chain(self.bias.as_ref())
+            .collect()
+    }
+
     /// Prepares the layer for inference in `dtype`: packs the weight once, as f32 panels
     /// for the AVX-512 FMA kernel or as bf16 for the AVX512_BF16 kernel (fp32 accumulation).
     /// The unpacked `weight` stays for training and traced forwards.
-    pub fn prepare(&mut self, dtype: candle_core::DType) -> Result<()> {
-        self.packed = Some(std::sync::Arc::new(super::fused::Packed::new(
-            &self.weight,
-            dtype,
-        )?));
+    pub fn prepare(&mut self, dtype: DType) -> Result<()> {
+        self.packed = Some(Arc::new(PackedWeight::new(&self.weight, dtype)?));
         Ok(())
     }
 
-    /// The fused inference path: `act(x · Wᵀ + b) + residual`, written once (see
-    /// [`super::fused`]). No autograd: callers check [`Ctx::fused`] first.
-    pub fn forward_fused(
-        &self,
-        x: &Tensor,
-        act: Option<super::Activation>,
-        residual: Option<&Tensor>,
-    ) -> Result<Tensor> {
-        let n = self.out_dim();
-        if let Some(p) = &self.packed {
-            return super::fused::linear(
-                x,
-                &super::fused::Weight::Packed(p),
-                n,
-                self.bias.as_ref(),
-                act,
-                residual,
-            );
+    /// `then` applied to `x @ W^T + b` over the last dimension (leading dimensions are flattened
+    /// into one matmul).
+    pub fn forward(&self, x: &Tensor, then: Then, ctx: &mut Ctx) -> Result<Tensor> {
+        // The residual counts as an input: a gradient through it must not go missing either.
+        let inputs = || {
+            let mut p = self.parameters();
+            p.extend(then.residual);
+            p
+        };
+        if ctx.path(x, inputs) == Path::Inference {
+            let w = match &self.packed {
+                Some(p) => Weight::Packed(p),
+                None => Weight::Unpacked(&self.weight),
+            };
+            return infer::linear(x, w, self.bias.as_ref(), then.act, then.residual);
         }
-        super::fused::with_f32(&self.weight, |w| {
-            super::fused::linear(
-                x,
-                &super::fused::Weight::F32(w),
-                n,
-                self.bias.as_ref(),
-                act,
-                residual,
-            )
-        })
-    }
-
-    /// `x @ W^T + b` over the last dimension; leading dimensions are flattened into one matmul.
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims().to_vec();
         let in_dim = *dims.last().unwrap_or(&0);
         let rows = x.elem_count() / in_dim.max(1);
-        // [.., in] -> [rows, in] @ [in, out] -> [rows, out]
+        // [.., in] -> [rows, in] @ [in, out] -> [rows, out] -> [.., out]
         let y = ops::linear(
             &x.reshape((rows, in_dim))?,
             &self.weight,
@@ -114,36 +127,15 @@ impl Linear {
         )?;
         let mut out_dims = dims;
         *out_dims.last_mut().unwrap_or(&mut 0) = self.out_dim();
-        y.reshape(out_dims)
-    }
-}
-
-use super::fused::Dropout;
-
-impl candle_core::CustomOp1 for Dropout {
-    fn name(&self) -> &'static str {
-        "tessera-dropout"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s: &candle_core::CpuStorage,
-        l: &candle_core::Layout,
-    ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        let data = s.as_slice::<f32>()?;
-        let (a, b) = l
-            .contiguous_offsets()
-            .ok_or_else(|| candle_core::Error::Msg("dropout: input must be contiguous".into()))?;
-        Ok((
-            candle_core::CpuStorage::F32(self.apply(&data[a..b])),
-            l.shape().clone(),
-        ))
-    }
-
-    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        // The gradient goes through the same mask (a constant): one op, no mask tensor kept
-        // in the graph and no gradient computed for it.
-        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(self)?))
+        let mut y = y.reshape(out_dims)?;
+        if let Some(a) = then.act {
+            y = ops::activation(&y, a)?;
+        }
+        let y = ctx.dropout(&y, then.dropout)?;
+        match then.residual {
+            Some(r) => r + y,
+            None => Ok(y),
+        }
     }
 }
 
@@ -164,97 +156,12 @@ impl LayerNorm {
         })
     }
 
+    pub fn parameters(&self) -> Vec<&Tensor> {
+        vec![&self.weight, &self.bias]
+    }
+
+    /// One path for every mode: the fused op has a backward and is as fast for inference.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         ops::layer_norm(x, &self.weight, &self.bias, self.eps)
-    }
-}
-
-/// Per-forward state: training mode, the dropout RNG, and the optional trace.
-///
-/// Dropout draws from a seeded RNG owned by the caller (not candle's unseeded device RNG), so a
-/// training run is reproducible and a resumed run continues bit-for-bit.
-pub struct Ctx<'a> {
-    pub train: bool,
-    /// The caller promises not to differentiate this forward (set by [`Ctx::inference`]):
-    /// the fused inference kernels run even when the weights are trainable variables.
-    pub no_grad: bool,
-    pub rng: Option<&'a mut ChaCha8Rng>,
-    pub trace: Option<&'a mut crate::nn::Trace>,
-}
-
-impl<'a> Ctx<'a> {
-    /// Evaluation mode (no dropout). Gradients still flow through anything that tracks them
-    /// (trainable weights, inputs in a graph); the fused inference kernels run only where
-    /// nothing does.
-    pub fn eval() -> Self {
-        Ctx {
-            train: false,
-            no_grad: false,
-            rng: None,
-            trace: None,
-        }
-    }
-
-    /// Evaluation that will never be differentiated: always the fused inference kernels
-    /// (CPU, f32 or a prepared bf16 model), even with trainable weights. Outputs carry no
-    /// gradient graph.
-    pub fn inference() -> Self {
-        Ctx {
-            no_grad: true,
-            ..Ctx::eval()
-        }
-    }
-
-    pub fn train(rng: &'a mut ChaCha8Rng) -> Self {
-        Ctx {
-            train: true,
-            no_grad: false,
-            rng: Some(rng),
-            trace: None,
-        }
-    }
-
-    /// Whether a layer with input `x` and parameters `weights` may take the fused inference
-    /// path: no
-    /// dropout, no trace, CPU f32, and no gradient could be wanted (promised, or nothing tracks
-    /// one) — so gradients never go silently missing.
-    /// `weights` is only listed when the caller has not promised `no_grad`.
-    pub fn fused<'w>(&self, x: &Tensor, weights: impl FnOnce() -> Vec<&'w Tensor>) -> bool {
-        !self.train
-            && self.trace.is_none()
-            && super::fused::applies(x)
-            && (self.no_grad || !(x.track_op() || weights().iter().any(|w| w.track_op())))
-    }
-
-    pub fn with_trace(mut self, trace: &'a mut crate::nn::Trace) -> Self {
-        self.trace = Some(trace);
-        self
-    }
-
-    pub fn tracing(&self) -> bool {
-        self.trace.is_some()
-    }
-
-    /// Inverted dropout with probability `p` (identity in eval mode or when p == 0).
-    pub fn dropout(&mut self, x: &Tensor, p: f64) -> Result<Tensor> {
-        if !self.train || p <= 0.0 {
-            return Ok(x.clone());
-        }
-        let Some(rng) = self.rng.as_deref_mut() else {
-            return Ok(x.clone());
-        };
-        if p >= 1.0 {
-            return x.zeros_like();
-        }
-        // A counter-based SplitMix64 stream seeded from the caller's RNG: ~10x cheaper per
-        // element than drawing each value from ChaCha, vectorised, and just as reproducible.
-        let op = Dropout::new(p, rng.random());
-        if super::fused::applies(x) {
-            return x.contiguous()?.apply_op1(op);
-        }
-        // Other devices and dtypes: the same mask as a tensor.
-        let ones = vec![1f32; x.elem_count()];
-        let mask = Tensor::from_vec(op.apply(&ones), x.shape(), x.device())?.to_dtype(x.dtype())?;
-        x * mask
     }
 }

@@ -1,33 +1,21 @@
-//! Fused CPU kernels with a backward pass.
-//!
-//! candle-nn's fused `layer_norm` and `softmax_last_dim` have no backward: gradients through
-//! them silently go missing. These ops are fused in the forward (one pass over each row) *and*
-//! define `bwd`, so models train through them. On other devices or dtypes they fall back to
-//! composite candle ops, which autograd differentiates.
+//! Differentiable ops on tessera's CPU kernels: softmax, LayerNorm, linear + bias and the
+//! activations, each one pass over its rows forward *and* a `bwd` (candle-nn's fused
+//! `layer_norm` and `softmax_last_dim` have none: gradients through them silently go missing).
+//! Each op dispatches inside: the custom op where [`kernels_apply`] (CPU f32), composite candle
+//! ops (which autograd differentiates) on other devices and dtypes.
 use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, D,
 };
 use rayon::prelude::*;
 
-use super::block::Activation;
-use super::fused;
+use super::activation::{act_bwd, bias_act, Activation};
+use super::cpu::{kernels_apply, matmul, slice};
+use super::math::{lane_dot, lane_sq_dev, lane_sum, multiversion, softmax_rows};
 
 /// Rows per rayon task: enough work that thread hand-off is not the cost.
 fn rows_per_task(dim: usize, rows: usize) -> usize {
     let per = (16384 / dim.max(1)).max(1);
     per.min(rows.max(1))
-}
-
-fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [f32]> {
-    let data = s.as_slice::<f32>()?;
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("{op}: input must be contiguous"),
-    }
-}
-
-fn use_fused(t: &Tensor) -> bool {
-    t.device().is_cpu() && t.dtype() == DType::F32
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -41,7 +29,7 @@ impl CustomOp1 for SoftmaxLastDim {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(s, l, "softmax")?;
+        let x = slice(s, l, "softmax")?;
         let dim = l.dims().last().copied().unwrap_or(1);
         let mut out = vec![0f32; x.len()];
         let rows = x.len() / dim.max(1);
@@ -50,7 +38,7 @@ impl CustomOp1 for SoftmaxLastDim {
             .zip(x.par_chunks(chunk))
             .for_each(|(o, x)| {
                 o.copy_from_slice(x);
-                fused::softmax_rows(o, None, dim);
+                softmax_rows(o, None, dim);
             });
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
@@ -76,8 +64,8 @@ impl CustomOp2 for SoftmaxBwd {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let y = contiguous_f32(s1, l1, "softmax-bwd")?;
-        let g = contiguous_f32(s2, l2, "softmax-bwd")?;
+        let y = slice(s1, l1, "softmax-bwd")?;
+        let g = slice(s2, l2, "softmax-bwd")?;
         let dim = l1.dims().last().copied().unwrap_or(1);
         let rows = y.len() / dim.max(1);
         let chunk = rows_per_task(dim, rows) * dim;
@@ -91,7 +79,7 @@ impl CustomOp2 for SoftmaxBwd {
 
 /// Softmax over the last dimension, fused on CPU f32, differentiable everywhere.
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
-    if use_fused(x) {
+    if kernels_apply(x) {
         x.contiguous()?.apply_op1(SoftmaxLastDim)
     } else {
         let max = x.max_keepdim(D::Minus1)?.detach();
@@ -111,8 +99,8 @@ struct LayerNormOp {
 fn row_stats(x: &[f32], eps: f32) -> (f32, f32) {
     // Two passes (mean, then centred variance) as PyTorch: one-pass E[x²]-E[x]² loses digits.
     let n = x.len() as f32;
-    let mean = fused::lane_sum(x) / n;
-    let var = fused::lane_sq_dev(x, mean) / n;
+    let mean = lane_sum(x) / n;
+    let var = lane_sq_dev(x, mean) / n;
     (mean, 1.0 / (var + eps).sqrt())
 }
 
@@ -130,9 +118,9 @@ impl CustomOp3 for LayerNormOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(s1, l1, "layer-norm")?;
-        let w = contiguous_f32(s2, l2, "layer-norm")?;
-        let b = contiguous_f32(s3, l3, "layer-norm")?;
+        let x = slice(s1, l1, "layer-norm")?;
+        let w = slice(s2, l2, "layer-norm")?;
+        let b = slice(s3, l3, "layer-norm")?;
         let dim = w.len();
         let rows = x.len() / dim.max(1);
         let chunk = rows_per_task(dim, rows) * dim;
@@ -187,9 +175,9 @@ impl CustomOp3 for LayerNormBwd {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(s1, l1, "layer-norm-bwd")?;
-        let w = contiguous_f32(s2, l2, "layer-norm-bwd")?;
-        let g = contiguous_f32(s3, l3, "layer-norm-bwd")?;
+        let x = slice(s1, l1, "layer-norm-bwd")?;
+        let w = slice(s2, l2, "layer-norm-bwd")?;
+        let g = slice(s3, l3, "layer-norm-bwd")?;
         let dim = w.len();
         let rows = x.len() / dim.max(1);
         let chunk_rows = rows_per_task(dim, rows);
@@ -213,7 +201,7 @@ impl CustomOp3 for LayerNormBwd {
     }
 }
 
-fused::multiversion! {
+multiversion! {
     /// dx = y · (g - Σ g·y) over rows.
     fn softmax_bwd_rows(o: &mut [f32], y: &[f32], g: &[f32], dim: usize) {
         for ((o, y), g) in o
@@ -221,7 +209,7 @@ fused::multiversion! {
             .zip(y.chunks_exact(dim))
             .zip(g.chunks_exact(dim))
         {
-            let dot = fused::lane_dot(y, g);
+            let dot = lane_dot(y, g);
             for ((o, &y), &g) in o.iter_mut().zip(y).zip(g) {
                 *o = y * (g - dot);
             }
@@ -229,7 +217,7 @@ fused::multiversion! {
     }
 }
 
-fused::multiversion! {
+multiversion! {
     /// LayerNorm forward over rows.
     fn ln_rows(o: &mut [f32], x: &[f32], w: &[f32], b: &[f32], dim: usize, eps: f32) {
         for (o, x) in o.chunks_exact_mut(dim).zip(x.chunks_exact(dim)) {
@@ -241,7 +229,7 @@ fused::multiversion! {
     }
 }
 
-fused::multiversion! {
+multiversion! {
 /// LayerNorm backward over rows of one task: writes dx, returns this task's (dw, db).
 fn ln_bwd_rows(
     dx: &mut [f32],
@@ -269,7 +257,7 @@ fn ln_bwd_rows(
             db[i] += g[i];
         }
         let n = dim as f32;
-        let (mg, mgx) = (fused::lane_sum(&gw) / n, fused::lane_dot(&gw, &xhat) / n);
+        let (mg, mgx) = (lane_sum(&gw) / n, lane_dot(&gw, &xhat) / n);
         for i in 0..dim {
             dx[i] = rstd * (gw[i] - mg - xhat[i] * mgx);
         }
@@ -280,7 +268,7 @@ fn ln_bwd_rows(
 
 /// LayerNorm over the last dimension, fused on CPU f32, differentiable everywhere.
 pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
-    if use_fused(x) && w.dtype() == DType::F32 {
+    if kernels_apply(x) && w.dtype() == DType::F32 {
         x.contiguous()?
             .apply_op3(w, b, LayerNormOp { eps: eps as f32 })
     } else {
@@ -312,9 +300,9 @@ impl CustomOp3 for LinearBias {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(s1, l1, "linear")?;
-        let w = contiguous_f32(s2, l2, "linear")?;
-        let b = contiguous_f32(s3, l3, "linear")?;
+        let x = slice(s1, l1, "linear")?;
+        let w = slice(s2, l2, "linear")?;
+        let b = slice(s3, l3, "linear")?;
         let (rows, k) = l1.shape().dims2()?;
         let (n, k2) = l2.shape().dims2()?;
         if k != k2 || b.len() != n {
@@ -326,8 +314,8 @@ impl CustomOp3 for LinearBias {
             )
         }
         let mut out = vec![0f32; rows * n];
-        fused::matmul_f32(x, rows, k, w, n, &mut out)?;
-        fused::bias_act(&mut out, Some(b), None, n);
+        matmul(x, rows, k, w, n, &mut out)?;
+        bias_act(&mut out, Some(b), None, n);
         Ok((CpuStorage::F32(out), Shape::from((rows, n))))
     }
 
@@ -351,7 +339,7 @@ impl CustomOp3 for LinearBias {
 /// small-ViT training step; this is one vectorised pass, rows split over threads).
 struct ColumnSum;
 
-fused::multiversion! {
+multiversion! {
     fn add_rows_into(acc: &mut [f32], rows: &[f32], n: usize) {
         for r in rows.chunks_exact(n) {
             for (a, v) in acc.iter_mut().zip(r) {
@@ -367,7 +355,7 @@ impl CustomOp1 for ColumnSum {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let g = contiguous_f32(s, l, "column-sum")?;
+        let g = slice(s, l, "column-sum")?;
         let (m, n) = l.shape().dims2()?;
         let per = rows_per_task(n, m).max(64);
         // Partial sums per task, added in task order: deterministic.
@@ -390,7 +378,7 @@ impl CustomOp1 for ColumnSum {
 /// `x [M, K] · wᵀ + b` with `w` [N, K]: fused on CPU f32 (differentiable), composite elsewhere.
 pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     match b {
-        Some(b) if use_fused(x) && w.dtype() == DType::F32 && b.dtype() == DType::F32 => x
+        Some(b) if kernels_apply(x) && w.dtype() == DType::F32 && b.dtype() == DType::F32 => x
             .contiguous()?
             .apply_op3(&w.contiguous()?, &b.contiguous()?, LinearBias),
         Some(b) => x.matmul(&w.t()?)?.broadcast_add(b),
@@ -403,24 +391,16 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
 
 struct ActOp(Activation);
 
-fused::multiversion! {
-    fn act_bwd_rows(dx: &mut [f32], x: &[f32], g: &[f32], act: Activation) {
-        for ((d, &x), &g) in dx.iter_mut().zip(x).zip(g) {
-            *d = g * fused::act_grad(act, x);
-        }
-    }
-}
-
 impl CustomOp1 for ActOp {
     fn name(&self) -> &'static str {
         "tessera-activation"
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(s, l, "activation")?;
+        let x = slice(s, l, "activation")?;
         let mut out = x.to_vec();
         let n = *l.dims().last().unwrap_or(&1);
-        fused::bias_act(&mut out, None, Some(self.0), n.max(1));
+        bias_act(&mut out, None, Some(self.0), n.max(1));
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
 
@@ -446,20 +426,20 @@ impl CustomOp2 for ActBwd {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(s1, l1, "activation-bwd")?;
-        let g = contiguous_f32(s2, l2, "activation-bwd")?;
+        let x = slice(s1, l1, "activation-bwd")?;
+        let g = slice(s2, l2, "activation-bwd")?;
         let mut dx = vec![0f32; x.len()];
         let chunk = 16384;
         dx.par_chunks_mut(chunk)
             .zip(x.par_chunks(chunk).zip(g.par_chunks(chunk)))
-            .for_each(|(d, (x, g))| act_bwd_rows(d, x, g, self.0));
+            .for_each(|(d, (x, g))| act_bwd(d, x, g, self.0));
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
 }
 
 /// An activation, fused and vectorised on CPU f32 (with backward), composite elsewhere.
 pub fn activation(x: &Tensor, act: Activation) -> Result<Tensor> {
-    if use_fused(x) {
+    if kernels_apply(x) {
         x.contiguous()?.apply_op1(ActOp(act))
     } else {
         match act {

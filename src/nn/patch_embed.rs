@@ -2,6 +2,16 @@
 use candle_core::{Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
+/// The one patch-grid check: an `image`-pixel side cut into whole `patch`-pixel patches.
+pub fn check_patch_grid(image: usize, patch: usize) -> crate::Result<()> {
+    if patch == 0 || !image.is_multiple_of(patch) {
+        return Err(crate::Error::Config(format!(
+            "image_size {image} is not divisible by patch_size {patch}"
+        )));
+    }
+    Ok(())
+}
+
 #[derive(Clone, Debug)]
 pub struct PatchEmbed {
     pub weight: Tensor,
@@ -56,8 +66,8 @@ impl PatchEmbed {
                 x.dims()
             )
         }
-        if h % p != 0 || w % p != 0 {
-            candle_core::bail!("image size {h}x{w} is not divisible by the patch size {p}")
+        for side in [h, w] {
+            check_patch_grid(side, p).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         }
         let (gh, gw) = (h / p, w / p);
         // [B, C, gh, P, gw, P] -> [B, gh, gw, C, P, P] -> [B*gh*gw, C*P*P]

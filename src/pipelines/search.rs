@@ -3,7 +3,8 @@
 //! model, and per image its path, size, modification time and row). Re-indexing embeds only new
 //! or changed files; progress is saved every few batches (atomic writes), so an interrupted run
 //! resumes; unreadable images are skipped with a warning and listed in the manifest.
-use super::zero_shot::ZeroShotClassifier;
+use super::ClipEmbedder;
+use crate::progress::Progress;
 use crate::{Error, Result};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -91,13 +92,15 @@ impl Index {
         crate::util::write_json(&manifest_path(index), &self.manifest)
     }
 
-    /// Builds or updates the index of `folder` at `index`.
+    /// Builds or updates the index of `folder` at `index` (`model` names the checkpoint in the
+    /// manifest). Progress goes to `progress`: one phase over the images to embed, and a note
+    /// per unreadable file (skipped and listed in the report).
     pub fn update(
-        zs: &ZeroShotClassifier,
+        embedder: &ClipEmbedder,
         model: &str,
         folder: &Path,
         index: &Path,
-        progress: bool,
+        progress: &dyn Progress,
     ) -> Result<IndexReport> {
         let mut files = vec![];
         walk(folder, &mut files)?;
@@ -151,18 +154,8 @@ impl Index {
             }
         }
         report.removed = reuse.len();
-        let pb = if progress {
-            indicatif::ProgressBar::new(todo.len() as u64)
-        } else {
-            indicatif::ProgressBar::hidden()
-        };
-        pb.set_style(
-            indicatif::ProgressStyle::with_template(
-                "indexing {bar:30} {pos}/{len} [{elapsed}<{eta}]",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        for (bi, chunk) in todo.chunks(zs.batch_size.max(1)).enumerate() {
+        progress.start("indexing", Some(todo.len() as u64));
+        for (bi, chunk) in todo.chunks(embedder.batch_size.max(1)).enumerate() {
             let mut imgs = vec![];
             let mut ok = vec![];
             for (f, entry) in chunk {
@@ -172,25 +165,25 @@ impl Index {
                         ok.push(entry.clone());
                     }
                     Err(e) => {
-                        eprintln!("warning: skipping {}: {e}", f.display());
+                        progress.note(&format!("skipping {}: {e}", f.display()));
                         report.skipped.push((entry.path.clone(), e.to_string()));
                     }
                 }
             }
             if !imgs.is_empty() {
-                let e = zs.image_embeds(&imgs)?.to_vec2::<f32>()?;
+                let e = embedder.image_embeds(&imgs)?.to_vec2::<f32>()?;
                 idx.manifest.entries.extend(ok);
                 idx.embeds.extend(e);
                 report.embedded += imgs.len();
             }
-            pb.inc(chunk.len() as u64);
+            progress.advance(chunk.len() as u64, "");
             // Save progress every 8 batches: an interrupted run resumes from here.
             if bi % 8 == 7 {
                 idx.manifest.skipped = report.skipped.clone();
                 idx.save(index)?;
             }
         }
-        pb.finish_and_clear();
+        progress.finish();
         idx.manifest.skipped = report.skipped.clone();
         idx.save(index)?;
         report.total = idx.manifest.entries.len();
@@ -200,14 +193,14 @@ impl Index {
     /// The `k` images most similar (cosine) to `query`: (path, similarity), best first.
     pub fn search(
         &self,
-        zs: &ZeroShotClassifier,
+        embedder: &ClipEmbedder,
         query: &str,
         k: usize,
     ) -> Result<Vec<(String, f32)>> {
         if query.trim().is_empty() {
             return Err(Error::Config("empty query".into()));
         }
-        let q = zs
+        let q = embedder
             .text_embeds(&[query.to_string()])?
             .squeeze(0)?
             .to_vec1::<f32>()?;

@@ -1,10 +1,11 @@
 //! CLIP's symmetric contrastive loss with a learnable temperature, and a training loop for
 //! image–caption pairs on the trainer's parts (AdamW, schedule, clipping, metrics, checkpoints).
 use super::{clip_grad_norm, lr_at, AdamW, TrainConfig};
-use crate::data::shapes::Scene;
+use crate::data::shape_scenes::Scene;
 use crate::image::ProcessorConfig;
 use crate::models::clip::{Clip, ClipTokenizer};
 use crate::nn::{Ctx, ParamStore};
+use crate::progress::Progress;
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
 use rand::seq::SliceRandom;
@@ -147,6 +148,7 @@ pub fn fit_clip<'s>(
     out: &Path,
     device: &Device,
     on_epoch: &mut EpochHook,
+    progress: &dyn Progress,
 ) -> Result<Vec<f64>> {
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let vars = store.vars();
@@ -171,6 +173,10 @@ pub fn fit_clip<'s>(
         let batches = epoch_batches(&scenes, cfg.batch_size, pure, cfg.seed ^ epoch as u64);
         let (mut sum, mut n) = (0f64, 0usize);
         let t0 = std::time::Instant::now();
+        progress.start(
+            &format!("epoch {}/{}", epoch + 1, cfg.epochs),
+            Some(batches.len() as u64),
+        );
         for idx in &batches {
             if idx.len() < 2 {
                 continue; // a contrastive batch needs negatives
@@ -198,15 +204,17 @@ pub fn fit_clip<'s>(
             }
             sum += loss.to_scalar::<f32>()? as f64 * idx.len() as f64;
             n += idx.len();
+            progress.advance(1, &format!("loss {:.4}", sum / n as f64));
         }
+        progress.finish();
         let mean = sum / n.max(1) as f64;
         losses.push(mean);
-        eprintln!(
+        progress.note(&format!(
             "epoch {}/{}: contrastive loss {mean:.4} ({:.1}s)",
             epoch + 1,
             cfg.epochs,
             t0.elapsed().as_secs_f64()
-        );
+        ));
         let mut f = std::fs::OpenOptions::new()
             .append(true)
             .open(&metrics)

@@ -1,15 +1,23 @@
-//! Training: the loop, evaluation every epoch, metrics, plots, checkpoints and resume.
+//! Training: the loop, evaluation every epoch, metrics, plots, checkpoints and resume; the
+//! recipes behind `tessera train` / `finetune` ([`recipes`], [`finetune`]), the seed-to-HF
+//! export ([`export`]), CLIP's contrastive training ([`contrastive`]) and its demo
+//! ([`shapes_demo`]).
 pub mod contrastive;
+pub mod export;
+pub mod finetune;
 pub mod optim;
 mod plot;
+pub mod recipes;
 pub mod shapes_demo;
 
-pub use optim::{clip_grad_norm, cross_entropy, lr_at, AdamW, AdamWConfig, Schedule};
+pub use optim::{clip_grad_norm, cross_entropy, lr_at, AdamW, AdamWConfig, DecayRule, Schedule};
 pub use plot::plot_history;
 pub(crate) use plot::{chart, register_font, two_panels};
 
 use crate::data::{Augment, Loader};
+pub use crate::models::ImageClassifier;
 use crate::nn::{Ctx, ParamStore};
+use crate::progress::{Progress, Silent};
 use crate::util::{atomic_write, read_json, write_json};
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor, D};
@@ -20,18 +28,6 @@ use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-/// Anything that maps a batch of images to class logits.
-pub trait ImageClassifier: Sync {
-    /// Images [B, C, H, W] -> logits [B, K].
-    fn logits(&self, images: &Tensor, ctx: &mut Ctx) -> Result<Tensor>;
-}
-
-impl ImageClassifier for crate::models::vit::VisionTransformer {
-    fn logits(&self, images: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
-        self.forward(images, ctx)
-    }
-}
 
 /// Hyper-parameters of a run (saved in the trainer state; a resumed run uses the saved ones).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -78,6 +74,65 @@ impl Default for TrainConfig {
     }
 }
 
+impl TrainConfig {
+    /// Refuses settings no run can use, naming the setting.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        let o = &self.optim;
+        if self.epochs == 0 || self.batch_size == 0 || self.grad_accum == 0 {
+            return bad("epochs, batch size and gradient accumulation must be positive".into());
+        }
+        if !(o.lr.is_finite() && o.lr > 0.0) {
+            return bad(format!(
+                "learning rate {} must be a finite number > 0",
+                o.lr
+            ));
+        }
+        if !(o.weight_decay.is_finite() && o.weight_decay >= 0.0) {
+            return bad(format!(
+                "weight decay {} must be a finite number >= 0",
+                o.weight_decay
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.warmup_fraction) {
+            return bad(format!(
+                "warm-up {} must be a fraction of the steps in [0, 1]",
+                self.warmup_fraction
+            ));
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return bad(format!(
+                "label smoothing {} must be in [0, 1)",
+                self.label_smoothing
+            ));
+        }
+        if !(self.clip_grad_norm.is_finite() && self.clip_grad_norm >= 0.0) {
+            return bad(format!(
+                "gradient clipping {} must be a finite number >= 0 (0 = off)",
+                self.clip_grad_norm
+            ));
+        }
+        for (b, name) in [(o.beta1, "beta1"), (o.beta2, "beta2")] {
+            if !(0.0..1.0).contains(&b) {
+                return bad(format!("AdamW {name} {b} must be in [0, 1)"));
+            }
+        }
+        if !(o.eps.is_finite() && o.eps > 0.0) {
+            return bad(format!("AdamW eps {} must be a finite number > 0", o.eps));
+        }
+        if let Some((p, s)) = self
+            .lr_scales
+            .iter()
+            .find(|(_, s)| !(s.is_finite() && *s >= 0.0))
+        {
+            return bad(format!(
+                "learning-rate scale {s} for {p:?} must be finite and >= 0"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// One epoch's numbers, appended to `metrics.jsonl`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EpochMetrics {
@@ -89,6 +144,23 @@ pub struct EpochMetrics {
     pub lr: f64,
     pub seconds: f64,
     pub images_per_second: f64,
+}
+
+impl std::fmt::Display for EpochMetrics {
+    /// `epoch 3: train loss … acc … | test loss … acc … | 1.2s, 950 img/s`
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "epoch {}: train loss {:.4} acc {:.4} | test loss {:.4} acc {:.4} | {:.1}s, {:.0} img/s",
+            self.epoch,
+            self.train_loss,
+            self.train_accuracy,
+            self.test_loss,
+            self.test_accuracy,
+            self.seconds,
+            self.images_per_second
+        )
+    }
 }
 
 /// What a checkpoint remembers besides weights and moments.
@@ -209,8 +281,8 @@ pub fn latest_checkpoint(out: &Path) -> Option<PathBuf> {
 }
 
 /// How a call to [`fit`] runs.
-#[derive(Clone, Debug, Default)]
-pub struct FitOptions {
+#[derive(Clone, Copy)]
+pub struct FitOptions<'a> {
     /// Continue from the latest checkpoint in the output directory.
     pub resume: bool,
     /// Stop (after checkpointing) once this many epochs are complete, without changing the
@@ -221,6 +293,19 @@ pub struct FitOptions {
     /// this way than with candle's per-op threading; run with single-threaded ops
     /// ([`single_threaded_ops`]) so the shards do not fight over candle's thread pools.
     pub threads: usize,
+    /// Where steps (one phase per epoch, in batches), epoch results and notes go.
+    pub progress: &'a dyn Progress,
+}
+
+impl Default for FitOptions<'_> {
+    fn default() -> Self {
+        FitOptions {
+            resume: false,
+            stop_after: None,
+            threads: 0,
+            progress: &Silent,
+        }
+    }
 }
 
 /// Makes candle's CPU ops single-threaded (for data-parallel training). Must run before the
@@ -329,7 +414,9 @@ pub fn fit(
     opts: &FitOptions,
     device: &Device,
 ) -> Result<TrainSummary> {
+    cfg.validate()?;
     let resume = opts.resume;
+    let progress = opts.progress;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let vars = store.vars();
     if vars.is_empty() {
@@ -350,11 +437,12 @@ pub fn fit(
     };
     let metrics_path = out.join("metrics.jsonl");
     if resume {
-        let dir = latest_checkpoint(out)
-            .ok_or_else(|| Error::Msg(format!("--resume: no checkpoint in {}", out.display())))?;
+        let dir = latest_checkpoint(out).ok_or_else(|| {
+            Error::Msg(format!("cannot resume: no checkpoint in {}", out.display()))
+        })?;
         let saved: TrainerState = read_json(&dir.join("trainer_state.json"))?;
         if saved.config != *cfg {
-            eprintln!("note: resuming with the saved training config; the arguments of this run differ and are ignored except --epochs");
+            progress.note("resuming with the saved training config; this run's settings differ and are ignored except the epoch count");
         }
         let weights = crate::nn::store::load_safetensors(&dir.join("model.safetensors"), device)?;
         for (name, var) in store.vars() {
@@ -379,12 +467,12 @@ pub fn fit(
             &metrics_path,
             (lines.join("\n") + if lines.is_empty() { "" } else { "\n" }).as_bytes(),
         )?;
-        eprintln!(
+        progress.note(&format!(
             "resumed from {} (epoch {}, step {})",
             dir.display(),
             state.epoch,
             state.global_step
-        );
+        ));
     } else {
         atomic_write(&metrics_path, b"")?;
     }
@@ -399,17 +487,10 @@ pub fn fit(
     let end = opts.stop_after.map_or(cfg.epochs, |s| s.min(cfg.epochs));
     for epoch in state.epoch..end {
         let t0 = Instant::now();
-        let pb = indicatif::ProgressBar::with_draw_target(
+        progress.start(
+            &format!("epoch {}/{}", epoch + 1, cfg.epochs),
             Some(steps_per_epoch as u64),
-            indicatif::ProgressDrawTarget::stderr(),
         );
-        pb.set_style(
-            indicatif::ProgressStyle::with_template(
-                "epoch {prefix} {bar:30} {pos}/{len} {msg} [{elapsed}<{eta}]",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        pb.set_prefix(format!("{}/{}", epoch + 1, cfg.epochs));
         let order = train.order(epoch, true);
         let (mut loss_sum, mut correct, mut seen) = (0f64, 0usize, 0usize);
         let mut lr = cfg.optim.lr;
@@ -492,14 +573,16 @@ pub fn fit(
             correct += out.correct;
             seen += idx.len();
             let el = t0.elapsed().as_secs_f64();
-            pb.set_message(format!(
-                "loss {:.4} {:.0} img/s",
-                loss_sum / seen as f64,
-                seen as f64 / el
-            ));
-            pb.inc(1);
+            progress.advance(
+                1,
+                &format!(
+                    "loss {:.4} {:.0} img/s",
+                    loss_sum / seen as f64,
+                    seen as f64 / el
+                ),
+            );
         }
-        pb.finish_and_clear();
+        progress.finish();
         let seconds = t0.elapsed().as_secs_f64();
         let (test_loss, test_accuracy) = evaluate(model, test, opts.threads, device)?;
         state.epoch = epoch + 1;
@@ -514,10 +597,7 @@ pub fn fit(
             seconds,
             images_per_second: seen as f64 / seconds,
         };
-        eprintln!(
-            "epoch {}/{}: train loss {:.4} acc {:.4} | test loss {:.4} acc {:.4} | {:.1}s, {:.0} img/s",
-            m.epoch, cfg.epochs, m.train_loss, m.train_accuracy, m.test_loss, m.test_accuracy, m.seconds, m.images_per_second
-        );
+        progress.note(&format!("{m} (of {})", cfg.epochs));
         let mut f = std::fs::OpenOptions::new()
             .append(true)
             .create(true)
@@ -536,7 +616,7 @@ pub fn fit(
         }
         last_dir = save_checkpoint(out, store, &opt, &state, model_config)?;
         if let Err(e) = plot_history(&state.history, &out.join("curves.png")) {
-            eprintln!("warning: could not draw the plot: {e}");
+            progress.note(&format!("warning: could not draw the plot: {e}"));
         }
         last = Some(m);
     }

@@ -29,6 +29,49 @@ pub fn cross_entropy(logits: &Tensor, labels: &Tensor, label_smoothing: f64) -> 
     }
 }
 
+/// Which parameters weight decay applies to: a property of the recipe, not of the names a
+/// checkpoint happens to use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecayRule {
+    /// timm's `param_groups_weight_decay` (the seed ViT's recipe): no decay on tensors with at
+    /// most one dimension, on `*.bias`, or on the model's `no_weight_decay` set (`cls_token`,
+    /// `pos_embed`, `dist_token`).
+    #[default]
+    Timm,
+    /// Hugging Face `Trainer`'s `get_decay_parameter_names`: no decay where the lower-cased name
+    /// matches `bias`, `layernorm`, `rmsnorm`, `(^|.)norm($|.)` or `_norm($|.)`; decay on
+    /// everything else, position embeddings and class tokens included. (Trainer also exempts
+    /// `nn.LayerNorm` modules by type; every LayerNorm of HF ViT, the model `finetune` trains, is
+    /// named `layernorm*`.)
+    HfTrainer,
+}
+
+impl DecayRule {
+    /// Whether the parameter `name` with `rank` dimensions is decayed.
+    pub fn decays(self, name: &str, rank: usize) -> bool {
+        match self {
+            DecayRule::Timm => {
+                rank >= 2
+                    && !name.ends_with(".bias")
+                    && !matches!(name, "cls_token" | "pos_embed" | "dist_token")
+            }
+            DecayRule::HfTrainer => {
+                let n = name.to_lowercase();
+                let segment = |s: &str| n.split('.').any(|part| part == s);
+                let norm_suffix = n
+                    .match_indices("_norm")
+                    .any(|(i, m)| matches!(n[i + m.len()..].chars().next(), None | Some('.')));
+                !(n.contains("bias")
+                    || n.contains("layernorm")
+                    || n.contains("rmsnorm")
+                    || segment("norm")
+                    || norm_suffix)
+            }
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AdamWConfig {
     pub lr: f64,
@@ -36,6 +79,9 @@ pub struct AdamWConfig {
     pub beta2: f64,
     pub eps: f64,
     pub weight_decay: f64,
+    /// Which parameters `weight_decay` applies to (older trainer states: timm's rule).
+    #[serde(default)]
+    pub decay: DecayRule,
 }
 
 impl Default for AdamWConfig {
@@ -47,6 +93,7 @@ impl Default for AdamWConfig {
             beta2: 0.999,
             eps: 1e-8,
             weight_decay: 0.01,
+            decay: DecayRule::Timm,
         }
     }
 }
@@ -64,8 +111,7 @@ struct Slot {
 /// `torch.optim.AdamW`, step for step:
 /// `p *= 1 - lr·wd; m = lerp(m, g, 1-β1); v = β2·v + (1-β2)·g²;
 ///  p -= lr/(1-β1^t) · m / (√v/√(1-β2^t) + eps)`.
-/// Weight decay applies only to tensors with ≥ 2 dimensions (not biases, norms, tokens).
-/// The moments live as plain `f32` vectors: one fused loop per tensor, and checkpointing them is
+/// Weight decay applies where the config's [`DecayRule`] says. The moments live as plain `f32` vectors: one fused loop per tensor, and checkpointing them is
 /// a copy.
 pub struct AdamW {
     pub config: AdamWConfig,
@@ -75,17 +121,13 @@ pub struct AdamW {
 }
 
 impl AdamW {
-    /// `params` in a fixed order (the model's construction order). Tensors whose name matches
-    /// a `no_decay` rule or with < 2 dims are not decayed.
+    /// `params` in a fixed order (the model's construction order); decay as `config.decay`.
     pub fn new(params: Vec<(String, Var)>, config: AdamWConfig) -> Self {
         let slots = params
             .into_iter()
             .map(|(name, var)| {
                 let n = var.elem_count();
-                let decay = var.rank() >= 2
-                    && name != "cls_token"
-                    && name != "pos_embed"
-                    && !name.ends_with("position_embeddings");
+                let decay = config.decay.decays(&name, var.rank());
                 Slot {
                     name,
                     var,
@@ -116,6 +158,15 @@ impl AdamW {
         for s in self.slots.iter_mut() {
             s.decay = f(&s.name, s.var.rank());
         }
+    }
+
+    /// The names of the parameters weight decay applies to.
+    pub fn decayed(&self) -> Vec<&str> {
+        self.slots
+            .iter()
+            .filter(|s| s.decay)
+            .map(|s| s.name.as_str())
+            .collect()
     }
 
     pub fn names(&self) -> Vec<String> {

@@ -1,4 +1,4 @@
-//! The compositional CLIP demo: train a tiny CLIP on generated scenes ([`crate::data::shapes`])
+//! The compositional CLIP demo: train a tiny CLIP on generated scenes ([`crate::data::shape_scenes`])
 //! with some colour–shape pairs held out of training, then zero-shot classify scenes of the
 //! held-out pairs ("a red circle", never seen together) and of seen pairs.
 //!
@@ -9,10 +9,11 @@
 //! shape below chance. Fresh scenes every epoch (no scene repeats) helped too.
 use super::contrastive::{caption_batch, fit_clip, scene_pixels};
 use super::{AdamWConfig, Schedule, TrainConfig};
-use crate::data::shapes::{scenes, training_scenes, Scene, Style, COLORS, HELD_OUT, SHAPES};
+use crate::data::shape_scenes::{scenes, training_scenes, Scene, Style, COLORS, HELD_OUT, SHAPES};
 use crate::image::ProcessorConfig;
 use crate::models::clip::{Clip, ClipConfig, ClipTokenizer};
 use crate::nn::{Ctx, ParamStore};
+use crate::progress::Progress;
 use crate::{Error, Result};
 use candle_core::{DType, Device, D};
 use serde::{Deserialize, Serialize};
@@ -293,6 +294,7 @@ pub fn run(
     tok: &ClipTokenizer,
     out: &Path,
     device: &Device,
+    progress: &dyn Progress,
 ) -> Result<DemoReport> {
     cfg.validate()?;
     let store = ParamStore::fresh(cfg.seed, true, device);
@@ -376,10 +378,15 @@ pub fn run(
                 seen: evaluate(model, tok, &processor, &seen_test, held, device)?,
             };
             eval_seconds += t.elapsed().as_secs_f64();
+            progress.note(&format!(
+                "epoch {epoch}: held-out joint {:.3}, seen joint {:.3}",
+                e.held_out.joint, e.seen.joint
+            ));
             let v = serde_json::to_value(&e).map_err(|e| Error::Msg(e.to_string()))?;
             epochs.push(e);
             Ok(v)
         },
+        progress,
     )?;
     plot_epochs(&epochs, &out.join("curves.png"))?;
     let last = epochs

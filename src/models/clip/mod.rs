@@ -9,122 +9,93 @@
 pub mod tokenizer;
 pub use tokenizer::ClipTokenizer;
 
+use crate::models::load::{finish, Checkpoint, LoadOptions, Loaded, Pretrained};
 use crate::nn::{
-    causal_mask, padding_mask, Activation, BlockConfig, BlockNames, Ctx, Encoder, LayerNorm,
-    Linear, ParamStore, PatchEmbed, Trace,
+    causal_mask, check_heads, check_patch_grid, padding_mask, Activation, BlockConfig, BlockNames,
+    Ctx, Encoder, LayerNorm, Linear, LoadReport, PatchEmbed, Then, Trace,
 };
 use crate::{Error, Result};
-use candle_core::{DType, Device, IndexOp, Tensor, D};
+use candle_core::{DType, IndexOp, Tensor, D};
 use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
-use std::path::Path;
-
-fn act_of(s: &str) -> Result<Activation> {
-    match s {
-        "quick_gelu" => Ok(Activation::QuickGelu),
-        "gelu" => Ok(Activation::Gelu),
-        "gelu_new" | "gelu_pytorch_tanh" => Ok(Activation::GeluTanh),
-        "relu" => Ok(Activation::Relu),
-        a => Err(Error::Config(format!("unsupported hidden_act {a:?}"))),
-    }
-}
-
-macro_rules! default_fn {
-    ($name:ident, $t:ty, $v:expr) => {
-        fn $name() -> $t {
-            $v
-        }
-    };
-}
-default_fn!(d_vocab, usize, 49408);
-default_fn!(d_512, usize, 512);
-default_fn!(d_2048, usize, 2048);
-default_fn!(d_12, usize, 12);
-default_fn!(d_8, usize, 8);
-default_fn!(d_77, usize, 77);
-default_fn!(d_768, usize, 768);
-default_fn!(d_3072, usize, 3072);
-default_fn!(d_224, usize, 224);
-default_fn!(d_32, usize, 32);
-default_fn!(d_3, usize, 3);
-default_fn!(d_eps, f64, 1e-5);
-default_fn!(d_qg, String, "quick_gelu".into());
-default_fn!(d_bos, i64, 49406);
-default_fn!(d_eos, i64, 49407);
-default_fn!(d_scale, f64, 2.6592);
-default_fn!(
-    d_text,
-    ClipTextConfig,
-    serde_json::from_str("{}").expect("defaults")
-);
-default_fn!(
-    d_vision,
-    ClipVisionConfig,
-    serde_json::from_str("{}").expect("defaults")
-);
 
 /// `transformers.CLIPTextConfig` (defaults equal).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ClipTextConfig {
-    #[serde(default = "d_vocab")]
     pub vocab_size: usize,
-    #[serde(default = "d_512")]
     pub hidden_size: usize,
-    #[serde(default = "d_2048")]
     pub intermediate_size: usize,
-    #[serde(default = "d_12")]
     pub num_hidden_layers: usize,
-    #[serde(default = "d_8")]
     pub num_attention_heads: usize,
-    #[serde(default = "d_77")]
     pub max_position_embeddings: usize,
-    #[serde(default = "d_qg")]
-    pub hidden_act: String,
-    #[serde(default = "d_eps")]
+    pub hidden_act: Activation,
     pub layer_norm_eps: f64,
-    #[serde(default = "d_bos")]
     pub bos_token_id: i64,
-    #[serde(default = "d_eos")]
     pub eos_token_id: i64,
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
+impl Default for ClipTextConfig {
+    fn default() -> Self {
+        ClipTextConfig {
+            vocab_size: 49408,
+            hidden_size: 512,
+            intermediate_size: 2048,
+            num_hidden_layers: 12,
+            num_attention_heads: 8,
+            max_position_embeddings: 77,
+            hidden_act: Activation::QuickGelu,
+            layer_norm_eps: 1e-5,
+            bos_token_id: 49406,
+            eos_token_id: 49407,
+            extra: serde_json::Map::new(),
+        }
+    }
+}
+
 /// `transformers.CLIPVisionConfig` (defaults equal).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ClipVisionConfig {
-    #[serde(default = "d_768")]
     pub hidden_size: usize,
-    #[serde(default = "d_3072")]
     pub intermediate_size: usize,
-    #[serde(default = "d_12")]
     pub num_hidden_layers: usize,
-    #[serde(default = "d_12")]
     pub num_attention_heads: usize,
-    #[serde(default = "d_3")]
     pub num_channels: usize,
-    #[serde(default = "d_224")]
     pub image_size: usize,
-    #[serde(default = "d_32")]
     pub patch_size: usize,
-    #[serde(default = "d_qg")]
-    pub hidden_act: String,
-    #[serde(default = "d_eps")]
+    pub hidden_act: Activation,
     pub layer_norm_eps: f64,
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
+impl Default for ClipVisionConfig {
+    fn default() -> Self {
+        ClipVisionConfig {
+            hidden_size: 768,
+            intermediate_size: 3072,
+            num_hidden_layers: 12,
+            num_attention_heads: 12,
+            num_channels: 3,
+            image_size: 224,
+            patch_size: 32,
+            hidden_act: Activation::QuickGelu,
+            layer_norm_eps: 1e-5,
+            extra: serde_json::Map::new(),
+        }
+    }
+}
+
 /// `transformers.CLIPConfig`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ClipConfig {
-    #[serde(default = "d_text")]
     pub text_config: ClipTextConfig,
-    #[serde(default = "d_vision")]
     pub vision_config: ClipVisionConfig,
-    #[serde(default = "d_512")]
     pub projection_dim: usize,
-    #[serde(default = "d_scale")]
     pub logit_scale_init_value: f64,
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
@@ -132,34 +103,38 @@ pub struct ClipConfig {
 
 impl Default for ClipConfig {
     fn default() -> Self {
-        serde_json::from_str("{}").expect("defaults deserialize")
+        ClipConfig {
+            text_config: ClipTextConfig::default(),
+            vision_config: ClipVisionConfig::default(),
+            projection_dim: 512,
+            logit_scale_init_value: 2.6592,
+            extra: serde_json::Map::new(),
+        }
     }
 }
 
-/// A CLIP tower's encoder: pre-norm blocks under CLIP's names.
+/// A CLIP tower's encoder: pre-norm blocks under CLIP's names, no dropout (CLIP trains
+/// without).
 fn encoder(
     vb: VarBuilder,
     dim: usize,
     heads: usize,
     mlp: usize,
-    act: &str,
+    act: Activation,
     eps: f64,
     depth: usize,
 ) -> Result<Encoder> {
-    if heads == 0 || !dim.is_multiple_of(heads) {
-        return Err(Error::Config(format!(
-            "hidden_size {dim} is not divisible by num_attention_heads {heads}"
-        )));
-    }
+    check_heads(dim, heads)?;
     let cfg = BlockConfig {
         dim,
         heads,
         mlp_dim: mlp,
-        act: act_of(act)?,
+        act,
         pre_norm: true,
         eps,
         qkv_bias: true,
         dropout: 0.0,
+        mlp_dropout: 0.0,
         attn_dropout: 0.0,
     };
     Ok(Encoder::new(vb, &BlockNames::CLIP, &cfg, depth)?)
@@ -179,12 +154,7 @@ pub struct ClipVision {
 
 impl ClipVision {
     pub fn new(vb: VarBuilder, c: &ClipVisionConfig) -> Result<Self> {
-        if c.patch_size == 0 || !c.image_size.is_multiple_of(c.patch_size) {
-            return Err(Error::Config(format!(
-                "image_size {} is not divisible by patch_size {}",
-                c.image_size, c.patch_size
-            )));
-        }
+        check_patch_grid(c.image_size, c.patch_size)?;
         let d = c.hidden_size;
         let n = (c.image_size / c.patch_size).pow(2) + 1;
         let emb = vb.pp("embeddings");
@@ -215,7 +185,7 @@ impl ClipVision {
                 d,
                 c.num_attention_heads,
                 c.intermediate_size,
-                &c.hidden_act,
+                c.hidden_act,
                 c.layer_norm_eps,
                 c.num_hidden_layers,
             )?,
@@ -281,7 +251,7 @@ impl ClipText {
                 d,
                 c.num_attention_heads,
                 c.intermediate_size,
-                &c.hidden_act,
+                c.hidden_act,
                 c.layer_norm_eps,
                 c.num_hidden_layers,
             )?,
@@ -413,26 +383,10 @@ impl Clip {
         })
     }
 
-    /// Loads `config.json` + `model.safetensors`/`pytorch_model.bin` from `dir`; any missing,
-    /// unexpected or mis-shaped tensor is an error listing every name.
-    pub fn load(dir: &Path, trainable: bool, device: &Device) -> Result<(Clip, ParamStore)> {
-        let config: ClipConfig = crate::util::read_json(&dir.join("config.json"))?;
-        let (tensors, path) = crate::nn::store::load_weights(dir, device)?;
-        // Buffers some checkpoints carry; not parameters.
-        let tensors = tensors
-            .into_iter()
-            .filter(|(k, _)| !k.ends_with("position_ids"))
-            .collect();
-        let store = ParamStore::with_source(tensors, 0, trainable, device);
-        let model = Clip::new(store.var_builder(DType::F32), &config)?;
-        store.ensure_clean(&path)?;
-        Ok((model, store))
-    }
-
     /// Projected, L2-normalised image embeddings [B, P].
     pub fn image_embeds(&self, pixels: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
         let (_, pooled) = self.vision.forward(pixels, ctx)?;
-        l2_normalize(&self.visual_projection.forward(&pooled)?)
+        l2_normalize(&self.visual_projection.forward(&pooled, Then::none(), ctx)?)
     }
 
     /// Projected, L2-normalised text embeddings [B, P].
@@ -443,7 +397,7 @@ impl Clip {
         ctx: &mut Ctx,
     ) -> Result<Tensor> {
         let (_, pooled) = self.text.forward(ids, attention_mask, ctx)?;
-        l2_normalize(&self.text_projection.forward(&pooled)?)
+        l2_normalize(&self.text_projection.forward(&pooled, Then::none(), ctx)?)
     }
 
     /// `exp(logit_scale) · image_embeds @ text_embeds^T`: [B_img, B_txt].
@@ -471,18 +425,61 @@ impl Clip {
         })
     }
 
-    /// The model computing in `dtype` for inference (see [`crate::models::vit::hf::HfVit::with_dtype`]).
-    pub fn with_dtype(&self, dtype: DType) -> Result<Self> {
+    /// Vision forward with every layer's attention probabilities (for explainability).
+    pub fn image_embeds_traced(&self, pixels: &Tensor) -> Result<(Tensor, Trace)> {
+        let mut trace = Trace::default();
+        let e = self.image_embeds(pixels, &mut Ctx::eval().with_trace(&mut trace))?;
+        Ok((e, trace))
+    }
+}
+
+impl Pretrained for Clip {
+    type Config = ClipConfig;
+    const EXTRA_FILES: &'static [&'static str] =
+        &["preprocessor_config.json", "vocab.json", "merges.txt"];
+
+    fn from_config(config: &ClipConfig, opts: &LoadOptions) -> Result<Loaded<Self>> {
+        let store = opts.store(Default::default());
+        let model = Clip::new(store.var_builder(DType::F32), config)?;
+        finish(model, store, LoadReport::default(), vec![], None, opts)
+    }
+
+    /// Any missing, unexpected or mis-shaped tensor is an error naming them.
+    fn from_checkpoint(ckpt: Checkpoint, opts: &LoadOptions) -> Result<Loaded<Self>> {
+        let config: ClipConfig = ckpt.config()?;
+        if opts.random_init {
+            return Self::from_config(&config, opts);
+        }
+        // Buffers some checkpoints carry; not parameters.
+        let tensors = ckpt
+            .tensors
+            .iter()
+            .filter(|(k, _)| !k.ends_with("position_ids"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let store = opts.store(tensors);
+        let model = Clip::new(store.var_builder(DType::F32), &config)?;
+        let report = store.report();
+        ckpt.ensure_clean(&report)?;
+        finish(model, store, report, vec![], Some(ckpt.dir), opts)
+    }
+
+    /// Both towers' encoder linears packed for `dtype` (see [`Pretrained::with_dtype`]).
+    fn with_dtype(&self, dtype: DType) -> Result<Self> {
         let mut m = self.clone();
         m.vision.encoder.prepare(dtype)?;
         m.text.encoder.prepare(dtype)?;
         Ok(m)
     }
 
-    /// Vision forward with every layer's attention probabilities (for explainability).
-    pub fn image_embeds_traced(&self, pixels: &Tensor) -> Result<(Tensor, Trace)> {
-        let mut trace = Trace::default();
-        let e = self.image_embeds(pixels, &mut Ctx::eval().with_trace(&mut trace))?;
-        Ok((e, trace))
+    fn config(&self) -> &ClipConfig {
+        &self.config
+    }
+
+    fn config_json(&self) -> Result<serde_json::Value> {
+        let mut v = serde_json::to_value(&self.config).map_err(|e| Error::Msg(e.to_string()))?;
+        v["model_type"] = "clip".into();
+        v["architectures"] = serde_json::json!(["CLIPModel"]);
+        Ok(v)
     }
 }

@@ -1,91 +1,43 @@
 //! Hugging Face `ViTModel` / `ViTForImageClassification`: pre-norm blocks with HF tensor names,
-//! driven by HF's `config.json` (serde defaults equal to `transformers.ViTConfig`'s).
+//! driven by HF's `config.json` (defaults equal to `transformers.ViTConfig`'s).
 //!
 //! Layouts: `ViTModel` checkpoints (e.g. `google/vit-base-patch16-224-in21k`) have no prefix and
 //! a `pooler.dense`; `ViTForImageClassification` checkpoints have a `vit.` prefix, no pooler and
-//! a `classifier`. [`HfVit::load`] reads either, and makes a fresh head when asked for
-//! `num_labels` (as `from_pretrained(..., num_labels=N)`).
+//! a `classifier`. [`HfVit`]'s [`Pretrained::load`] reads either, as the layout
+//! [`LoadOptions::task`] asks for, and makes a fresh head for [`LoadOptions::num_labels`] (as
+//! `from_pretrained(..., num_labels=N)`).
+use crate::models::load::{finish, Checkpoint, LoadOptions, Loaded, Pretrained, Task};
 use crate::nn::{
-    Activation, BlockConfig, BlockNames, Ctx, Encoder, LayerNorm, Linear, LoadReport, ParamStore,
-    PatchEmbed, Trace,
+    check_heads, check_patch_grid, Activation, BlockConfig, BlockNames, Ctx, Encoder, LayerNorm,
+    Linear, LoadReport, PatchEmbed, Then, Trace,
 };
 use crate::{Error, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
-use std::path::Path;
-
-fn d768() -> usize {
-    768
-}
-fn d12() -> usize {
-    12
-}
-fn d3072() -> usize {
-    3072
-}
-fn d224() -> usize {
-    224
-}
-fn d16() -> usize {
-    16
-}
-fn d3() -> usize {
-    3
-}
-fn d_eps() -> f64 {
-    1e-12
-}
-fn d_init() -> f64 {
-    0.02
-}
-fn d_true() -> bool {
-    true
-}
-fn d_act() -> String {
-    "gelu".into()
-}
-fn d_model_type() -> String {
-    "vit".into()
-}
+use std::collections::{BTreeMap, HashMap};
 
 /// `transformers.ViTConfig`, field for field; unknown fields are kept and written back.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct HfVitConfig {
-    #[serde(default = "d_model_type")]
     pub model_type: String,
-    #[serde(default = "d768")]
     pub hidden_size: usize,
-    #[serde(default = "d12")]
     pub num_hidden_layers: usize,
-    #[serde(default = "d12")]
     pub num_attention_heads: usize,
-    #[serde(default = "d3072")]
     pub intermediate_size: usize,
-    #[serde(default = "d_act")]
-    pub hidden_act: String,
-    #[serde(default)]
+    pub hidden_act: Activation,
     pub hidden_dropout_prob: f64,
-    #[serde(default)]
     pub attention_probs_dropout_prob: f64,
-    #[serde(default = "d_init")]
     pub initializer_range: f64,
-    #[serde(default = "d_eps")]
     pub layer_norm_eps: f64,
-    #[serde(default = "d224")]
     pub image_size: usize,
-    #[serde(default = "d16")]
     pub patch_size: usize,
-    #[serde(default = "d3")]
     pub num_channels: usize,
-    #[serde(default = "d_true")]
     pub qkv_bias: bool,
-    #[serde(default)]
     pub id2label: BTreeMap<String, String>,
-    #[serde(default)]
     pub label2id: BTreeMap<String, serde_json::Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub architectures: Option<Vec<String>>,
     /// Every other field of the file, preserved on save.
     #[serde(flatten)]
@@ -93,27 +45,37 @@ pub struct HfVitConfig {
 }
 
 impl Default for HfVitConfig {
+    /// `transformers.ViTConfig()`'s values.
     fn default() -> Self {
-        serde_json::from_str("{}").expect("defaults deserialize")
+        HfVitConfig {
+            model_type: "vit".into(),
+            hidden_size: 768,
+            num_hidden_layers: 12,
+            num_attention_heads: 12,
+            intermediate_size: 3072,
+            hidden_act: Activation::Gelu,
+            hidden_dropout_prob: 0.0,
+            attention_probs_dropout_prob: 0.0,
+            initializer_range: 0.02,
+            layer_norm_eps: 1e-12,
+            image_size: 224,
+            patch_size: 16,
+            num_channels: 3,
+            qkv_bias: true,
+            id2label: BTreeMap::new(),
+            label2id: BTreeMap::new(),
+            architectures: None,
+            extra: serde_json::Map::new(),
+        }
     }
 }
 
 impl HfVitConfig {
-    pub fn activation(&self) -> Result<Activation> {
-        match self.hidden_act.as_str() {
-            "gelu" => Ok(Activation::Gelu),
-            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(Activation::GeluTanh),
-            "quick_gelu" => Ok(Activation::QuickGelu),
-            "relu" => Ok(Activation::Relu),
-            a => Err(Error::Config(format!("unsupported hidden_act {a:?}"))),
-        }
-    }
-
     pub fn num_labels(&self) -> usize {
         self.id2label.len()
     }
 
-    /// Sets `num_labels` fresh labels (`LABEL_i`) or the given names.
+    /// Names the classes (`id2label` and `label2id`).
     pub fn set_labels(&mut self, names: &[String]) {
         self.id2label = names
             .iter()
@@ -127,6 +89,11 @@ impl HfVitConfig {
             .collect();
     }
 
+    /// `n` fresh labels `LABEL_0` … (transformers' names for an unnamed head).
+    pub fn set_num_labels(&mut self, n: usize) {
+        self.set_labels(&(0..n).map(|i| format!("LABEL_{i}")).collect::<Vec<_>>());
+    }
+
     pub fn label(&self, i: usize) -> String {
         self.id2label
             .get(&i.to_string())
@@ -135,37 +102,42 @@ impl HfVitConfig {
     }
 
     pub fn validate(&self) -> Result<()> {
-        if self.patch_size == 0 || !self.image_size.is_multiple_of(self.patch_size) {
-            return Err(Error::Config(format!(
-                "image_size {} is not divisible by patch_size {}",
-                self.image_size, self.patch_size
-            )));
-        }
-        if self.num_attention_heads == 0
-            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
-        {
-            return Err(Error::Config(format!(
-                "hidden_size {} is not divisible by num_attention_heads {}",
-                self.hidden_size, self.num_attention_heads
-            )));
-        }
-        self.activation()?;
-        Ok(())
+        check_patch_grid(self.image_size, self.patch_size)?;
+        check_heads(self.hidden_size, self.num_attention_heads)
     }
 
-    fn block(&self) -> Result<BlockConfig> {
-        Ok(BlockConfig {
+    fn block(&self) -> BlockConfig {
+        // HF ViT: dropout on the attention probabilities, on `ViTSelfOutput` and `ViTOutput`
+        // (before each residual add); `ViTIntermediate` has none after the activation.
+        BlockConfig {
             dim: self.hidden_size,
             heads: self.num_attention_heads,
             mlp_dim: self.intermediate_size,
-            act: self.activation()?,
+            act: self.hidden_act,
             pre_norm: true,
             eps: self.layer_norm_eps,
             qkv_bias: self.qkv_bias,
             dropout: self.hidden_dropout_prob,
+            mlp_dropout: 0.0,
             attn_dropout: self.attention_probs_dropout_prob,
-        })
+        }
     }
+
+    /// Whether `architectures` names the classifier (`None`: it does not say).
+    fn saved_as_classifier(&self) -> Option<bool> {
+        let a = self.architectures.as_ref()?.first()?;
+        Some(a.ends_with("ForImageClassification"))
+    }
+}
+
+/// Position embeddings for inputs of another size than the model's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Positions {
+    /// The stored grid; another input size is an error (transformers' default).
+    #[default]
+    AsTrained,
+    /// The grid bicubically resized to the input (transformers' `interpolate_pos_encoding`).
+    Interpolate,
 }
 
 /// `ViTModel` minus the heads: embeddings, encoder, final LayerNorm, optional pooler.
@@ -181,6 +153,7 @@ pub struct HfVitBackbone {
 }
 
 impl HfVitBackbone {
+    /// `pooler`: the `ViTModel` layout's `pooler.dense` (classifiers have none).
     pub fn new(vb: VarBuilder, config: &HfVitConfig, pooler: bool) -> Result<Self> {
         config.validate()?;
         let d = config.hidden_size;
@@ -203,7 +176,7 @@ impl HfVitBackbone {
             encoder: Encoder::new(
                 vb.pp("encoder.layer"),
                 &BlockNames::HF_VIT,
-                &config.block()?,
+                &config.block(),
                 config.num_hidden_layers,
             )?,
             layernorm: LayerNorm::new(vb.pp("layernorm"), d, config.layer_norm_eps)?,
@@ -218,16 +191,16 @@ impl HfVitBackbone {
 
     /// Position embeddings for an `h`×`w` input: as stored when it matches the training size,
     /// else the patch grid bicubically resized (HF `interpolate_pos_encoding`).
-    fn positions(&self, h: usize, w: usize, interpolate: bool) -> Result<Tensor> {
+    fn positions(&self, h: usize, w: usize, positions: Positions) -> Result<Tensor> {
         let p = self.config.patch_size;
         let (gh, gw) = (h / p, w / p);
         let n = self.position_embeddings.dim(1)? - 1;
         if gh * gw == n && h == w {
             return Ok(self.position_embeddings.clone());
         }
-        if !interpolate {
+        if positions == Positions::AsTrained {
             return Err(Error::Shape(format!(
-                "input {h}x{w} does not match the model's image_size {} (use interpolate_pos_encoding)",
+                "input {h}x{w} does not match the model's image_size {} (use interpolate_pos_encoding: Positions::Interpolate)",
                 self.config.image_size
             )));
         }
@@ -244,7 +217,7 @@ impl HfVitBackbone {
         let src = grid.to_dtype(DType::F32)?.to_vec2::<f32>()?;
         let mut out = Vec::with_capacity(d * gh * gw);
         for plane in &src {
-            out.extend(crate::data::resize_bicubic(plane, side, side, gh, gw));
+            out.extend(crate::nn::interpolate::bicubic(plane, side, side, gh, gw));
         }
         let patch = Tensor::from_vec(out, (d, gh * gw), self.position_embeddings.device())?
             .t()?
@@ -258,7 +231,7 @@ impl HfVitBackbone {
     pub fn forward(
         &self,
         x: &Tensor,
-        interpolate: bool,
+        positions: Positions,
         ctx: &mut Ctx,
     ) -> Result<(Tensor, Option<Tensor>)> {
         let (b, c, h, w) = x.dims4()?;
@@ -268,7 +241,7 @@ impl HfVitBackbone {
                 self.config.num_channels
             )));
         }
-        let pos = self.positions(h, w, interpolate)?;
+        let pos = self.positions(h, w, positions)?;
         let x = self.patch.forward(x)?; // [B, Np, D]
         let cls = self.cls_token.expand((b, 1, self.config.hidden_size))?;
         let x = Tensor::cat(&[&cls, &x], 1)?.broadcast_add(&pos)?;
@@ -276,7 +249,10 @@ impl HfVitBackbone {
         let x = self.encoder.forward(&x, None, ctx)?;
         let x = self.layernorm.forward(&x)?;
         let pooled = match &self.pooler {
-            Some(p) => Some(p.forward(&x.narrow(1, 0, 1)?.squeeze(1)?)?.tanh()?),
+            Some(p) => Some(
+                p.forward(&x.narrow(1, 0, 1)?.squeeze(1)?, Then::none(), ctx)?
+                    .tanh()?,
+            ),
             None => None,
         };
         Ok((x, pooled))
@@ -295,23 +271,7 @@ pub enum HfVit {
     },
 }
 
-/// A loaded HF ViT with its parameter store and what the load found.
-pub struct Loaded {
-    pub model: HfVit,
-    pub store: ParamStore,
-    pub report: LoadReport,
-    /// Unexpected tensors that are harmless (a pooler when classifying).
-    pub ignored: Vec<String>,
-}
-
 impl HfVit {
-    pub fn config(&self) -> &HfVitConfig {
-        match self {
-            HfVit::Model(b) => &b.config,
-            HfVit::Classifier { vit, .. } => &vit.config,
-        }
-    }
-
     /// Names the classes (HF's `id2label`/`label2id`); the count must match the head.
     pub fn set_labels(&mut self, names: &[String]) {
         match self {
@@ -349,37 +309,83 @@ impl HfVit {
         Ok(HfVit::Model(HfVitBackbone::new(vb, config, true)?))
     }
 
-    /// Loads `model.safetensors` (or `pytorch_model.bin`) from a directory with `config.json`.
-    /// `classify`: build a classifier (fresh head when the
-    /// checkpoint has none, or when `num_labels` differs, as HF's `ignore_mismatched_sizes`).
-    /// Missing or mis-shaped backbone tensors are an error listing every name.
-    pub fn load(
-        dir: &Path,
-        classify: bool,
-        num_labels: Option<usize>,
-        trainable: bool,
-        seed: u64,
-        device: &Device,
-    ) -> Result<Loaded> {
-        Self::load_with(dir, classify, num_labels, trainable, seed, device, vec![])
+    /// Pixel values [B, C, H, W] -> for a classifier, logits [B, labels]; for a model, the last
+    /// hidden state [B, 1+Np, D] (the pooler output through [`HfVitBackbone::forward`]).
+    pub fn forward(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
+        match self {
+            HfVit::Model(b) => Ok(b.forward(x, Positions::AsTrained, ctx)?.0),
+            HfVit::Classifier { vit, classifier } => {
+                let (h, _) = vit.forward(x, Positions::AsTrained, ctx)?;
+                Ok(classifier.forward(&h.narrow(1, 0, 1)?.squeeze(1)?, Then::none(), ctx)?)
+            }
+        }
     }
 
-    /// [`HfVit::load`] with parameters under `frozen` prefixes kept out of training.
-    #[allow(clippy::too_many_arguments)]
-    pub fn load_with(
-        dir: &Path,
-        classify: bool,
-        num_labels: Option<usize>,
-        trainable: bool,
-        seed: u64,
-        device: &Device,
-        frozen: Vec<String>,
-    ) -> Result<Loaded> {
-        let mut config: HfVitConfig = crate::util::read_json(&dir.join("config.json"))?;
-        let (tensors, weights) = crate::nn::store::load_weights(dir, device)?;
+    /// Eval forward with per-layer attentions and hidden states.
+    pub fn forward_traced(&self, x: &Tensor) -> Result<(Tensor, Trace)> {
+        let mut trace = Trace::default();
+        let y = self.forward(x, &mut Ctx::eval().with_trace(&mut trace))?;
+        Ok((y, trace))
+    }
+
+    /// The layout to build: the task asked for, else what the checkpoint is.
+    fn wants_classifier(config: &HfVitConfig, opts: &LoadOptions, has_head: bool) -> bool {
+        match opts.task {
+            Task::ImageClassification => true,
+            Task::FeatureExtraction => false,
+            Task::AsSaved => {
+                opts.num_labels.is_some() || config.saved_as_classifier().unwrap_or(has_head)
+            }
+        }
+    }
+
+    fn build(store: &crate::nn::ParamStore, config: &HfVitConfig, classify: bool) -> Result<Self> {
+        let vb = store.var_builder(DType::F32);
+        if classify {
+            HfVit::classifier(vb, config)
+        } else {
+            HfVit::model(vb, config)
+        }
+    }
+}
+
+impl Pretrained for HfVit {
+    type Config = HfVitConfig;
+
+    fn from_config(config: &HfVitConfig, opts: &LoadOptions) -> Result<Loaded<Self>> {
+        let mut config = config.clone();
+        if let Some(n) = opts.num_labels.filter(|&n| n != config.num_labels()) {
+            config.set_num_labels(n);
+        }
+        let classify = Self::wants_classifier(&config, opts, config.num_labels() > 0);
+        let store = opts.store(HashMap::new());
+        let model = Self::build(&store, &config, classify)?;
+        finish(model, store, LoadReport::default(), vec![], None, opts)
+    }
+
+    /// Either layout from either checkpoint layout; missing or mis-shaped backbone tensors are an
+    /// error naming them; a fresh head (or a `ViTModel` pooler absent from a classifier
+    /// checkpoint) is expected.
+    fn from_checkpoint(ckpt: Checkpoint, opts: &LoadOptions) -> Result<Loaded<Self>> {
+        let mut config: HfVitConfig = ckpt.config()?;
+        if opts.random_init {
+            let loaded = Self::from_config(&config, opts)?;
+            return Ok(Loaded {
+                dir: Some(ckpt.dir),
+                ..loaded
+            });
+        }
+        let Checkpoint {
+            dir,
+            tensors,
+            weights,
+            ..
+        } = ckpt;
         let prefixed = tensors.keys().any(|k| k.starts_with("vit."));
+        let has_head = tensors.keys().any(|k| k.starts_with("classifier."));
+        let classify = Self::wants_classifier(&config, opts, has_head);
         // Re-key so the checkpoint matches the layout being built.
-        let tensors: std::collections::HashMap<String, Tensor> = match (classify, prefixed) {
+        let tensors: HashMap<String, Tensor> = match (classify, prefixed) {
             (true, false) => tensors
                 .into_iter()
                 .map(|(k, v)| (format!("vit.{k}"), v))
@@ -390,28 +396,16 @@ impl HfVit {
                 .collect(),
             _ => tensors,
         };
-        let mut fresh_head = false;
-        if let Some(n) = num_labels {
-            if n != config.num_labels() {
-                config.set_labels(&(0..n).map(|i| format!("LABEL_{i}")).collect::<Vec<_>>());
-                fresh_head = true;
-            }
+        let fresh_head = opts.num_labels.filter(|&n| n != config.num_labels());
+        if let Some(n) = fresh_head {
+            config.set_num_labels(n);
         }
-        let tensors = if fresh_head {
-            tensors
-                .into_iter()
-                .filter(|(k, _)| !k.starts_with("classifier."))
-                .collect()
-        } else {
-            tensors
-        };
-        let store = ParamStore::with_source(tensors, seed, trainable, device).with_frozen(frozen);
-        let vb = store.var_builder(DType::F32);
-        let model = if classify {
-            HfVit::classifier(vb, &config)?
-        } else {
-            HfVit::model(vb, &config)?
-        };
+        let tensors = tensors
+            .into_iter()
+            .filter(|(k, _)| fresh_head.is_none() || !k.starts_with("classifier."))
+            .collect();
+        let store = opts.store(tensors);
+        let model = Self::build(&store, &config, classify)?;
         let mut report = store.report();
         // A pooler in a checkpoint loaded as a classifier is unused by design (HF warns, too).
         let (ignored, unexpected): (Vec<String>, Vec<String>) = report
@@ -419,96 +413,20 @@ impl HfVit {
             .drain(..)
             .partition(|k| k.contains("pooler.") || k.starts_with("classifier."));
         report.unexpected = unexpected;
-        // A new head (or a `ViTModel` pooler missing from a classifier checkpoint) is expected.
-        let missing_fatal: Vec<&String> = report
-            .missing
-            .iter()
-            .filter(|k| {
-                !((k.starts_with("classifier.") && classify)
-                    || (k.starts_with("pooler.") && prefixed))
-            })
-            .collect();
-        if !missing_fatal.is_empty()
-            || !report.mismatched.is_empty()
-            || !report.unexpected.is_empty()
-        {
+        let fatal = report.missing.iter().any(|k| {
+            !((k.starts_with("classifier.") && classify) || (k.starts_with("pooler.") && prefixed))
+        });
+        if fatal || !report.mismatched.is_empty() || !report.unexpected.is_empty() {
             return Err(Error::Checkpoint {
                 path: weights,
                 report: report.to_string(),
             });
         }
-        Ok(Loaded {
-            model,
-            store,
-            report,
-            ignored,
-        })
+        finish(model, store, report, ignored, Some(dir), opts)
     }
 
-    /// Pixel values [B, C, H, W] -> (output, trace-free). For a classifier: logits [B, labels];
-    /// for a model: the last hidden state [B, 1+Np, D] (pooler via [`HfVit::forward_model`]).
-    pub fn forward(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
-        match self {
-            HfVit::Model(b) => Ok(b.forward(x, false, ctx)?.0),
-            HfVit::Classifier { vit, classifier } => {
-                let (h, _) = vit.forward(x, false, ctx)?;
-                Ok(classifier.forward(&h.narrow(1, 0, 1)?.squeeze(1)?)?)
-            }
-        }
-    }
-
-    /// A classifier with `num_labels` labels and random weights from `config` (seeded).
-    pub fn from_config(
-        config: &HfVitConfig,
-        num_labels: usize,
-        seed: u64,
-        device: &Device,
-    ) -> Result<Loaded> {
-        let mut config = config.clone();
-        if config.num_labels() != num_labels {
-            config.set_labels(
-                &(0..num_labels)
-                    .map(|i| format!("LABEL_{i}"))
-                    .collect::<Vec<_>>(),
-            );
-        }
-        let store = ParamStore::fresh(seed, true, device);
-        let model = HfVit::classifier(store.var_builder(DType::F32), &config)?;
-        Ok(Loaded {
-            model,
-            store,
-            report: LoadReport::default(),
-            ignored: vec![],
-        })
-    }
-
-    /// Saves an HF checkpoint `ViTForImageClassification.from_pretrained(dir)` loads:
-    /// `model.safetensors` (HF names, `format: pt`), `config.json` (with `id2label`,
-    /// `label2id`, `architectures`) and, when given, `preprocessor_config.json`.
-    pub fn save(
-        &self,
-        dir: &Path,
-        store: &ParamStore,
-        processor: Option<&crate::image::ProcessorConfig>,
-    ) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let mut cfg = self.config().clone();
-        cfg.architectures = Some(vec![match self {
-            HfVit::Model(_) => "ViTModel".into(),
-            HfVit::Classifier { .. } => "ViTForImageClassification".into(),
-        }]);
-        store.save(&dir.join("model.safetensors"))?;
-        crate::util::write_json(&dir.join("config.json"), &cfg)?;
-        if let Some(p) = processor {
-            crate::util::write_json(&dir.join("preprocessor_config.json"), p)?;
-        }
-        Ok(())
-    }
-
-    /// The model computing in `dtype` for inference: `F32` as loaded; `BF16` packs every
-    /// encoder linear once for the AVX512_BF16 kernel (fp32 accumulation; LayerNorm, softmax
-    /// and activations stay fp32).
-    pub fn with_dtype(&self, dtype: DType) -> Result<Self> {
+    /// Every encoder linear packed once for `dtype` (see [`Pretrained::with_dtype`]).
+    fn with_dtype(&self, dtype: DType) -> Result<Self> {
         let mut m = self.clone();
         let vit = match &mut m {
             HfVit::Model(b) => b,
@@ -518,19 +436,39 @@ impl HfVit {
         Ok(m)
     }
 
-    /// Eval forward with per-layer attentions and hidden states.
-    pub fn forward_traced(&self, x: &Tensor) -> Result<(Tensor, Trace)> {
-        let mut trace = Trace::default();
-        let y = self.forward(x, &mut Ctx::eval().with_trace(&mut trace))?;
-        Ok((y, trace))
+    fn config(&self) -> &HfVitConfig {
+        &self.backbone().config
+    }
+
+    /// `config.json` with `architectures` naming this layout.
+    fn config_json(&self) -> Result<serde_json::Value> {
+        let mut cfg = self.backbone().config.clone();
+        cfg.architectures = Some(vec![match self {
+            HfVit::Model(_) => "ViTModel".into(),
+            HfVit::Classifier { .. } => "ViTForImageClassification".into(),
+        }]);
+        serde_json::to_value(&cfg).map_err(|e| Error::Msg(e.to_string()))
     }
 }
 
-impl crate::train::ImageClassifier for HfVit {
+impl crate::models::ImageClassifier for HfVit {
     fn logits(&self, images: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
         match self {
             HfVit::Classifier { .. } => self.forward(images, ctx),
-            HfVit::Model(_) => Err(Error::Config("a ViTModel has no classifier head".into())),
+            HfVit::Model(_) => Err(Error::Config(
+                "a ViTModel has no classifier head: fine-tune it first (tessera finetune)".into(),
+            )),
+        }
+    }
+
+    fn label(&self, i: usize) -> String {
+        self.backbone().config.label(i)
+    }
+
+    fn num_labels(&self) -> usize {
+        match self {
+            HfVit::Classifier { classifier, .. } => classifier.out_dim(),
+            HfVit::Model(_) => 0,
         }
     }
 }
@@ -616,13 +554,7 @@ pub fn seed_to_hf(
         num_hidden_layers: seed.num_hidden_layers,
         num_attention_heads: seed.num_attention_heads,
         intermediate_size: seed.intermediate_size,
-        hidden_act: match seed.hidden_act {
-            Activation::Gelu => "gelu",
-            Activation::GeluTanh => "gelu_pytorch_tanh",
-            Activation::QuickGelu => "quick_gelu",
-            Activation::Relu => "relu",
-        }
-        .into(),
+        hidden_act: seed.hidden_act,
         layer_norm_eps: seed.layer_norm_eps,
         image_size: seed.image_size,
         patch_size: seed.patch_size,

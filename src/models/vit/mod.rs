@@ -6,100 +6,71 @@
 //!
 //! [`hf`] is Hugging Face's ViT layout from the same blocks.
 pub mod hf;
+use super::load::{finish, Checkpoint, LoadOptions, Loaded, Pretrained};
 use crate::nn::{
-    Activation, BlockConfig, BlockNames, Ctx, Encoder, LayerNorm, Linear, PatchEmbed, Trace,
+    check_heads, check_patch_grid, Activation, BlockConfig, BlockNames, Ctx, Encoder, LayerNorm,
+    Linear, LoadReport, PatchEmbed, Then, Trace,
 };
 use crate::{Error, Result};
-use candle_core::{Tensor, D};
+use candle_core::{DType, Tensor, D};
 use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-
-fn d_model_type() -> String {
-    "tessera-vit".into()
-}
-fn d_image() -> usize {
-    224
-}
-fn d_patch() -> usize {
-    16
-}
-fn d_channels() -> usize {
-    3
-}
-fn d_classes() -> usize {
-    1000
-}
-fn d_dim() -> usize {
-    768
-}
-fn d_depth() -> usize {
-    12
-}
-fn d_heads() -> usize {
-    12
-}
-fn d_mlp() -> usize {
-    3072
-}
-fn d_dropout() -> f64 {
-    0.1
-}
-fn d_eps() -> f64 {
-    1e-5
-}
-fn d_act() -> Activation {
-    Activation::Gelu
-}
-fn d_mean() -> Vec<f32> {
-    vec![0.5, 0.5, 0.5]
-}
 
 /// The seed ViT's hyper-parameters; serialised as the checkpoint's `config.json`.
 /// Defaults are the seed's: img 224, patch 16, 3 channels, 1000 classes, dim 768, depth 12,
 /// heads 12, ff 3072, dropout 0.1, post-norm.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct VitConfig {
-    #[serde(default = "d_model_type")]
     pub model_type: String,
-    #[serde(default = "d_image", alias = "img_size")]
+    #[serde(alias = "img_size")]
     pub image_size: usize,
-    #[serde(default = "d_patch")]
     pub patch_size: usize,
-    #[serde(default = "d_channels", alias = "in_channels")]
+    #[serde(alias = "in_channels")]
     pub num_channels: usize,
-    #[serde(default = "d_classes")]
     pub num_classes: usize,
-    #[serde(default = "d_dim", alias = "embed_dim")]
+    #[serde(alias = "embed_dim")]
     pub hidden_size: usize,
-    #[serde(default = "d_depth", alias = "depth")]
+    #[serde(alias = "depth")]
     pub num_hidden_layers: usize,
-    #[serde(default = "d_heads", alias = "num_heads")]
+    #[serde(alias = "num_heads")]
     pub num_attention_heads: usize,
-    #[serde(default = "d_mlp", alias = "mlp_dim")]
+    #[serde(alias = "mlp_dim")]
     pub intermediate_size: usize,
-    #[serde(default = "d_dropout")]
     pub dropout: f64,
     /// false: PyTorch's post-norm `TransformerEncoderLayer` (the seed); true: `norm_first`.
-    #[serde(default, alias = "norm_first")]
+    #[serde(alias = "norm_first")]
     pub pre_norm: bool,
-    #[serde(default = "d_eps")]
     pub layer_norm_eps: f64,
-    #[serde(default = "d_act")]
     pub hidden_act: Activation,
     /// Class index (as a string, HF-style) to name.
-    #[serde(default)]
     pub id2label: BTreeMap<String, String>,
     /// Input normalisation applied after scaling pixels to [0, 1].
-    #[serde(default = "d_mean")]
     pub image_mean: Vec<f32>,
-    #[serde(default = "d_mean")]
     pub image_std: Vec<f32>,
 }
 
 impl Default for VitConfig {
     fn default() -> Self {
-        serde_json::from_str("{}").expect("defaults deserialize")
+        VitConfig {
+            model_type: "tessera-vit".into(),
+            image_size: 224,
+            patch_size: 16,
+            num_channels: 3,
+            num_classes: 1000,
+            hidden_size: 768,
+            num_hidden_layers: 12,
+            num_attention_heads: 12,
+            intermediate_size: 3072,
+            dropout: 0.1,
+            pre_norm: false,
+            layer_norm_eps: 1e-5,
+            hidden_act: Activation::Gelu,
+            id2label: BTreeMap::new(),
+            image_mean: vec![0.5; 3],
+            image_std: vec![0.5; 3],
+        }
     }
 }
 
@@ -218,20 +189,8 @@ impl VitConfig {
     /// Checks what the model cannot be built with, with a message naming the field.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(m));
-        if self.patch_size == 0 || !self.image_size.is_multiple_of(self.patch_size) {
-            return bad(format!(
-                "image_size {} is not divisible by patch_size {}",
-                self.image_size, self.patch_size
-            ));
-        }
-        if self.num_attention_heads == 0
-            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
-        {
-            return bad(format!(
-                "hidden_size {} is not divisible by num_attention_heads {}",
-                self.hidden_size, self.num_attention_heads
-            ));
-        }
+        check_patch_grid(self.image_size, self.patch_size)?;
+        check_heads(self.hidden_size, self.num_attention_heads)?;
         if self.num_channels == 0 || self.num_classes == 0 || self.num_hidden_layers == 0 {
             return bad("num_channels, num_classes and num_hidden_layers must be positive".into());
         }
@@ -284,17 +243,11 @@ pub struct VisionTransformer {
 }
 
 impl VisionTransformer {
-    /// The model computing in `dtype` for inference (`BF16`: encoder linears on the
-    /// AVX512_BF16 kernel, fp32 accumulation).
-    pub fn with_dtype(&self, dtype: candle_core::DType) -> Result<Self> {
-        let mut m = self.clone();
-        m.encoder.prepare(dtype)?;
-        Ok(m)
-    }
-
     pub fn new(vb: VarBuilder, config: &VitConfig) -> Result<Self> {
         config.validate()?;
         let d = config.hidden_size;
+        // `nn.TransformerEncoderLayer(dropout=p)`: one rate for the attention probabilities,
+        // after the activation and on both residual branches.
         let block = BlockConfig {
             dim: d,
             heads: config.num_attention_heads,
@@ -304,6 +257,7 @@ impl VisionTransformer {
             eps: config.layer_norm_eps,
             qkv_bias: true,
             dropout: config.dropout,
+            mlp_dropout: config.dropout,
             attn_dropout: config.dropout,
         };
         // Fresh class token and positions start at N(0, 0.02) (timm), not the seed's zeros:
@@ -362,7 +316,9 @@ impl VisionTransformer {
     pub fn forward(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
         let h = self.features(x, ctx)?;
         let cls = h.narrow(1, 0, 1)?.squeeze(1)?; // [B, D]
-        Ok(self.head.forward(&self.norm.forward(&cls)?)?)
+        Ok(self
+            .head
+            .forward(&self.norm.forward(&cls)?, Then::none(), ctx)?)
     }
 
     /// Eval-mode forward that also returns per-layer attentions and hidden states.
@@ -378,5 +334,55 @@ impl VisionTransformer {
             &self.forward(x, &mut Ctx::inference())?,
             D::Minus1,
         )?)
+    }
+}
+
+impl Pretrained for VisionTransformer {
+    type Config = VitConfig;
+    const EXTRA_FILES: &'static [&'static str] = &[];
+
+    fn from_config(config: &VitConfig, opts: &LoadOptions) -> Result<Loaded<Self>> {
+        let store = opts.store(Default::default());
+        let model = VisionTransformer::new(store.var_builder(DType::F32), config)?;
+        finish(model, store, LoadReport::default(), vec![], None, opts)
+    }
+
+    /// A tessera run (or its `best/`, `checkpoint-N/`): every tensor must match by name and
+    /// shape.
+    fn from_checkpoint(mut ckpt: Checkpoint, opts: &LoadOptions) -> Result<Loaded<Self>> {
+        let config: VitConfig = ckpt.config()?;
+        if opts.random_init {
+            return Self::from_config(&config, opts);
+        }
+        let store = opts.store(std::mem::take(&mut ckpt.tensors));
+        let model = VisionTransformer::new(store.var_builder(DType::F32), &config)?;
+        let report = store.report();
+        ckpt.ensure_clean(&report)?;
+        finish(model, store, report, vec![], Some(ckpt.dir), opts)
+    }
+
+    /// Encoder linears packed for `dtype` (see [`Pretrained::with_dtype`]).
+    fn with_dtype(&self, dtype: DType) -> Result<Self> {
+        let mut m = self.clone();
+        m.encoder.prepare(dtype)?;
+        Ok(m)
+    }
+
+    fn config(&self) -> &VitConfig {
+        &self.config
+    }
+}
+
+impl super::ImageClassifier for VisionTransformer {
+    fn logits(&self, images: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
+        self.forward(images, ctx)
+    }
+
+    fn label(&self, i: usize) -> String {
+        self.config.label(i)
+    }
+
+    fn num_labels(&self) -> usize {
+        self.config.num_classes
     }
 }

@@ -1,0 +1,113 @@
+//! What the subcommands share: progress bars on stderr, the inference-dtype option, model
+//! loading options, and one-line error text.
+use anyhow::Result;
+use candle_core::DType;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use tessera::models::LoadOptions;
+use tessera::progress::{Observer, Progress};
+
+/// indicatif bars on stderr: one bar per phase, notes printed above it.
+#[derive(Default)]
+pub struct Bars {
+    bar: Mutex<Option<ProgressBar>>,
+}
+
+impl Bars {
+    fn begin(&self, what: &str, total: Option<u64>, template: &str) {
+        let pb = match total {
+            Some(n) => ProgressBar::new(n),
+            None => ProgressBar::new_spinner(),
+        };
+        pb.set_style(
+            ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        pb.set_prefix(what.to_string());
+        if let Ok(mut b) = self.bar.lock() {
+            *b = Some(pb);
+        }
+    }
+}
+
+impl Progress for Bars {
+    fn start(&self, what: &str, total: Option<u64>) {
+        self.begin(
+            what,
+            total,
+            "{prefix} {bar:30} {pos}/{len} {msg} [{elapsed}<{eta}]",
+        );
+    }
+
+    fn start_bytes(&self, what: &str, total: u64) {
+        self.begin(
+            what,
+            Some(total),
+            "{prefix} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} [{elapsed}<{eta}]",
+        );
+    }
+
+    fn advance(&self, n: u64, status: &str) {
+        if let Ok(b) = self.bar.lock() {
+            if let Some(pb) = b.as_ref() {
+                pb.inc(n);
+                if !status.is_empty() {
+                    pb.set_message(status.to_string());
+                }
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Ok(mut b) = self.bar.lock() {
+            if let Some(pb) = b.take() {
+                pb.finish_and_clear();
+            }
+        }
+    }
+
+    fn note(&self, message: &str) {
+        match self.bar.lock().ok().as_ref().and_then(|b| b.as_ref()) {
+            Some(pb) => pb.println(message),
+            None => eprintln!("{message}"),
+        }
+    }
+}
+
+/// The shared observer every subcommand reports to.
+pub fn bars() -> Observer {
+    Observer::new(Bars::default())
+}
+
+/// `--dtype f32|bf16|auto`, with a warning when bf16 would run on the slow portable kernel.
+pub fn dtype(name: &str) -> Result<DType> {
+    let dtype = tessera::nn::inference_dtype(name)?;
+    if dtype == DType::BF16 && !tessera::kernels::bf16::has_avx512_bf16() {
+        eprintln!("warning: this CPU has no AVX512_BF16; bf16 runs on the (slow) portable kernel");
+    }
+    Ok(dtype)
+}
+
+/// Loading for inference: downloads drawn as bars.
+pub fn inference_load() -> LoadOptions {
+    LoadOptions::default().progress(bars())
+}
+
+/// The `--bpe` default: OpenAI's merges where `tools/fetch_clip_bpe.sh` puts them.
+pub fn default_bpe() -> PathBuf {
+    PathBuf::from(tessera::pipelines::embed::DEFAULT_BPE)
+}
+
+/// An error and its causes on one line, each cause once (an I/O error's text is often
+/// repeated by the layer that wraps it).
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut out: Vec<String> = vec![];
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if out.iter().any(|o| o.contains(&s)) {
+            continue;
+        }
+        out.push(s);
+    }
+    out.join(": ").replace('\n', " ")
+}

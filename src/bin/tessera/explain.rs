@@ -1,0 +1,93 @@
+//! `tessera explain`: where a model looked, drawn over the image.
+use anyhow::Result;
+use clap::Parser;
+use serde_json::json;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use tessera::explain::{render, Explainer, HeadFusion, Method, Request};
+use tessera::pipelines::ImageSource;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum MethodArg {
+    Attention,
+    Rollout,
+    Relevance,
+}
+
+#[derive(Parser)]
+pub struct Args {
+    /// A tessera ViT run, an HF ViT classifier or a CLIP checkpoint (directory or hub id).
+    #[arg(long)]
+    model: OsString,
+    image: OsString,
+    #[arg(long, value_enum, default_value = "relevance")]
+    method: MethodArg,
+    /// Class to explain (name or index; default: the top prediction).
+    #[arg(long)]
+    label: Option<String>,
+    /// For CLIP: the text whose match to explain, e.g. "a ladybug".
+    #[arg(long)]
+    text: Option<String>,
+    /// For --method attention: the layer (default: the last).
+    #[arg(long)]
+    layer: Option<usize>,
+    /// For --method attention: one head instead of the fused heads.
+    #[arg(long)]
+    head: Option<usize>,
+    #[arg(long, value_enum, default_value = "mean")]
+    head_fusion: HeadFusion,
+    /// For rollout: the fraction of lowest attentions to drop per layer, in [0, 1).
+    #[arg(long, default_value_t = 0.0)]
+    discard_ratio: f32,
+    #[arg(long, default_value = "heat.png")]
+    out: PathBuf,
+    /// Also write a grid of every layer's class-token attention here.
+    #[arg(long)]
+    layers_out: Option<PathBuf>,
+    #[arg(long, default_value_os_t = super::common::default_bpe())]
+    bpe: PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let method = match a.method {
+        MethodArg::Attention => Method::Attention {
+            layer: a.layer,
+            head: a.head,
+        },
+        MethodArg::Rollout => Method::Rollout {
+            discard_ratio: a.discard_ratio,
+        },
+        MethodArg::Relevance => Method::Relevance,
+    };
+    let req = Request {
+        method,
+        fusion: a.head_fusion,
+        label: a.label,
+        text: a.text,
+    };
+    let explainer = Explainer::from_pretrained(&a.model, &a.bpe, &super::common::inference_load())?;
+    let img = ImageSource::parse(&a.image).load()?;
+    let e = explainer.explain(&img, &req)?;
+    render::save_png(&e.heatmap()?, &a.out)?;
+    if let Some(p) = &a.layers_out {
+        render::save_png(&e.layer_grid()?, p)?;
+    }
+    eprintln!(
+        "wrote {} ({:?}, {side}x{side} patches; hottest patch {})",
+        a.out.display(),
+        a.method,
+        e.hottest(),
+        side = e.side
+    );
+    if a.json {
+        let rows: Vec<Vec<f32>> = e.values.chunks(e.side).map(|r| r.to_vec()).collect();
+        println!(
+            "{}",
+            json!({"method": format!("{:?}", a.method).to_lowercase(), "legend": e.legend,
+                   "grid": rows, "out": a.out.display().to_string()})
+        );
+    }
+    Ok(())
+}

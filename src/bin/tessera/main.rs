@@ -1,0 +1,71 @@
+//! The `tessera` command line: one module per subcommand, each parsing its arguments into a
+//! library call and printing the result. Progress goes to stderr through [`common::Bars`].
+use clap::{Parser, Subcommand};
+
+mod clip_demo;
+mod common;
+mod embed;
+mod explain;
+mod export;
+mod finetune;
+mod index;
+mod predict;
+mod search;
+mod train;
+mod zero_shot;
+
+#[derive(Parser)]
+#[command(
+    name = "tessera",
+    version,
+    about = "Vision transformers in Rust: train, fine-tune, run and explain"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Train the seed ViT from scratch (default: the embedded scikit-learn digits, in seconds).
+    Train(train::Args),
+    /// Fine-tune a Hugging Face ViT (local directory or hub id) on an image dataset.
+    Finetune(finetune::Args),
+    /// Classify images with a checkpoint: a tessera run directory, an HF directory or hub id.
+    Predict(predict::Args),
+    /// Convert a pre-norm seed ViT run into an HF `ViTForImageClassification` checkpoint.
+    ExportHf(export::Args),
+    /// CLIP zero-shot classification: which candidate label fits each image.
+    ZeroShot(zero_shot::Args),
+    /// CLIP image and text embeddings and their similarity matrix.
+    Embed(embed::Args),
+    /// Embed every image under a folder into a persistent search index (incremental).
+    Index(index::Args),
+    /// Rank indexed images by similarity to a text query.
+    Search(search::Args),
+    /// Train a tiny CLIP on generated shape scenes, then zero-shot classify colour–shape
+    /// combinations it never saw together.
+    ClipDemo(clip_demo::Args),
+    /// Where the model looked: attention, rollout or class/text relevance over the image.
+    Explain(explain::Args),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Train(a) => train::run(a),
+        Cmd::Finetune(a) => finetune::run(a),
+        Cmd::Predict(a) => predict::run(a),
+        Cmd::ExportHf(a) => export::run(a),
+        Cmd::ZeroShot(a) => zero_shot::run(a),
+        Cmd::Embed(a) => embed::run(a),
+        Cmd::Index(a) => index::run(a),
+        Cmd::Search(a) => search::run(a),
+        Cmd::ClipDemo(a) => clip_demo::run(a),
+        Cmd::Explain(a) => explain::run(a),
+    };
+    if let Err(e) = r {
+        eprintln!("error: {}", common::one_line(&e));
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,66 @@
+//! `tessera zero-shot`: CLIP scores of candidate labels for each image.
+use anyhow::{bail, Result};
+use clap::Parser;
+use serde_json::json;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use tessera::pipelines::{fill_template, ClipEmbedder, ImageSource, ZeroShotClassifier};
+
+#[derive(Parser)]
+pub struct Args {
+    /// CLIP checkpoint: a directory or a hub id such as openai/clip-vit-base-patch32.
+    #[arg(long)]
+    model: OsString,
+    /// Inference dtype: f32 (exact), bf16 (AVX512_BF16 linears, fp32 accumulation) or auto
+    /// (bf16 where the CPU has native bf16 dot products, else f32).
+    #[arg(long, default_value = "f32")]
+    dtype: String,
+    /// Candidate labels, comma separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    labels: Vec<String>,
+    /// Hypothesis template; `{}` is replaced by each label.
+    #[arg(long, default_value = "This is a photo of {}.")]
+    template: String,
+    /// Image files or http(s) URLs.
+    #[arg(required = true)]
+    images: Vec<OsString>,
+    /// OpenAI's BPE merges, for checkpoints without vocab.json/merges.txt.
+    #[arg(long, default_value_os_t = super::common::default_bpe())]
+    bpe: PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let labels: Vec<String> = a
+        .labels
+        .iter()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    if labels.is_empty() {
+        bail!("--labels is empty: give candidate labels, e.g. --labels cricket,ladybug,spider");
+    }
+    // Before loading the model: a bad template fails at once.
+    fill_template(&a.template, "x")?;
+    let opts = super::common::inference_load().dtype(super::common::dtype(&a.dtype)?);
+    let zs = ZeroShotClassifier::new(ClipEmbedder::from_pretrained(&a.model, &a.bpe, &opts)?);
+    let sources: Vec<ImageSource> = a.images.iter().map(ImageSource::parse).collect();
+    let results = zs.classify(&sources, &labels, &a.template)?;
+    if a.json {
+        let out: Vec<_> = sources
+            .iter()
+            .zip(&results)
+            .map(|(s, r)| json!({"image": s.name(), "scores": r}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        for (s, r) in sources.iter().zip(&results) {
+            println!("{}", s.name());
+            for ls in r {
+                println!("  {:>7.4}  {}", ls.score, ls.label);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,108 @@
+//! `AutoModel`: the model a checkpoint's `config.json` names (`model_type`, else
+//! `architectures`, else the layout of its fields), loaded through its own [`Pretrained`] impl.
+use super::clip::Clip;
+use super::load::{Checkpoint, LoadOptions, Loaded, Pretrained};
+use super::vit::{hf::HfVit, VisionTransformer};
+use super::ImageClassifier;
+use crate::{Error, Result};
+use candle_core::DType;
+use std::ffi::OsStr;
+
+/// The model families tessera reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// The seed ViT (`model_type: tessera-vit`, what `tessera train` writes).
+    SeedVit,
+    /// Hugging Face `ViTModel` / `ViTForImageClassification` (`vit`).
+    Vit,
+    /// Hugging Face `CLIPModel` (`clip`).
+    Clip,
+}
+
+impl Family {
+    /// The family of a `config.json`.
+    pub fn of(config: &serde_json::Value) -> Result<Family> {
+        let model_type = config.get("model_type").and_then(|v| v.as_str());
+        let architecture = config
+            .get("architectures")
+            .and_then(|a| a.get(0))
+            .and_then(|a| a.as_str());
+        match (model_type, architecture) {
+            (Some("tessera-vit"), _) => Ok(Family::SeedVit),
+            (Some("vit"), _) => Ok(Family::Vit),
+            (Some("clip"), _) => Ok(Family::Clip),
+            (None, Some(a)) if a.starts_with("ViT") => Ok(Family::Vit),
+            (None, Some(a)) if a.starts_with("CLIP") => Ok(Family::Clip),
+            // Older tessera runs wrote no model_type; CLIP configs always have both towers.
+            (None, None) if config.get("text_config").is_some() => Ok(Family::Clip),
+            (None, None) => Ok(Family::SeedVit),
+            (m, a) => Err(Error::Config(format!(
+                "model_type {:?} is not a model tessera reads (tessera-vit, vit, clip)",
+                m.or(a).unwrap_or("?")
+            ))),
+        }
+    }
+}
+
+/// Any model tessera reads, as its `config.json` names it.
+#[derive(Clone, Debug)]
+pub enum AutoModel {
+    SeedVit(VisionTransformer),
+    Vit(HfVit),
+    /// Boxed: a CLIP model is several times the size of the others' handles.
+    Clip(Box<Clip>),
+}
+
+/// Every hub file any family may want beyond `config.json` and the weights.
+const EXTRA_FILES: &[&str] = &["preprocessor_config.json", "vocab.json", "merges.txt"];
+
+impl AutoModel {
+    /// Loads the model `source`'s `config.json` names (a directory or a hub id).
+    pub fn load(source: impl AsRef<OsStr>, opts: &LoadOptions) -> Result<Loaded<AutoModel>> {
+        Self::from_checkpoint(Self::read(source, opts)?, opts)
+    }
+
+    /// Reads `source` with every file any family may need fetched from the hub.
+    pub fn read(source: impl AsRef<OsStr>, opts: &LoadOptions) -> Result<Checkpoint> {
+        Checkpoint::read(source, EXTRA_FILES, &opts.device, &*opts.progress)
+    }
+
+    /// The model a checkpoint already read from disk names.
+    pub fn from_checkpoint(ckpt: Checkpoint, opts: &LoadOptions) -> Result<Loaded<AutoModel>> {
+        Ok(match Family::of(&ckpt.config)? {
+            Family::SeedVit => {
+                VisionTransformer::from_checkpoint(ckpt, opts)?.map(AutoModel::SeedVit)
+            }
+            Family::Vit => HfVit::from_checkpoint(ckpt, opts)?.map(AutoModel::Vit),
+            Family::Clip => {
+                Clip::from_checkpoint(ckpt, opts)?.map(|m| AutoModel::Clip(Box::new(m)))
+            }
+        })
+    }
+
+    pub fn family(&self) -> Family {
+        match self {
+            AutoModel::SeedVit(_) => Family::SeedVit,
+            AutoModel::Vit(_) => Family::Vit,
+            AutoModel::Clip(_) => Family::Clip,
+        }
+    }
+
+    /// The model as an image classifier, when it is one (the seed ViT, an HF ViT with a head).
+    pub fn as_classifier(&self) -> Option<&dyn ImageClassifier> {
+        match self {
+            AutoModel::SeedVit(m) => Some(m),
+            AutoModel::Vit(m @ HfVit::Classifier { .. }) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The model computing in `dtype` on the inference path (see [`Pretrained::with_dtype`]).
+    pub fn with_dtype(&self, dtype: DType) -> Result<AutoModel> {
+        Ok(match self {
+            AutoModel::SeedVit(m) => AutoModel::SeedVit(m.with_dtype(dtype)?),
+            AutoModel::Vit(m) => AutoModel::Vit(m.with_dtype(dtype)?),
+            AutoModel::Clip(m) => AutoModel::Clip(Box::new(m.with_dtype(dtype)?)),
+        })
+    }
+}

@@ -1,0 +1,162 @@
+//! The bottom of `nn`: where tessera's CPU kernels apply, reading CPU f32 tensors as slices, and
+//! the `gemm` crate as the one matmul for weights that are not packed.
+//!
+//! Nothing here knows about layers or autograd; every kernel above reads its operands through
+//! [`with_f32`] / [`slice`] and decides applicability with [`kernels_apply`].
+use candle_core::{CpuStorage, DType, Layout, Result, Storage, Tensor};
+
+/// True when tessera's CPU kernels can run on `t` (CPU, f32). The one device/dtype predicate:
+/// the differentiable ops fall back to composite candle ops elsewhere, and [`super::Ctx::path`]
+/// builds on it.
+pub fn kernels_apply(t: &Tensor) -> bool {
+    t.device().is_cpu() && t.dtype() == DType::F32
+}
+
+/// Reads a CPU f32 tensor as a contiguous slice for the duration of `f`.
+pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+    let t = if t.is_contiguous() {
+        t.clone()
+    } else {
+        t.contiguous()?
+    };
+    let (storage, layout) = t.storage_and_layout();
+    let Storage::Cpu(CpuStorage::F32(data)) = &*storage else {
+        candle_core::bail!(
+            "tessera's CPU kernels take CPU f32 tensors, got {:?}",
+            t.dtype()
+        )
+    };
+    let (a, b) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("tensor is not contiguous".into()))?;
+    f(&data[a..b])
+}
+
+/// The f32 elements of a custom op's contiguous input (`op` names it in the error).
+pub(crate) fn slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [f32]> {
+    let data = s.as_slice::<f32>()?;
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => candle_core::bail!("{op}: input must be contiguous"),
+    }
+}
+
+/// candle's CPU thread count (what its own ops use; the kernels follow it).
+pub(crate) fn threads() -> usize {
+    candle_core::utils::get_num_threads().max(1)
+}
+
+/// `out[rows, col0..col0+n] (row stride ldo) = a[rows, k] · wᵀ` (+ `out` when `accumulate`),
+/// `w` [n, k] in PyTorch layout, on the `gemm` crate's AVX-512 kernels over candle's threads.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul_into(
+    a: &[f32],
+    rows: usize,
+    k: usize,
+    w: &[f32],
+    n: usize,
+    out: &mut [f32],
+    ldo: usize,
+    col0: usize,
+    accumulate: bool,
+) -> Result<()> {
+    if rows == 0 || n == 0 {
+        return Ok(());
+    }
+    if a.len() < rows * k || out.len() < (rows - 1) * ldo + col0 + n || ldo < col0 + n {
+        candle_core::bail!("matmul: buffers too small")
+    }
+    if w.len() != n * k {
+        candle_core::bail!("matmul: weight has {} values, want {n}x{k}", w.len())
+    }
+    let parallelism = match threads() {
+        1 => gemm::Parallelism::None,
+        t => gemm::Parallelism::Rayon(t),
+    };
+    // SAFETY: the bounds of a [rows, k], w [n, k] and the [rows, n] window of out at column col0
+    // with row stride ldo are checked above; gemm reads and writes only there.
+    unsafe {
+        gemm::gemm(
+            rows,
+            n,
+            k,
+            out.as_mut_ptr().add(col0),
+            1,
+            ldo as isize,
+            accumulate,
+            a.as_ptr(),
+            1,
+            k as isize,
+            // rhs[k][n] = W[n][k]: column stride k, row stride 1.
+            w.as_ptr(),
+            k as isize,
+            1,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    }
+    Ok(())
+}
+
+/// `out [rows, n] = a [rows, k] · wᵀ` with `w` [n, k].
+pub(crate) fn matmul(
+    a: &[f32],
+    rows: usize,
+    k: usize,
+    w: &[f32],
+    n: usize,
+    out: &mut [f32],
+) -> Result<()> {
+    matmul_into(a, rows, k, w, n, out, n, 0, false)
+}
+
+/// `dst[m, n] (row stride ldd) (+)= beta · lhs[m, k] · rhs[k, n]` on the calling thread (the
+/// attention kernels parallelise over heads), any row/column strides for lhs and rhs.
+///
+/// # Safety
+/// Every pointer must be valid for the elements its strides and sizes address.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub(crate) unsafe fn matmul_strided(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    ldd: usize,
+    lhs: *const f32,
+    lhs_rs: usize,
+    lhs_cs: usize,
+    rhs: *const f32,
+    rhs_rs: usize,
+    rhs_cs: usize,
+    beta: f32,
+) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            ldd as isize,
+            false,
+            lhs,
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs,
+            rhs_cs as isize,
+            rhs_rs as isize,
+            1.0,
+            beta,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}

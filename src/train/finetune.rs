@@ -1,0 +1,255 @@
+//! `tessera finetune`: a Hugging Face ViT (directory or hub id) fine-tuned on an image
+//! dataset as `Trainer` does it (AdamW with Trainer's decay rule, linear schedule, evaluation
+//! every epoch), writing an HF checkpoint.
+use super::recipes::threads_or_cores;
+use super::{fit, AdamWConfig, DecayRule, FitOptions, Schedule, TrainConfig, TrainSummary};
+use crate::data::{self, Augment, Loader, Normalize};
+use crate::image::ProcessorConfig;
+use crate::models::vit::hf::{HfVit, HfVitConfig};
+use crate::models::{Checkpoint, LoadOptions, Pretrained};
+use crate::progress::Progress;
+use crate::{Error, Result};
+use candle_core::Device;
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+/// A fine-tuning run's settings; `Default` holds HF `TrainingArguments`' values where they
+/// apply (lr 5e-5, no weight decay, no warm-up, linear decay, seed 42).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FinetuneSpec {
+    /// HF ViT checkpoint: a directory or a hub id such as google/vit-base-patch16-224-in21k.
+    pub model: OsString,
+    /// An HF parquet dataset directory or an ImageFolder (see [`data::processed_splits`]).
+    pub dataset: PathBuf,
+    /// Class names, one per line, for parquet files without `huggingface` metadata.
+    pub labels: Option<PathBuf>,
+    /// Size of the new head (default: the dataset's class count; must equal it).
+    pub num_labels: Option<usize>,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub warmup: f64,
+    pub schedule: Schedule,
+    /// Random weights with the checkpoint's config (the from-scratch baseline).
+    pub from_scratch: bool,
+    /// Train only the new head (linear probe).
+    pub freeze_backbone: bool,
+    /// Learning-rate multiplier for the pretrained backbone (the head gets `lr`).
+    pub backbone_lr_scale: f64,
+    /// One optimizer step every this many batches.
+    pub grad_accum: usize,
+    pub threads: usize,
+    pub seed: u64,
+    pub output: PathBuf,
+    pub resume: bool,
+    pub stop_after: Option<usize>,
+}
+
+impl Default for FinetuneSpec {
+    fn default() -> Self {
+        FinetuneSpec {
+            model: OsString::new(),
+            dataset: PathBuf::new(),
+            labels: None,
+            num_labels: None,
+            epochs: 3,
+            batch_size: 16,
+            lr: 5e-5,
+            weight_decay: 0.0,
+            warmup: 0.0,
+            schedule: Schedule::Linear,
+            from_scratch: false,
+            freeze_backbone: false,
+            backbone_lr_scale: 1.0,
+            grad_accum: 1,
+            threads: 0,
+            seed: 42,
+            output: PathBuf::new(),
+            resume: false,
+            stop_after: None,
+        }
+    }
+}
+
+/// What [`finetune`] did.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct FinetuneReport {
+    #[serde(flatten)]
+    pub summary: TrainSummary,
+    pub trainable_parameters: usize,
+    pub classes: Vec<String>,
+    pub model_dir: PathBuf,
+}
+
+/// Fine-tunes as `spec` says; the output directory is an HF checkpoint (`config.json` with
+/// `id2label`, `model.safetensors`, `preprocessor_config.json`) plus the trainer's files.
+pub fn finetune(spec: &FinetuneSpec, progress: &dyn Progress) -> Result<FinetuneReport> {
+    let threads = threads_or_cores(spec.threads);
+    super::single_threaded_ops();
+    let device = Device::Cpu;
+    if spec.batch_size == 0 || spec.epochs == 0 || spec.grad_accum == 0 {
+        return Err(Error::Config(
+            "batch size, epochs and gradient accumulation must be positive".into(),
+        ));
+    }
+    let opts = LoadOptions::default()
+        .device(&device)
+        .trainable()
+        .seed(spec.seed);
+    let src = Checkpoint::read(&spec.model, HfVit::EXTRA_FILES, &device, progress)?;
+    let src_cfg: HfVitConfig = src.config()?;
+    let pp = src.dir.join("preprocessor_config.json");
+    let proc = if pp.exists() {
+        ProcessorConfig::load(&pp)?
+    } else {
+        ProcessorConfig::vit(src_cfg.image_size as u32)
+    };
+    let size = (src_cfg.image_size as u32, src_cfg.image_size as u32);
+    let label_names: Option<Vec<String>> = match &spec.labels {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .map_err(|e| Error::io(p, e))?
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect(),
+        ),
+        None => None,
+    };
+    let (train_ds, test_ds) =
+        data::processed_splits(&spec.dataset, &proc, size, label_names.as_deref())?;
+    let classes = train_ds.classes.clone();
+    let n = spec.num_labels.unwrap_or(classes.len());
+    if n != classes.len() {
+        return Err(Error::Config(format!(
+            "num_labels {n} but the dataset has {} classes ({})",
+            classes.len(),
+            classes.join(", ")
+        )));
+    }
+    // A fresh head of n labels named after the classes (HF: from_pretrained(num_labels=n)).
+    let mut opts = opts.num_labels(n);
+    if spec.freeze_backbone {
+        opts = opts.freeze("vit.");
+    }
+    let loaded = if spec.resume {
+        let dir = super::latest_checkpoint(&spec.output).ok_or_else(|| {
+            Error::Config(format!(
+                "cannot resume: no checkpoint in {}",
+                spec.output.display()
+            ))
+        })?;
+        HfVit::load(&dir, &opts)?
+    } else if spec.from_scratch {
+        HfVit::from_checkpoint(src, &opts.random_init())?
+    } else {
+        HfVit::from_checkpoint(src, &opts)?
+    };
+    let mut model = loaded.model;
+    model.set_labels(&classes);
+    if !loaded.ignored.is_empty() {
+        progress.note(&format!(
+            "unused checkpoint tensors (expected for a classifier): {}",
+            loaded.ignored.join(", ")
+        ));
+    }
+    if !loaded.report.missing.is_empty() {
+        progress.note(&format!(
+            "newly initialised: {}",
+            loaded.report.missing.join(", ")
+        ));
+    }
+    let tc = TrainConfig {
+        epochs: spec.epochs,
+        batch_size: spec.batch_size,
+        optim: AdamWConfig {
+            lr: spec.lr,
+            weight_decay: spec.weight_decay,
+            decay: DecayRule::HfTrainer,
+            ..AdamWConfig::default()
+        },
+        schedule: spec.schedule,
+        warmup_fraction: spec.warmup,
+        clip_grad_norm: 1.0,
+        label_smoothing: 0.0,
+        augment: Augment::default(),
+        seed: spec.seed,
+        grad_accum: spec.grad_accum,
+        lr_scales: if spec.backbone_lr_scale != 1.0 {
+            vec![("vit.".into(), spec.backbone_lr_scale)]
+        } else {
+            vec![]
+        },
+    };
+    tc.validate()?;
+    if !(spec.backbone_lr_scale.is_finite() && spec.backbone_lr_scale >= 0.0) {
+        return Err(Error::Config(format!(
+            "backbone learning-rate scale {} must be a finite number >= 0",
+            spec.backbone_lr_scale
+        )));
+    }
+    let norm = Normalize {
+        mean: proc.image_mean.clone(),
+        std: proc.image_std.clone(),
+    };
+    let train_loader = Loader {
+        dataset: &train_ds,
+        batch_size: spec.batch_size,
+        normalize: norm.clone(),
+        augment: Augment::default(),
+        seed: spec.seed,
+    };
+    let test_loader = Loader {
+        dataset: &test_ds,
+        batch_size: 64,
+        normalize: norm,
+        augment: Augment::default(),
+        seed: spec.seed,
+    };
+    let files = vec![
+        ("config.json".to_string(), model.config_json()?),
+        (
+            "preprocessor_config.json".to_string(),
+            serde_json::to_value(&proc).map_err(|e| Error::Msg(e.to_string()))?,
+        ),
+    ];
+    let trainable_parameters = loaded
+        .store
+        .vars()
+        .iter()
+        .map(|(_, v)| v.elem_count())
+        .sum();
+    progress.note(&format!(
+        "fine-tuning {} ({trainable_parameters} trainable parameters{}) on {} ({} train / {} test, {n} classes), {} epochs",
+        spec.model.to_string_lossy(),
+        if spec.freeze_backbone { ", backbone frozen" } else { "" },
+        spec.dataset.display(),
+        train_ds.labels.len(),
+        test_ds.labels.len(),
+        spec.epochs
+    ));
+    let summary = fit(
+        &model,
+        &loaded.store,
+        &files,
+        &train_loader,
+        &test_loader,
+        &tc,
+        &spec.output,
+        &FitOptions {
+            resume: spec.resume,
+            stop_after: spec.stop_after,
+            threads,
+            progress,
+        },
+        &device,
+    )?;
+    Ok(FinetuneReport {
+        summary,
+        trainable_parameters,
+        classes,
+        model_dir: spec.output.clone(),
+    })
+}
