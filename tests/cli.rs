@@ -39,6 +39,12 @@ fn train_json_then_predict() {
         assert!(v.get(k).is_some(), "missing {k} in {stdout}");
     }
     assert_eq!(v["epochs"], 3);
+    // `train` decays as timm does (tests/optim_decay.rs checks the rule itself).
+    let ckpt = tessera::train::latest_checkpoint(&out).unwrap();
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(ckpt.join("trainer_state.json")).unwrap())
+            .unwrap();
+    assert_eq!(state["config"]["optim"]["decay"], "timm");
     // Three epochs already learn (chance is 0.1; measured about 0.8).
     assert!(v["test_accuracy"].as_f64().unwrap() > 0.5, "{stdout}");
     // Predict on a digit drawn as a PNG.

@@ -265,4 +265,10 @@ fn parquet_dataset_in_hf_layout() {
     let cfg: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
     assert_eq!(cfg["id2label"]["0"], "blue_things");
+    // Fine-tuning decays as HF Trainer does (tests/optim_decay.rs checks the rule itself).
+    let ckpt = tessera::train::latest_checkpoint(&out).unwrap();
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(ckpt.join("trainer_state.json")).unwrap())
+            .unwrap();
+    assert_eq!(state["config"]["optim"]["decay"], "hf_trainer");
 }

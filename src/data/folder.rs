@@ -26,6 +26,7 @@ pub fn image_folder_processed(
         Ok(vec![])
     })?;
     Ok(super::U8Images {
+        name: f.name,
         pixels,
         labels: f.labels,
         dims: (3, h, w),

@@ -33,32 +33,63 @@ pub trait Dataset: Send + Sync {
     fn label(&self, i: usize) -> u32;
 }
 
-/// Images held in memory: the embedded digits, Fashion-MNIST, a decoded ImageFolder.
+/// A pixel value of a dataset buffer; items come out as f32 in [0, 1].
+pub trait Pixel: Copy + Send + Sync + std::fmt::Debug {
+    fn unit(self) -> f32;
+}
+
+impl Pixel for f32 {
+    fn unit(self) -> f32 {
+        self
+    }
+}
+
+impl Pixel for u8 {
+    fn unit(self) -> f32 {
+        self as f32 / 255.0
+    }
+}
+
+/// Labelled images held in memory, CHW per item.
 #[derive(Clone, Debug)]
-pub struct InMemory {
+pub struct Images<P> {
     pub name: String,
-    pub pixels: Vec<f32>,
+    pub pixels: Vec<P>,
     pub labels: Vec<u32>,
     pub dims: (usize, usize, usize),
     pub classes: Vec<String>,
 }
 
-impl InMemory {
+/// Floats in [0, 1]: the embedded digits, Fashion-MNIST, a decoded ImageFolder.
+pub type InMemory = Images<f32>;
+
+/// Processed uint8 images, a quarter of the memory of floats: what HF processors produce
+/// before rescaling.
+pub type U8Images = Images<u8>;
+
+impl<P: Pixel> Images<P> {
     fn item_len(&self) -> usize {
         self.dims.0 * self.dims.1 * self.dims.2
     }
 
     /// The subset at `idx` (used for splits).
-    pub fn subset(&self, idx: &[usize], name: &str) -> InMemory {
-        InMemory {
+    pub fn subset(&self, idx: &[usize], name: &str) -> Self {
+        let n = self.item_len();
+        let mut pixels = Vec::with_capacity(idx.len() * n);
+        for &i in idx {
+            pixels.extend_from_slice(&self.pixels[i * n..(i + 1) * n]);
+        }
+        Images {
             name: name.to_string(),
-            pixels: gather(&self.pixels, self.item_len(), idx),
+            pixels,
             labels: idx.iter().map(|&i| self.labels[i]).collect(),
             dims: self.dims,
             classes: self.classes.clone(),
         }
     }
+}
 
+impl InMemory {
     /// Resizes every image to `size`×`size` (bilinear, PyTorch `align_corners=False`) and
     /// converts the channel count (grey <-> RGB) to `channels`.
     pub fn adapt(mut self, channels: usize, size: usize) -> Result<InMemory> {
@@ -99,7 +130,7 @@ impl InMemory {
     }
 }
 
-impl Dataset for InMemory {
+impl<P: Pixel> Dataset for Images<P> {
     fn len(&self) -> usize {
         self.labels.len()
     }
@@ -111,49 +142,8 @@ impl Dataset for InMemory {
     }
     fn item(&self, i: usize, out: &mut [f32]) -> Result<u32> {
         let n = self.item_len();
-        out.copy_from_slice(&self.pixels[i * n..(i + 1) * n]);
-        Ok(self.labels[i])
-    }
-    fn label(&self, i: usize) -> u32 {
-        self.labels[i]
-    }
-}
-
-/// Processed uint8 images (CHW), a quarter of the memory of floats: what HF processors produce
-/// before rescaling. Items come out as floats in [0, 1].
-#[derive(Clone, Debug)]
-pub struct U8Images {
-    pub pixels: Vec<u8>,
-    pub labels: Vec<u32>,
-    pub dims: (usize, usize, usize),
-    pub classes: Vec<String>,
-}
-
-impl U8Images {
-    pub fn subset(&self, idx: &[usize]) -> U8Images {
-        U8Images {
-            pixels: gather(&self.pixels, self.dims.0 * self.dims.1 * self.dims.2, idx),
-            labels: idx.iter().map(|&i| self.labels[i]).collect(),
-            dims: self.dims,
-            classes: self.classes.clone(),
-        }
-    }
-}
-
-impl Dataset for U8Images {
-    fn len(&self) -> usize {
-        self.labels.len()
-    }
-    fn dims(&self) -> (usize, usize, usize) {
-        self.dims
-    }
-    fn class_names(&self) -> &[String] {
-        &self.classes
-    }
-    fn item(&self, i: usize, out: &mut [f32]) -> Result<u32> {
-        let n = out.len();
         for (o, p) in out.iter_mut().zip(&self.pixels[i * n..(i + 1) * n]) {
-            *o = *p as f32 / 255.0;
+            *o = p.unit();
         }
         Ok(self.labels[i])
     }
@@ -177,15 +167,6 @@ pub(crate) fn processed_chw(
         )));
     }
     Ok(crate::image::hwc_to_chw(&px, 3, |v| v))
-}
-
-/// The items at `idx` (each `n` values long) of a flat pixel buffer, in that order.
-fn gather<T: Copy>(pixels: &[T], n: usize, idx: &[usize]) -> Vec<T> {
-    let mut out = Vec::with_capacity(idx.len() * n);
-    for &i in idx {
-        out.extend_from_slice(&pixels[i * n..(i + 1) * n]);
-    }
-    out
 }
 
 /// Split indices per class so train and test keep the class proportions; fixed by `seed`.
@@ -338,7 +319,7 @@ pub fn processed_splits(
 ) -> Result<(U8Images, U8Images)> {
     let split = |all: U8Images| {
         let (tr, te) = stratified_split(&all.labels, 0.2, 0);
-        (all.subset(&tr), all.subset(&te))
+        (all.subset(&tr, "train"), all.subset(&te, "test"))
     };
     if parquet::is_parquet_dataset(root) {
         let train_files = parquet::split_files(root, "train")?;

@@ -161,6 +161,9 @@ pub fn read_split(
         ));
     }
     Ok(U8Images {
+        name: files
+            .first()
+            .map_or_else(String::new, |f| f.display().to_string()),
         pixels,
         labels: out_labels,
         dims: (3, h, w),

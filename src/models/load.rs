@@ -3,6 +3,7 @@ use crate::nn::{LoadReport, ParamStore};
 use crate::progress::{Observer, Progress};
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
 use serde::{de::DeserializeOwned, Serialize};
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -256,6 +257,43 @@ pub trait Pretrained: Sized + Clone {
         store.save(&dir.join("model.safetensors"))?;
         crate::util::write_json(&dir.join("config.json"), &self.config_json()?)
     }
+}
+
+/// Fresh weights: `build` on a store that initialises every tensor (seeded by `opts.seed`).
+pub(crate) fn fresh<M: Pretrained>(
+    opts: &LoadOptions,
+    build: impl FnOnce(VarBuilder) -> Result<M>,
+) -> Result<Loaded<M>> {
+    let store = opts.store(HashMap::new());
+    let model = build(store.var_builder(DType::F32))?;
+    finish(model, store, LoadReport::default(), vec![], None, opts)
+}
+
+/// A strict load: every tensor of `ckpt` that `keep` keeps must be one the model built by
+/// `build` asks for, with its shape, and every one it asks for must be there. With
+/// `opts.random_init`, fresh weights instead (the directory is kept: its processor still applies).
+pub(crate) fn strict<M: Pretrained>(
+    mut ckpt: Checkpoint,
+    opts: &LoadOptions,
+    keep: impl Fn(&str) -> bool,
+    build: impl FnOnce(VarBuilder) -> Result<M>,
+) -> Result<Loaded<M>> {
+    if opts.random_init {
+        let loaded = fresh(opts, build)?;
+        return Ok(Loaded {
+            dir: Some(ckpt.dir),
+            ..loaded
+        });
+    }
+    let tensors = std::mem::take(&mut ckpt.tensors)
+        .into_iter()
+        .filter(|(k, _)| keep(k))
+        .collect();
+    let store = opts.store(tensors);
+    let model = build(store.var_builder(DType::F32))?;
+    let report = store.report();
+    ckpt.ensure_clean(&report)?;
+    finish(model, store, report, vec![], Some(ckpt.dir), opts)
 }
 
 /// Finishes a load: the model in `opts.dtype`, with its store, report and directory.

@@ -13,7 +13,7 @@ pub mod vit;
 pub use auto::{AutoModel, Family};
 pub use load::{Checkpoint, LoadOptions, Loaded, Pretrained, Task};
 
-use crate::nn::Ctx;
+use crate::nn::{Ctx, LayerNorm};
 use crate::Result;
 use candle_core::Tensor;
 
@@ -24,4 +24,6 @@ pub trait ImageClassifier: Sync {
     /// The name of class `i` (`id2label`, else `LABEL_i`).
     fn label(&self, i: usize) -> String;
     fn num_labels(&self) -> usize;
+    /// Every LayerNorm of the model (what HF Trainer's decay rule exempts by type).
+    fn layer_norms(&self) -> Vec<&LayerNorm>;
 }

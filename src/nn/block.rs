@@ -187,6 +187,10 @@ impl EncoderBlock {
         &self.attn
     }
 
+    pub fn layer_norms(&self) -> [&LayerNorm; 2] {
+        [&self.norm1, &self.norm2]
+    }
+
     /// Sets the inference dtype of every linear in the block (see [`Linear::prepare`]).
     pub fn prepare(&mut self, dtype: DType) -> Result<()> {
         self.attn.prepare(dtype)?;

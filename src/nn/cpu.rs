@@ -76,26 +76,13 @@ pub(crate) fn matmul_into(
     // SAFETY: the bounds of a [rows, k], w [n, k] and the [rows, n] window of out at column col0
     // with row stride ldo are checked above; gemm reads and writes only there.
     unsafe {
-        gemm::gemm(
-            rows,
-            n,
-            k,
-            out.as_mut_ptr().add(col0),
-            1,
-            ldo as isize,
-            accumulate,
-            a.as_ptr(),
-            1,
-            k as isize,
-            // rhs[k][n] = W[n][k]: column stride k, row stride 1.
-            w.as_ptr(),
-            k as isize,
-            1,
+        gemm_call(
+            (rows, n, k),
+            (out.as_mut_ptr().add(col0), ldo, accumulate),
+            // rhs[k][n] = W[n][k]: row stride 1, column stride k.
+            (a.as_ptr(), k, 1),
+            (w.as_ptr(), 1, k),
             1.0,
-            1.0,
-            false,
-            false,
-            false,
             parallelism,
         )
     }
@@ -137,6 +124,33 @@ pub(crate) unsafe fn matmul_strided(
 ) {
     // SAFETY: forwarded contract.
     unsafe {
+        gemm_call(
+            (m, n, k),
+            (dst, ldd, false),
+            (lhs, lhs_rs, lhs_cs),
+            (rhs, rhs_rs, rhs_cs),
+            beta,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
+/// The `gemm` crate's call: `dst (+)= beta · lhs · rhs` with `(pointer, row stride, column
+/// stride)` operands and `dst` as `(pointer, row stride, accumulate)`.
+///
+/// # Safety
+/// As [`matmul_strided`].
+#[inline]
+unsafe fn gemm_call(
+    (m, n, k): (usize, usize, usize),
+    (dst, ldd, accumulate): (*mut f32, usize, bool),
+    (lhs, lhs_rs, lhs_cs): (*const f32, usize, usize),
+    (rhs, rhs_rs, rhs_cs): (*const f32, usize, usize),
+    beta: f32,
+    parallelism: gemm::Parallelism,
+) {
+    // SAFETY: forwarded contract.
+    unsafe {
         gemm::gemm(
             m,
             n,
@@ -144,7 +158,7 @@ pub(crate) unsafe fn matmul_strided(
             dst,
             1,
             ldd as isize,
-            false,
+            accumulate,
             lhs,
             lhs_cs as isize,
             lhs_rs as isize,
@@ -156,7 +170,7 @@ pub(crate) unsafe fn matmul_strided(
             false,
             false,
             false,
-            gemm::Parallelism::None,
+            parallelism,
         )
     }
 }

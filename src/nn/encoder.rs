@@ -29,6 +29,11 @@ impl Encoder {
         self.blocks.iter_mut().try_for_each(|b| b.prepare(dtype))
     }
 
+    /// Every block's LayerNorms.
+    pub fn layer_norms(&self) -> Vec<&super::LayerNorm> {
+        self.blocks.iter().flat_map(|b| b.layer_norms()).collect()
+    }
+
     /// [B, N, D] -> [B, N, D]
     pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>, ctx: &mut Ctx) -> Result<Tensor> {
         let mut x = x.clone();

@@ -18,6 +18,12 @@ fn rows_per_task(dim: usize, rows: usize) -> usize {
     per.min(rows.max(1))
 }
 
+/// The elements per rayon task over `len` values in rows of `dim`: whole rows, see
+/// [`rows_per_task`].
+fn chunk_len(dim: usize, len: usize) -> usize {
+    rows_per_task(dim, len / dim.max(1)) * dim.max(1)
+}
+
 // ---------------------------------------------------------------------------------------------
 // softmax over the last dimension
 
@@ -32,8 +38,7 @@ impl CustomOp1 for SoftmaxLastDim {
         let x = slice(s, l, "softmax")?;
         let dim = l.dims().last().copied().unwrap_or(1);
         let mut out = vec![0f32; x.len()];
-        let rows = x.len() / dim.max(1);
-        let chunk = rows_per_task(dim, rows) * dim;
+        let chunk = chunk_len(dim, x.len());
         out.par_chunks_mut(chunk)
             .zip(x.par_chunks(chunk))
             .for_each(|(o, x)| {
@@ -67,8 +72,7 @@ impl CustomOp2 for SoftmaxBwd {
         let y = slice(s1, l1, "softmax-bwd")?;
         let g = slice(s2, l2, "softmax-bwd")?;
         let dim = l1.dims().last().copied().unwrap_or(1);
-        let rows = y.len() / dim.max(1);
-        let chunk = rows_per_task(dim, rows) * dim;
+        let chunk = chunk_len(dim, y.len());
         let mut out = vec![0f32; y.len()];
         out.par_chunks_mut(chunk)
             .zip(y.par_chunks(chunk).zip(g.par_chunks(chunk)))
@@ -121,10 +125,8 @@ impl CustomOp3 for LayerNormOp {
         let x = slice(s1, l1, "layer-norm")?;
         let w = slice(s2, l2, "layer-norm")?;
         let b = slice(s3, l3, "layer-norm")?;
-        let dim = w.len();
-        let rows = x.len() / dim.max(1);
-        let chunk = rows_per_task(dim, rows) * dim;
-        let eps = self.eps;
+        let (dim, eps) = (w.len(), self.eps);
+        let chunk = chunk_len(dim, x.len());
         let mut out = vec![0f32; x.len()];
         out.par_chunks_mut(chunk)
             .zip(x.par_chunks(chunk))
@@ -178,11 +180,8 @@ impl CustomOp3 for LayerNormBwd {
         let x = slice(s1, l1, "layer-norm-bwd")?;
         let w = slice(s2, l2, "layer-norm-bwd")?;
         let g = slice(s3, l3, "layer-norm-bwd")?;
-        let dim = w.len();
-        let rows = x.len() / dim.max(1);
-        let chunk_rows = rows_per_task(dim, rows);
-        let chunk = chunk_rows * dim;
-        let eps = self.eps;
+        let (dim, eps) = (w.len(), self.eps);
+        let chunk = chunk_len(dim, x.len());
         let mut dx = vec![0f32; x.len() + 2 * dim];
         let (dxs, _) = dx.split_at_mut(x.len());
         // Each task accumulates its own dw/db; summed afterwards in task order (deterministic).

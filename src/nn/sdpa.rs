@@ -18,7 +18,12 @@ struct AttnShape {
 }
 
 impl AttnShape {
-    fn check(&self, qkv: &[f32], mask: Option<(&[f32], usize)>) -> Result<()> {
+    /// Checks the buffers against the shape; returns (B, N, heads, dh, D).
+    fn check(
+        &self,
+        qkv: &[f32],
+        mask: Option<(&[f32], usize)>,
+    ) -> Result<(usize, usize, usize, usize, usize)> {
         let (b, n) = (self.b, self.n);
         if qkv.len() != b * n * 3 * self.heads * self.dh {
             candle_core::bail!("attention: qkv buffer has {} values", qkv.len())
@@ -28,7 +33,7 @@ impl AttnShape {
                 candle_core::bail!("attention: mask does not match [{b} or 1, {n}, {n}]")
             }
         }
-        Ok(())
+        Ok((b, n, self.heads, self.dh, self.heads * self.dh))
     }
 
     /// Task `task` = (image, head): the image index, the offset of its head's q columns in
@@ -111,9 +116,7 @@ fn attention_dropout(
     mask: Option<(&[f32], usize)>,
     drop: Option<DropoutMask>,
 ) -> Result<Vec<f32>> {
-    sh.check(qkv, mask)?;
-    let AttnShape { b, n, heads, dh } = sh;
-    let d = heads * dh;
+    let (b, n, heads, dh, d) = sh.check(qkv, mask)?;
     let mut out = vec![0f32; b * n * d];
     let out_ptr = SendPtr(out.as_mut_ptr());
     let scale = 1.0 / (dh as f32).sqrt();
@@ -172,9 +175,7 @@ fn attention_bwd(
     mask: Option<(&[f32], usize)>,
     drop: Option<DropoutMask>,
 ) -> Result<Vec<f32>> {
-    sh.check(qkv, mask)?;
-    let AttnShape { b, n, heads, dh } = sh;
-    let d = heads * dh;
+    let (b, n, heads, dh, d) = sh.check(qkv, mask)?;
     if g.len() != b * n * d {
         candle_core::bail!("attention backward: gradient has {} values", g.len())
     }

@@ -157,7 +157,7 @@ pub fn fit_clip<'s>(
         .iter()
         .find(|(n, _)| n == "logit_scale")
         .map(|(_, v)| v.clone());
-    let mut opt = AdamW::new(vars, cfg.optim);
+    let mut opt = AdamW::with_layer_norms(vars, cfg.optim, &model.layer_norms());
     let mut scenes = train(0);
     let steps_per_epoch = scenes.len().div_ceil(cfg.batch_size.max(1));
     let total = steps_per_epoch * cfg.epochs;

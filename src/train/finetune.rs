@@ -14,35 +14,64 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 /// A fine-tuning run's settings; `Default` holds HF `TrainingArguments`' values where they
-/// apply (lr 5e-5, no weight decay, no warm-up, linear decay, seed 42).
-#[derive(Clone, Debug, PartialEq)]
+/// apply (lr 5e-5, no weight decay, no warm-up, linear decay, seed 42). Also `tessera
+/// finetune`'s arguments (the field docs are its help).
+#[derive(Clone, Debug, PartialEq, clap::Args)]
 pub struct FinetuneSpec {
-    /// HF ViT checkpoint: a directory or a hub id such as google/vit-base-patch16-224-in21k.
+    /// HF ViT checkpoint: a directory (config.json, model.safetensors or pytorch_model.bin,
+    /// preprocessor_config.json) or a hub id such as google/vit-base-patch16-224-in21k.
+    #[arg(long)]
     pub model: OsString,
-    /// An HF parquet dataset directory or an ImageFolder (see [`data::processed_splits`]).
+    /// An HF parquet dataset directory (`train-*.parquet`, `test-*.parquet`, e.g. a download of
+    /// timm/oxford-iiit-pet) or an ImageFolder directory (class sub-folders, with train/ and
+    /// test/, else an 80/20 stratified split).
+    #[arg(long)]
     pub dataset: PathBuf,
     /// Class names, one per line, for parquet files without `huggingface` metadata.
+    #[arg(long)]
     pub labels: Option<PathBuf>,
-    /// Size of the new head (default: the dataset's class count; must equal it).
+    /// Size of the new classification head (default: the number of classes; must equal it).
+    #[arg(long)]
     pub num_labels: Option<usize>,
+    #[arg(long, default_value_t = FinetuneSpec::default().epochs)]
     pub epochs: usize,
+    #[arg(long, default_value_t = FinetuneSpec::default().batch_size)]
     pub batch_size: usize,
+    /// Peak learning rate (HF Trainer's default).
+    #[arg(long, default_value_t = FinetuneSpec::default().lr)]
     pub lr: f64,
+    /// Weight decay (HF Trainer's rule: not on biases and LayerNorm weights).
+    #[arg(long, default_value_t = FinetuneSpec::default().weight_decay)]
     pub weight_decay: f64,
+    /// Warm-up as a fraction of all steps.
+    #[arg(long, default_value_t = FinetuneSpec::default().warmup)]
     pub warmup: f64,
+    #[arg(long, value_enum, default_value_t = FinetuneSpec::default().schedule)]
     pub schedule: Schedule,
-    /// Random weights with the checkpoint's config (the from-scratch baseline).
+    /// Start from random weights with the checkpoint's config (the from-scratch baseline).
+    #[arg(long)]
     pub from_scratch: bool,
     /// Train only the new head (linear probe).
+    #[arg(long)]
     pub freeze_backbone: bool,
-    /// Learning-rate multiplier for the pretrained backbone (the head gets `lr`).
+    /// Learning-rate multiplier for the pretrained backbone (the head gets the full rate).
+    #[arg(long, default_value_t = FinetuneSpec::default().backbone_lr_scale)]
     pub backbone_lr_scale: f64,
-    /// One optimizer step every this many batches.
+    /// Gradient accumulation: one optimizer step every N batches.
+    #[arg(long, default_value_t = FinetuneSpec::default().grad_accum)]
     pub grad_accum: usize,
+    /// Data-parallel training threads (0: one per core).
+    #[arg(long, default_value_t = FinetuneSpec::default().threads)]
     pub threads: usize,
+    #[arg(long, default_value_t = FinetuneSpec::default().seed)]
     pub seed: u64,
+    #[arg(long)]
     pub output: PathBuf,
+    /// Continue from the latest checkpoint in the output directory.
+    #[arg(long)]
     pub resume: bool,
+    /// Stop after this many epochs (checkpointed; resuming continues the same schedule).
+    #[arg(long)]
     pub stop_after: Option<usize>,
 }
 

@@ -188,6 +188,21 @@ pub struct TrainSummary {
     pub plot: PathBuf,
 }
 
+impl std::fmt::Display for TrainSummary {
+    /// `test accuracy … (best …), loss …, 12.3s training; curves in …`
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "test accuracy {:.4} (best {:.4}), loss {:.4}, {:.1}s training; curves in {}",
+            self.test_accuracy,
+            self.best_test_accuracy,
+            self.test_loss,
+            self.train_seconds,
+            self.plot.display()
+        )
+    }
+}
+
 /// Mean loss and top-1 accuracy over a loader (eval mode, no shuffling or augmentation);
 /// each batch is split across `threads` shards computed concurrently.
 pub fn evaluate(
@@ -423,7 +438,7 @@ pub fn fit(
         return Err(Error::Msg("the model has no trainable parameters".into()));
     }
     let var_list: Vec<_> = vars.iter().map(|(_, v)| v.clone()).collect();
-    let mut opt = AdamW::new(vars, cfg.optim);
+    let mut opt = AdamW::with_layer_norms(vars, cfg.optim, &model.layer_norms());
     for (prefix, scale) in &cfg.lr_scales {
         opt.set_lr_scale(prefix, *scale);
     }

@@ -39,23 +39,24 @@ pub enum DecayRule {
     /// `pos_embed`, `dist_token`).
     #[default]
     Timm,
-    /// Hugging Face `Trainer`'s `get_decay_parameter_names`: no decay where the lower-cased name
-    /// matches `bias`, `layernorm`, `rmsnorm`, `(^|.)norm($|.)` or `_norm($|.)`; decay on
-    /// everything else, position embeddings and class tokens included. (Trainer also exempts
-    /// `nn.LayerNorm` modules by type; every LayerNorm of HF ViT, the model `finetune` trains, is
-    /// named `layernorm*`.)
+    /// Hugging Face `Trainer`'s `get_decay_parameter_names`: no decay on parameters of
+    /// LayerNorm modules or where the lower-cased name matches `bias`, `layernorm`, `rmsnorm`,
+    /// `(^|.)norm($|.)` or `_norm($|.)`; decay on everything else, position embeddings and class
+    /// tokens included.
     HfTrainer,
 }
 
 impl DecayRule {
-    /// Whether the parameter `name` with `rank` dimensions is decayed.
-    pub fn decays(self, name: &str, rank: usize) -> bool {
+    /// Whether the parameter `name` with `rank` dimensions (`in_layer_norm`: it belongs to a
+    /// LayerNorm module) is decayed.
+    pub fn decays(self, name: &str, rank: usize, in_layer_norm: bool) -> bool {
         match self {
             DecayRule::Timm => {
                 rank >= 2
                     && !name.ends_with(".bias")
                     && !matches!(name, "cls_token" | "pos_embed" | "dist_token")
             }
+            DecayRule::HfTrainer if in_layer_norm => false,
             DecayRule::HfTrainer => {
                 let n = name.to_lowercase();
                 let segment = |s: &str| n.split('.').any(|part| part == s);
@@ -121,13 +122,33 @@ pub struct AdamW {
 }
 
 impl AdamW {
-    /// `params` in a fixed order (the model's construction order); decay as `config.decay`.
+    /// `params` in a fixed order (the model's construction order); decay as `config.decay`,
+    /// knowing no LayerNorm (see [`AdamW::with_layer_norms`]).
     pub fn new(params: Vec<(String, Var)>, config: AdamWConfig) -> Self {
+        Self::with_layer_norms(params, config, &[])
+    }
+
+    /// [`AdamW::new`] where `layer_norms` are the model's LayerNorm modules (the decay rule may
+    /// exempt them by type).
+    pub fn with_layer_norms(
+        params: Vec<(String, Var)>,
+        config: AdamWConfig,
+        layer_norms: &[&crate::nn::LayerNorm],
+    ) -> Self {
+        let norm_ids: std::collections::HashSet<_> = layer_norms
+            .iter()
+            .flat_map(|l| l.parameters())
+            .map(|t| t.id())
+            .collect();
         let slots = params
             .into_iter()
             .map(|(name, var)| {
                 let n = var.elem_count();
-                let decay = config.decay.decays(&name, var.rank());
+                let decay = config.decay.decays(
+                    &name,
+                    var.rank(),
+                    norm_ids.contains(&var.as_tensor().id()),
+                );
                 Slot {
                     name,
                     var,

@@ -69,36 +69,66 @@ pub fn recipe(dataset: &str) -> Recipe {
     }
 }
 
-/// A training run's settings; `None` takes the dataset's [`recipe`].
-#[derive(Clone, Debug, PartialEq)]
+/// A training run's settings; `None` takes the dataset's [`recipe`]. Also `tessera train`'s
+/// arguments (the field docs are its help).
+#[derive(Clone, Debug, PartialEq, clap::Args)]
 pub struct TrainSpec {
-    /// `digits` (embedded), `fashion-mnist` (Debian's `dataset-fashion-mnist`) or an
-    /// ImageFolder directory.
+    /// `digits` (embedded), `fashion-mnist` (Debian package dataset-fashion-mnist), or an
+    /// ImageFolder directory (class sub-folders; optional train/ and test/ splits).
+    #[arg(long, default_value_t = TrainSpec::default().dataset)]
     pub dataset: String,
+    /// Model size: a preset (`digits`, `mnist`, `mnist-p7`, `cifar`, `Ti/16`, `S/16`, `B/16`,
+    /// `L/16`, any `<size>/<patch>`). Default: the dataset's own preset.
+    #[arg(long)]
     pub preset: Option<String>,
     /// Input size for `<size>/<patch>` presets on an ImageFolder.
+    #[arg(long)]
     pub image_size: Option<usize>,
+    #[arg(long)]
     pub epochs: Option<usize>,
+    #[arg(long)]
     pub batch_size: Option<usize>,
+    #[arg(long)]
     pub lr: Option<f64>,
+    #[arg(long)]
     pub weight_decay: Option<f64>,
+    /// Warm-up as a fraction of all steps.
+    #[arg(long)]
     pub warmup: Option<f64>,
+    #[arg(long, value_enum)]
     pub schedule: Option<Schedule>,
+    #[arg(long)]
     pub dropout: Option<f64>,
+    /// Random translation augmentation, in pixels.
+    #[arg(long)]
     pub shift: Option<usize>,
+    /// Random horizontal flips.
+    #[arg(long)]
     pub hflip: Option<bool>,
+    #[arg(long)]
     pub label_smoothing: Option<f64>,
     /// Pre-norm blocks (timm/HF layout) instead of the seed's post-norm.
+    #[arg(long)]
     pub pre_norm: bool,
+    /// Input channels (e.g. 3 to train on grey data for RGB fine-tuning later).
+    #[arg(long)]
     pub channels: Option<usize>,
     /// Global gradient-norm clipping (0 = off).
+    #[arg(long, default_value_t = TrainSpec::default().clip)]
     pub clip: f64,
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Default: `runs/<dataset>`.
+    /// Output directory (checkpoints, metrics.jsonl, curves.png). Default: runs/<dataset>.
+    #[arg(long)]
     pub output: Option<PathBuf>,
+    /// Continue from the latest checkpoint in the output directory.
+    #[arg(long)]
     pub resume: bool,
-    /// Data-parallel shards (0: one per core).
+    /// Data-parallel training threads (0: one per core). Each batch is split across them.
+    #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Stop after this many epochs (checkpointed; resuming continues the same schedule).
+    #[arg(long)]
     pub stop_after: Option<usize>,
 }
 

@@ -47,8 +47,8 @@ pub struct Args {
     two_objects: f64,
     #[arg(long, default_value = "runs/clip_shapes")]
     output: PathBuf,
-    #[arg(long, default_value_os_t = super::common::default_bpe())]
-    bpe: PathBuf,
+    #[command(flatten)]
+    bpe: super::common::Bpe,
     #[arg(long)]
     json: bool,
 }
@@ -74,7 +74,7 @@ pub fn run(a: Args) -> Result<()> {
     };
     // Settings first: a bad one fails before the merges are read.
     cfg.validate()?;
-    let tok = ClipTokenizer::from_bpe_gz(&a.bpe)
+    let tok = ClipTokenizer::from_bpe_gz(&a.bpe.bpe)
         .with_context(|| "the demo needs OpenAI's BPE merges: run tools/fetch_clip_bpe.sh")?;
     eprintln!(
         "training a tiny CLIP on {} generated scenes per epoch; held out: {}",

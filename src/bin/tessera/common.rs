@@ -3,6 +3,7 @@
 use anyhow::Result;
 use candle_core::DType;
 use indicatif::{ProgressBar, ProgressStyle};
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use tessera::models::LoadOptions;
@@ -91,6 +92,40 @@ pub fn dtype(name: &str) -> Result<DType> {
 /// Loading for inference: downloads drawn as bars.
 pub fn inference_load() -> LoadOptions {
     LoadOptions::default().progress(bars())
+}
+
+/// `--dtype`.
+#[derive(clap::Args)]
+pub struct Dtype {
+    /// Inference dtype: f32 (exact), bf16 (AVX512_BF16 linears, fp32 accumulation) or auto
+    /// (bf16 where the CPU has native bf16 dot products, else f32).
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+}
+
+impl Dtype {
+    /// Loading for inference in this dtype.
+    pub fn options(&self) -> Result<LoadOptions> {
+        Ok(inference_load().dtype(dtype(&self.dtype)?))
+    }
+}
+
+/// `--model` and `--dtype`: the checkpoint an inference command runs.
+#[derive(clap::Args)]
+pub struct Model {
+    /// The checkpoint: a local directory or a hub id (`owner/name[@revision]`).
+    #[arg(long)]
+    pub model: OsString,
+    #[command(flatten)]
+    pub dtype: Dtype,
+}
+
+/// `--bpe`: OpenAI's BPE merges, for CLIP checkpoints without vocab.json/merges.txt.
+#[derive(clap::Args)]
+pub struct Bpe {
+    /// OpenAI's BPE merges, for CLIP checkpoints without vocab.json/merges.txt.
+    #[arg(long, default_value_os_t = default_bpe())]
+    pub bpe: PathBuf,
 }
 
 /// The `--bpe` default: OpenAI's merges where `tools/fetch_clip_bpe.sh` puts them.

@@ -9,12 +9,8 @@ use tessera::pipelines::{ClipEmbedder, ImageSource};
 
 #[derive(Parser)]
 pub struct Args {
-    #[arg(long)]
-    model: OsString,
-    /// Inference dtype: f32 (exact), bf16 (AVX512_BF16 linears, fp32 accumulation) or auto
-    /// (bf16 where the CPU has native bf16 dot products, else f32).
-    #[arg(long, default_value = "f32")]
-    dtype: String,
+    #[command(flatten)]
+    model: super::common::Model,
     /// Image files or URLs.
     #[arg(long = "image")]
     images: Vec<OsString>,
@@ -25,16 +21,16 @@ pub struct Args {
     /// on stdout.
     #[arg(long)]
     output: Option<PathBuf>,
-    #[arg(long, default_value_os_t = super::common::default_bpe())]
-    bpe: PathBuf,
+    #[command(flatten)]
+    bpe: super::common::Bpe,
 }
 
 pub fn run(a: Args) -> Result<()> {
     if a.images.is_empty() && a.texts.is_empty() {
         bail!("give at least one --image or --text");
     }
-    let opts = super::common::inference_load().dtype(super::common::dtype(&a.dtype)?);
-    let e = ClipEmbedder::from_pretrained(&a.model, &a.bpe, &opts)?;
+    let opts = a.model.dtype.options()?;
+    let e = ClipEmbedder::from_pretrained(&a.model.model, &a.bpe.bpe, &opts)?;
     let sources: Vec<ImageSource> = a.images.iter().map(ImageSource::parse).collect();
     let img = if sources.is_empty() {
         None

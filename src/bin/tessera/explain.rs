@@ -44,8 +44,8 @@ pub struct Args {
     /// Also write a grid of every layer's class-token attention here.
     #[arg(long)]
     layers_out: Option<PathBuf>,
-    #[arg(long, default_value_os_t = super::common::default_bpe())]
-    bpe: PathBuf,
+    #[command(flatten)]
+    bpe: super::common::Bpe,
     #[arg(long)]
     json: bool,
 }
@@ -67,7 +67,8 @@ pub fn run(a: Args) -> Result<()> {
         label: a.label,
         text: a.text,
     };
-    let explainer = Explainer::from_pretrained(&a.model, &a.bpe, &super::common::inference_load())?;
+    let explainer =
+        Explainer::from_pretrained(&a.model, &a.bpe.bpe, &super::common::inference_load())?;
     let img = ImageSource::parse(&a.image).load()?;
     let e = explainer.explain(&img, &req)?;
     render::save_png(&e.heatmap()?, &a.out)?;

@@ -1,26 +1,21 @@
 //! `tessera index`: a folder's images into a persistent search index.
 use anyhow::{bail, Result};
 use clap::Parser;
-use std::ffi::OsString;
 use std::path::PathBuf;
 use tessera::pipelines::{ClipEmbedder, Index};
 
 #[derive(Parser)]
 pub struct Args {
-    #[arg(long)]
-    model: OsString,
-    /// Inference dtype: f32 (exact), bf16 (AVX512_BF16 linears, fp32 accumulation) or auto
-    /// (bf16 where the CPU has native bf16 dot products, else f32).
-    #[arg(long, default_value = "f32")]
-    dtype: String,
+    #[command(flatten)]
+    model: super::common::Model,
     folder: PathBuf,
     /// Index file (a manifest .json is written next to it). Default: FOLDER/tessera_index.safetensors.
     #[arg(long)]
     index: Option<PathBuf>,
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
-    #[arg(long, default_value_os_t = super::common::default_bpe())]
-    bpe: PathBuf,
+    #[command(flatten)]
+    bpe: super::common::Bpe,
     #[arg(long)]
     json: bool,
 }
@@ -37,13 +32,13 @@ pub fn run(a: Args) -> Result<()> {
         .clone()
         .unwrap_or_else(|| a.folder.join("tessera_index.safetensors"));
     let bars = super::common::bars();
-    let opts = super::common::inference_load().dtype(super::common::dtype(&a.dtype)?);
-    let mut e = ClipEmbedder::from_pretrained(&a.model, &a.bpe, &opts)?;
+    let opts = a.model.dtype.options()?;
+    let mut e = ClipEmbedder::from_pretrained(&a.model.model, &a.bpe.bpe, &opts)?;
     e.batch_size = a.batch_size;
     // Absolute paths in the manifest, so `search` works from any directory.
-    let model_id = std::fs::canonicalize(&a.model)
+    let model_id = std::fs::canonicalize(&a.model.model)
         .map(|p| p.display().to_string())
-        .unwrap_or_else(|_| a.model.to_string_lossy().into_owned());
+        .unwrap_or_else(|_| a.model.model.to_string_lossy().into_owned());
     let folder = std::fs::canonicalize(&a.folder).unwrap_or(a.folder.clone());
     let r = Index::update(&e, &model_id, &folder, &index, &*bars)?;
     eprintln!(

@@ -7,13 +7,8 @@ use tessera::pipelines::{ImageClassification, ImageSource};
 
 #[derive(Parser)]
 pub struct Args {
-    /// A checkpoint: tessera run directory, HF directory or hub id.
-    #[arg(long)]
-    model: OsString,
-    /// Inference dtype: f32 (exact), bf16 (AVX512_BF16 linears, fp32 accumulation) or auto
-    /// (bf16 where the CPU has native bf16 dot products, else f32).
-    #[arg(long, default_value = "f32")]
-    dtype: String,
+    #[command(flatten)]
+    model: super::common::Model,
     /// Image files or http(s) URLs.
     #[arg(required = true)]
     images: Vec<OsString>,
@@ -24,8 +19,8 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let opts = super::common::inference_load().dtype(super::common::dtype(&a.dtype)?);
-    let pipe = ImageClassification::from_pretrained(&a.model, &opts)?;
+    let opts = a.model.dtype.options()?;
+    let pipe = ImageClassification::from_pretrained(&a.model.model, &opts)?;
     let mut results = vec![];
     for image in &a.images {
         let source = ImageSource::parse(image);

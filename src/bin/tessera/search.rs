@@ -10,22 +10,20 @@ pub struct Args {
     /// The index file written by `tessera index` (its manifest names the model).
     index: PathBuf,
     query: String,
-    /// Inference dtype: f32 (exact), bf16 (AVX512_BF16 linears, fp32 accumulation) or auto
-    /// (bf16 where the CPU has native bf16 dot products, else f32).
-    #[arg(long, default_value = "f32")]
-    dtype: String,
+    #[command(flatten)]
+    dtype: super::common::Dtype,
     #[arg(short, long, default_value_t = 5)]
     k: usize,
-    #[arg(long, default_value_os_t = super::common::default_bpe())]
-    bpe: PathBuf,
+    #[command(flatten)]
+    bpe: super::common::Bpe,
     #[arg(long)]
     json: bool,
 }
 
 pub fn run(a: Args) -> Result<()> {
     let idx = Index::load(&a.index)?;
-    let opts = super::common::inference_load().dtype(super::common::dtype(&a.dtype)?);
-    let e = ClipEmbedder::from_pretrained(&idx.manifest.model, &a.bpe, &opts)?;
+    let opts = a.dtype.options()?;
+    let e = ClipEmbedder::from_pretrained(&idx.manifest.model, &a.bpe.bpe, &opts)?;
     let hits = idx.search(&e, &a.query, a.k)?;
     if a.json {
         let v: Vec<_> = hits

@@ -3,18 +3,12 @@ use anyhow::{bail, Result};
 use clap::Parser;
 use serde_json::json;
 use std::ffi::OsString;
-use std::path::PathBuf;
 use tessera::pipelines::{fill_template, ClipEmbedder, ImageSource, ZeroShotClassifier};
 
 #[derive(Parser)]
 pub struct Args {
-    /// CLIP checkpoint: a directory or a hub id such as openai/clip-vit-base-patch32.
-    #[arg(long)]
-    model: OsString,
-    /// Inference dtype: f32 (exact), bf16 (AVX512_BF16 linears, fp32 accumulation) or auto
-    /// (bf16 where the CPU has native bf16 dot products, else f32).
-    #[arg(long, default_value = "f32")]
-    dtype: String,
+    #[command(flatten)]
+    model: super::common::Model,
     /// Candidate labels, comma separated.
     #[arg(long, value_delimiter = ',', required = true)]
     labels: Vec<String>,
@@ -24,9 +18,8 @@ pub struct Args {
     /// Image files or http(s) URLs.
     #[arg(required = true)]
     images: Vec<OsString>,
-    /// OpenAI's BPE merges, for checkpoints without vocab.json/merges.txt.
-    #[arg(long, default_value_os_t = super::common::default_bpe())]
-    bpe: PathBuf,
+    #[command(flatten)]
+    bpe: super::common::Bpe,
     #[arg(long)]
     json: bool,
 }
@@ -43,8 +36,12 @@ pub fn run(a: Args) -> Result<()> {
     }
     // Before loading the model: a bad template fails at once.
     fill_template(&a.template, "x")?;
-    let opts = super::common::inference_load().dtype(super::common::dtype(&a.dtype)?);
-    let zs = ZeroShotClassifier::new(ClipEmbedder::from_pretrained(&a.model, &a.bpe, &opts)?);
+    let opts = a.model.dtype.options()?;
+    let zs = ZeroShotClassifier::new(ClipEmbedder::from_pretrained(
+        &a.model.model,
+        &a.bpe.bpe,
+        &opts,
+    )?);
     let sources: Vec<ImageSource> = a.images.iter().map(ImageSource::parse).collect();
     let results = zs.classify(&sources, &labels, &a.template)?;
     if a.json {

@@ -9,10 +9,10 @@
 pub mod tokenizer;
 pub use tokenizer::ClipTokenizer;
 
-use crate::models::load::{finish, Checkpoint, LoadOptions, Loaded, Pretrained};
+use crate::models::load::{fresh, strict, Checkpoint, LoadOptions, Loaded, Pretrained};
 use crate::nn::{
     causal_mask, check_heads, check_patch_grid, padding_mask, Activation, BlockConfig, BlockNames,
-    Ctx, Encoder, LayerNorm, Linear, LoadReport, PatchEmbed, Then, Trace,
+    Ctx, Encoder, LayerNorm, Linear, PatchEmbed, Then, Trace,
 };
 use crate::{Error, Result};
 use candle_core::{DType, IndexOp, Tensor, D};
@@ -425,6 +425,15 @@ impl Clip {
         })
     }
 
+    /// Every LayerNorm of both towers (what HF Trainer's decay rule exempts by type).
+    pub fn layer_norms(&self) -> Vec<&LayerNorm> {
+        let (v, t) = (&self.vision, &self.text);
+        let mut out = vec![&v.pre_layrnorm, &v.post_layernorm, &t.final_layer_norm];
+        out.extend(v.encoder.layer_norms());
+        out.extend(t.encoder.layer_norms());
+        out
+    }
+
     /// Vision forward with every layer's attention probabilities (for explainability).
     pub fn image_embeds_traced(&self, pixels: &Tensor) -> Result<(Tensor, Trace)> {
         let mut trace = Trace::default();
@@ -439,29 +448,15 @@ impl Pretrained for Clip {
         &["preprocessor_config.json", "vocab.json", "merges.txt"];
 
     fn from_config(config: &ClipConfig, opts: &LoadOptions) -> Result<Loaded<Self>> {
-        let store = opts.store(Default::default());
-        let model = Clip::new(store.var_builder(DType::F32), config)?;
-        finish(model, store, LoadReport::default(), vec![], None, opts)
+        fresh(opts, |vb| Clip::new(vb, config))
     }
 
     /// Any missing, unexpected or mis-shaped tensor is an error naming them.
     fn from_checkpoint(ckpt: Checkpoint, opts: &LoadOptions) -> Result<Loaded<Self>> {
         let config: ClipConfig = ckpt.config()?;
-        if opts.random_init {
-            return Self::from_config(&config, opts);
-        }
-        // Buffers some checkpoints carry; not parameters.
-        let tensors = ckpt
-            .tensors
-            .iter()
-            .filter(|(k, _)| !k.ends_with("position_ids"))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let store = opts.store(tensors);
-        let model = Clip::new(store.var_builder(DType::F32), &config)?;
-        let report = store.report();
-        ckpt.ensure_clean(&report)?;
-        finish(model, store, report, vec![], Some(ckpt.dir), opts)
+        // `position_ids`: a buffer some checkpoints carry, not a parameter.
+        let keep = |k: &str| !k.ends_with("position_ids");
+        strict(ckpt, opts, keep, |vb| Clip::new(vb, &config))
     }
 
     /// Both towers' encoder linears packed for `dtype` (see [`Pretrained::with_dtype`]).

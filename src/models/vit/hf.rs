@@ -6,10 +6,10 @@
 //! a `classifier`. [`HfVit`]'s [`Pretrained::load`] reads either, as the layout
 //! [`LoadOptions::task`] asks for, and makes a fresh head for [`LoadOptions::num_labels`] (as
 //! `from_pretrained(..., num_labels=N)`).
-use crate::models::load::{finish, Checkpoint, LoadOptions, Loaded, Pretrained, Task};
+use crate::models::load::{finish, fresh, Checkpoint, LoadOptions, Loaded, Pretrained, Task};
 use crate::nn::{
     check_heads, check_patch_grid, Activation, BlockConfig, BlockNames, Ctx, Encoder, LayerNorm,
-    Linear, LoadReport, PatchEmbed, Then, Trace,
+    Linear, PatchEmbed, Then, Trace,
 };
 use crate::{Error, Result};
 use candle_core::{DType, Tensor};
@@ -339,8 +339,7 @@ impl HfVit {
         }
     }
 
-    fn build(store: &crate::nn::ParamStore, config: &HfVitConfig, classify: bool) -> Result<Self> {
-        let vb = store.var_builder(DType::F32);
+    fn build(vb: VarBuilder, config: &HfVitConfig, classify: bool) -> Result<Self> {
         if classify {
             HfVit::classifier(vb, config)
         } else {
@@ -358,9 +357,7 @@ impl Pretrained for HfVit {
             config.set_num_labels(n);
         }
         let classify = Self::wants_classifier(&config, opts, config.num_labels() > 0);
-        let store = opts.store(HashMap::new());
-        let model = Self::build(&store, &config, classify)?;
-        finish(model, store, LoadReport::default(), vec![], None, opts)
+        fresh(opts, |vb| Self::build(vb, &config, classify))
     }
 
     /// Either layout from either checkpoint layout; missing or mis-shaped backbone tensors are an
@@ -405,7 +402,7 @@ impl Pretrained for HfVit {
             .filter(|(k, _)| fresh_head.is_none() || !k.starts_with("classifier."))
             .collect();
         let store = opts.store(tensors);
-        let model = Self::build(&store, &config, classify)?;
+        let model = Self::build(store.var_builder(DType::F32), &config, classify)?;
         let mut report = store.report();
         // A pooler in a checkpoint loaded as a classifier is unused by design (HF warns, too).
         let (ignored, unexpected): (Vec<String>, Vec<String>) = report
@@ -470,6 +467,13 @@ impl crate::models::ImageClassifier for HfVit {
             HfVit::Classifier { classifier, .. } => classifier.out_dim(),
             HfVit::Model(_) => 0,
         }
+    }
+
+    fn layer_norms(&self) -> Vec<&LayerNorm> {
+        let b = self.backbone();
+        let mut v = b.encoder.layer_norms();
+        v.push(&b.layernorm);
+        v
     }
 }
 

@@ -6,10 +6,10 @@
 //!
 //! [`hf`] is Hugging Face's ViT layout from the same blocks.
 pub mod hf;
-use super::load::{finish, Checkpoint, LoadOptions, Loaded, Pretrained};
+use super::load::{fresh, strict, Checkpoint, LoadOptions, Loaded, Pretrained};
 use crate::nn::{
     check_heads, check_patch_grid, Activation, BlockConfig, BlockNames, Ctx, Encoder, LayerNorm,
-    Linear, LoadReport, PatchEmbed, Then, Trace,
+    Linear, PatchEmbed, Then, Trace,
 };
 use crate::{Error, Result};
 use candle_core::{DType, Tensor, D};
@@ -342,23 +342,19 @@ impl Pretrained for VisionTransformer {
     const EXTRA_FILES: &'static [&'static str] = &[];
 
     fn from_config(config: &VitConfig, opts: &LoadOptions) -> Result<Loaded<Self>> {
-        let store = opts.store(Default::default());
-        let model = VisionTransformer::new(store.var_builder(DType::F32), config)?;
-        finish(model, store, LoadReport::default(), vec![], None, opts)
+        fresh(opts, |vb| VisionTransformer::new(vb, config))
     }
 
     /// A tessera run (or its `best/`, `checkpoint-N/`): every tensor must match by name and
     /// shape.
-    fn from_checkpoint(mut ckpt: Checkpoint, opts: &LoadOptions) -> Result<Loaded<Self>> {
+    fn from_checkpoint(ckpt: Checkpoint, opts: &LoadOptions) -> Result<Loaded<Self>> {
         let config: VitConfig = ckpt.config()?;
-        if opts.random_init {
-            return Self::from_config(&config, opts);
-        }
-        let store = opts.store(std::mem::take(&mut ckpt.tensors));
-        let model = VisionTransformer::new(store.var_builder(DType::F32), &config)?;
-        let report = store.report();
-        ckpt.ensure_clean(&report)?;
-        finish(model, store, report, vec![], Some(ckpt.dir), opts)
+        strict(
+            ckpt,
+            opts,
+            |_| true,
+            |vb| VisionTransformer::new(vb, &config),
+        )
     }
 
     /// Encoder linears packed for `dtype` (see [`Pretrained::with_dtype`]).
@@ -384,5 +380,11 @@ impl super::ImageClassifier for VisionTransformer {
 
     fn num_labels(&self) -> usize {
         self.config.num_classes
+    }
+
+    fn layer_norms(&self) -> Vec<&LayerNorm> {
+        let mut v = self.encoder.layer_norms();
+        v.push(&self.norm);
+        v
     }
 }
