@@ -1,15 +1,85 @@
 //! HF image processors from `preprocessor_config.json`: `ViTImageProcessor` (resize to
-//! height×width) and `CLIPImageProcessor` (shortest-edge resize, centre crop), reproducing the
-//! Pillow backend of `transformers` exactly: Pillow's uint8 resampling, `int()` truncations,
-//! rescale in float64 then float32, normalise in float32.
-use super::resize::{resize_u8, Filter};
+//! height×width) and `CLIPImageProcessor` (shortest-edge resize, centre crop), in both of
+//! transformers 5's backends, each reproduced exactly:
+//!
+//! * [`Backend::Torchvision`], transformers' default (`ViTImageProcessor`, what `use_fast=True`
+//!   or `backend="torchvision"` gives): the PIL image becomes a uint8 tensor, torchvision's
+//!   antialiased uint8 resize ([`resize_u8_torchvision`]), `F.center_crop`'s offsets, then
+//!   rescale and normalise fused into one float32 `(x - mean/r) / (std/r)`.
+//! * [`Backend::Pil`] (`ViTImageProcessorPil`): Pillow's uint8 resampling ([`resize_u8`]),
+//!   numpy's centre crop, rescale in float64 then float32, normalise in float32.
+//!
+//! Both convert to RGB as Pillow's `convert("RGB")` and compute the shortest-edge size the same
+//! way (`get_resize_output_image_size`: the long side is truncated).
+use super::resize::{resize_u8, resize_u8_torchvision, Filter, TorchFilter};
 use crate::{Error, Result};
 use candle_core::{Device, Tensor};
 use image::DynamicImage;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::path::Path;
 
-/// HF's `size` / `crop_size`: an int (square), `{height, width}` or `{shortest_edge}`.
+/// Which of transformers' image-processor backends to reproduce.
+///
+/// transformers 5.24's `AutoImageProcessor.from_pretrained` (and so `pipeline(...)`) picks the
+/// backend from its `backend=` / `use_fast=` arguments only, defaulting to torchvision whenever
+/// torchvision is installed; it ignores the `Fast`/`Pil` suffix of `image_processor_type` and a
+/// `use_fast` key in the file, and refuses a file with a `backend` key. tessera's
+/// [`ProcessorConfig::backend`] therefore defaults to [`Backend::Torchvision`] too, and takes
+/// the config's word only where it is explicit: a `backend` key, or an `image_processor_type`
+/// naming a backend's class (`…Pil`: Pil, `…Fast`: torchvision; transformers' `to_dict` never
+/// writes the `Pil` suffix, so such a file was written for tessera on purpose).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// torchvision (`ViTImageProcessor`, `CLIPImageProcessor`): transformers 5's default.
+    #[default]
+    Torchvision,
+    /// Pillow + numpy (`ViTImageProcessorPil`, `CLIPImageProcessorPil`).
+    Pil,
+}
+
+impl Backend {
+    /// Every backend, in the order a help text lists them.
+    pub const ALL: [Backend; 2] = [Backend::Torchvision, Backend::Pil];
+
+    /// The name transformers uses (`backend="torchvision"` / `"pil"`), also what
+    /// [`FromStr`](std::str::FromStr) accepts.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Torchvision => "torchvision",
+            Backend::Pil => "pil",
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Backend {
+    type Err = Error;
+
+    /// `torchvision` or `pil` (ASCII case-insensitive), e.g. for `--processor-backend`.
+    fn from_str(s: &str) -> Result<Backend> {
+        Backend::ALL
+            .into_iter()
+            .find(|b| b.name().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "unknown image processor backend {s:?} (expected torchvision or pil)"
+                ))
+            })
+    }
+}
+
+/// HF's `size` / `crop_size`: an int, `{height, width}` or `{shortest_edge}`.
+///
+/// An int means a square for `crop_size` and for most processors' `size`, but the shortest
+/// edge for `CLIPImageProcessor`'s `size` (its `default_to_square = False`; the original
+/// `openai/clip-vit-*` configs say `"size": 224`): see [`ProcessorConfig::resized_dims`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Size {
@@ -18,59 +88,222 @@ pub enum Size {
     ShortestEdge { shortest_edge: u32 },
 }
 
-fn t() -> bool {
-    true
-}
-fn d_rescale() -> f64 {
-    1.0 / 255.0
-}
-fn d_resample() -> u32 {
-    2
-}
-fn d_size() -> Size {
-    Size::HeightWidth {
-        height: 224,
-        width: 224,
-    }
-}
-fn d_half() -> Vec<f32> {
-    vec![0.5, 0.5, 0.5]
-}
-
-/// `preprocessor_config.json`. Defaults are `ViTImageProcessor`'s.
+/// `preprocessor_config.json`. Keys the file leaves out take the defaults of its processor
+/// class (`image_processor_type`, else the legacy `feature_extractor_type`): CLIP's for
+/// `CLIPImageProcessor`, `ViTImageProcessor`'s otherwise.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RawConfig")]
 pub struct ProcessorConfig {
-    #[serde(default)]
     pub image_processor_type: Option<String>,
-    #[serde(default = "t")]
     pub do_resize: bool,
-    #[serde(default = "d_size")]
     pub size: Size,
-    #[serde(default = "d_resample")]
     pub resample: u32,
-    #[serde(default)]
     pub do_center_crop: bool,
-    #[serde(default)]
     pub crop_size: Option<Size>,
-    #[serde(default = "t")]
     pub do_rescale: bool,
-    #[serde(default = "d_rescale")]
     pub rescale_factor: f64,
-    #[serde(default = "t")]
     pub do_normalize: bool,
-    #[serde(default = "d_half")]
     pub image_mean: Vec<f32>,
-    #[serde(default = "d_half")]
     pub image_std: Vec<f32>,
-    #[serde(default = "t")]
     pub do_convert_rgb: bool,
     #[serde(flatten)]
-    pub extra: serde_json::Map<String, serde_json::Value>,
+    pub extra: serde_json::Map<String, Value>,
+    /// The caller's choice of backend, over whatever the config says (a CLI flag, say). Never
+    /// written to JSON: transformers refuses a `backend` key.
+    #[serde(skip)]
+    pub backend_override: Option<Backend>,
+}
+
+/// What the JSON may hold; `None` takes the class default.
+#[derive(Deserialize)]
+struct RawConfig {
+    #[serde(default)]
+    image_processor_type: Option<String>,
+    #[serde(default)]
+    do_resize: Option<bool>,
+    #[serde(default)]
+    size: Option<Value>,
+    #[serde(default)]
+    resample: Option<u32>,
+    #[serde(default)]
+    do_center_crop: Option<bool>,
+    #[serde(default)]
+    crop_size: Option<Value>,
+    #[serde(default)]
+    do_rescale: Option<bool>,
+    #[serde(default)]
+    rescale_factor: Option<f64>,
+    #[serde(default)]
+    do_normalize: Option<bool>,
+    #[serde(default)]
+    image_mean: Option<Value>,
+    #[serde(default)]
+    image_std: Option<Value>,
+    #[serde(default)]
+    do_convert_rgb: Option<bool>,
+    #[serde(flatten)]
+    extra: serde_json::Map<String, Value>,
+}
+
+// OpenAI's constants as transformers writes them, rounded to f32 through f64 as Python (and
+// serde_json reading the same JSON) does: a direct decimal-to-f32 literal could round otherwise.
+const CLIP_MEAN: [f32; 3] = [
+    0.48145466_f64 as f32,
+    0.4578275_f64 as f32,
+    0.40821073_f64 as f32,
+];
+const CLIP_STD: [f32; 3] = [
+    0.26862954_f64 as f32,
+    0.26130258_f64 as f32,
+    0.27577711_f64 as f32,
+];
+
+/// The base class name (no `Fast`/`Pil` suffix) a config's type fields name.
+fn base_class(
+    image_processor_type: Option<&str>,
+    extra: &serde_json::Map<String, Value>,
+) -> Option<String> {
+    let t = match image_processor_type {
+        Some(t) => t.to_string(),
+        None => extra
+            .get("feature_extractor_type")?
+            .as_str()?
+            .replace("FeatureExtractor", "ImageProcessor"),
+    };
+    let t = t
+        .strip_suffix("Fast")
+        .or_else(|| t.strip_suffix("Pil"))
+        .unwrap_or(&t);
+    Some(t.to_string())
+}
+
+fn is_clip(base: Option<&str>) -> bool {
+    base == Some("CLIPImageProcessor")
+}
+
+/// `size`-like JSON: an int, `[h, w]`, `{height, width}` or `{shortest_edge}` (null entries
+/// count as absent, as in HF's SizeDict). Anything else is an error naming `field`, rather
+/// than being read as something it is not.
+fn parse_size(v: &Value, field: &str) -> std::result::Result<Size, String> {
+    let int = |v: &Value, what: &str| -> std::result::Result<u32, String> {
+        let n = v
+            .as_u64()
+            .ok_or_else(|| format!("{what} must be a non-negative integer, got {v}"))?;
+        u32::try_from(n).map_err(|_| format!("{what} = {n} is too large"))
+    };
+    match v {
+        Value::Number(_) => Ok(Size::Square(int(v, field)?)),
+        Value::Array(a) if a.len() == 2 => Ok(Size::HeightWidth {
+            height: int(&a[0], &format!("{field}[0]"))?,
+            width: int(&a[1], &format!("{field}[1]"))?,
+        }),
+        Value::Object(m) => {
+            let keys: Vec<&str> = m
+                .iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, _)| k.as_str())
+                .collect();
+            let get = |k: &str| int(&m[k], &format!("{field}.{k}"));
+            let mut sorted = keys.clone();
+            sorted.sort_unstable();
+            match sorted.as_slice() {
+                ["height", "width"] => Ok(Size::HeightWidth {
+                    height: get("height")?,
+                    width: get("width")?,
+                }),
+                ["shortest_edge"] => Ok(Size::ShortestEdge {
+                    shortest_edge: get("shortest_edge")?,
+                }),
+                _ => Err(format!(
+                    "{field} {v}: only an integer, {{height, width}} or {{shortest_edge}} is \
+                     supported"
+                )),
+            }
+        }
+        _ => Err(format!(
+            "{field} {v}: expected an integer, [height, width], {{height, width}} or \
+             {{shortest_edge}}"
+        )),
+    }
+}
+
+/// `image_mean`-like JSON: a list, or one number for every channel (HF accepts both).
+fn parse_floats(v: &Value, field: &str) -> std::result::Result<Vec<f32>, String> {
+    let one = |x: &Value| {
+        x.as_f64()
+            .map(|f| f as f32)
+            .ok_or_else(|| format!("{field} must hold numbers, got {x}"))
+    };
+    match v {
+        Value::Array(a) => a.iter().map(one).collect(),
+        Value::Number(_) => Ok(vec![one(v)?; 3]),
+        _ => Err(format!("{field} must be a list of numbers, got {v}")),
+    }
+}
+
+impl TryFrom<RawConfig> for ProcessorConfig {
+    type Error = String;
+
+    fn try_from(r: RawConfig) -> std::result::Result<Self, String> {
+        let clip = is_clip(base_class(r.image_processor_type.as_deref(), &r.extra).as_deref());
+        let base = if clip {
+            ProcessorConfig::clip(224)
+        } else {
+            ProcessorConfig::vit(224)
+        };
+        let size = match r.size.as_ref().filter(|v| !v.is_null()) {
+            Some(v) => parse_size(v, "size")?,
+            None => base.size,
+        };
+        let crop_size = match r.crop_size.as_ref().filter(|v| !v.is_null()) {
+            Some(v) => Some(parse_size(v, "crop_size")?),
+            None => base.crop_size,
+        };
+        let floats = |v: Option<&Value>, field, d: Vec<f32>| match v.filter(|v| !v.is_null()) {
+            Some(v) => parse_floats(v, field),
+            None => Ok(d),
+        };
+        Ok(ProcessorConfig {
+            image_processor_type: r.image_processor_type,
+            do_resize: r.do_resize.unwrap_or(base.do_resize),
+            size,
+            resample: r.resample.unwrap_or(base.resample),
+            do_center_crop: r.do_center_crop.unwrap_or(base.do_center_crop),
+            crop_size,
+            do_rescale: r.do_rescale.unwrap_or(base.do_rescale),
+            rescale_factor: r.rescale_factor.unwrap_or(base.rescale_factor),
+            do_normalize: r.do_normalize.unwrap_or(base.do_normalize),
+            image_mean: floats(r.image_mean.as_ref(), "image_mean", base.image_mean)?,
+            image_std: floats(r.image_std.as_ref(), "image_std", base.image_std)?,
+            do_convert_rgb: r.do_convert_rgb.unwrap_or(base.do_convert_rgb),
+            extra: r.extra,
+            backend_override: None,
+        })
+    }
 }
 
 impl Default for ProcessorConfig {
+    /// `ViTImageProcessor`'s defaults (what an empty `preprocessor_config.json` means).
     fn default() -> Self {
-        serde_json::from_str("{}").expect("defaults deserialize")
+        ProcessorConfig {
+            image_processor_type: None,
+            do_resize: true,
+            size: Size::HeightWidth {
+                height: 224,
+                width: 224,
+            },
+            resample: 2,
+            do_center_crop: false,
+            crop_size: None,
+            do_rescale: true,
+            rescale_factor: 1.0 / 255.0,
+            do_normalize: true,
+            image_mean: vec![0.5; 3],
+            image_std: vec![0.5; 3],
+            do_convert_rgb: true,
+            extra: Default::default(),
+            backend_override: None,
+        }
     }
 }
 
@@ -100,49 +333,182 @@ impl ProcessorConfig {
                 height: size,
                 width: size,
             }),
-            image_mean: vec![0.481_454_66, 0.457_827_5, 0.408_210_73],
-            image_std: vec![0.268_629_54, 0.261_302_6, 0.275_777_1],
+            image_mean: CLIP_MEAN.to_vec(),
+            image_std: CLIP_STD.to_vec(),
             ..Default::default()
         }
     }
 
     pub fn load(path: &Path) -> Result<Self> {
         let c: ProcessorConfig = crate::util::read_json(path)?;
-        c.validate()?;
+        c.validate()
+            .map_err(|e| Error::Config(format!("{}: {}", path.display(), config_msg(e))))?;
         Ok(c)
     }
 
+    /// The same config computed by `backend` whatever the file says.
+    pub fn with_backend(mut self, backend: Backend) -> Self {
+        self.backend_override = Some(backend);
+        self
+    }
+
+    /// Sets (`Some`) or clears (`None`: back to what the config says) the caller's backend.
+    pub fn set_backend(&mut self, backend: Option<Backend>) {
+        self.backend_override = backend;
+    }
+
+    /// The backend the config itself names (see [`Backend`]): a `backend` key, else a
+    /// `…Pil` / `…Fast` `image_processor_type`; `None` when it names none. An unknown
+    /// `backend` value is an error.
+    pub fn configured_backend(&self) -> Result<Option<Backend>> {
+        if let Some(v) = self.extra.get("backend").filter(|v| !v.is_null()) {
+            let s = v.as_str().ok_or_else(|| {
+                Error::Config(format!(
+                    "backend must be a string (torchvision or pil), got {v}"
+                ))
+            })?;
+            return s.parse().map(Some);
+        }
+        Ok(match self.image_processor_type.as_deref() {
+            Some(t) if t.ends_with("Pil") => Some(Backend::Pil),
+            Some(t) if t.ends_with("Fast") => Some(Backend::Torchvision),
+            _ => None,
+        })
+    }
+
+    /// The backend the pipeline runs: the caller's [`with_backend`](Self::with_backend), else
+    /// the config's [`configured_backend`](Self::configured_backend), else transformers'
+    /// default, torchvision. (An invalid `backend` key is reported by [`validate`](Self::validate),
+    /// which every processing call runs first.)
+    pub fn backend(&self) -> Backend {
+        self.backend_override
+            .or_else(|| self.configured_backend().ok().flatten())
+            .unwrap_or_default()
+    }
+
+    /// `CLIPImageProcessor` (any backend), from `image_processor_type` or the legacy
+    /// `feature_extractor_type`.
+    fn is_clip(&self) -> bool {
+        is_clip(base_class(self.image_processor_type.as_deref(), &self.extra).as_deref())
+    }
+
+    /// Checks every value the pipeline uses, naming the offending field: sizes (at least 1,
+    /// output at most [`max_image_pixels`](super::max_image_pixels) pixels), a resample filter
+    /// the backend has, finite rescale factor and mean, finite non-zero std.
     pub fn validate(&self) -> Result<()> {
+        let backend = match self.backend_override {
+            Some(b) => b,
+            None => self.configured_backend()?.unwrap_or_default(),
+        };
         if self.image_mean.len() != 3 || self.image_std.len() != 3 {
             return Err(Error::Config(
                 "image_mean and image_std need 3 values".into(),
             ));
         }
-        if self.image_std.contains(&0.0) {
-            return Err(Error::Config("image_std has a zero".into()));
+        if self.do_normalize {
+            if let Some(m) = self.image_mean.iter().find(|m| !m.is_finite()) {
+                return Err(Error::Config(format!("image_mean has {m}")));
+            }
+            if let Some(s) = self.image_std.iter().find(|s| !s.is_finite() || **s == 0.0) {
+                return Err(Error::Config(format!(
+                    "image_std has {s} (must be finite and non-zero)"
+                )));
+            }
         }
-        if Filter::from_pil(self.resample).is_none() {
-            return Err(Error::Config(format!("unknown resample {}", self.resample)));
+        if self.do_rescale && !self.rescale_factor.is_finite() {
+            return Err(Error::Config(format!(
+                "rescale_factor is {}",
+                self.rescale_factor
+            )));
+        }
+        if self.do_resize {
+            self.filter(backend)?;
+            match self.size {
+                Size::ShortestEdge { shortest_edge: s } => check_dims(s, s, "size.shortest_edge")?,
+                Size::Square(s) => check_dims(s, s, "size")?,
+                Size::HeightWidth { height, width } => check_dims(height, width, "size")?,
+            }
+        }
+        if self.do_center_crop {
+            self.crop_dims()?;
         }
         Ok(())
     }
 
+    /// The resampler for `backend`, or an error naming `resample`.
+    fn filter(&self, backend: Backend) -> Result<Resampler> {
+        let r = self.resample;
+        let name = match r {
+            0 => "NEAREST",
+            1 => "LANCZOS",
+            2 => "BILINEAR",
+            3 => "BICUBIC",
+            4 => "BOX",
+            5 => "HAMMING",
+            _ => {
+                return Err(Error::Config(format!(
+                    "unknown resample {r} (PIL filters are 0-5)"
+                )))
+            }
+        };
+        match backend {
+            Backend::Pil => Filter::from_pil(r).map(Resampler::Pil),
+            Backend::Torchvision => TorchFilter::from_pil(r).map(Resampler::Torch),
+        }
+        .ok_or_else(|| {
+            Error::Config(match r {
+                4 | 5 => format!(
+                    "resample {r} ({name}): transformers' torchvision backend cannot resize \
+                     with it either (the pil backend can)"
+                ),
+                _ => format!(
+                    "resample {r} ({name}) is not reproduced for the torchvision backend (only \
+                     2 BILINEAR and 3 BICUBIC); use the pil backend"
+                ),
+            })
+        })
+    }
+
+    /// `crop_size` as (height, width); an error when the crop is on and the size is missing
+    /// or not a height and width.
+    fn crop_dims(&self) -> Result<(u32, u32)> {
+        let (h, w) = match &self.crop_size {
+            Some(Size::HeightWidth { height, width }) => (*height, *width),
+            Some(Size::Square(s)) => (*s, *s),
+            Some(Size::ShortestEdge { .. }) => {
+                return Err(Error::Config(
+                    "crop_size needs a height and width, not shortest_edge".into(),
+                ))
+            }
+            None => {
+                return Err(Error::Config(
+                    "do_center_crop is set but crop_size is missing".into(),
+                ))
+            }
+        };
+        check_dims(h, w, "crop_size")?;
+        Ok((h, w))
+    }
+
     /// The (height, width) the resize step produces for an image of `h`×`w`.
     pub fn resized_dims(&self, h: u32, w: u32) -> (u32, u32) {
+        let shortest = |s: u32| {
+            // HF get_resize_output_image_size(default_to_square=False): the long side is
+            // int(s * long / short), truncated (in float64, as Python's true division).
+            let (short, long) = (h.min(w).max(1), h.max(w));
+            let new_long = (s as f64 * long as f64 / short as f64) as u32;
+            if h <= w {
+                (s, new_long)
+            } else {
+                (new_long, s)
+            }
+        };
         match self.size {
+            // get_size_dict(size, default_to_square): CLIP's int size is its shortest edge.
+            Size::Square(s) if self.is_clip() => shortest(s),
             Size::Square(s) => (s, s),
             Size::HeightWidth { height, width } => (height, width),
-            Size::ShortestEdge { shortest_edge: s } => {
-                // HF get_resize_output_image_size(default_to_square=False): the long side is
-                // int(s * long / short), truncated.
-                let (short, long) = (h.min(w), h.max(w));
-                let new_long = (s as f64 * long as f64 / short as f64) as u32;
-                if h <= w {
-                    (s, new_long)
-                } else {
-                    (new_long, s)
-                }
-            }
+            Size::ShortestEdge { shortest_edge: s } => shortest(s),
         }
     }
 
@@ -153,9 +519,8 @@ impl ProcessorConfig {
         } else {
             (h, w)
         };
-        match (&self.do_center_crop, &self.crop_size) {
-            (true, Some(Size::HeightWidth { height, width })) => (*height, *width),
-            (true, Some(Size::Square(s))) => (*s, *s),
+        match (self.do_center_crop, self.crop_dims()) {
+            (true, Ok(hw)) => hw,
             _ => (h, w),
         }
     }
@@ -163,6 +528,8 @@ impl ProcessorConfig {
     /// Converts (as Pillow's `convert("RGB")`), resizes and crops: the uint8 HWC pixels HF
     /// would normalise, with their (height, width).
     pub fn pixels_u8(&self, img: &DynamicImage) -> Result<(Vec<u8>, u32, u32)> {
+        self.validate()?;
+        let backend = self.backend();
         let rgb = to_rgb8_like_pillow(img);
         let (mut w, mut h) = (rgb.width(), rgb.height());
         if w == 0 || h == 0 {
@@ -171,25 +538,17 @@ impl ProcessorConfig {
         let mut px = rgb.into_raw();
         if self.do_resize {
             let (oh, ow) = self.resized_dims(h, w);
-            if oh == 0 || ow == 0 {
-                return Err(Error::Msg(format!("image {w}x{h} is too small to resize")));
-            }
-            let filter = Filter::from_pil(self.resample)
-                .ok_or_else(|| Error::Config(format!("unknown resample {}", self.resample)))?;
-            px = resize_u8(
-                &px,
-                w as usize,
-                h as usize,
-                3,
-                ow as usize,
-                oh as usize,
-                filter,
-            );
+            super::limits::check_output(
+                oh as u64,
+                ow as u64,
+                &format!("size {:?} on a {w}x{h} image", self.size),
+            )?;
+            px = self.filter(backend)?.resize(&px, w, h, ow, oh);
             (w, h) = (ow, oh);
         }
         if self.do_center_crop {
-            let (ch, cw) = self.output_dims(h, w);
-            px = center_crop(&px, w, h, cw, ch);
+            let (ch, cw) = self.crop_dims()?;
+            px = center_crop(&px, w, h, cw, ch, backend);
             (w, h) = (cw, ch);
         }
         Ok((px, h, w))
@@ -199,19 +558,11 @@ impl ProcessorConfig {
     pub fn preprocess(&self, img: &DynamicImage) -> Result<(Vec<f32>, u32, u32)> {
         let (px, h, w) = self.pixels_u8(img)?;
         let n = (h * w) as usize;
+        let arith = Arithmetic::new(self, self.backend());
         let mut out = vec![0f32; 3 * n];
         for (i, p) in px.chunks_exact(3).enumerate() {
             for c in 0..3 {
-                // rescale in float64, cast to float32 (numpy), then normalise in float32
-                let mut v = if self.do_rescale {
-                    (p[c] as f64 * self.rescale_factor) as f32
-                } else {
-                    p[c] as f32
-                };
-                if self.do_normalize {
-                    v = (v - self.image_mean[c]) / self.image_std[c];
-                }
-                out[c * n + i] = v;
+                out[c * n + i] = arith.value(c, p[c]);
             }
         }
         Ok((out, h, w))
@@ -240,28 +591,145 @@ impl ProcessorConfig {
     }
 }
 
-/// HF's `center_crop` (Pillow backend): top = int((h - ch) / 2), left likewise; pads with zeros
-/// when the crop is larger than the image.
-fn center_crop(px: &[u8], w: u32, h: u32, cw: u32, ch: u32) -> Vec<u8> {
-    let top = (h as i64 - ch as i64) / 2;
-    let left = (w as i64 - cw as i64) / 2;
-    let mut out = vec![0u8; (cw * ch * 3) as usize];
+/// `Error::Config("x")` as "x" (for prefixing the file name), anything else as displayed.
+fn config_msg(e: Error) -> String {
+    match e {
+        Error::Config(m) => m,
+        e => e.to_string(),
+    }
+}
+
+/// Both sides at least 1 and the area within the pixel limit; `what` names the field.
+fn check_dims(h: u32, w: u32, what: &str) -> Result<()> {
+    if h == 0 || w == 0 {
+        return Err(Error::Config(format!(
+            "{what} must be at least 1 (got {h}x{w})"
+        )));
+    }
+    super::limits::check_output(h as u64, w as u64, what)
+}
+
+/// A validated resize filter of one backend.
+#[derive(Clone, Copy)]
+enum Resampler {
+    Pil(Filter),
+    Torch(TorchFilter),
+}
+
+impl Resampler {
+    fn resize(self, px: &[u8], w: u32, h: u32, ow: u32, oh: u32) -> Vec<u8> {
+        let (w, h, ow, oh) = (w as usize, h as usize, ow as usize, oh as usize);
+        match self {
+            Resampler::Pil(f) => resize_u8(px, w, h, 3, ow, oh, f),
+            Resampler::Torch(f) => resize_u8_torchvision(px, w, h, 3, ow, oh, f),
+        }
+    }
+}
+
+/// Rescale and normalise, in each backend's arithmetic.
+enum Arithmetic {
+    /// numpy: `(x.astype(float64) * r).astype(float32)`, then `(x - mean) / std` in float32.
+    Pil {
+        rescale: Option<f64>,
+        norm: Option<([f32; 3], [f32; 3])>,
+    },
+    /// torch: with both steps on, `rescale_and_normalize` fuses them into one normalise by
+    /// `mean / r` and `std / r` (float32 tensors times the float64 `1 / r`, which torch rounds
+    /// to float32 first); rescale alone is `x * float32(r)`.
+    Torch {
+        rescale: Option<f32>,
+        norm: Option<([f32; 3], [f32; 3])>,
+    },
+}
+
+impl Arithmetic {
+    fn new(p: &ProcessorConfig, backend: Backend) -> Self {
+        let mean_std = |scale: f32| {
+            let m: [f32; 3] = std::array::from_fn(|c| p.image_mean[c] * scale);
+            let s: [f32; 3] = std::array::from_fn(|c| p.image_std[c] * scale);
+            (m, s)
+        };
+        match backend {
+            Backend::Pil => Arithmetic::Pil {
+                rescale: p.do_rescale.then_some(p.rescale_factor),
+                norm: p.do_normalize.then(|| mean_std(1.0)),
+            },
+            Backend::Torchvision => match (p.do_rescale, p.do_normalize) {
+                (true, true) => Arithmetic::Torch {
+                    rescale: None,
+                    norm: Some(mean_std((1.0 / p.rescale_factor) as f32)),
+                },
+                (r, n) => Arithmetic::Torch {
+                    rescale: r.then_some(p.rescale_factor as f32),
+                    norm: n.then(|| mean_std(1.0)),
+                },
+            },
+        }
+    }
+
+    #[inline]
+    fn value(&self, c: usize, x: u8) -> f32 {
+        match self {
+            Arithmetic::Pil { rescale, norm } => {
+                let v = match rescale {
+                    Some(r) => (x as f64 * r) as f32,
+                    None => x as f32,
+                };
+                match norm {
+                    Some((m, s)) => (v - m[c]) / s[c],
+                    None => v,
+                }
+            }
+            Arithmetic::Torch { rescale, norm } => {
+                let v = match rescale {
+                    Some(r) => x as f32 * r,
+                    None => x as f32,
+                };
+                match norm {
+                    Some((m, s)) => (v - m[c]) / s[c],
+                    None => v,
+                }
+            }
+        }
+    }
+}
+
+/// Where the crop starts along one axis of length `n` for a crop of `c` (negative: the crop
+/// is larger and the image sits that far in, zero-padded around). Inside the image both
+/// backends take `floor((n - c) / 2)`; when padding, numpy's `center_crop` puts the odd pixel
+/// of padding before the image (`ceil`), torchvision's `F.pad` after it (`floor`).
+fn crop_offset(n: u32, c: u32, backend: Backend) -> i64 {
+    if c <= n {
+        ((n - c) / 2) as i64
+    } else {
+        let pad = (c - n) as i64;
+        match backend {
+            Backend::Torchvision => -(pad / 2),
+            Backend::Pil => -((pad + 1) / 2),
+        }
+    }
+}
+
+/// Centre crop of HWC RGB pixels to `cw`×`ch`, zero-padded where the crop is larger.
+fn center_crop(px: &[u8], w: u32, h: u32, cw: u32, ch: u32, backend: Backend) -> Vec<u8> {
+    let top = crop_offset(h, ch, backend);
+    let left = crop_offset(w, cw, backend);
+    let mut out = vec![0u8; cw as usize * ch as usize * 3];
+    // Columns of the crop that fall inside the image, as one copy per row.
+    let x0 = (-left).clamp(0, cw as i64);
+    let x1 = (w as i64 - left).clamp(x0, cw as i64);
+    if x0 == x1 {
+        return out;
+    }
     for y in 0..ch as i64 {
         let sy = y + top;
         if sy < 0 || sy >= h as i64 {
             continue;
         }
-        for x in 0..cw as i64 {
-            let sx = x + left;
-            if sx < 0 || sx >= w as i64 {
-                continue;
-            }
-            let (d, s) = (
-                ((y * cw as i64 + x) * 3) as usize,
-                ((sy * w as i64 + sx) * 3) as usize,
-            );
-            out[d..d + 3].copy_from_slice(&px[s..s + 3]);
-        }
+        let d = ((y * cw as i64 + x0) * 3) as usize;
+        let s = ((sy * w as i64 + x0 + left) * 3) as usize;
+        let len = ((x1 - x0) * 3) as usize;
+        out[d..d + len].copy_from_slice(&px[s..s + len]);
     }
     out
 }
@@ -294,5 +762,59 @@ pub fn to_rgb8_like_pillow(img: &DynamicImage) -> image::RgbImage {
             })
         }
         _ => img.to_rgb8(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_names_round_trip() {
+        for b in Backend::ALL {
+            assert_eq!(b.name().parse::<Backend>().unwrap(), b);
+            assert_eq!(b.to_string(), b.name());
+        }
+        assert_eq!(" PIL ".parse::<Backend>().unwrap(), Backend::Pil);
+        let e = "fast".parse::<Backend>().unwrap_err().to_string();
+        assert!(
+            e.contains("\"fast\"") && e.contains("torchvision or pil"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn crop_offsets_differ_only_when_padding_an_odd_amount() {
+        for b in Backend::ALL {
+            assert_eq!(crop_offset(10, 4, b), 3);
+            assert_eq!(crop_offset(11, 4, b), 3);
+            assert_eq!(crop_offset(4, 8, b), -2);
+        }
+        assert_eq!(crop_offset(20, 25, Backend::Torchvision), -2);
+        assert_eq!(crop_offset(20, 25, Backend::Pil), -3);
+    }
+
+    #[test]
+    fn clip_defaults_and_int_size() {
+        // openai/clip-vit-base-patch32's file: legacy type key, int sizes, no crop flag default.
+        let c: ProcessorConfig = serde_json::from_str(
+            r#"{"feature_extractor_type": "CLIPFeatureExtractor", "size": 224, "crop_size": 224}"#,
+        )
+        .unwrap();
+        assert_eq!(c.resample, 3);
+        assert!(c.do_center_crop);
+        assert_eq!(c.image_mean, CLIP_MEAN.to_vec());
+        assert_eq!(c.resized_dims(375, 500), (224, 298));
+        assert_eq!(c.output_dims(375, 500), (224, 224));
+        // ViT's int size is a square.
+        let v: ProcessorConfig =
+            serde_json::from_str(r#"{"image_processor_type": "ViTImageProcessor", "size": 100}"#)
+                .unwrap();
+        assert_eq!(v.resized_dims(375, 500), (100, 100));
+        assert_eq!(v.resample, 2);
+        // Round trip keeps what the file said.
+        let back: ProcessorConfig =
+            serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
     }
 }
