@@ -27,8 +27,9 @@ pub const MAX_IMAGE_PIXELS_ENV: &str = "TESSERA_MAX_IMAGE_PIXELS";
 /// `None`: not set by the program (environment, then default). `Some(None)`: no limit.
 static LIMIT: Mutex<Option<Option<u64>>> = Mutex::new(None);
 
-/// Sets the process-wide limit (`None`: no limit, as Pillow's `MAX_IMAGE_PIXELS = None`),
-/// overriding [`MAX_IMAGE_PIXELS_ENV`]. A limit of 0 is treated as 1.
+/// Sets the process-wide limit (`None`: no limit, as Pillow's `MAX_IMAGE_PIXELS = None`; then
+/// only what cannot be addressed is refused, and a huge declared size or config size goes to
+/// the allocator), overriding [`MAX_IMAGE_PIXELS_ENV`]. A limit of 0 is treated as 1.
 pub fn set_max_image_pixels(limit: Option<u64>) {
     let mut l = LIMIT.lock().unwrap_or_else(|e| e.into_inner());
     *l = Some(limit.map(|n| n.max(1)));
