@@ -53,8 +53,12 @@ for name in sorted(os.listdir(ROOT)):
         out[f"{name}/{pname}/pixel_values"] = pv.contiguous()
         out[f"{name}/{pname}/uint8"] = raw.round().to(torch.uint8).contiguous()
 save_file(out, os.path.join(ROOT, "expected.safetensors"))
-with open(os.path.join(ROOT, "vit_preprocessor_config.json"), "w") as f:
-    json.dump(vit.to_dict(), f, indent=1, default=str)
-with open(os.path.join(ROOT, "clip_preprocessor_config.json"), "w") as f:
-    json.dump(clip.to_dict(), f, indent=1, default=str)
+# transformers' to_dict drops the "Pil" suffix (and AutoImageProcessor would load the
+# torchvision backend whatever the file says); tessera reads the suffix as the backend, so the
+# fixtures name the class that made them.
+for name, proc in [("vit", vit), ("clip", clip)]:
+    d = proc.to_dict()
+    d["image_processor_type"] = type(proc).__name__
+    with open(os.path.join(ROOT, f"{name}_preprocessor_config.json"), "w") as f:
+        json.dump(d, f, indent=1, default=str)
 print(sorted(os.listdir(ROOT)))

@@ -166,7 +166,7 @@ pub(crate) fn processed_chw(
             size.0, size.1
         )));
     }
-    Ok(crate::image::hwc_to_chw(&px, 3, |v| v))
+    Ok(crate::image::hwc_to_chw(&px, 3, |_, v| v))
 }
 
 /// Split indices per class so train and test keep the class proportions; fixed by `seed`.

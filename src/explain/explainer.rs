@@ -112,6 +112,17 @@ impl Explainer {
         )))
     }
 
+    /// Preprocesses as `backend` instead of what the processor config chooses (`None`: the
+    /// config's choice).
+    pub fn with_processor_backend(self, backend: Option<crate::image::Backend>) -> Self {
+        match self {
+            Explainer::Classifier(p) => {
+                Explainer::Classifier(Box::new(p.with_processor_backend(backend)))
+            }
+            Explainer::Clip(e) => Explainer::Clip(Box::new(e.with_processor_backend(backend))),
+        }
+    }
+
     /// Runs the model on `img` and computes the map `req` asks for.
     pub fn explain(&self, img: &DynamicImage, req: &Request) -> Result<Explanation> {
         let mut trace = if req.method == Method::Relevance {

@@ -1,8 +1,14 @@
 //! Decoding images and turning them into model inputs.
+mod jpeg;
+pub mod limits;
 pub mod processor;
 pub mod resize;
 
-pub use processor::{ProcessorConfig, Size};
+pub use limits::{
+    exceeds_max_image_pixels, max_image_pixels, set_max_image_pixels, DEFAULT_MAX_IMAGE_PIXELS,
+    MAX_IMAGE_PIXELS_ENV,
+};
+pub use processor::{Backend, ProcessorConfig, Size};
 
 use crate::{Error, Result};
 use candle_core::{Device, Tensor};
@@ -29,83 +35,70 @@ pub fn open(path: &Path) -> Result<DynamicImage> {
 /// Decodes image bytes (format guessed from the content) and applies the EXIF orientation,
 /// as HF's `load_image` (`ImageOps.exif_transpose`) does. JPEGs go through libjpeg-turbo's
 /// code (mozjpeg: islow IDCT, fancy upsampling) so the pixels equal Pillow's.
+///
+/// Refused, with an [`Error::Image`] naming `origin`: an unknown format, a header declaring
+/// more than twice [`max_image_pixels`] (Pillow's decompression-bomb error; checked before
+/// anything is allocated) or an empty size, a truncated or corrupt file (a JPEG must reach the
+/// main image's end-of-image marker, as Pillow requires), and CMYK/YCCK JPEGs (Pillow's CMYK to
+/// RGB conversion is not reproduced).
 pub fn decode(bytes: &[u8], origin: &Path) -> Result<DynamicImage> {
-    use image::ImageDecoder;
-    let err = |e: image::ImageError| Error::Image {
-        path: origin.to_path_buf(),
-        msg: e.to_string(),
-    };
-    let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| Error::Image {
-            path: origin.to_path_buf(),
-            msg: e.to_string(),
-        })?;
-    let is_jpeg = reader.format() == Some(image::ImageFormat::Jpeg);
-    // libjpeg fills a truncated JPEG with grey and carries on; Pillow (and we) refuse it.
-    if is_jpeg
-        && !bytes
-            .windows(2)
-            .rev()
-            .take(1 << 16)
-            .any(|w| w == [0xFF, 0xD9])
-    {
-        return Err(Error::Image {
-            path: origin.to_path_buf(),
-            msg: "truncated JPEG (no end-of-image marker)".into(),
-        });
-    }
-    let mut decoder = reader.into_decoder().map_err(err)?;
-    let orientation = decoder.orientation().map_err(err)?;
-    let mut img = if is_jpeg {
-        match decode_jpeg_libjpeg(bytes) {
-            Some(img) => img,
-            // What libjpeg cannot read (e.g. CMYK), the image crate may.
-            None => DynamicImage::from_decoder(decoder).map_err(err)?,
-        }
-    } else {
-        DynamicImage::from_decoder(decoder).map_err(err)?
-    };
-    img.apply_orientation(orientation);
-    Ok(img)
+    decode_with_limit(bytes, origin, max_image_pixels()?)
 }
 
-/// Grey JPEGs stay grey, colour ones become RGB, as Pillow's "L" and "RGB" modes.
-fn decode_jpeg_libjpeg(bytes: &[u8]) -> Option<DynamicImage> {
-    // libjpeg reports corrupt data by unwinding through its error handler: catch it here.
-    std::panic::catch_unwind(|| -> Option<DynamicImage> {
-        let d = mozjpeg::Decompress::new_mem(bytes).ok()?;
-        match d.color_space() {
-            mozjpeg::ColorSpace::JCS_GRAYSCALE => {
-                let mut s = d.grayscale().ok()?;
-                let (w, h) = (s.width() as u32, s.height() as u32);
-                let px: Vec<u8> = s.read_scanlines::<u8>().ok()?;
-                s.finish().ok()?;
-                image::GrayImage::from_raw(w, h, px).map(DynamicImage::ImageLuma8)
-            }
-            mozjpeg::ColorSpace::JCS_YCbCr | mozjpeg::ColorSpace::JCS_RGB => {
-                let mut s = d.rgb().ok()?;
-                let (w, h) = (s.width() as u32, s.height() as u32);
-                let px: Vec<[u8; 3]> = s.read_scanlines().ok()?;
-                s.finish().ok()?;
-                image::RgbImage::from_raw(w, h, px.concat()).map(DynamicImage::ImageRgb8)
-            }
-            _ => None,
-        }
-    })
-    .ok()
-    .flatten()
+/// [`decode`] under an explicit pixel limit instead of the process-wide one (`None`: none).
+pub fn decode_with_limit(bytes: &[u8], origin: &Path, limit: Option<u64>) -> Result<DynamicImage> {
+    use image::ImageDecoder;
+    let err = |msg: String| Error::Image {
+        path: origin.to_path_buf(),
+        msg,
+    };
+    if bytes.is_empty() {
+        return Err(err("empty file".into()));
+    }
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| err(e.to_string()))?;
+    let is_jpeg = match reader.format() {
+        Some(image::ImageFormat::Jpeg) => true,
+        Some(image::ImageFormat::Png) => false,
+        _ => return Err(err("not a PNG or JPEG file".into())),
+    };
+    if is_jpeg {
+        // libjpeg pads a truncated JPEG with grey and only warns; Pillow refuses such files.
+        jpeg::check_complete(bytes).map_err(|m| err(m.into()))?;
+    }
+    reader.limits(limits::image_crate_limits(limit));
+    let mut decoder = reader.into_decoder().map_err(|e| err(e.to_string()))?;
+    let (w, h) = decoder.dimensions();
+    limits::check_declared(w, h, origin, limit)?;
+    let orientation = decoder.orientation().map_err(|e| err(e.to_string()))?;
+    let mut img = if is_jpeg {
+        // libjpeg's verdict is final: a JPEG it cannot read, Pillow (libjpeg too) cannot.
+        jpeg::decode_libjpeg(bytes, origin, limit)?
+    } else {
+        DynamicImage::from_decoder(decoder).map_err(|e| err(e.to_string()))?
+    };
+    if img.width() == 0 || img.height() == 0 {
+        return Err(err(format!(
+            "decoded to an empty {}x{} image",
+            img.width(),
+            img.height()
+        )));
+    }
+    img.apply_orientation(orientation);
+    Ok(img)
 }
 
 /// Resizes to `size`×`size` (bilinear), converts to `channels` (1: luma, 3: RGB) and returns
 /// CHW floats in [0, 1].
 pub fn to_chw(img: &DynamicImage, size: usize, channels: usize) -> Result<Vec<f32>> {
-    // Converted first (Pillow's convert semantics), then resized with the one resampler the
-    // project has: Pillow's bilinear, as `ViTImageProcessor` does.
+    // Converted first (Pillow's convert semantics), then resized with Pillow's bilinear, as the
+    // seed models' own preprocessing always did (HF checkpoints go through ProcessorConfig).
     let (w, h) = (img.width() as usize, img.height() as usize);
     if w == 0 || h == 0 {
         return Err(Error::Msg("empty image".into()));
     }
+    check_square_size(size)?;
     let px = match channels {
         1 => img.to_luma8().into_raw(),
         3 => processor::to_rgb8_like_pillow(img).into_raw(),
@@ -116,26 +109,35 @@ pub fn to_chw(img: &DynamicImage, size: usize, channels: usize) -> Result<Vec<f3
         }
     };
     let px = resize::resize_u8(&px, w, h, channels, size, size, resize::Filter::Bilinear);
-    Ok(hwc_to_chw(&px, channels, |p| p as f32 / 255.0))
+    Ok(hwc_to_chw(&px, channels, |_, p| p as f32 / 255.0))
 }
 
-/// Interleaved HWC pixels (`channels` per pixel) to planar CHW, each value through `f`.
+/// Interleaved HWC pixels (`channels` per pixel) to planar CHW, each value through
+/// `f(channel, value)`.
 pub fn hwc_to_chw<T: Copy, U: Copy + Default>(
     px: &[T],
     channels: usize,
-    f: impl Fn(T) -> U,
+    f: impl Fn(usize, T) -> U,
 ) -> Vec<U> {
     let n = px.len() / channels.max(1);
     let mut out = vec![U::default(); px.len()];
     for (i, p) in px.chunks_exact(channels).enumerate() {
         for (c, &v) in p.iter().enumerate() {
-            out[c * n + i] = f(v);
+            out[c * n + i] = f(c, v);
         }
     }
     out
 }
 
-/// Normalises planar CHW pixels in place: (x - mean[c]) / std[c], one plane per mean value.
+fn check_square_size(size: usize) -> Result<()> {
+    if size == 0 {
+        return Err(Error::Config("image size is 0".into()));
+    }
+    limits::check_output(size as u64, size as u64, &format!("image size {size}"))
+}
+
+/// Normalises planar CHW pixels in place: (x - mean[c]) / std[c], one plane per entry of `mean`
+/// (callers check that `std` has as many).
 pub fn normalize(chw: &mut [f32], mean: &[f32], std: &[f32]) {
     let n = chw.len() / mean.len().max(1);
     if n == 0 {
@@ -156,6 +158,23 @@ pub fn batch_resized(
     device: &Device,
 ) -> Result<Tensor> {
     let c = mean.len();
+    if std.len() != c {
+        return Err(Error::Config(format!(
+            "image_mean has {c} values but image_std {}",
+            std.len()
+        )));
+    }
+    if let Some(m) = mean.iter().find(|m| !m.is_finite()) {
+        return Err(Error::Config(format!(
+            "image_mean has a non-finite value {m}"
+        )));
+    }
+    if let Some(s) = std.iter().find(|s| !s.is_finite() || **s == 0.0) {
+        return Err(Error::Config(format!(
+            "image_std has {s} (must be finite and non-zero)"
+        )));
+    }
+    check_square_size(size)?;
     let mut data = Vec::with_capacity(images.len() * c * size * size);
     for img in images {
         let mut x = to_chw(img, size, c)?;

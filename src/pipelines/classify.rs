@@ -119,6 +119,15 @@ impl ImageClassification {
         })
     }
 
+    /// Preprocesses as `backend` instead of what the processor config chooses (`None`: the
+    /// config's choice); the seed ViT's own preprocessing has one way only.
+    pub fn with_processor_backend(mut self, backend: Option<crate::image::Backend>) -> Self {
+        if let Inputs::Processor(p) = &mut self.inputs {
+            p.set_backend(backend);
+        }
+        self
+    }
+
     /// The pipeline computing in `dtype` (see [`crate::models::Pretrained::with_dtype`]).
     pub fn with_dtype(self, dtype: DType) -> Result<Self> {
         Ok(ImageClassification {

@@ -78,6 +78,13 @@ impl ClipEmbedder {
         })
     }
 
+    /// Preprocesses as `backend` instead of what the processor config chooses (`None`: the
+    /// config's choice; see [`crate::image::Backend`]).
+    pub fn with_processor_backend(mut self, backend: Option<crate::image::Backend>) -> Self {
+        self.processor.set_backend(backend);
+        self
+    }
+
     fn cache(&self) -> Result<std::sync::MutexGuard<'_, HashMap<String, Tensor>>> {
         self.cache
             .lock()

@@ -73,6 +73,10 @@ pub struct FinetuneSpec {
     /// Stop after this many epochs (checkpointed; resuming continues the same schedule).
     #[arg(long)]
     pub stop_after: Option<usize>,
+    /// Image processor backend: torchvision (transformers' default) or pil; default: what the
+    /// checkpoint's processor config chooses.
+    #[arg(long)]
+    pub processor_backend: Option<crate::image::Backend>,
 }
 
 impl Default for FinetuneSpec {
@@ -97,6 +101,7 @@ impl Default for FinetuneSpec {
             output: PathBuf::new(),
             resume: false,
             stop_after: None,
+            processor_backend: None,
         }
     }
 }
@@ -129,11 +134,12 @@ pub fn finetune(spec: &FinetuneSpec, progress: &dyn Progress) -> Result<Finetune
     let src = Checkpoint::read(&spec.model, HfVit::EXTRA_FILES, &device, progress)?;
     let src_cfg: HfVitConfig = src.config()?;
     let pp = src.dir.join("preprocessor_config.json");
-    let proc = if pp.exists() {
+    let mut proc = if pp.exists() {
         ProcessorConfig::load(&pp)?
     } else {
         ProcessorConfig::vit(src_cfg.image_size as u32)
     };
+    proc.set_backend(spec.processor_backend);
     let size = (src_cfg.image_size as u32, src_cfg.image_size as u32);
     let label_names: Option<Vec<String>> = match &spec.labels {
         Some(p) => Some(

@@ -110,7 +110,16 @@ impl Dtype {
     }
 }
 
-/// `--model` and `--dtype`: the checkpoint an inference command runs.
+/// `--processor-backend`.
+#[derive(clap::Args)]
+pub struct Processor {
+    /// Image processor backend: torchvision (transformers' default) or pil; default: what the
+    /// checkpoint's processor config chooses.
+    #[arg(long = "processor-backend")]
+    pub backend: Option<tessera::image::Backend>,
+}
+
+/// `--model`, `--dtype` and `--processor-backend`: the checkpoint an inference command runs.
 #[derive(clap::Args)]
 pub struct Model {
     /// The checkpoint: a local directory or a hub id (`owner/name[@revision]`).
@@ -118,6 +127,8 @@ pub struct Model {
     pub model: OsString,
     #[command(flatten)]
     pub dtype: Dtype,
+    #[command(flatten)]
+    pub processor: Processor,
 }
 
 /// `--bpe`: OpenAI's BPE merges, for CLIP checkpoints without vocab.json/merges.txt.

@@ -30,7 +30,8 @@ pub fn run(a: Args) -> Result<()> {
         bail!("give at least one --image or --text");
     }
     let opts = a.model.dtype.options()?;
-    let e = ClipEmbedder::from_pretrained(&a.model.model, &a.bpe.bpe, &opts)?;
+    let e = ClipEmbedder::from_pretrained(&a.model.model, &a.bpe.bpe, &opts)?
+        .with_processor_backend(a.model.processor.backend);
     let sources: Vec<ImageSource> = a.images.iter().map(ImageSource::parse).collect();
     let img = if sources.is_empty() {
         None

@@ -46,6 +46,8 @@ pub struct Args {
     layers_out: Option<PathBuf>,
     #[command(flatten)]
     bpe: super::common::Bpe,
+    #[command(flatten)]
+    processor: super::common::Processor,
     #[arg(long)]
     json: bool,
 }
@@ -68,7 +70,8 @@ pub fn run(a: Args) -> Result<()> {
         text: a.text,
     };
     let explainer =
-        Explainer::from_pretrained(&a.model, &a.bpe.bpe, &super::common::inference_load())?;
+        Explainer::from_pretrained(&a.model, &a.bpe.bpe, &super::common::inference_load())?
+            .with_processor_backend(a.processor.backend);
     let img = ImageSource::parse(&a.image).load()?;
     let e = explainer.explain(&img, &req)?;
     render::save_png(&e.heatmap()?, &a.out)?;

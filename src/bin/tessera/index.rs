@@ -33,7 +33,8 @@ pub fn run(a: Args) -> Result<()> {
         .unwrap_or_else(|| a.folder.join("tessera_index.safetensors"));
     let bars = super::common::bars();
     let opts = a.model.dtype.options()?;
-    let mut e = ClipEmbedder::from_pretrained(&a.model.model, &a.bpe.bpe, &opts)?;
+    let mut e = ClipEmbedder::from_pretrained(&a.model.model, &a.bpe.bpe, &opts)?
+        .with_processor_backend(a.model.processor.backend);
     e.batch_size = a.batch_size;
     // Absolute paths in the manifest, so `search` works from any directory.
     let model_id = std::fs::canonicalize(&a.model.model)

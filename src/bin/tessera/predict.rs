@@ -20,7 +20,8 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<()> {
     let opts = a.model.dtype.options()?;
-    let pipe = ImageClassification::from_pretrained(&a.model.model, &opts)?;
+    let pipe = ImageClassification::from_pretrained(&a.model.model, &opts)?
+        .with_processor_backend(a.model.processor.backend);
     let mut results = vec![];
     for image in &a.images {
         let source = ImageSource::parse(image);

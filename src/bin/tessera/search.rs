@@ -12,6 +12,8 @@ pub struct Args {
     query: String,
     #[command(flatten)]
     dtype: super::common::Dtype,
+    #[command(flatten)]
+    processor: super::common::Processor,
     #[arg(short, long, default_value_t = 5)]
     k: usize,
     #[command(flatten)]
@@ -23,7 +25,8 @@ pub struct Args {
 pub fn run(a: Args) -> Result<()> {
     let idx = Index::load(&a.index)?;
     let opts = a.dtype.options()?;
-    let e = ClipEmbedder::from_pretrained(&idx.manifest.model, &a.bpe.bpe, &opts)?;
+    let e = ClipEmbedder::from_pretrained(&idx.manifest.model, &a.bpe.bpe, &opts)?
+        .with_processor_backend(a.processor.backend);
     let hits = idx.search(&e, &a.query, a.k)?;
     if a.json {
         let v: Vec<_> = hits

@@ -37,11 +37,9 @@ pub fn run(a: Args) -> Result<()> {
     // Before loading the model: a bad template fails at once.
     fill_template(&a.template, "x")?;
     let opts = a.model.dtype.options()?;
-    let zs = ZeroShotClassifier::new(ClipEmbedder::from_pretrained(
-        &a.model.model,
-        &a.bpe.bpe,
-        &opts,
-    )?);
+    let embedder = ClipEmbedder::from_pretrained(&a.model.model, &a.bpe.bpe, &opts)?
+        .with_processor_backend(a.model.processor.backend);
+    let zs = ZeroShotClassifier::new(embedder);
     let sources: Vec<ImageSource> = a.images.iter().map(ImageSource::parse).collect();
     let results = zs.classify(&sources, &labels, &a.template)?;
     if a.json {
