@@ -1,12 +1,24 @@
 //! tessera: vision and multimodal transformers on candle.
 //!
-//! Library first: the `tessera` binary is a thin layer over this API.
-//! - [`nn`]: the shared blocks (one attention, one MLP, one encoder block, patch embedding),
-//!   fused CPU ops with backward, and the parameter store that loads and reports checkpoints.
-//! - [`models`]: models composed from those blocks (the seed ViT).
-//! - [`data`]: datasets (embedded digits, Fashion-MNIST IDX, ImageFolder) and batching.
-//! - [`image`]: decoding and resizing images into model inputs.
-//! - [`train`]: cross-entropy, AdamW, LR schedules, the trainer with checkpoints and resume.
+//! Library first: the `tessera` binary is a thin layer over this API. Modules, bottom-up (none
+//! imports from one listed after it; `tests/layering.rs` checks):
+//! - [`error`], [`util`] (atomic writes, JSON, the worker pool), [`progress`] (how long calls
+//!   report: the library never prints).
+//! - [`kernels`]: hand-written CPU GEMMs (fp32 AVX-512, bf16 AVX512_BF16) on packed weights.
+//! - [`nn`]: the shared blocks (one attention, one MLP, one pre/post-norm block, patch
+//!   embedding), differentiable CPU ops, the inference path, and the parameter store that loads
+//!   and reports checkpoints.
+//! - [`hub`]: model arguments as local directories or hub ids, through the standard HF cache.
+//! - [`models`]: the seed ViT, HF ViT and CLIP, one loading shape for all
+//!   ([`models::Pretrained`], [`models::LoadOptions`]), and [`models::AutoModel`].
+//! - [`image`]: decoding (limits, EXIF, libjpeg-exact JPEG), Pillow- and torchvision-exact
+//!   resampling, HF image processors.
+//! - [`data`]: datasets (embedded digits, Fashion-MNIST, ImageFolder, HF parquet, generated
+//!   scenes) and batching.
+//! - [`train`]: cross-entropy, AdamW, schedules, the trainer with checkpoints and resume, the
+//!   recipes behind `train`/`finetune`, CLIP's contrastive training.
+//! - [`pipelines`]: image classification, CLIP embeddings, zero-shot, search.
+//! - [`explain`]: attention maps, rollout, relevance, rendered over the image.
 
 // mimalloc keeps candle's per-op buffers instead of handing them back to the OS:
 // glibc malloc's page faults cost up to half of a training step.

@@ -342,3 +342,29 @@ fn a_tracked_residual_keeps_its_gradient() {
         .unwrap();
     assert!(diff(&y, &y_inf) < 1e-5);
 }
+
+/// The padding mask is what its doc says: 0 where kept, `-f32::MAX` (finite, as transformers'
+/// `finfo.min`) where padded, so a query whose keys are all padding gets finite outputs on every
+/// path (an infinite mask would give NaN).
+#[test]
+fn padding_mask_is_finite_and_all_padding_is_not_nan() {
+    let dev = Device::Cpu;
+    let keep = Tensor::new(&[[1f32, 0.], [0., 0.]], &dev).unwrap();
+    let m = padding_mask(&keep, DType::F32).unwrap();
+    assert_eq!(m.dims(), &[2, 1, 1, 2]);
+    let v: Vec<f32> = m.flatten_all().unwrap().to_vec1().unwrap();
+    assert_eq!(v, vec![0.0, -f32::MAX, -f32::MAX, -f32::MAX]);
+    let a = attn(LAYOUTS[2]);
+    let x = Tensor::randn(0f32, 1.0, (2, 2, 16), &dev).unwrap();
+    let mut trace = Trace::default();
+    for ctx in [
+        Ctx::inference(),
+        Ctx::eval(),
+        Ctx::eval().with_trace(&mut trace),
+    ] {
+        let mut ctx = ctx;
+        let y = a.forward(&x, None, Some(&m), None, &mut ctx).unwrap();
+        let y: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
+        assert!(y.iter().all(|v| v.is_finite()), "{y:?}");
+    }
+}

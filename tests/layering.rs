@@ -138,3 +138,28 @@ fn crate_modules_import_only_from_below() {
         }
     }
 }
+
+/// The crate's front page lists every public module, in this order.
+#[test]
+fn crate_doc_lists_every_module_in_order() {
+    let lib = std::fs::read_to_string(src().join("lib.rs")).unwrap();
+    let declared: BTreeSet<&str> = lib
+        .lines()
+        .filter_map(|l| l.strip_prefix("pub mod "))
+        .map(|l| l.trim_end_matches(';'))
+        .collect();
+    assert_eq!(declared, CRATE.iter().copied().collect::<BTreeSet<_>>());
+    let doc: String = lib
+        .lines()
+        .filter(|l| l.starts_with("//!"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let at: Vec<usize> = CRATE
+        .iter()
+        .map(|m| {
+            doc.find(&format!("[`{m}`]"))
+                .unwrap_or_else(|| panic!("lib.rs's doc does not list {m}"))
+        })
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "lib.rs lists the modules out of order");
+}

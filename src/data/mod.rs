@@ -233,7 +233,7 @@ impl Augment {
     }
 }
 
-/// Normalisation applied to [0, 1] pixels: (x - mean[c]) / std[c].
+/// Normalisation applied to [0, 1] pixels: `(x - mean[c]) / std[c]`.
 #[derive(Clone, Debug)]
 pub struct Normalize {
     pub mean: Vec<f32>,
@@ -249,7 +249,7 @@ pub struct Loader<'a> {
     pub seed: u64,
 }
 
-/// One batch: images [B, C, H, W], labels [B] (u32).
+/// One batch: images `[B, C, H, W]`, labels `[B]` (u32).
 pub struct Batch {
     pub images: Tensor,
     pub labels: Tensor,

@@ -150,7 +150,7 @@ fn mention(o: &Object, rng: &mut ChaCha8Rng) -> Mention {
 }
 
 /// Renders a `size`×`size` scene: grey-noise background, each object centred in its half (two
-/// objects take opposite halves). One object is captioned by [`mention`]; of two, half the
+/// objects take opposite halves). One object is captioned by `mention`; of two, half the
 /// captions describe both ("a red square on the left and a green circle on the right", bound
 /// colour and shape, positions or not) and half one of them.
 ///

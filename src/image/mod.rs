@@ -136,7 +136,7 @@ fn check_square_size(size: usize) -> Result<()> {
     limits::check_output(size as u64, size as u64, &format!("image size {size}"))
 }
 
-/// Normalises planar CHW pixels in place: (x - mean[c]) / std[c], one plane per entry of `mean`
+/// Normalises planar CHW pixels in place: `(x - mean[c]) / std[c]`, one plane per entry of `mean`
 /// (callers check that `std` has as many).
 pub fn normalize(chw: &mut [f32], mean: &[f32], std: &[f32]) {
     let n = chw.len() / mean.len().max(1);

@@ -23,7 +23,7 @@ pub fn check_heads(dim: usize, heads: usize) -> crate::Result<()> {
 /// the computation is the same.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum QkvNames {
-    /// PyTorch `nn.MultiheadAttention`: `in_proj_weight` [3D, D] and `in_proj_bias` [3D].
+    /// PyTorch `nn.MultiheadAttention`: `in_proj_weight` `[3D, D]` and `in_proj_bias` `[3D]`.
     TorchInProj,
     /// One fused linear, e.g. timm's `qkv.weight` [3D, D].
     FusedLinear(&'static str),

@@ -2,7 +2,7 @@
 //! the `gemm` crate as the one matmul for weights that are not packed.
 //!
 //! Nothing here knows about layers or autograd; every kernel above reads its operands through
-//! [`with_f32`] / [`slice`] and decides applicability with [`kernels_apply`].
+//! `with_f32` / `slice` and decides applicability with [`kernels_apply`].
 use candle_core::{CpuStorage, DType, Layout, Result, Storage, Tensor};
 
 /// True when tessera's CPU kernels can run on `t` (CPU, f32). The one device/dtype predicate:

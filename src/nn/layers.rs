@@ -39,7 +39,7 @@ impl<'a> Then<'a> {
     }
 }
 
-/// `nn.Linear`: `weight` [out, in], optional `bias` [out].
+/// `nn.Linear`: `weight` `[out, in]`, optional `bias` `[out]`.
 #[derive(Clone, Debug)]
 pub struct Linear {
     pub weight: Tensor,

@@ -22,7 +22,7 @@ pub struct PatchEmbed {
 }
 
 impl PatchEmbed {
-    /// `{vb}.weight` [D, C, P, P] and `{vb}.bias` [D], as `nn.Conv2d` (PyTorch's default init).
+    /// `{vb}.weight` `[D, C, P, P]` and `{vb}.bias` `[D]`, as `nn.Conv2d` (PyTorch's default init).
     pub fn new(
         vb: VarBuilder,
         in_channels: usize,

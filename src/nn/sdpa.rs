@@ -1,7 +1,7 @@
 //! Scaled dot-product attention on CPU f32, straight from a packed q|k|v buffer: per (image,
 //! head) one [N, N] score block (scores, mask, softmax, dropout, weighted sum) into the
 //! merged-head output, without a [B, H, N, N] tensor or head split/merge copies. The forward
-//! serves inference ([`attention`]) and the differentiable [`AttentionOp`], whose backward
+//! serves inference and training through one op (`attention`), whose backward
 //! recomputes the probabilities per head as flash attention does.
 use super::cpu::{matmul_strided, slice, with_f32};
 use super::dropout::DropoutMask;

@@ -147,12 +147,11 @@ pub struct EpochMetrics {
 }
 
 impl std::fmt::Display for EpochMetrics {
-    /// `epoch 3: train loss … acc … | test loss … acc … | 1.2s, 950 img/s`
+    /// `train loss … acc … | test loss … acc … | 1.2s, 950 img/s`
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "epoch {}: train loss {:.4} acc {:.4} | test loss {:.4} acc {:.4} | {:.1}s, {:.0} img/s",
-            self.epoch,
+            "train loss {:.4} acc {:.4} | test loss {:.4} acc {:.4} | {:.1}s, {:.0} img/s",
             self.train_loss,
             self.train_accuracy,
             self.test_loss,
@@ -612,7 +611,7 @@ pub fn fit(
             seconds,
             images_per_second: seen as f64 / seconds,
         };
-        progress.note(&format!("{m} (of {})", cfg.epochs));
+        progress.note(&format!("epoch {}/{}: {m}", m.epoch, cfg.epochs));
         let mut f = std::fs::OpenOptions::new()
             .append(true)
             .create(true)

@@ -5,7 +5,7 @@ use candle_core::{DType, Tensor, Var, D};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
-/// Mean cross-entropy of logits [B, K] against class indices [B] (u32), with optional
+/// Mean cross-entropy of logits `[B, K]` against class indices `[B]` (u32), with optional
 /// label smoothing as `nn.CrossEntropyLoss(label_smoothing=ε)`.
 pub fn cross_entropy(logits: &Tensor, labels: &Tensor, label_smoothing: f64) -> Result<Tensor> {
     let (b, _k) = logits.dims2()?;

@@ -4,9 +4,9 @@
 //!
 //! * [`Backend::Torchvision`], transformers' default (`ViTImageProcessor`, what `use_fast=True`
 //!   or `backend="torchvision"` gives): the PIL image becomes a uint8 tensor, torchvision's
-//!   antialiased uint8 resize ([`resize_u8_torchvision`]), `F.center_crop`'s offsets, then
+//!   antialiased uint8 resize ([`crate::image::resize::resize_u8_torchvision`]), `F.center_crop`'s offsets, then
 //!   rescale and normalise fused into one float32 `(x - mean/r) / (std/r)`.
-//! * [`Backend::Pil`] (`ViTImageProcessorPil`): Pillow's uint8 resampling ([`resize_u8`]),
+//! * [`Backend::Pil`] (`ViTImageProcessorPil`): Pillow's uint8 resampling ([`crate::image::resize::resize_u8`]),
 //!   numpy's centre crop, rescale in float64 then float32, normalise in float32.
 //!
 //! Both convert to RGB as Pillow's `convert("RGB")` and compute the shortest-edge size the same
