@@ -6,6 +6,8 @@
 
 pub mod bf16;
 pub mod f32;
+#[cfg(test)]
+mod golden;
 
 use crate::error::{Error, Result};
 
