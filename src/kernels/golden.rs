@@ -8,7 +8,7 @@
 //! `K + M mod 3`. A row's hash covers, in this order, C without bias or epilogue, with the
 //! bias, with the epilogue, with both (1 thread); 2 threads must give the same bits.
 use super::testing::{epilogue, rvec};
-use super::{bf16, f32, gemm, Epilogue, Packed};
+use super::{bf16, f32, gemm, Epilogue, GemmWeight};
 
 const MS: [usize; 6] = [1, 13, 14, 15, 197, 1576];
 const NS: [usize; 6] = [1, 31, 32, 33, 768, 2304];
@@ -52,7 +52,7 @@ fn fnv(mut h: u64, c: &[f32]) -> u64 {
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 
 /// The hash of one shape on `isa`'s kernel for `w` (see the module docs).
-fn hash<W: Packed>(isa: W::Isa, w: &W, m: usize, n: usize, k: usize) -> u64 {
+fn hash<W: GemmWeight>(isa: W::Isa, w: &W, m: usize, n: usize, k: usize) -> u64 {
     let lda = k + m % 3;
     let a = rvec(m * lda, 11 + (m * 131 + k * 17 + n) as u64);
     let bias = rvec(n, 13 + n as u64);
