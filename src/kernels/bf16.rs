@@ -259,7 +259,7 @@ mod avx512 {
         // SAFETY: the Tile contract: C's tile is R × nr with row stride ldc.
         let mut acc = unsafe { load_acc::<R>(t.first, t.c, t.ldc, t.nr) };
         for kk in 0..t.kc {
-            // SAFETY: pair kk < kc2 of the weight slice and the A strip (Tile contract).
+            // SAFETY: pair kk < kc of the weight slice and the A strip (Tile contract).
             unsafe {
                 let wk = t.w.add(kk * NR);
                 let w0: __m512bh = std::mem::transmute(_mm512_loadu_si512(wk as *const __m512i));

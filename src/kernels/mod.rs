@@ -26,6 +26,7 @@ pub(crate) type AccTile = [[f32; NR]; MR];
 ///
 /// # Safety
 /// `c` addresses `mr` rows of stride `ldc` with `nr` valid columns each (`mr ≤ MR`, `nr ≤ NR`).
+#[inline(always)]
 unsafe fn load_tile(first: bool, c: *const f32, ldc: usize, mr: usize, nr: usize) -> AccTile {
     let mut acc = [[0f32; NR]; MR];
     if !first {
@@ -43,6 +44,7 @@ unsafe fn load_tile(first: bool, c: *const f32, ldc: usize, mr: usize, nr: usize
 ///
 /// # Safety
 /// As [`load_tile`], and `bias` is null or addresses `nr` values.
+#[inline(always)]
 unsafe fn store_tile(
     acc: &AccTile,
     bias: *const f32,
