@@ -10,10 +10,11 @@
 //! in 28 zmm accumulators (2 more for the weight pairs, 1 for the broadcast) and, per k pair,
 //! issues 2 weight loads, 14 broadcasts and 28 `vdpbf16ps`.
 //!
-//! Loops (BLIS order): row blocks of `MC` = 168 → K blocks of `KC` = 768 (pack A) → weight
-//! panels (the next panel's slice is prefetched meanwhile) → 14-row strips → microkernel. A
-//! K block of a panel (48 KiB) is reused by all strips from L2; the packed A block (252 KiB)
-//! by all panels. Partial sums of C are stored after each K block and reloaded for the next.
+//! Loops (the blocked driver both GEMMs share, BLIS order): row blocks of `MC` = 168 → K
+//! blocks of `KC` = 768 (pack A) → weight panels (the next panel's slice is prefetched
+//! meanwhile) → 14-row strips → microkernel. A K block of a panel (48 KiB) is reused by all
+//! strips from L2; the packed A block (252 KiB) by all panels. Partial sums of C are stored
+//! after each K block and reloaded for the next.
 //!
 //! Numerics. `vdpbf16ps` (measured on Zen 4, documented by Intel) adds the odd-k product first,
 //! then the even-k one, each add rounded to f32 (RNE), with subnormal inputs and results
@@ -134,7 +135,7 @@ fn best_isa() -> Isa {
 }
 
 // SAFETY: `data` holds `n.div_ceil(NR) · k2 · NR` pairs (see `pack`); the buffer has `len`
-// pairs; `pack_a` writes only the block's strips, `microtile` only the tile.
+// pairs; both microkernels touch only their tile (prefetches are hints, never dereferences).
 unsafe impl GemmWeight for PackedBf16 {
     type Isa = Isa;
     type Elem = u32;

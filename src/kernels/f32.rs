@@ -3,10 +3,11 @@
 //! The fp32 sibling of [`super::bf16`]: a linear layer's weight never changes during
 //! inference, so it is packed once ([`PackedF32::pack`]) into panels of [`NR`] = 32 output
 //! columns, `[K][32]` each (64-byte aligned), instead of being re-packed on every call as the
-//! `gemm` crate does. A is copied per `MC × KC` block into `[k][MR]` strips so the microkernel's
-//! broadcasts are contiguous. The AVX-512F microkernel holds a 14 × 32 tile of C in 28 zmm
-//! accumulators; per k it loads two zmm of weights and broadcasts one `a[m, k]` per row into
-//! 28 FMAs.
+//! `gemm` crate does. A is copied per `MC × KC` block into `[k][MR]` strips so the
+//! microkernel's broadcasts are contiguous (the loops are the blocked driver both GEMMs share,
+//! here with equal-sized row and K blocks and a thread-local A buffer). The AVX-512F
+//! microkernel holds a 14 × 32 tile of C in 28 zmm accumulators; per k it loads two zmm of
+//! weights and broadcasts one `a[m, k]` per row into 28 FMAs.
 //!
 //! Numerics. Every element of C is a sequential sum over k in f32 (K blocks reload the partial
 //! sums), then the bias is added. The AVX-512 path fuses each multiply-add (FMA, one rounding);
@@ -136,7 +137,7 @@ pub fn gemm_f32_packed(
 
 // SAFETY: `data` holds `n.div_ceil(NR) · k · NR` f32 (see `pack`), 64-byte aligned, so every
 // k of a panel slice is (the AVX-512 kernel's aligned loads); `with_a_buf` grows the buffer
-// to `len`; `pack_a` writes only the block's strips, `microtile` only the tile.
+// to `len`; both microkernels touch only their tile.
 unsafe impl super::GemmWeight for PackedF32 {
     type Isa = Isa;
     type Elem = f32;

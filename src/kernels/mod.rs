@@ -230,11 +230,11 @@ pub(crate) mod avx512 {
 /// and buffer, and the microtile call.
 ///
 /// # Safety
-/// [`run_part`] trusts the implementation, unchecked: [`panels`](Self::panels) holds
+/// [`run_part`] relies on these, unchecked: [`panels`](Self::panels) holds
 /// `n.div_ceil(NR) · depth · NR` elements (aligned as the microkernels load them);
-/// [`with_a_buf`](Self::with_a_buf) hands `f` at least `len` elements; [`pack_a`](Self::pack_a)
-/// writes only its block's strips into the buffer; [`microtile`](Self::microtile) reads and
-/// writes only what its [`Tile`] describes.
+/// [`with_a_buf`](Self::with_a_buf) hands `f` at least `len` elements;
+/// [`microtile`](Self::microtile), given a valid [`Tile`], reads and writes only what the tile
+/// describes.
 pub(crate) unsafe trait GemmWeight: Sync + Sized {
     /// Which microkernel runs.
     type Isa: Copy + Sync;
