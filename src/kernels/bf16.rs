@@ -10,10 +10,11 @@
 //! in 28 zmm accumulators (2 more for the weight pairs, 1 for the broadcast) and, per k pair,
 //! issues 2 weight loads, 14 broadcasts and 28 `vdpbf16ps`.
 //!
-//! Loops (BLIS order): row blocks of `MC` = 168 → K blocks of `KC` = 768 (pack A) → weight
-//! panels (the next panel's slice is prefetched meanwhile) → 14-row strips → microkernel. A
-//! K block of a panel (48 KiB) is reused by all strips from L2; the packed A block (252 KiB)
-//! by all panels. Partial sums of C are stored after each K block and reloaded for the next.
+//! Loops (the blocked driver both GEMMs share, BLIS order): row blocks of `MC` = 168 → K
+//! blocks of `KC` = 768 (pack A) → weight panels (the next panel's slice is prefetched
+//! meanwhile) → 14-row strips → microkernel. A K block of a panel (48 KiB) is reused by all
+//! strips from L2; the packed A block (252 KiB) by all panels. Partial sums of C are stored
+//! after each K block and reloaded for the next.
 //!
 //! Numerics. `vdpbf16ps` (measured on Zen 4, documented by Intel) adds the odd-k product first,
 //! then the even-k one, each add rounded to f32 (RNE), with subnormal inputs and results
@@ -21,8 +22,8 @@
 //! reload the partial sums into the accumulators), then the bias is added. The portable
 //! fallback does exactly the same operations in the same order, so both paths give
 //! bit-identical results.
-use super::{bf16_bits_to_f32, pack_pair, Job};
-use crate::error::{Error, Result};
+use super::{bf16_bits_to_f32, pack_pair, ABlock, GemmWeight, Tile};
+use crate::error::Result;
 
 use super::MR;
 /// Output columns per packed weight panel (two zmm registers of f32).
@@ -50,25 +51,11 @@ pub struct PackedBf16 {
 impl PackedBf16 {
     /// Packs `w` (`n × k`, row-major). Errors if `w.len() != n * k`.
     pub fn pack(w: &[f32], n: usize, k: usize) -> Result<PackedBf16> {
-        if n.checked_mul(k) != Some(w.len()) {
-            return Err(Error::Shape(format!(
-                "PackedBf16::pack: weight has {} elements, expected {n} x {k}",
-                w.len()
-            )));
-        }
         let k2 = k.div_ceil(2);
-        let panels = n.div_ceil(NR);
-        let mut data = vec![0u32; panels * k2 * NR];
-        for col in 0..n {
-            let row = &w[col * k..(col + 1) * k];
-            let panel = &mut data[(col / NR) * k2 * NR..];
-            let j = col % NR;
-            for kk in 0..k2 {
-                let lo = row[2 * kk];
-                let hi = row.get(2 * kk + 1).copied().unwrap_or(0.0);
-                panel[kk * NR + j] = pack_pair(lo, hi);
-            }
-        }
+        let mut data = vec![0u32; super::panels_len("PackedBf16::pack", w, n, k, k2)?];
+        super::pack_panels(w, n, k, k2, &mut data, |row, kk| {
+            pack_pair(row[2 * kk], row.get(2 * kk + 1).copied().unwrap_or(0.0))
+        });
         Ok(PackedBf16 { n, k, k2, data })
     }
 
@@ -99,16 +86,7 @@ impl PackedBf16 {
 
 /// Whether this CPU runs the AVX512_BF16 path (`avx512f`, `avx512bw`, `avx512bf16`).
 pub fn has_avx512_bf16() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        is_x86_feature_detected!("avx512f")
-            && is_x86_feature_detected!("avx512bw")
-            && is_x86_feature_detected!("avx512bf16")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    super::x86_features!("avx512f", "avx512bw", "avx512bf16")
 }
 
 /// Which microkernel runs.
@@ -156,11 +134,13 @@ fn best_isa() -> Isa {
     Isa::Portable
 }
 
-// SAFETY: `run_part` writes only rows `r0..r1` × panels `p0..p1` of C and runs the epilogue
-// on whole finished rows (see its contract).
-unsafe impl super::Packed for PackedBf16 {
+// SAFETY: `data` holds `n.div_ceil(NR) · k2 · NR` pairs (see `pack`); the buffer has `len`
+// pairs; both microkernels touch only their tile (prefetches are hints, never dereferences).
+unsafe impl GemmWeight for PackedBf16 {
     type Isa = Isa;
+    type Elem = u32;
     const NAME: &'static str = "gemm_bf16";
+    const PREFETCH: bool = true;
 
     fn n(&self) -> usize {
         self.n
@@ -170,169 +150,55 @@ unsafe impl super::Packed for PackedBf16 {
         self.k
     }
 
-    /// Computes rows `r0..r1` × panels `p0..p1` of C, then (if given) runs the epilogue on each
-    /// finished `MC`-row block.
-    ///
-    /// # Safety
-    /// `job.c` points to `m × n` f32 that no one else reads or writes in rows `r0..r1` ×
-    /// panels `p0..p1` during the call; the epilogue needs the whole rows (`p0..p1` = all).
-    unsafe fn run_part(
-        job: &Job<Self>,
-        r0: usize,
-        r1: usize,
-        p0: usize,
-        p1: usize,
-        epilogue: Option<Epilogue>,
-    ) {
-        let (n, k2) = (job.w.n, job.w.k2);
-        // Packed A for one block: only as large as this call needs (small M, small K).
-        let rows = MC.min(r1 - r0).div_ceil(MR) * MR;
-        let mut buf = vec![0u32; rows * KC2.min(k2)];
-        let mut ic = r0;
-        while ic < r1 {
-            let mc = MC.min(r1 - ic);
-            let mut kb = 0;
-            while kb < k2 {
-                let kc2 = KC2.min(k2 - kb);
-                pack_a(job.isa, job.a, job.lda, job.w.k, ic, mc, kb, kc2, &mut buf);
-                let first = kb == 0;
-                let last = kb + kc2 == k2;
-                for p in p0..p1 {
-                    let nr = NR.min(n - p * NR);
-                    let wp = job.w.data[(p * k2 + kb) * NR..].as_ptr();
-                    let bias = match job.bias {
-                        Some(b) if last => b[p * NR..].as_ptr(),
-                        _ => std::ptr::null(),
-                    };
-                    // Prefetch the next panel's weight slice (2 · kc2 cache lines) while this
-                    // one runs: each strip takes its share, one line per k pair.
-                    let strips = mc.div_ceil(MR);
-                    let next =
-                        (p + 1 < p1).then(|| job.w.data[((p + 1) * k2 + kb) * NR..].as_ptr());
-                    let share = (2 * kc2).div_ceil(strips);
-                    for s in 0..strips {
-                        let mr = MR.min(mc - s * MR);
-                        let (pf, pf_lines) = match next {
-                            Some(q) => {
-                                let done = (s * share).min(2 * kc2);
-                                (q.wrapping_add(done * 16), share.min(2 * kc2 - done))
-                            }
-                            None => (std::ptr::null(), 0),
-                        };
-                        let ap = buf[s * kc2 * MR..].as_ptr();
-                        // SAFETY: rows ic + s·MR .. + mr < r1 ≤ m and columns p·NR .. + nr ≤ n
-                        // are inside C; `ap` holds kc2 · MR pairs and `wp` kc2 · NR pairs
-                        // (the panel slice from pair kb on); `bias` has nr elements from
-                        // p·NR on or is null.
-                        unsafe {
-                            let cp = job.c.0.add((ic + s * MR) * n + p * NR);
-                            let tile = Tile {
-                                kc2,
-                                a: ap,
-                                w: wp,
-                                c: cp,
-                                ldc: n,
-                                mr,
-                                nr,
-                                first,
-                                bias,
-                                pf,
-                                pf_lines,
-                            };
-                            microtile(job.isa, &tile);
-                        }
-                    }
-                }
-                kb += kc2;
-            }
-            if let Some(e) = epilogue {
-                // SAFETY: rows ic .. ic + mc are this thread's (see the contract), finished,
-                // and no pointer into them is used while the slice lives.
-                let rows = unsafe { std::slice::from_raw_parts_mut(job.c.0.add(ic * n), mc * n) };
-                e(rows);
-            }
-            ic += mc;
+    fn depth(&self) -> usize {
+        self.k2
+    }
+
+    fn panels(&self) -> &[u32] {
+        &self.data
+    }
+
+    /// Fixed `MC`-row blocks and `KC2`-pair K blocks.
+    fn blocks(&self, _rows: usize) -> (usize, usize) {
+        (MC, KC2)
+    }
+
+    /// A buffer of this call's own.
+    fn with_a_buf<R>(len: usize, f: impl FnOnce(&mut [u32]) -> R) -> R {
+        f(&mut vec![0u32; len])
+    }
+
+    fn pack_a(isa: Isa, block: &ABlock, buf: &mut [u32]) {
+        match isa {
+            Isa::Portable => pack_a_portable(block, buf),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: only chosen when the CPU has the features.
+            Isa::Avx512Bf16 => unsafe { avx512::pack_a(block, buf) },
+        }
+    }
+
+    #[inline]
+    unsafe fn microtile(isa: Isa, t: &Tile<u32>) {
+        match isa {
+            // SAFETY: forwarded contract.
+            Isa::Portable => unsafe { kernel_portable(t) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: forwarded contract; the Avx512Bf16 isa is only chosen when detected.
+            Isa::Avx512Bf16 => unsafe { super::dispatch_rows!(avx512::kernel, t.mr, t) },
         }
     }
 }
 
-/// One microkernel call: C[mr, nr] (+)= A-strip · W-slice over `kc2` k pairs.
-struct Tile {
-    kc2: usize,
-    /// Packed A strip: `[kc2][MR]` pairs (rows past `mr` are zero).
-    a: *const u32,
-    /// Weight panel slice: `[kc2][NR]` pairs.
-    w: *const u32,
-    /// C at the tile's top-left element; row stride `ldc`.
-    c: *mut f32,
-    ldc: usize,
-    mr: usize,
-    nr: usize,
-    /// First K block: start from zero instead of the partial sums in C.
-    first: bool,
-    /// Last K block: add these `nr` bias values (null: none or not the last block).
-    bias: *const f32,
-    /// Cache lines to prefetch from `pf` (a hint only: never dereferenced; AVX512 path).
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-    pf: *const u32,
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-    pf_lines: usize,
-}
-
-/// # Safety
-/// The pointers in `t` are valid as documented on [`Tile`]; `isa` is supported by this CPU.
-#[inline]
-unsafe fn microtile(isa: Isa, t: &Tile) {
-    match isa {
-        // SAFETY: forwarded contract.
-        Isa::Portable => unsafe { kernel_portable(t) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: forwarded contract; the Avx512Bf16 isa is only chosen when detected.
-        Isa::Avx512Bf16 => unsafe { super::dispatch_rows!(avx512::kernel, t.mr, t) },
-    }
-}
-
-/// Packs rows `ic .. ic + mc`, k pairs `kb .. kb + kc2` of A into `buf` as strips of MR rows,
-/// each `[kc2][MR]` pairs; rows past `mc` and the k past K are zero.
-#[allow(clippy::too_many_arguments)]
-fn pack_a(
-    isa: Isa,
-    a: &[f32],
-    lda: usize,
-    k: usize,
-    ic: usize,
-    mc: usize,
-    kb: usize,
-    kc2: usize,
-    buf: &mut [u32],
-) {
-    match isa {
-        Isa::Portable => pack_a_portable(a, lda, k, ic, mc, kb, kc2, buf),
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: only chosen when the CPU has the features.
-        Isa::Avx512Bf16 => unsafe { avx512::pack_a(a, lda, k, ic, mc, kb, kc2, buf) },
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn pack_a_portable(
-    a: &[f32],
-    lda: usize,
-    k: usize,
-    ic: usize,
-    mc: usize,
-    kb: usize,
-    kc2: usize,
-    buf: &mut [u32],
-) {
-    for s in 0..mc.div_ceil(MR) {
-        let strip = &mut buf[s * kc2 * MR..(s + 1) * kc2 * MR];
+/// The portable A packing: pairs converted with [`super::f32_to_bf16_bits`].
+fn pack_a_portable(b: &ABlock, buf: &mut [u32]) {
+    for s in 0..b.mc.div_ceil(MR) {
+        let strip = &mut buf[s * b.kc * MR..(s + 1) * b.kc * MR];
         for i in 0..MR {
             let r = s * MR + i;
-            for kk in 0..kc2 {
-                strip[kk * MR + i] = if r < mc {
-                    let row = &a[(ic + r) * lda..(ic + r) * lda + k];
-                    let k0 = 2 * (kb + kk);
+            for kk in 0..b.kc {
+                strip[kk * MR + i] = if r < b.mc {
+                    let row = &b.a[(b.ic + r) * b.lda..(b.ic + r) * b.lda + b.k];
+                    let k0 = 2 * (b.kb + kk);
                     pack_pair(row[k0], row.get(k0 + 1).copied().unwrap_or(0.0))
                 } else {
                     0
@@ -356,37 +222,32 @@ fn ftz(x: f32) -> f32 {
 /// add rounded and flushed), so results equal the AVX512_BF16 path bit for bit.
 ///
 /// # Safety
-/// As [`microtile`].
-unsafe fn kernel_portable(t: &Tile) {
-    // SAFETY: Tile contract (C's tile is mr × nr with row stride ldc).
-    let mut acc = unsafe { super::load_tile(t.first, t.c, t.ldc, t.mr, t.nr) };
-    // SAFETY: Tile contract: kc2 · MR and kc2 · NR pairs.
-    let (a, w) = unsafe {
-        (
-            std::slice::from_raw_parts(t.a, t.kc2 * MR),
-            std::slice::from_raw_parts(t.w, t.kc2 * NR),
-        )
-    };
-    for kk in 0..t.kc2 {
-        let wk = &w[kk * NR..(kk + 1) * NR];
-        for (i, row) in acc.iter_mut().enumerate().take(t.mr) {
-            let ap = a[kk * MR + i];
-            let (alo, ahi) = (f32::from_bits(ap << 16), f32::from_bits(ap & 0xffff_0000));
-            for (v, &wp) in row.iter_mut().zip(wk) {
-                let (wlo, whi) = (f32::from_bits(wp << 16), f32::from_bits(wp & 0xffff_0000));
-                *v = ftz(ftz(*v + ahi * whi) + alo * wlo);
+/// As [`super::GemmWeight::microtile`].
+unsafe fn kernel_portable(t: &Tile<u32>) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        super::portable_tile(t, |acc, a, w| {
+            for kk in 0..t.kc {
+                let wk = &w[kk * NR..(kk + 1) * NR];
+                for (i, row) in acc.iter_mut().enumerate().take(t.mr) {
+                    let ap = a[kk * MR + i];
+                    let (alo, ahi) = (f32::from_bits(ap << 16), f32::from_bits(ap & 0xffff_0000));
+                    for (v, &wp) in row.iter_mut().zip(wk) {
+                        let (wlo, whi) =
+                            (f32::from_bits(wp << 16), f32::from_bits(wp & 0xffff_0000));
+                        *v = ftz(ftz(*v + ahi * whi) + alo * wlo);
+                    }
+                }
             }
-        }
+        })
     }
-    // SAFETY: Tile contract (the bias, when set, has nr values).
-    unsafe { super::store_tile(&acc, t.bias, t.c, t.ldc, t.mr, t.nr) };
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::super::avx512::{load_acc, store_acc};
-    use super::super::mask16;
-    use super::{Tile, MR, NR};
+    use super::super::{mask16, ABlock, Tile};
+    use super::{MR, NR};
     use std::arch::x86_64::*;
 
     /// The microkernel: an R × 32 tile of C in 2·R zmm accumulators; per k pair, two weight
@@ -395,11 +256,11 @@ mod avx512 {
     /// # Safety
     /// The CPU has avx512f, avx512bw, avx512bf16; `t` is valid (see [`Tile`]) with `t.mr == R`.
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-    pub(super) unsafe fn kernel<const R: usize>(t: &Tile) {
+    pub(super) unsafe fn kernel<const R: usize>(t: &Tile<u32>) {
         // SAFETY: the Tile contract: C's tile is R × nr with row stride ldc.
         let mut acc = unsafe { load_acc::<R>(t.first, t.c, t.ldc, t.nr) };
-        for kk in 0..t.kc2 {
-            // SAFETY: pair kk < kc2 of the weight slice and the A strip (Tile contract).
+        for kk in 0..t.kc {
+            // SAFETY: pair kk < kc of the weight slice and the A strip (Tile contract).
             unsafe {
                 let wk = t.w.add(kk * NR);
                 let w0: __m512bh = std::mem::transmute(_mm512_loadu_si512(wk as *const __m512i));
@@ -426,18 +287,17 @@ mod avx512 {
     ///
     /// # Safety
     /// The CPU has avx512f, avx512bw, avx512bf16.
-    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-    pub(super) unsafe fn pack_a(
-        a: &[f32],
-        lda: usize,
-        k: usize,
-        ic: usize,
-        mc: usize,
-        kb: usize,
-        kc2: usize,
-        buf: &mut [u32],
-    ) {
+    pub(super) unsafe fn pack_a(block: &ABlock, buf: &mut [u32]) {
+        let &ABlock {
+            a,
+            lda,
+            k,
+            ic,
+            mc,
+            kb,
+            kc: kc2,
+        } = block;
         // Floats of each row in this K block (2·kc2, or one less at an odd K).
         let nel = (2 * kc2).min(k - 2 * kb);
         let mut tmp = [0u32; 16];
@@ -575,8 +435,17 @@ mod tests {
         for (kb, kc2) in [(0, 39), (0, 16), (5, 34)] {
             let mut p = vec![7u32; MC * KC2];
             let mut q = vec![9u32; MC * KC2];
-            pack_a(Isa::Portable, &a, lda, k, 1, m - 1, kb, kc2, &mut p);
-            pack_a(best_isa(), &a, lda, k, 1, m - 1, kb, kc2, &mut q);
+            let block = ABlock {
+                a: &a,
+                lda,
+                k,
+                ic: 1,
+                mc: m - 1,
+                kb,
+                kc: kc2,
+            };
+            PackedBf16::pack_a(Isa::Portable, &block, &mut p);
+            PackedBf16::pack_a(best_isa(), &block, &mut q);
             let len = (m - 1).div_ceil(MR) * MR * kc2;
             assert_eq!(p[..len], q[..len], "kb {kb} kc2 {kc2}");
         }

@@ -3,17 +3,18 @@
 //! The fp32 sibling of [`super::bf16`]: a linear layer's weight never changes during
 //! inference, so it is packed once ([`PackedF32::pack`]) into panels of [`NR`] = 32 output
 //! columns, `[K][32]` each (64-byte aligned), instead of being re-packed on every call as the
-//! `gemm` crate does. A is copied per `MC × KC` block into `[k][MR]` strips so the microkernel's
-//! broadcasts are contiguous. The AVX-512F microkernel holds a 14 × 32 tile of C in 28 zmm
-//! accumulators; per k it loads two zmm of weights and broadcasts one `a[m, k]` per row into
-//! 28 FMAs.
+//! `gemm` crate does. A is copied per `MC × KC` block into `[k][MR]` strips so the
+//! microkernel's broadcasts are contiguous (the loops are the blocked driver both GEMMs share,
+//! here with equal-sized row and K blocks and a thread-local A buffer). The AVX-512F
+//! microkernel holds a 14 × 32 tile of C in 28 zmm accumulators; per k it loads two zmm of
+//! weights and broadcasts one `a[m, k]` per row into 28 FMAs.
 //!
 //! Numerics. Every element of C is a sequential sum over k in f32 (K blocks reload the partial
 //! sums), then the bias is added. The AVX-512 path fuses each multiply-add (FMA, one rounding);
 //! the portable fallback rounds the product and the sum separately, so the two agree up to
 //! rounding, not bit for bit. Thread counts never change the result of a given path.
-use super::{Epilogue, Job};
-use crate::error::{Error, Result};
+use super::{ABlock, Epilogue, Tile};
+use crate::error::Result;
 
 use super::MR;
 /// Output columns per packed weight panel (two zmm registers of f32).
@@ -56,29 +57,8 @@ pub struct PackedF32 {
 impl PackedF32 {
     /// Packs `w` (`n × k`, row-major). Errors if `w.len() != n * k`.
     pub fn pack(w: &[f32], n: usize, k: usize) -> Result<PackedF32> {
-        if n.checked_mul(k) != Some(w.len()) {
-            return Err(Error::Shape(format!(
-                "PackedF32::pack: weight has {} elements, expected {n} x {k}",
-                w.len()
-            )));
-        }
-        let panels = n.div_ceil(NR);
-        let len = panels
-            .checked_mul(k)
-            .and_then(|x| x.checked_mul(NR))
-            .ok_or_else(|| Error::Shape("PackedF32::pack: size overflows".into()))?;
-        let mut data = aligned(len);
-        {
-            let flat = flat_mut(&mut data);
-            for col in 0..n {
-                let row = &w[col * k..(col + 1) * k];
-                let panel = &mut flat[(col / NR) * k * NR..];
-                let j = col % NR;
-                for (kk, &v) in row.iter().enumerate() {
-                    panel[kk * NR + j] = v;
-                }
-            }
-        }
+        let mut data = aligned(super::panels_len("PackedF32::pack", w, n, k, k)?);
+        super::pack_panels(w, n, k, k, flat_mut(&mut data), |row, kk| row[kk]);
         Ok(PackedF32 { n, k, data })
     }
 
@@ -111,14 +91,7 @@ fn flat_mut(v: &mut [Line]) -> &mut [f32] {
 
 /// Whether this CPU runs the AVX-512F path.
 pub fn has_avx512f() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    super::x86_features!("avx512f")
 }
 
 /// Which microkernel runs.
@@ -162,11 +135,14 @@ pub fn gemm_f32_packed(
     super::gemm(best_isa(), a, m, lda, w, bias, c, epilogue, threads)
 }
 
-// SAFETY: `run_part` writes only rows `r0..r1` × panels `p0..p1` of C and runs the epilogue
-// on whole finished rows (see its contract).
-unsafe impl super::Packed for PackedF32 {
+// SAFETY: `data` holds `n.div_ceil(NR) · k · NR` f32 (see `pack`), 64-byte aligned, so every
+// k of a panel slice is (the AVX-512 kernel's aligned loads); `with_a_buf` grows the buffer
+// to `len`; both microkernels touch only their tile.
+unsafe impl super::GemmWeight for PackedF32 {
     type Isa = Isa;
+    type Elem = f32;
     const NAME: &'static str = "gemm_f32_packed";
+    const PREFETCH: bool = false;
 
     fn n(&self) -> usize {
         self.n
@@ -176,27 +152,23 @@ unsafe impl super::Packed for PackedF32 {
         self.k
     }
 
-    /// Computes rows `r0..r1` × panels `p0..p1` of C, then (if given) runs the epilogue on each
-    /// finished `MC`-row block.
-    ///
-    /// # Safety
-    /// `job.c` points to `m × n` f32 that no one else reads or writes in rows `r0..r1` ×
-    /// panels `p0..p1` during the call; the epilogue needs the whole rows (`p0..p1` = all).
-    unsafe fn run_part(
-        job: &Job<Self>,
-        r0: usize,
-        r1: usize,
-        p0: usize,
-        p1: usize,
-        epilogue: Option<Epilogue>,
-    ) {
-        let k = job.w.k;
-        // Blocks of equal size, rows in whole strips, so that no thin last block streams all
-        // of W (or a K slice of it) for little work.
-        let blocks = (r1 - r0).div_ceil(MC);
-        let mc_blk = (r1 - r0).div_ceil(blocks).div_ceil(MR) * MR;
-        let kc_blk = k.div_ceil(k.div_ceil(KC));
-        let len = mc_blk * kc_blk;
+    fn depth(&self) -> usize {
+        self.k
+    }
+
+    fn panels(&self) -> &[f32] {
+        flat(&self.data)
+    }
+
+    /// Blocks of equal size, rows in whole strips, so that no thin last block streams all of
+    /// W (or a K slice of it) for little work.
+    fn blocks(&self, rows: usize) -> (usize, usize) {
+        let mc_blk = rows.div_ceil(rows.div_ceil(MC)).div_ceil(MR) * MR;
+        (mc_blk, self.k.div_ceil(self.k.div_ceil(KC)))
+    }
+
+    /// This thread's buffer, kept between calls (64-byte aligned).
+    fn with_a_buf<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
         A_BUF.with(|cell| {
             // Re-entered from an epilogue on this thread: a buffer of its own.
             let mut own = Vec::new();
@@ -208,165 +180,64 @@ unsafe impl super::Packed for PackedF32 {
             if lines.len() * 16 < len {
                 *lines = aligned(len);
             }
-            // SAFETY: forwarded contract.
-            unsafe {
-                job.run_with(r0, r1, p0, p1, epilogue, mc_blk, kc_blk, flat_mut(lines));
-            }
+            f(flat_mut(lines))
         })
     }
-}
 
-impl Job<'_, PackedF32> {
-    /// [`super::Part::run`] with row blocks of `mc_blk`, K blocks of `kc_blk` and an A buffer of at
-    /// least `mc_blk · kc_blk` f32.
-    ///
-    /// # Safety
-    /// As [`super::Part::run`].
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn run_with(
-        &self,
-        r0: usize,
-        r1: usize,
-        p0: usize,
-        p1: usize,
-        epilogue: Option<Epilogue>,
-        mc_blk: usize,
-        kc_blk: usize,
-        buf: &mut [f32],
-    ) {
-        let (n, k) = (self.w.n, self.w.k);
-        let wdata = flat(&self.w.data);
-        let mut ic = r0;
-        while ic < r1 {
-            let mc = mc_blk.min(r1 - ic);
-            let mut kb = 0;
-            while kb < k {
-                let kc = kc_blk.min(k - kb);
-                pack_a(self.a, self.lda, ic, mc, kb, kc, buf);
-                let first = kb == 0;
-                let last = kb + kc == k;
-                for p in p0..p1 {
-                    let nr = NR.min(n - p * NR);
-                    let wp = wdata[(p * k + kb) * NR..].as_ptr();
-                    let bias = match self.bias {
-                        Some(b) if last => b[p * NR..].as_ptr(),
-                        _ => std::ptr::null(),
-                    };
-                    for s in 0..mc.div_ceil(MR) {
-                        let mr = MR.min(mc - s * MR);
-                        let ap = buf[s * kc * MR..].as_ptr();
-                        // SAFETY: rows ic + s·MR .. + mr < r1 ≤ m and columns p·NR .. + nr ≤ n
-                        // are inside C; `ap` holds kc · MR floats and `wp` kc · NR (the panel
-                        // slice from k = kb on); `bias` has nr elements from p·NR on or is null.
-                        unsafe {
-                            let cp = self.c.0.add((ic + s * MR) * n + p * NR);
-                            let tile = Tile {
-                                kc,
-                                a: ap,
-                                w: wp,
-                                c: cp,
-                                ldc: n,
-                                mr,
-                                nr,
-                                first,
-                                bias,
-                            };
-                            microtile(self.isa, &tile);
-                        }
-                    }
+    /// Copies the block into `[kc][MR]` strips.
+    fn pack_a(_: Isa, b: &ABlock, buf: &mut [f32]) {
+        for s in 0..b.mc.div_ceil(MR) {
+            let strip = &mut buf[s * b.kc * MR..(s + 1) * b.kc * MR];
+            let rows = MR.min(b.mc - s * MR);
+            if rows < MR {
+                strip.fill(0.0);
+            }
+            for i in 0..rows {
+                let r = b.ic + s * MR + i;
+                let row = &b.a[r * b.lda + b.kb..r * b.lda + b.kb + b.kc];
+                for (dst, &v) in strip.chunks_exact_mut(MR).zip(row) {
+                    dst[i] = v;
                 }
-                kb += kc;
-            }
-            if let Some(e) = epilogue {
-                // SAFETY: rows ic .. ic + mc are this thread's (see the contract), finished,
-                // and no pointer into them is used while the slice lives.
-                let rows = unsafe { std::slice::from_raw_parts_mut(self.c.0.add(ic * n), mc * n) };
-                e(rows);
-            }
-            ic += mc;
-        }
-    }
-}
-
-/// Copies rows `ic .. ic + mc`, columns `kb .. kb + kc` of A into `[kc][MR]` strips (rows past
-/// `mc` in the last strip are zero).
-fn pack_a(a: &[f32], lda: usize, ic: usize, mc: usize, kb: usize, kc: usize, buf: &mut [f32]) {
-    for s in 0..mc.div_ceil(MR) {
-        let strip = &mut buf[s * kc * MR..(s + 1) * kc * MR];
-        let rows = MR.min(mc - s * MR);
-        if rows < MR {
-            strip.fill(0.0);
-        }
-        for i in 0..rows {
-            let r = ic + s * MR + i;
-            let row = &a[r * lda + kb..r * lda + kb + kc];
-            for (dst, &v) in strip.chunks_exact_mut(MR).zip(row) {
-                dst[i] = v;
             }
         }
     }
-}
 
-/// One microkernel call: C[mr, nr] (+)= A-strip · W-slice over `kc` k.
-struct Tile {
-    kc: usize,
-    /// Packed A strip: `[kc][MR]` (rows past `mr` are zero).
-    a: *const f32,
-    /// Weight panel slice: `[kc][NR]`.
-    w: *const f32,
-    /// C at the tile's top-left element; row stride `ldc`.
-    c: *mut f32,
-    ldc: usize,
-    mr: usize,
-    nr: usize,
-    /// First K block: start from zero instead of the partial sums in C.
-    first: bool,
-    /// Last K block: add these `nr` bias values (null: none or not the last block).
-    bias: *const f32,
-}
-
-/// # Safety
-/// The pointers in `t` are valid as documented on [`Tile`]; `isa` is supported by this CPU.
-#[inline]
-unsafe fn microtile(isa: Isa, t: &Tile) {
-    match isa {
-        // SAFETY: forwarded contract.
-        Isa::Portable => unsafe { kernel_portable(t) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: forwarded contract; the Avx512 isa is only chosen when detected.
-        Isa::Avx512 => unsafe { super::dispatch_rows!(avx512::kernel, t.mr, t) },
+    #[inline]
+    unsafe fn microtile(isa: Isa, t: &Tile<f32>) {
+        match isa {
+            // SAFETY: forwarded contract.
+            Isa::Portable => unsafe { kernel_portable(t) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: forwarded contract; the Avx512 isa is only chosen when detected.
+            Isa::Avx512 => unsafe { super::dispatch_rows!(avx512::kernel, t.mr, t) },
+        }
     }
 }
 
 /// The portable microkernel: the same tile, product and sum rounded separately.
 ///
 /// # Safety
-/// As [`microtile`].
-unsafe fn kernel_portable(t: &Tile) {
-    // SAFETY: Tile contract (C's tile is mr × nr with row stride ldc).
-    let mut acc = unsafe { super::load_tile(t.first, t.c, t.ldc, t.mr, t.nr) };
-    // SAFETY: Tile contract: kc · MR and kc · NR floats.
-    let (a, w) = unsafe {
-        (
-            std::slice::from_raw_parts(t.a, t.kc * MR),
-            std::slice::from_raw_parts(t.w, t.kc * NR),
-        )
-    };
-    for (ak, wk) in a.chunks_exact(MR).zip(w.chunks_exact(NR)) {
-        for (row, &av) in acc.iter_mut().zip(ak).take(t.mr) {
-            for (v, &wv) in row.iter_mut().zip(wk) {
-                *v += av * wv;
+/// As [`super::GemmWeight::microtile`].
+unsafe fn kernel_portable(t: &Tile<f32>) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        super::portable_tile(t, |acc, a, w| {
+            for (ak, wk) in a.chunks_exact(MR).zip(w.chunks_exact(NR)) {
+                for (row, &av) in acc.iter_mut().zip(ak).take(t.mr) {
+                    for (v, &wv) in row.iter_mut().zip(wk) {
+                        *v += av * wv;
+                    }
+                }
             }
-        }
+        })
     }
-    // SAFETY: Tile contract (the bias, when set, has nr values).
-    unsafe { super::store_tile(&acc, t.bias, t.c, t.ldc, t.mr, t.nr) };
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::super::avx512::{load_acc, store_acc};
-    use super::{Tile, MR, NR};
+    use super::super::Tile;
+    use super::{MR, NR};
     use std::arch::x86_64::*;
 
     /// The microkernel: an R × 32 tile of C in 2·R zmm accumulators; per k, two weight loads
@@ -375,7 +246,7 @@ mod avx512 {
     /// # Safety
     /// The CPU has avx512f; `t` is valid (see [`Tile`]) with `t.mr == R`.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn kernel<const R: usize>(t: &Tile) {
+    pub(super) unsafe fn kernel<const R: usize>(t: &Tile<f32>) {
         // SAFETY: the Tile contract: C's tile is R × nr with row stride ldc.
         let mut acc = unsafe { load_acc::<R>(t.first, t.c, t.ldc, t.nr) };
         for kk in 0..t.kc {

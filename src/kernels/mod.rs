@@ -6,6 +6,8 @@
 
 pub mod bf16;
 pub mod f32;
+#[cfg(test)]
+mod golden;
 
 use crate::error::{Error, Result};
 
@@ -24,13 +26,8 @@ pub(crate) type AccTile = [[f32; NR]; MR];
 ///
 /// # Safety
 /// `c` addresses `mr` rows of stride `ldc` with `nr` valid columns each (`mr ≤ MR`, `nr ≤ NR`).
-pub(crate) unsafe fn load_tile(
-    first: bool,
-    c: *const f32,
-    ldc: usize,
-    mr: usize,
-    nr: usize,
-) -> AccTile {
+#[inline(always)]
+unsafe fn load_tile(first: bool, c: *const f32, ldc: usize, mr: usize, nr: usize) -> AccTile {
     let mut acc = [[0f32; NR]; MR];
     if !first {
         for (i, row) in acc.iter_mut().enumerate().take(mr) {
@@ -47,7 +44,8 @@ pub(crate) unsafe fn load_tile(
 ///
 /// # Safety
 /// As [`load_tile`], and `bias` is null or addresses `nr` values.
-pub(crate) unsafe fn store_tile(
+#[inline(always)]
+unsafe fn store_tile(
     acc: &AccTile,
     bias: *const f32,
     c: *mut f32,
@@ -69,6 +67,28 @@ pub(crate) unsafe fn store_tile(
     }
 }
 
+/// The portable microkernels' frame: C's tile into an accumulator tile (zeros on the first
+/// K block), `k_loop(acc, A strip, weight slice)` over the tile's `kc` packed elements, then
+/// the tile back to C plus the bias.
+///
+/// # Safety
+/// The pointers in `t` are valid as documented on [`Tile`].
+#[inline(always)]
+pub(crate) unsafe fn portable_tile<E>(t: &Tile<E>, k_loop: impl FnOnce(&mut AccTile, &[E], &[E])) {
+    // SAFETY: Tile contract (C's tile is mr × nr with row stride ldc).
+    let mut acc = unsafe { load_tile(t.first, t.c, t.ldc, t.mr, t.nr) };
+    // SAFETY: Tile contract: kc · MR and kc · NR elements.
+    let (a, w) = unsafe {
+        (
+            std::slice::from_raw_parts(t.a, t.kc * MR),
+            std::slice::from_raw_parts(t.w, t.kc * NR),
+        )
+    };
+    k_loop(&mut acc, a, w);
+    // SAFETY: Tile contract (the bias, when set, has nr values).
+    unsafe { store_tile(&acc, t.bias, t.c, t.ldc, t.mr, t.nr) };
+}
+
 /// Lane mask for the first `count` (≤ 16, saturating) of 16 f32 lanes: the tile's column edge.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
@@ -79,6 +99,22 @@ pub(crate) fn mask16(count: usize) -> std::arch::x86_64::__mmask16 {
         ((1u32 << count) - 1) as std::arch::x86_64::__mmask16
     }
 }
+
+/// Whether the CPU has all of the x86 features named (`false` off x86_64): both GEMMs'
+/// `has_*` detection.
+macro_rules! x86_features {
+    ($($feature:tt),+) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            $(is_x86_feature_detected!($feature))&&+
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }};
+}
+pub(crate) use x86_features;
 
 /// Calls `$($kernel)::+::<R>($tile)` with the const `R` equal to the runtime row count `$mr`
 /// (1..=14): both AVX-512 microkernels keep a tile's rows in a const-size register array.
@@ -189,38 +225,51 @@ pub(crate) mod avx512 {
     }
 }
 
-/// A weight packed for one of the GEMMs, and the kernel that multiplies by it.
+/// A weight packed for one of the GEMMs, and what its kernel brings to the blocked loop nest
+/// both GEMMs share ([`run_part`]): the packed element type, the block sizes, the A packing
+/// and buffer, and the microtile call.
 ///
 /// # Safety
-/// `run_part` writes only C's elements in rows `r0..r1` × panels `p0..p1` (C is `m × n`,
-/// behind the job's pointer) and runs the epilogue only on whole rows it finished.
-pub(crate) unsafe trait Packed: Sync + Sized {
+/// [`run_part`] relies on these, unchecked: [`panels`](Self::panels) holds
+/// `n.div_ceil(NR) · depth · NR` elements (aligned as the microkernels load them);
+/// [`with_a_buf`](Self::with_a_buf) hands `f` at least `len` elements;
+/// [`microtile`](Self::microtile), given a valid [`Tile`], reads and writes only what the tile
+/// describes.
+pub(crate) unsafe trait GemmWeight: Sync + Sized {
     /// Which microkernel runs.
     type Isa: Copy + Sync;
+    /// An element of the packed A strips and weight panels: `f32`, or a pair of bf16 in a
+    /// `u32`.
+    type Elem: Copy;
     /// The GEMM's name in errors.
     const NAME: &'static str;
+    /// Whether the microkernel prefetches the next weight panel's slice ([`Tile::pf`]).
+    const PREFETCH: bool;
     /// Output features (rows of W).
     fn n(&self) -> usize;
     /// Input features (columns of W).
     fn k(&self) -> usize;
-    /// Computes rows `r0..r1` × panels `p0..p1` of C, then (if given) runs the epilogue on
-    /// each finished block of rows.
+    /// K in packed elements (`k`, or the k pairs).
+    fn depth(&self) -> usize;
+    /// The weight panels: panel `p` is `[depth][NR]` elements from `p · depth · NR` on.
+    fn panels(&self) -> &[Self::Elem];
+    /// `(mc_blk, kc_blk)` for a part of `rows` (≥ 1) rows: rows of A per packed block and
+    /// packed elements per K block, both ≥ 1.
+    fn blocks(&self, rows: usize) -> (usize, usize);
+    /// Runs `f` on an A buffer of at least `len` elements (any contents).
+    fn with_a_buf<R>(len: usize, f: impl FnOnce(&mut [Self::Elem]) -> R) -> R;
+    /// Packs `block` of A into `buf` as `MR`-row strips, `[kc][MR]` elements each (rows past
+    /// `mc` and the k past K zero).
+    fn pack_a(isa: Self::Isa, block: &ABlock, buf: &mut [Self::Elem]);
+    /// One microkernel call.
     ///
     /// # Safety
-    /// No one else reads or writes that part of C during the call; with an epilogue, `p0..p1`
-    /// covers all panels.
-    unsafe fn run_part(
-        job: &Job<Self>,
-        r0: usize,
-        r1: usize,
-        p0: usize,
-        p1: usize,
-        epilogue: Option<Epilogue>,
-    );
+    /// The pointers in `t` are valid as documented on [`Tile`]; `isa` is supported by this CPU.
+    unsafe fn microtile(isa: Self::Isa, t: &Tile<Self::Elem>);
 }
 
 /// One GEMM call's operands, shared by its threads.
-pub(crate) struct Job<'a, W: Packed> {
+pub(crate) struct Job<'a, W: GemmWeight> {
     pub isa: W::Isa,
     /// A: rows of stride `lda`.
     pub a: &'a [f32],
@@ -229,6 +278,180 @@ pub(crate) struct Job<'a, W: Packed> {
     pub bias: Option<&'a [f32]>,
     /// C: `m × n`, row-major.
     pub c: SendPtr<f32>,
+}
+
+/// The part of A one K block packs: rows `ic .. ic + mc`, packed elements `kb .. kb + kc`
+/// (k, or k pairs) of A's `k` columns (row stride `lda`).
+pub(crate) struct ABlock<'a> {
+    pub a: &'a [f32],
+    pub lda: usize,
+    pub k: usize,
+    pub ic: usize,
+    pub mc: usize,
+    pub kb: usize,
+    pub kc: usize,
+}
+
+/// One microkernel call: C[mr, nr] (+)= A-strip · W-slice over `kc` packed elements.
+pub(crate) struct Tile<E> {
+    pub kc: usize,
+    /// Packed A strip: `[kc][MR]` (rows past `mr` are zero).
+    pub a: *const E,
+    /// Weight panel slice: `[kc][NR]`.
+    pub w: *const E,
+    /// C at the tile's top-left element; row stride `ldc`.
+    pub c: *mut f32,
+    pub ldc: usize,
+    pub mr: usize,
+    pub nr: usize,
+    /// First K block: start from zero instead of the partial sums in C.
+    pub first: bool,
+    /// Last K block: add these `nr` bias values (null: none or not the last block).
+    pub bias: *const f32,
+    /// Cache lines to prefetch from `pf`, one per k step (a hint only: never dereferenced;
+    /// only kernels with [`GemmWeight::PREFETCH`] get any).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub pf: *const E,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub pf_lines: usize,
+}
+
+/// Computes rows `r0..r1` × panels `p0..p1` of C, then (if given) runs the epilogue on each
+/// finished block of rows. Loops (BLIS order): row blocks of A → K blocks (pack A) → weight
+/// panels (with [`GemmWeight::PREFETCH`], the next panel's slice is prefetched meanwhile) →
+/// `MR`-row strips → microtile. Partial sums of C are stored after each K block and
+/// reloaded for the next.
+///
+/// # Safety
+/// `job.c` points to `m × n` f32 that no one else reads or writes in rows `r0..r1` ×
+/// panels `p0..p1` during the call; the epilogue needs the whole rows (`p0..p1` = all).
+unsafe fn run_part<W: GemmWeight>(
+    job: &Job<W>,
+    r0: usize,
+    r1: usize,
+    p0: usize,
+    p1: usize,
+    epilogue: Option<Epilogue>,
+) {
+    let (n, depth) = (job.w.n(), job.w.depth());
+    let (mc_blk, kc_blk) = job.w.blocks(r1 - r0);
+    // Packed A for one block, in whole strips: only as large as this part needs.
+    let len = mc_blk.min(r1 - r0).div_ceil(MR) * MR * kc_blk.min(depth);
+    // Elements per cache line (prefetch addresses).
+    let line = 64 / std::mem::size_of::<W::Elem>();
+    W::with_a_buf(len, |buf| {
+        let wdata = job.w.panels();
+        let mut ic = r0;
+        while ic < r1 {
+            let mc = mc_blk.min(r1 - ic);
+            let strips = mc.div_ceil(MR);
+            let mut kb = 0;
+            while kb < depth {
+                let kc = kc_blk.min(depth - kb);
+                let block = ABlock {
+                    a: job.a,
+                    lda: job.lda,
+                    k: job.w.k(),
+                    ic,
+                    mc,
+                    kb,
+                    kc,
+                };
+                W::pack_a(job.isa, &block, buf);
+                let first = kb == 0;
+                let last = kb + kc == depth;
+                // The next panel's slice is `lines` cache lines: each strip prefetches its share.
+                let lines = kc * NR / line;
+                let share = lines.div_ceil(strips);
+                for p in p0..p1 {
+                    let nr = NR.min(n - p * NR);
+                    let wp = wdata[(p * depth + kb) * NR..].as_ptr();
+                    let bias = match job.bias {
+                        Some(b) if last => b[p * NR..].as_ptr(),
+                        _ => std::ptr::null(),
+                    };
+                    let next = (W::PREFETCH && p + 1 < p1)
+                        .then(|| wdata[((p + 1) * depth + kb) * NR..].as_ptr());
+                    for s in 0..strips {
+                        let mr = MR.min(mc - s * MR);
+                        let (pf, pf_lines) = match next {
+                            Some(q) => {
+                                let done = (s * share).min(lines);
+                                (q.wrapping_add(done * line), share.min(lines - done))
+                            }
+                            None => (std::ptr::null(), 0),
+                        };
+                        let ap = buf[s * kc * MR..].as_ptr();
+                        // SAFETY: rows ic + s·MR .. + mr < r1 ≤ m and columns p·NR .. + nr ≤ n
+                        // are inside C; `ap` holds kc · MR elements (the buffer has `len`) and
+                        // `wp` kc · NR (the panel slice from kb on); `bias` has nr elements
+                        // from p·NR on or is null; `job.isa` was chosen by detection.
+                        unsafe {
+                            let cp = job.c.0.add((ic + s * MR) * n + p * NR);
+                            let tile = Tile {
+                                kc,
+                                a: ap,
+                                w: wp,
+                                c: cp,
+                                ldc: n,
+                                mr,
+                                nr,
+                                first,
+                                bias,
+                                pf,
+                                pf_lines,
+                            };
+                            W::microtile(job.isa, &tile);
+                        }
+                    }
+                }
+                kb += kc;
+            }
+            if let Some(e) = epilogue {
+                // SAFETY: rows ic .. ic + mc are this thread's (see the contract), finished,
+                // and no pointer into them is used while the slice lives.
+                let rows = unsafe { std::slice::from_raw_parts_mut(job.c.0.add(ic * n), mc * n) };
+                e(rows);
+            }
+            ic += mc;
+        }
+    })
+}
+
+/// The weight check and size both packers share: errors (as `name`) unless `w` holds
+/// `n × k` values; else the length of its `n.div_ceil(NR)` panels of `[depth][NR]` elements.
+fn panels_len(name: &str, w: &[f32], n: usize, k: usize, depth: usize) -> Result<usize> {
+    if n.checked_mul(k) != Some(w.len()) {
+        return Err(Error::Shape(format!(
+            "{name}: weight has {} elements, expected {n} x {k}",
+            w.len()
+        )));
+    }
+    n.div_ceil(NR)
+        .checked_mul(depth)
+        .and_then(|x| x.checked_mul(NR))
+        .ok_or_else(|| Error::Shape(format!("{name}: size overflows")))
+}
+
+/// Packs `w` (`n × k`, row-major, checked by [`panels_len`]) into `panels`: element `kk` of
+/// column `j` of panel `p` is `elem(row, kk)` of `row`, W's row `p · NR + j`. Elements of
+/// columns past `n` are left as they are (zero).
+fn pack_panels<E>(
+    w: &[f32],
+    n: usize,
+    k: usize,
+    depth: usize,
+    panels: &mut [E],
+    elem: impl Fn(&[f32], usize) -> E,
+) {
+    for col in 0..n {
+        let row = &w[col * k..(col + 1) * k];
+        let panel = &mut panels[(col / NR) * depth * NR..];
+        let j = col % NR;
+        for kk in 0..depth {
+            panel[kk * NR + j] = elem(row, kk);
+        }
+    }
 }
 
 /// Shape checks shared by both GEMMs: A holds `m` rows of stride `lda ≥ k`, C is `m × n`,
@@ -279,7 +502,7 @@ fn check_shapes(
 /// rayon's pool: running the first part on the calling thread (`in_place_scope`) measured
 /// slower in whole models (ViT-B/16 b1 3.3–4.0 vs 5.4 img/s, b8 4.8 vs 5.4).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn gemm<W: Packed>(
+pub(crate) fn gemm<W: GemmWeight>(
     isa: W::Isa,
     a: &[f32],
     m: usize,
@@ -319,13 +542,13 @@ pub(crate) fn gemm<W: Packed>(
     };
     if threads == 1 {
         // SAFETY: C holds m × n elements (checked) and is exclusively borrowed for this call.
-        unsafe { W::run_part(job, 0, m, 0, panels, epilogue) };
+        unsafe { run_part(job, 0, m, 0, panels, epilogue) };
     } else if m >= threads * 2 * MR {
         rayon::scope(|s| {
             for t in 0..threads {
                 let (r0, r1) = (t * m / threads, (t + 1) * m / threads);
                 // SAFETY: the parts write disjoint row ranges of C, which outlives the scope.
-                s.spawn(move |_| unsafe { W::run_part(job, r0, r1, 0, panels, epilogue) });
+                s.spawn(move |_| unsafe { run_part(job, r0, r1, 0, panels, epilogue) });
             }
         });
     } else {
@@ -335,7 +558,7 @@ pub(crate) fn gemm<W: Packed>(
                 let (p0, p1) = (i * panels / t, (i + 1) * panels / t);
                 // SAFETY: the parts write disjoint column ranges of C (whole panels, stores
                 // masked at N), which outlives the scope.
-                s.spawn(move |_| unsafe { W::run_part(job, 0, m, p0, p1, None) });
+                s.spawn(move |_| unsafe { run_part(job, 0, m, p0, p1, None) });
             }
         });
         if let Some(e) = epilogue {
