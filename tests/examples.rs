@@ -33,7 +33,10 @@ fn train_then_classify_with_the_run() {
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("digits");
     let log = run(example("train").arg(&out));
-    assert!(log.contains("epoch 5/5") && log.contains("test accuracy"), "{log}");
+    assert!(
+        log.contains("epoch 5/5") && log.contains("test accuracy"),
+        "{log}"
+    );
     let grey: PathBuf = ["tests", "fixtures", "processor", "camera_grey.png"]
         .iter()
         .collect();
@@ -45,7 +48,10 @@ fn train_then_classify_with_the_run() {
 #[test]
 fn classify_an_hf_checkpoint_and_zero_shot() {
     let top = run(&mut example("classify"));
-    assert!(top.contains("chelsea.png") && top.contains("class_"), "{top}");
+    assert!(
+        top.contains("chelsea.png") && top.contains("class_"),
+        "{top}"
+    );
     let zs = run(&mut example("zero_shot"));
     for label in ["a cat", "a dog", "a rocket"] {
         assert!(zs.contains(label), "{zs}");

@@ -161,5 +161,8 @@ fn crate_doc_lists_every_module_in_order() {
                 .unwrap_or_else(|| panic!("lib.rs's doc does not list {m}"))
         })
         .collect();
-    assert!(at.windows(2).all(|w| w[0] < w[1]), "lib.rs lists the modules out of order");
+    assert!(
+        at.windows(2).all(|w| w[0] < w[1]),
+        "lib.rs lists the modules out of order"
+    );
 }

@@ -118,7 +118,7 @@ pub struct TrainSpec {
     pub clip: f64,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Output directory (checkpoints, metrics.jsonl, curves.png). Default: runs/<dataset>.
+    /// Output directory (checkpoints, metrics.jsonl, curves.png). Default: `runs/<dataset>`.
     #[arg(long)]
     pub output: Option<PathBuf>,
     /// Continue from the latest checkpoint in the output directory.
