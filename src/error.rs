@@ -16,9 +16,12 @@ pub enum Error {
     #[error("{path}: cannot decode image: {msg}")]
     Image { path: PathBuf, msg: String },
 
-    #[error("{path}: invalid JSON: {source}")]
+    #[error("{}: {}{source}", path.display(), field_prefix(field))]
     Json {
         path: PathBuf,
+        /// Where in the document (`text_config.hidden_act`), when the JSON parsed but a value
+        /// did not fit.
+        field: Option<String>,
         #[source]
         source: serde_json::Error,
     },
@@ -55,3 +58,25 @@ impl Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+fn field_prefix(field: &Option<String>) -> String {
+    match field {
+        Some(f) if !f.is_empty() && f != "." => format!("{f}: "),
+        _ => "invalid JSON: ".into(),
+    }
+}
+
+impl Error {
+    /// A JSON document that did not parse as `T`, naming the field where it did not fit.
+    pub fn json(
+        path: impl Into<PathBuf>,
+        e: serde_path_to_error::Error<serde_json::Error>,
+    ) -> Self {
+        let field = e.path().to_string();
+        Error::Json {
+            path: path.into(),
+            field: Some(field),
+            source: e.into_inner(),
+        }
+    }
+}

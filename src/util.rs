@@ -1,15 +1,26 @@
-//! Small helpers: atomic file writes.
+//! Small helpers: crash-safe file writes, JSON, the worker pool, the memory the machine has.
 use crate::{Error, Result};
 use std::io::Write;
 use std::path::Path;
 
-/// Writes `bytes` to `path` atomically: a temp file in the same directory, fsync, then rename,
-/// so a reader (or a resumed run after a crash) never sees a half-written file.
+/// Writes `bytes` to `path` atomically (see [`atomic_write_with`]).
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
-    if let Some(dir) = dir {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    }
+    atomic_write_with(path, |tmp| {
+        let mut f = std::fs::File::create(tmp).map_err(|e| Error::io(tmp, e))?;
+        f.write_all(bytes).map_err(|e| Error::io(tmp, e))
+    })
+}
+
+/// The one crash-safe write: `write` fills a temp file in `path`'s directory, which is fsynced,
+/// renamed over `path`, and the directory fsynced — so a reader, or a run resumed after a
+/// crash or `kill -9`, sees the old file or the new one, never a half-written one, and the
+/// rename survives a power cut.
+pub fn atomic_write_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let file_name = path
         .file_name()
         .ok_or_else(|| Error::Msg(format!("{}: not a file path", path.display())))?;
@@ -18,21 +29,28 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
         file_name.to_string_lossy(),
         std::process::id()
     ));
-    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
-    f.sync_all().map_err(|e| Error::io(&tmp, e))?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
-    Ok(())
+    let result = write(&tmp).and_then(|()| {
+        let f = std::fs::File::open(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        f.sync_all().map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+        // The rename is in the directory: fsync it too. (Directories cannot be opened for
+        // syncing on every platform; failing to is not an error of the write.)
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// Reads a JSON file into `T` with errors naming the path.
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text).map_err(|source| Error::Json {
-        path: path.to_path_buf(),
-        source,
-    })
+    let mut de = serde_json::Deserializer::from_str(&text);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| Error::json(path, e))
 }
 
 /// Writes `value` as pretty JSON, atomically.
@@ -55,4 +73,38 @@ pub fn worker_pool(threads: usize) -> &'static rayon::ThreadPool {
             .build()
             .expect("cannot start the worker thread pool")
     })
+}
+
+/// Memory the OS can give this process now (Linux `MemAvailable` plus free swap), if known.
+pub fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib = |key: &str| -> Option<u64> {
+        let line = info.lines().find(|l| l.starts_with(key))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    };
+    Some((kib("MemAvailable:")? + kib("SwapFree:").unwrap_or(0)) * 1024)
+}
+
+/// Refuses an allocation of `bytes` that the machine cannot give (allocation failure aborts the
+/// process instead of returning an error); `what` names it in the error.
+pub fn check_alloc(bytes: u64, what: &str) -> Result<()> {
+    match available_memory() {
+        Some(avail) if bytes > avail => Err(Error::Config(format!(
+            "{what} would need {} of memory; {} is available",
+            human_bytes(bytes),
+            human_bytes(avail)
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// `12.3 GB`, `512 MB`, `4 KB`.
+pub fn human_bytes(b: u64) -> String {
+    let f = b as f64;
+    match b {
+        _ if f >= 1e9 => format!("{:.1} GB", f / 1e9),
+        _ if f >= 1e6 => format!("{:.0} MB", f / 1e6),
+        _ if f >= 1e3 => format!("{:.0} KB", f / 1e3),
+        _ => format!("{b} bytes"),
+    }
 }

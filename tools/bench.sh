@@ -5,6 +5,7 @@
 # Needs the reference venv (tools/setup_reference.sh).
 #   tools/bench.sh                      # all workloads
 #   tools/bench.sh vit_b16_b8 clip_image_b8
+#   BASELINE=/path/to/old/suite tools/bench.sh   # also an older tessera build, in the same run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -23,6 +24,9 @@ for w in "${workloads[@]}"; do
     echo "== $w" >&2
     "$bin" "$w" | tail -n 1 >>"$out"
     "$PY" tools/bench_suite.py "$w" | tail -n 1 >>"$out"
+    if [ -n "${BASELINE:-}" ]; then
+        "$BASELINE" "$w" | tail -n 1 | "$PY" -c 'import json,sys; r=json.loads(sys.stdin.read()); r["impl"]="baseline"; print(json.dumps(r))' >>"$out"
+    fi
 done
 "$PY" - "$out" <<'PYEOF'
 import json, sys
@@ -31,8 +35,10 @@ by = {}
 for r in rows:
     by.setdefault(r["workload"], {})[r["impl"]] = r
 ceiling = by.get("matmul_2048", {}).get("tessera", {}).get("gflops")
-print(f"| workload | tessera | PyTorch | ratio | tessera GFLOP/s | % of matmul ceiling | peak RSS tessera / PyTorch (MB) |")
-print("|---|---|---|---|---|---|---|")
+base = any("baseline" in d for d in by.values())
+head = "| workload | tessera | PyTorch | ratio | tessera GFLOP/s | % of matmul ceiling | peak RSS tessera / PyTorch (MB) |"
+print(head + (" baseline | tessera / baseline |" if base else ""))
+print("|---|---|---|---|---|---|---|" + ("---|---|" if base else ""))
 for w, d in by.items():
     t, p = d.get("tessera"), d.get("pytorch")
     if not t or not p:
@@ -41,8 +47,13 @@ for w, d in by.items():
     tv = t["per_s"] if t["unit"] != "matmul" else t["gflops"]
     pv = p["per_s"] if p["unit"] != "matmul" else t["gflop"] / p["median_s"]
     frac = f"{100 * t['gflops'] / ceiling:.0f}%" if ceiling else "-"
-    print(f"| {w} | {tv:.2f} {unit} | {pv:.2f} {unit} | **{tv / pv:.2f}x** | {t['gflops']:.1f} | {frac} | "
-          f"{t['peak_rss_mb']:.0f} / {p['peak_rss_mb']:.0f} |")
+    row = (f"| {w} | {tv:.2f} {unit} | {pv:.2f} {unit} | **{tv / pv:.2f}x** | {t['gflops']:.1f} | {frac} | "
+           f"{t['peak_rss_mb']:.0f} / {p['peak_rss_mb']:.0f} |")
+    b = d.get("baseline")
+    if b:
+        bv = b["per_s"] if b["unit"] != "matmul" else b["gflops"]
+        row += f" {bv:.2f} {unit} | {tv / bv:.3f}x |"
+    print(row)
 p0 = next(iter(by.values())).get("pytorch", {})
 print(f"\nratio = tessera / PyTorch throughput (higher is better); {p0.get('threads')} threads; "
       f"PyTorch {p0.get('torch')}; GFLOP by tessera's analytic count (matmuls, 2 per multiply-add, "

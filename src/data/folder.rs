@@ -40,11 +40,13 @@ pub fn image_folder_with(
     dims: (usize, usize, usize),
     mut to_chw: impl FnMut(&image::DynamicImage) -> Result<Vec<f32>>,
 ) -> Result<InMemory> {
+    // Hidden folders (`.ipynb_checkpoints`, `.git`) are not classes, as in HF `imagefolder`.
     let mut classes: Vec<String> = std::fs::read_dir(root)
         .map_err(|e| Error::io(root, e))?
         .filter_map(|e| e.ok())
         .filter(|e| e.path().is_dir())
         .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
         .collect();
     classes.sort();
     if classes.is_empty() {
@@ -62,6 +64,12 @@ pub fn image_folder_with(
             .filter(|p| p.is_file() && crate::image::is_image_path(p))
             .collect();
         files.sort();
+        if files.is_empty() {
+            return Err(Error::data(
+                &dir,
+                "class folder holds no PNG/JPEG images (remove it, or add images)",
+            ));
+        }
         for f in files {
             let img = crate::image::open(&f)?;
             let chw = to_chw(&img).map_err(|e| Error::data(&f, e.to_string()))?;

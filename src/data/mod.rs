@@ -102,6 +102,11 @@ impl InMemory {
                 ));
             }
             let plane = h * w;
+            let n = (self.labels.len() * channels) as u64 * plane as u64;
+            crate::util::check_alloc(
+                n.saturating_mul(4),
+                &format!("{} in {channels} channels", self.name),
+            )?;
             let mut out = Vec::with_capacity(self.labels.len() * channels * plane);
             for img in self.pixels.chunks_exact(c * plane) {
                 if channels == 3 {
@@ -119,6 +124,11 @@ impl InMemory {
             self.dims = (channels, h, w);
         }
         if h != size || w != size {
+            let n = ((self.labels.len() * channels) as u64).saturating_mul((size as u64).pow(2));
+            crate::util::check_alloc(
+                n.saturating_mul(4),
+                &format!("{} at {size}x{size}", self.name),
+            )?;
             let mut out = Vec::with_capacity(self.labels.len() * channels * size * size);
             for plane in self.pixels.chunks_exact(h * w) {
                 out.extend(crate::nn::interpolate::bilinear(plane, h, w, size, size));
@@ -306,6 +316,30 @@ impl<'a> Loader<'a> {
     }
 }
 
+/// Refuses splits no classifier can learn or be measured on: fewer than two classes, or an
+/// empty train or test split.
+pub fn check_splits<P: Pixel>(train: &Images<P>, test: &Images<P>) -> Result<()> {
+    if train.classes.len() < 2 {
+        return Err(Error::data(
+            &train.name,
+            format!(
+                "{} class ({}): a classifier needs at least two",
+                train.classes.len(),
+                train.classes.join(", ")
+            ),
+        ));
+    }
+    for (split, d) in [("train", train), ("test", test)] {
+        if d.labels.is_empty() {
+            return Err(Error::data(
+                &d.name,
+                format!("the {split} split has no images (too few per class to split 80/20?)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A dataset for an HF image model, put through its `processor` into uint8 images of `size`
 /// (height, width): an HF parquet dataset directory (`train-*.parquet` and `test-*.parquet`,
 /// else `validation-*`, else an 80/20 stratified split of train; class names from the files'
@@ -321,7 +355,7 @@ pub fn processed_splits(
         let (tr, te) = stratified_split(&all.labels, 0.2, 0);
         (all.subset(&tr, "train"), all.subset(&te, "test"))
     };
-    if parquet::is_parquet_dataset(root) {
+    let (train, test) = if parquet::is_parquet_dataset(root) {
         let train_files = parquet::split_files(root, "train")?;
         let mut test_files = parquet::split_files(root, "test")?;
         if test_files.is_empty() {
@@ -329,10 +363,11 @@ pub fn processed_splits(
         }
         let train = parquet::read_split(&train_files, processor, size, labels)?;
         if test_files.is_empty() {
-            return Ok(split(train));
+            split(train)
+        } else {
+            let test = parquet::read_split(&test_files, processor, size, Some(&train.classes))?;
+            (train, test)
         }
-        let test = parquet::read_split(&test_files, processor, size, Some(&train.classes))?;
-        Ok((train, test))
     } else if root.join("train").is_dir() && root.join("test").is_dir() {
         let train = image_folder_processed(&root.join("train"), processor, size)?;
         let test = image_folder_processed(&root.join("test"), processor, size)?;
@@ -342,10 +377,12 @@ pub fn processed_splits(
                 "train/ and test/ have different class folders",
             ));
         }
-        Ok((train, test))
+        (train, test)
     } else {
-        Ok(split(image_folder_processed(root, processor, size)?))
-    }
+        split(image_folder_processed(root, processor, size)?)
+    };
+    check_splits(&train, &test)?;
+    Ok((train, test))
 }
 
 /// Looks a dataset up by name: `digits` (embedded), `fashion-mnist` (Debian package), or a
@@ -389,5 +426,6 @@ pub fn by_name(name: &str, channels: usize, size: usize) -> Result<(InMemory, In
             }
         }
     };
+    check_splits(&train, &test)?;
     Ok((train.adapt(channels, size)?, test.adapt(channels, size)?))
 }

@@ -40,6 +40,21 @@ pub struct Request {
     pub text: Option<String>,
 }
 
+impl Request {
+    /// Refuses settings no model can honour (checked again by [`Explainer::explain`]; call it
+    /// to fail before loading a model).
+    pub fn validate(&self) -> Result<()> {
+        if let Method::Rollout { discard_ratio: r } = self.method {
+            if !(r.is_finite() && (0.0..1.0).contains(&r)) {
+                return Err(Error::Config(format!(
+                    "discard ratio {r} must be in [0, 1)"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A map over the image's patch grid, with what it explains.
 pub struct Explanation {
     /// One value per patch, row-major, `side`×`side`.
@@ -125,6 +140,7 @@ impl Explainer {
 
     /// Runs the model on `img` and computes the map `req` asks for.
     pub fn explain(&self, img: &DynamicImage, req: &Request) -> Result<Explanation> {
+        req.validate()?;
         let mut trace = if req.method == Method::Relevance {
             Trace::with_gradients()
         } else {

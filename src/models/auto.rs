@@ -20,6 +20,15 @@ pub enum Family {
 }
 
 impl Family {
+    /// What people call it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::SeedVit => "tessera ViT",
+            Family::Vit => "Hugging Face ViT",
+            Family::Clip => "CLIP",
+        }
+    }
+
     /// The family of a `config.json`.
     pub fn of(config: &serde_json::Value) -> Result<Family> {
         let model_type = config.get("model_type").and_then(|v| v.as_str());

@@ -198,10 +198,23 @@ impl Checkpoint {
 
     /// `config.json` as `T`; errors name the file.
     pub fn config<T: DeserializeOwned>(&self) -> Result<T> {
-        serde_json::from_value(self.config.clone()).map_err(|source| Error::Json {
-            path: self.dir.join("config.json"),
-            source,
-        })
+        serde_path_to_error::deserialize(self.config.clone())
+            .map_err(|e| Error::json(self.dir.join("config.json"), e))
+    }
+
+    /// Fails unless `config.json` names `family` (a CLIP checkpoint loaded as a ViT would
+    /// otherwise fail with hundreds of missing tensors).
+    pub fn expect(&self, family: super::Family) -> Result<()> {
+        let found = super::Family::of(&self.config)?;
+        if found != family {
+            return Err(Error::Config(format!(
+                "{}: this is a {} checkpoint, not a {} one",
+                self.dir.join("config.json").display(),
+                found.name(),
+                family.name()
+            )));
+        }
+        Ok(())
     }
 
     /// Fails with the load report unless `report` is clean.

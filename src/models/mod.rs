@@ -6,6 +6,7 @@
 //! load found. [`auto::AutoModel`] reads `config.json`'s `model_type` / `architectures` and
 //! loads whichever model it names.
 pub mod auto;
+mod checks;
 pub mod clip;
 mod load;
 pub mod vit;

@@ -2,11 +2,22 @@
 use candle_core::{Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
-/// The one patch-grid check: an `image`-pixel side cut into whole `patch`-pixel patches.
+/// Most patches (tokens) an image may be cut into: far beyond any ViT, far below what would
+/// overflow a size computation or exhaust memory before the parameter store could refuse.
+const MAX_PATCHES: usize = 1 << 20;
+
+/// The one patch-grid check: an `image`-pixel side cut into whole `patch`-pixel patches, a
+/// square grid of at most 2²⁰ of them.
 pub fn check_patch_grid(image: usize, patch: usize) -> crate::Result<()> {
-    if patch == 0 || !image.is_multiple_of(patch) {
+    if image == 0 || patch == 0 || !image.is_multiple_of(patch) {
         return Err(crate::Error::Config(format!(
             "image_size {image} is not divisible by patch_size {patch}"
+        )));
+    }
+    let side = image / patch;
+    if side.checked_mul(side).is_none_or(|n| n > MAX_PATCHES) {
+        return Err(crate::Error::Config(format!(
+            "image_size {image} with patch_size {patch} gives {side}x{side} patches (at most {MAX_PATCHES})"
         )));
     }
     Ok(())

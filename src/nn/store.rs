@@ -32,21 +32,87 @@ impl LoadReport {
     }
 }
 
+/// How many names of each kind a report spells out (a mismatched layout can list thousands).
+const SHOWN: usize = 3;
+
+/// `n` names: the first [`SHOWN`], then how many more.
+fn some(names: &[String]) -> String {
+    let mut s = names
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > SHOWN {
+        s.push_str(&format!(", … and {} more", names.len() - SHOWN));
+    }
+    s
+}
+
+/// The distinct leading name segments (`vision_model.`, `model.`) of `names`, for saying what a
+/// checkpoint looks like instead.
+fn prefixes(names: &[String]) -> Vec<String> {
+    let mut p: Vec<String> = names
+        .iter()
+        .map(|n| {
+            // Two segments where there are more (`vit.model.*`): a re-keyed prefix alone says
+            // little.
+            let parts: Vec<&str> = n.split('.').collect();
+            match parts.len() {
+                0 | 1 => n.clone(),
+                2 => format!("{}.*", parts[0]),
+                _ => format!("{}.{}.*", parts[0], parts[1]),
+            }
+        })
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    p.truncate(6);
+    p
+}
+
 impl std::fmt::Display for LoadReport {
+    /// One line: counts, the first few names of each kind, and — when the model and the
+    /// checkpoint disagree on names — what the checkpoint holds instead.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut parts = vec![];
         if !self.missing.is_empty() {
-            parts.push(format!("missing tensors: {}", self.missing.join(", ")));
+            parts.push(format!(
+                "{} missing tensors ({})",
+                self.missing.len(),
+                some(&self.missing)
+            ));
         }
         if !self.unexpected.is_empty() {
             parts.push(format!(
-                "unexpected tensors: {}",
-                self.unexpected.join(", ")
+                "{} unexpected tensors ({})",
+                self.unexpected.len(),
+                some(&self.unexpected)
             ));
         }
-        for (n, want, got) in &self.mismatched {
+        if !self.mismatched.is_empty() {
+            let shown: Vec<String> = self
+                .mismatched
+                .iter()
+                .take(SHOWN)
+                .map(|(n, want, got)| format!("{n}: model wants {want:?}, checkpoint has {got:?}"))
+                .collect();
+            let more = self.mismatched.len().saturating_sub(SHOWN);
             parts.push(format!(
-                "mis-shaped tensor {n}: model wants {want:?}, checkpoint has {got:?}"
+                "{} mis-shaped tensors ({}{})",
+                self.mismatched.len(),
+                shown.join("; "),
+                if more > 0 {
+                    format!("; … and {more} more")
+                } else {
+                    String::new()
+                }
+            ));
+        }
+        if !self.missing.is_empty() && !self.unexpected.is_empty() {
+            parts.push(format!(
+                "the checkpoint's own tensors are under {} (another model or layout?)",
+                prefixes(&self.unexpected).join(", ")
             ));
         }
         if parts.is_empty() {
@@ -64,6 +130,8 @@ struct Inner {
     missing: Vec<String>,
     mismatched: Vec<(String, Vec<usize>, Vec<usize>)>,
     rng: ChaCha8Rng,
+    /// Bytes of the freshly initialised tensors so far.
+    fresh_bytes: u64,
 }
 
 /// Parameters of one model, keyed by checkpoint name.
@@ -100,6 +168,7 @@ impl ParamStore {
                 missing: vec![],
                 mismatched: vec![],
                 rng: ChaCha8Rng::seed_from_u64(seed),
+                fresh_bytes: 0,
             })),
             source: Arc::new(tensors),
             trainable,
@@ -185,13 +254,38 @@ impl ParamStore {
         save_safetensors(path, &self.named_tensors())
     }
 
-    fn init(&self, inner: &mut Inner, shape: &Shape, h: Init, dtype: DType) -> Result<Tensor> {
+    fn init(
+        &self,
+        inner: &mut Inner,
+        name: &str,
+        shape: &Shape,
+        h: Init,
+        dtype: DType,
+    ) -> Result<Tensor> {
         let n = shape.elem_count();
+        // A config with absurd sizes must be an error here, not an allocation failure (which
+        // aborts the process): fresh tensors are counted against the memory the machine has.
+        let bytes = (n as u64).saturating_mul(4);
+        inner.fresh_bytes = inner.fresh_bytes.saturating_add(bytes);
+        crate::util::check_alloc(
+            inner.fresh_bytes,
+            &format!(
+                "the model's parameters (up to {name} {shape:?}, {}; check the config's sizes)",
+                crate::util::human_bytes(bytes)
+            ),
+        )?;
         let data: Vec<f32> = match h {
             Init::Const(c) => vec![c as f32; n],
-            Init::Uniform { lo, up } => (0..n)
-                .map(|_| inner.rng.random_range(lo..up) as f32)
-                .collect(),
+            Init::Uniform { lo, up } => {
+                if !(lo.is_finite() && up.is_finite() && lo < up) {
+                    return Err(Error::Config(format!(
+                        "cannot initialise a {shape:?} tensor uniformly in [{lo}, {up}) (a zero size in the config?)"
+                    )));
+                }
+                (0..n)
+                    .map(|_| inner.rng.random_range(lo..up) as f32)
+                    .collect()
+            }
             Init::Randn { mean, stdev } => normal(&mut inner.rng, n, mean, stdev),
             Init::Kaiming {
                 dist,
@@ -274,7 +368,7 @@ impl candle_nn::var_builder::SimpleBackend for ParamStore {
         let t = match loaded {
             Some(t) => t,
             None => self
-                .init(&mut inner, &s, h, dtype)
+                .init(&mut inner, name, &s, h, dtype)
                 .map_err(|e| candle_core::Error::Msg(e.to_string()))?,
         };
         let t = if self.trainable && !self.frozen.iter().any(|p| name.starts_with(p.as_str())) {
@@ -310,42 +404,53 @@ pub fn load_safetensors(path: &Path, device: &Device) -> Result<HashMap<String, 
 
 /// Writes named tensors to a safetensors file atomically.
 pub fn save_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
+    save_safetensors_with(path, tensors, HashMap::new())
+}
+
+/// [`save_safetensors`] with extra string metadata in the file's header (next to `format: pt`,
+/// the metadata PyTorch/`transformers` writes and checks for).
+pub fn save_safetensors_with(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    mut metadata: HashMap<String, String>,
+) -> Result<()> {
     let map: HashMap<String, Tensor> = tensors
         .iter()
         .map(|(n, t)| Ok((n.clone(), t.detach().contiguous()?)))
         .collect::<Result<_>>()?;
-    let tmp = path.with_file_name(format!(
-        ".{}.{}.tmp",
-        path.file_name()
-            .map(|f| f.to_string_lossy())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    }
-    // `{"format": "pt"}` is the metadata PyTorch/`transformers` writes and checks for.
-    let metadata = Some(HashMap::from([("format".to_string(), "pt".to_string())]));
+    metadata.insert("format".to_string(), "pt".to_string());
     let mut entries: Vec<(&String, &Tensor)> = map.iter().collect();
     entries.sort_by(|a, b| a.0.cmp(b.0));
-    safetensors::tensor::serialize_to_file(entries, metadata, &tmp)
-        .map_err(|e| Error::Msg(format!("writing {}: {e}", tmp.display())))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
-    Ok(())
+    crate::util::atomic_write_with(path, |tmp| {
+        safetensors::tensor::serialize_to_file(entries, Some(metadata), tmp)
+            .map_err(|e| Error::Msg(format!("writing {}: {e}", tmp.display())))
+    })
+}
+
+/// The string metadata of a safetensors file's header.
+pub fn safetensors_metadata(path: &Path) -> Result<HashMap<String, String>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let (_, meta) =
+        safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| Error::Checkpoint {
+            path: path.to_path_buf(),
+            report: format!("not a valid safetensors file: {e}"),
+        })?;
+    Ok(meta.metadata().clone().unwrap_or_default())
 }
 
 /// Reads a checkpoint's weights from `dir`: `model.safetensors`, else PyTorch's
-/// `pytorch_model.bin` (zip/pickle). Returns the tensors and the file read.
+/// `pytorch_model.bin` (zip/pickle). Returns the tensors and the file read. A file without a
+/// single tensor, or with NaN or infinite values, is an error naming the file (and the tensor):
+/// a model built from it would silently be random or print NaN scores.
 pub fn load_weights(
     dir: &Path,
     device: &Device,
 ) -> Result<(HashMap<String, Tensor>, std::path::PathBuf)> {
     let st = dir.join("model.safetensors");
-    if st.exists() {
-        return Ok((load_safetensors(&st, device)?, st));
-    }
     let bin = dir.join("pytorch_model.bin");
-    if bin.exists() {
+    let (tensors, path) = if st.exists() {
+        (load_safetensors(&st, device)?, st)
+    } else if bin.exists() {
         let tensors = candle_core::pickle::read_all(&bin).map_err(|e| Error::Checkpoint {
             path: bin.clone(),
             report: format!("not a readable PyTorch checkpoint: {e}"),
@@ -354,10 +459,43 @@ pub fn load_weights(
             .into_iter()
             .map(|(k, t)| Ok((k, t.to_device(device)?)))
             .collect::<Result<HashMap<_, _>>>()?;
-        return Ok((map, bin));
+        (map, bin)
+    } else {
+        return Err(Error::data(
+            dir,
+            "no model.safetensors or pytorch_model.bin",
+        ));
+    };
+    check_weights(&tensors, &path)?;
+    Ok((tensors, path))
+}
+
+/// Refuses an empty checkpoint and non-finite float values (the first offending tensor, by
+/// name order, is named).
+pub fn check_weights(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
+    let bad = |report: String| Error::Checkpoint {
+        path: path.to_path_buf(),
+        report,
+    };
+    if tensors.is_empty() {
+        return Err(bad("holds no tensors".into()));
     }
-    Err(Error::data(
-        dir,
-        "no model.safetensors or pytorch_model.bin",
-    ))
+    let mut names: Vec<&String> = tensors.keys().collect();
+    names.sort();
+    for name in names {
+        let t = &tensors[name];
+        if !t.dtype().is_float() || t.elem_count() == 0 {
+            continue;
+        }
+        let finite = t
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?
+            .iter()
+            .all(|v| v.is_finite());
+        if !finite {
+            return Err(bad(format!("tensor {name} has NaN or infinite values")));
+        }
+    }
+    Ok(())
 }

@@ -85,6 +85,11 @@ impl ImageClassification {
             .dir
             .as_ref()
             .map_or("the model".to_string(), |d| d.display().to_string());
+        if loaded.model.family() == crate::models::Family::Clip {
+            return Err(Error::Config(format!(
+                "{where_}: CLIP classifies through zero-shot prompts (tessera zero-shot)"
+            )));
+        }
         if loaded.model.as_classifier().is_none() || !loaded.report.missing.is_empty() {
             return Err(Error::Config(format!(
                 "{where_}: not an image classifier with a trained head ({:?}); fine-tune it first \
@@ -107,9 +112,7 @@ impl ImageClassification {
                 }
             }
             AutoModel::Clip(_) => {
-                return Err(Error::Config(format!(
-                    "{where_}: CLIP classifies through zero-shot prompts (tessera zero-shot)"
-                )))
+                return Err(Error::Config(format!("{where_}: not an image classifier")))
             }
         };
         Ok(ImageClassification {

@@ -1,8 +1,9 @@
 //! Text-to-image search over a folder: CLIP image embeddings in a persistent index
-//! (`NAME.safetensors`, rows of L2-normalised embeddings) next to a manifest (`NAME.json`: the
-//! model, and per image its path, size, modification time and row). Re-indexing embeds only new
-//! or changed files; progress is saved every few batches (atomic writes), so an interrupted run
-//! resumes; unreadable images are skipped with a warning and listed in the manifest.
+//! (`NAME.safetensors`: rows of L2-normalised embeddings, and in its header the manifest — the
+//! model, and per image its path, size, modification time and row — so that one atomic rename
+//! replaces both together; `NAME.json` is a readable copy of the manifest). Re-indexing embeds
+//! only new or changed files; progress is saved every few batches, so an interrupted (even
+//! killed) run resumes; unreadable images are skipped, reported and listed in the manifest.
 use super::ClipEmbedder;
 use crate::progress::Progress;
 use crate::{Error, Result};
@@ -49,12 +50,16 @@ fn manifest_path(index: &Path) -> PathBuf {
     index.with_extension("json")
 }
 
+/// The header key holding the manifest.
+const MANIFEST_KEY: &str = "tessera_index_manifest";
+
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let p = e.map_err(|e| Error::io(dir, e))?.path();
         if p.is_dir() {
             walk(&p, out)?;
         } else if crate::image::is_image_path(&p) {
+            // Dangling links and unreadable files too: they are skipped and reported later.
             out.push(p);
         }
     }
@@ -62,33 +67,65 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 }
 
 impl Index {
+    /// Reads an index written by [`Index::update`] (or by older tessera versions, whose
+    /// manifest lives only in `NAME.json`). Rows and manifest must agree, every row must have
+    /// the same width and only finite values.
     pub fn load(index: &Path) -> Result<Index> {
-        let manifest: Manifest = crate::util::read_json(&manifest_path(index))?;
-        let t = crate::nn::store::load_safetensors(index, &Device::Cpu)?;
-        let embeds = match t.get("embeds") {
-            Some(e) if e.dim(0)? == manifest.entries.len() => e.to_vec2::<f32>()?,
-            Some(_) => {
-                return Err(Error::data(
-                    index,
-                    "embeddings and manifest disagree; re-run tessera index",
-                ))
+        let bytes = std::fs::read(index).map_err(|e| Error::io(index, e))?;
+        let bad = |msg: String| Error::data(index, format!("{msg}; re-run tessera index"));
+        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+            .map_err(|e| bad(format!("not a valid index file: {e}")))?;
+        let manifest: Manifest = match header.metadata().as_ref().and_then(|m| m.get(MANIFEST_KEY))
+        {
+            Some(json) => serde_json::from_str(json)
+                .map_err(|e| bad(format!("the index's manifest is not valid: {e}")))?,
+            None => crate::util::read_json(&manifest_path(index))?,
+        };
+        let t = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
+            .map_err(|e| bad(format!("not a valid index file: {e}")))?;
+        let embeds: Vec<Vec<f32>> = match t.get("embeds") {
+            Some(e) if e.rank() == 2 && e.dim(0)? == manifest.entries.len() => {
+                e.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?
+            }
+            Some(e) => {
+                return Err(bad(format!(
+                    "embeddings {:?} and the manifest's {} images disagree",
+                    e.dims(),
+                    manifest.entries.len()
+                )))
             }
             None if manifest.entries.is_empty() => vec![],
-            None => return Err(Error::data(index, "no embeds tensor")),
+            None => return Err(bad("no embeds tensor".into())),
         };
+        if let Some(i) = embeds.iter().position(|r| r.iter().any(|v| !v.is_finite())) {
+            return Err(bad(format!(
+                "the embedding of {} has NaN or infinite values",
+                manifest.entries[i].path
+            )));
+        }
         Ok(Index { manifest, embeds })
     }
 
+    /// The embedding width (`None` for an empty index).
+    pub fn width(&self) -> Option<usize> {
+        self.embeds.first().map(Vec::len)
+    }
+
+    /// One file holds rows and manifest: a crash leaves the old index or the new one.
     fn save(&self, index: &Path) -> Result<()> {
-        if !self.embeds.is_empty() {
-            let rows = self.embeds.len();
-            let flat: Vec<f32> = self.embeds.iter().flatten().copied().collect();
-            let t = Tensor::from_vec(flat, (rows, self.embeds[0].len()), &Device::Cpu)?;
-            crate::nn::store::save_safetensors(index, &[("embeds".to_string(), t)])?;
-        } else {
-            crate::nn::store::save_safetensors(index, &[])?;
-        }
-        // The manifest last: it names only rows that are already on disk.
+        let manifest = serde_json::to_string(&self.manifest)
+            .map_err(|e| Error::Msg(format!("index manifest: {e}")))?;
+        let meta = HashMap::from([(MANIFEST_KEY.to_string(), manifest)]);
+        let tensors = match self.width() {
+            Some(w) => {
+                let flat: Vec<f32> = self.embeds.iter().flatten().copied().collect();
+                let t = Tensor::from_vec(flat, (self.embeds.len(), w), &Device::Cpu)?;
+                vec![("embeds".to_string(), t)]
+            }
+            None => vec![],
+        };
+        crate::nn::store::save_safetensors_with(index, &tensors, meta)?;
+        // A readable copy for people and older tools; `load` trusts the header.
         crate::util::write_json(&manifest_path(index), &self.manifest)
     }
 
@@ -105,12 +142,14 @@ impl Index {
         let mut files = vec![];
         walk(folder, &mut files)?;
         files.sort();
-        let old = if manifest_path(index).exists() && index.exists() {
+        let old = if index.exists() {
             Some(Index::load(index)?)
         } else {
             None
         };
-        let old = old.filter(|o| o.manifest.model == model);
+        // Rows of another model (or of another width) are never mixed in.
+        let width = embedder.model.config.projection_dim;
+        let old = old.filter(|o| o.manifest.model == model && o.width().is_none_or(|w| w == width));
         let mut reuse: HashMap<String, (Entry, Vec<f32>)> = HashMap::new();
         if let Some(o) = old {
             for (e, v) in o.manifest.entries.into_iter().zip(o.embeds) {
@@ -133,7 +172,16 @@ impl Index {
                 .unwrap_or(f)
                 .to_string_lossy()
                 .into_owned();
-            let meta = std::fs::metadata(f).map_err(|e| Error::io(f, e))?;
+            let meta = match std::fs::metadata(f) {
+                Ok(m) => m,
+                Err(e) => {
+                    // A dangling link, a file removed meanwhile: skipped, like undecodable ones.
+                    let why = Error::io(f, e).to_string();
+                    progress.note(&format!("skipping {why}"));
+                    report.skipped.push((rel, why));
+                    continue;
+                }
+            };
             let mtime = meta
                 .modified()
                 .ok()
@@ -200,10 +248,19 @@ impl Index {
         if query.trim().is_empty() {
             return Err(Error::Config("empty query".into()));
         }
+        if k == 0 {
+            return Err(Error::Config("k must be at least 1".into()));
+        }
         let q = embedder
             .text_embeds(&[query.to_string()])?
             .squeeze(0)?
             .to_vec1::<f32>()?;
+        if let Some(w) = self.width().filter(|&w| w != q.len()) {
+            return Err(Error::Config(format!(
+                "the index holds {w}-wide embeddings, this model gives {}: index the folder with this model",
+                q.len()
+            )));
+        }
         let mut scored: Vec<(String, f32)> = self
             .manifest
             .entries

@@ -150,6 +150,7 @@ pub fn fit_clip<'s>(
     on_epoch: &mut EpochHook,
     progress: &dyn Progress,
 ) -> Result<Vec<f64>> {
+    cfg.validate()?;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let vars = store.vars();
     let var_list: Vec<_> = vars.iter().map(|(_, v)| v.clone()).collect();

@@ -38,13 +38,13 @@ pub struct FinetuneSpec {
     #[arg(long, default_value_t = FinetuneSpec::default().batch_size)]
     pub batch_size: usize,
     /// Peak learning rate (HF Trainer's default).
-    #[arg(long, default_value_t = FinetuneSpec::default().lr)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = FinetuneSpec::default().lr)]
     pub lr: f64,
     /// Weight decay (HF Trainer's rule: not on biases and LayerNorm weights).
-    #[arg(long, default_value_t = FinetuneSpec::default().weight_decay)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = FinetuneSpec::default().weight_decay)]
     pub weight_decay: f64,
     /// Warm-up as a fraction of all steps.
-    #[arg(long, default_value_t = FinetuneSpec::default().warmup)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = FinetuneSpec::default().warmup)]
     pub warmup: f64,
     #[arg(long, value_enum, default_value_t = FinetuneSpec::default().schedule)]
     pub schedule: Schedule,
@@ -55,7 +55,7 @@ pub struct FinetuneSpec {
     #[arg(long)]
     pub freeze_backbone: bool,
     /// Learning-rate multiplier for the pretrained backbone (the head gets the full rate).
-    #[arg(long, default_value_t = FinetuneSpec::default().backbone_lr_scale)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = FinetuneSpec::default().backbone_lr_scale)]
     pub backbone_lr_scale: f64,
     /// Gradient accumulation: one optimizer step every N batches.
     #[arg(long, default_value_t = FinetuneSpec::default().grad_accum)]
@@ -73,6 +73,10 @@ pub struct FinetuneSpec {
     /// Stop after this many epochs (checkpointed; resuming continues the same schedule).
     #[arg(long)]
     pub stop_after: Option<usize>,
+    /// Also checkpoint every this many optimizer steps within an epoch (0: at epoch ends only);
+    /// resuming continues mid-epoch, bit for bit.
+    #[arg(long, default_value_t = 0)]
+    pub save_steps: usize,
     /// Image processor backend: torchvision (transformers' default) or pil; default: what the
     /// checkpoint's processor config chooses.
     #[arg(long)]
@@ -101,6 +105,7 @@ impl Default for FinetuneSpec {
             output: PathBuf::new(),
             resume: false,
             stop_after: None,
+            save_steps: 0,
             processor_backend: None,
         }
     }
@@ -122,17 +127,44 @@ pub fn finetune(spec: &FinetuneSpec, progress: &dyn Progress) -> Result<Finetune
     let threads = threads_or_cores(spec.threads);
     super::single_threaded_ops();
     let device = Device::Cpu;
-    if spec.batch_size == 0 || spec.epochs == 0 || spec.grad_accum == 0 {
-        return Err(Error::Config(
-            "batch size, epochs and gradient accumulation must be positive".into(),
-        ));
+    // Settings first: a bad one fails before anything is read or loaded.
+    let tc = TrainConfig {
+        epochs: spec.epochs,
+        batch_size: spec.batch_size,
+        optim: AdamWConfig {
+            lr: spec.lr,
+            weight_decay: spec.weight_decay,
+            decay: DecayRule::HfTrainer,
+            ..AdamWConfig::default()
+        },
+        schedule: spec.schedule,
+        warmup_fraction: spec.warmup,
+        clip_grad_norm: 1.0,
+        label_smoothing: 0.0,
+        augment: Augment::default(),
+        seed: spec.seed,
+        grad_accum: spec.grad_accum,
+        lr_scales: if spec.backbone_lr_scale != 1.0 {
+            vec![("vit.".into(), spec.backbone_lr_scale)]
+        } else {
+            vec![]
+        },
+    };
+    if !(spec.backbone_lr_scale.is_finite() && spec.backbone_lr_scale >= 0.0) {
+        return Err(Error::Config(format!(
+            "backbone learning-rate scale {} must be a finite number >= 0",
+            spec.backbone_lr_scale
+        )));
     }
+    tc.validate()?;
     let opts = LoadOptions::default()
         .device(&device)
         .trainable()
         .seed(spec.seed);
     let src = Checkpoint::read(&spec.model, HfVit::EXTRA_FILES, &device, progress)?;
+    src.expect(crate::models::Family::Vit)?;
     let src_cfg: HfVitConfig = src.config()?;
+    src_cfg.validate()?;
     let pp = src.dir.join("preprocessor_config.json");
     let mut proc = if pp.exists() {
         ProcessorConfig::load(&pp)?
@@ -196,35 +228,6 @@ pub fn finetune(spec: &FinetuneSpec, progress: &dyn Progress) -> Result<Finetune
             loaded.report.missing.join(", ")
         ));
     }
-    let tc = TrainConfig {
-        epochs: spec.epochs,
-        batch_size: spec.batch_size,
-        optim: AdamWConfig {
-            lr: spec.lr,
-            weight_decay: spec.weight_decay,
-            decay: DecayRule::HfTrainer,
-            ..AdamWConfig::default()
-        },
-        schedule: spec.schedule,
-        warmup_fraction: spec.warmup,
-        clip_grad_norm: 1.0,
-        label_smoothing: 0.0,
-        augment: Augment::default(),
-        seed: spec.seed,
-        grad_accum: spec.grad_accum,
-        lr_scales: if spec.backbone_lr_scale != 1.0 {
-            vec![("vit.".into(), spec.backbone_lr_scale)]
-        } else {
-            vec![]
-        },
-    };
-    tc.validate()?;
-    if !(spec.backbone_lr_scale.is_finite() && spec.backbone_lr_scale >= 0.0) {
-        return Err(Error::Config(format!(
-            "backbone learning-rate scale {} must be a finite number >= 0",
-            spec.backbone_lr_scale
-        )));
-    }
     let norm = Normalize {
         mean: proc.image_mean.clone(),
         std: proc.image_std.clone(),
@@ -277,6 +280,7 @@ pub fn finetune(spec: &FinetuneSpec, progress: &dyn Progress) -> Result<Finetune
             resume: spec.resume,
             stop_after: spec.stop_after,
             threads,
+            save_every_steps: spec.save_steps,
             progress,
         },
         &device,

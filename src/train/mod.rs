@@ -168,6 +168,12 @@ pub struct TrainerState {
     /// Epochs completed.
     pub epoch: usize,
     pub global_step: usize,
+    /// Batches done of the epoch in progress (0 between epochs; a mid-epoch checkpoint).
+    #[serde(default)]
+    pub batches_done: usize,
+    /// The epoch in progress' running sums: loss × images, correct, images, seconds.
+    #[serde(default)]
+    pub partial: (f64, usize, usize, f64),
     pub best_test_accuracy: f64,
     pub history: Vec<EpochMetrics>,
     pub config: TrainConfig,
@@ -269,20 +275,26 @@ fn save_checkpoint(
     state: &TrainerState,
     config: &ModelFiles,
 ) -> Result<PathBuf> {
-    // A new directory per epoch, then an atomic switch of `latest`: a crash mid-write leaves the
-    // previous checkpoint intact and pointed to.
-    let name = format!("checkpoint-{}", state.epoch);
+    // A new directory per checkpoint, then an atomic switch of `latest`: a crash (or SIGKILL)
+    // mid-write leaves the previous checkpoint intact and pointed to.
+    let name = if state.batches_done == 0 {
+        format!("checkpoint-{}", state.epoch)
+    } else {
+        format!("checkpoint-step-{}", state.global_step)
+    };
     let dir = out.join(&name);
     save_model(&dir, store, config)?;
     crate::nn::store::save_safetensors(&dir.join("optimizer.safetensors"), &opt.state_tensors()?)?;
     write_json(&dir.join("trainer_state.json"), state)?;
-    let previous = std::fs::read_to_string(out.join(LATEST)).ok();
     atomic_write(&out.join(LATEST), name.as_bytes())?;
-    if let Some(prev) = previous
-        .map(|p| p.trim().to_string())
-        .filter(|p| *p != name && p.starts_with("checkpoint-"))
-    {
-        let _ = std::fs::remove_dir_all(out.join(prev));
+    // Every other checkpoint goes: the previous one, and any a killed run left half-written.
+    if let Ok(entries) = std::fs::read_dir(out) {
+        for e in entries.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with("checkpoint-") && n != name {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
     }
     Ok(dir)
 }
@@ -307,6 +319,9 @@ pub struct FitOptions<'a> {
     /// this way than with candle's per-op threading; run with single-threaded ops
     /// ([`single_threaded_ops`]) so the shards do not fight over candle's thread pools.
     pub threads: usize,
+    /// Also checkpoint every this many optimizer steps within an epoch (0: at epoch ends only);
+    /// resuming from such a checkpoint continues mid-epoch, bit for bit.
+    pub save_every_steps: usize,
     /// Where steps (one phase per epoch, in batches), epoch results and notes go.
     pub progress: &'a dyn Progress,
 }
@@ -317,6 +332,7 @@ impl Default for FitOptions<'_> {
             resume: false,
             stop_after: None,
             threads: 0,
+            save_every_steps: 0,
             progress: &Silent,
         }
     }
@@ -444,6 +460,8 @@ pub fn fit(
     let mut state = TrainerState {
         epoch: 0,
         global_step: 0,
+        batches_done: 0,
+        partial: (0.0, 0, 0, 0.0),
         best_test_accuracy: f64::NEG_INFINITY,
         history: vec![],
         config: cfg.clone(),
@@ -462,8 +480,18 @@ pub fn fit(
         for (name, var) in store.vars() {
             let t = weights.get(&name).ok_or_else(|| Error::Checkpoint {
                 path: dir.clone(),
-                report: format!("missing tensor {name}"),
+                report: format!("missing tensor {name} (was the run trained with another model?)"),
             })?;
+            if t.dims() != var.dims() {
+                return Err(Error::Checkpoint {
+                    path: dir.clone(),
+                    report: format!(
+                        "tensor {name} is {:?} there, the model wants {:?} (was the run trained with another config?)",
+                        t.dims(),
+                        var.dims()
+                    ),
+                });
+            }
             var.set(&t.to_dtype(var.dtype())?)?;
         }
         let moments =
@@ -482,9 +510,10 @@ pub fn fit(
             (lines.join("\n") + if lines.is_empty() { "" } else { "\n" }).as_bytes(),
         )?;
         progress.note(&format!(
-            "resumed from {} (epoch {}, step {})",
+            "resumed from {} (epoch {}, batch {}, step {})",
             dir.display(),
             state.epoch,
+            state.batches_done,
             state.global_step
         ));
     } else {
@@ -501,24 +530,29 @@ pub fn fit(
     let end = opts.stop_after.map_or(cfg.epochs, |s| s.min(cfg.epochs));
     for epoch in state.epoch..end {
         let t0 = Instant::now();
+        // A mid-epoch checkpoint: skip the batches it has done, with their running sums.
+        let resume_at = std::mem::take(&mut state.batches_done);
+        let (mut loss_sum, mut correct, mut seen, seconds_before) =
+            std::mem::replace(&mut state.partial, (0.0, 0, 0, 0.0));
+        let seen_before = seen;
         progress.start(
             &format!("epoch {}/{}", epoch + 1, cfg.epochs),
             Some(steps_per_epoch as u64),
         );
+        progress.advance(resume_at as u64, "");
         let order = train.order(epoch, true);
-        let (mut loss_sum, mut correct, mut seen) = (0f64, 0usize, 0usize);
         let mut lr = cfg.optim.lr;
         let accum = cfg.grad_accum.max(1);
         let batches: Vec<&[usize]> = order.chunks(train.batch_size.max(1)).collect();
         let mut pending: Option<candle_core::backprop::GradStore> = None;
-        for (bi, idx) in batches.iter().enumerate() {
+        for (bi, idx) in batches.iter().enumerate().skip(resume_at) {
             let micro = bi % accum;
             // Dropout's RNG is a function of (seed, step, micro-batch, shard): resuming replays
             // the same masks.
             let step_seed = cfg.seed
                 ^ (state.global_step as u64).wrapping_mul(0xD1B5_4A32_D192_ED03)
                 ^ (micro as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            let out = grads_data_parallel(
+            let step = grads_data_parallel(
                 model,
                 train,
                 idx,
@@ -528,11 +562,21 @@ pub fn fit(
                 opts.threads,
                 device,
             )?;
+            // Before any update: a NaN loss must not reach the weights (or a checkpoint).
+            if !step.loss.is_finite() {
+                return Err(Error::Msg(format!(
+                    "loss became {} at step {}: try a lower learning rate",
+                    step.loss, state.global_step
+                )));
+            }
+            loss_sum += step.loss * idx.len() as f64;
+            correct += step.correct;
+            seen += idx.len();
             // Average over the micro-batches of one optimizer step.
             let group = accum.min(batches.len() - (bi - micro));
             // GradStore has no public constructor: the first micro-batch's store accumulates.
             let acc = if micro == 0 {
-                let mut first = out.grads;
+                let mut first = step.grads;
                 if group > 1 {
                     for v in &var_list {
                         if let Some(g) = first.get(v) {
@@ -547,7 +591,7 @@ pub fn fit(
                     .take()
                     .ok_or_else(|| Error::Msg("no gradients".into()))?;
                 for v in &var_list {
-                    if let Some(g) = out.grads.get(v) {
+                    if let Some(g) = step.grads.get(v) {
                         let g = (g / group as f64)?;
                         let sum = match acc.get(v) {
                             Some(prev) => (prev + g)?,
@@ -564,7 +608,13 @@ pub fn fit(
                     .take()
                     .ok_or_else(|| Error::Msg("no gradients".into()))?;
                 if cfg.clip_grad_norm > 0.0 {
-                    clip_grad_norm(&mut grads, &var_list, cfg.clip_grad_norm)?;
+                    let norm = clip_grad_norm(&mut grads, &var_list, cfg.clip_grad_norm)?;
+                    if !norm.is_finite() {
+                        return Err(Error::Msg(format!(
+                            "gradient norm became {norm} at step {}: try a lower learning rate",
+                            state.global_step
+                        )));
+                    }
                 }
                 lr = lr_at(
                     cfg.optim.lr,
@@ -575,29 +625,31 @@ pub fn fit(
                 );
                 opt.step(&grads, lr)?;
                 state.global_step += 1;
+                let every = opts.save_every_steps;
+                if every > 0 && state.global_step.is_multiple_of(every) && bi + 1 < batches.len() {
+                    state.batches_done = bi + 1;
+                    state.partial = (
+                        loss_sum,
+                        correct,
+                        seen,
+                        seconds_before + t0.elapsed().as_secs_f64(),
+                    );
+                    save_checkpoint(out, store, &opt, &state, model_config)?;
+                    state.batches_done = 0;
+                }
             }
-            let l = out.loss;
-            if !l.is_finite() {
-                return Err(Error::Msg(format!(
-                    "loss became {l} at step {}; try a lower --lr",
-                    state.global_step
-                )));
-            }
-            loss_sum += l * idx.len() as f64;
-            correct += out.correct;
-            seen += idx.len();
             let el = t0.elapsed().as_secs_f64();
             progress.advance(
                 1,
                 &format!(
                     "loss {:.4} {:.0} img/s",
                     loss_sum / seen as f64,
-                    seen as f64 / el
+                    (seen - seen_before) as f64 / el
                 ),
             );
         }
         progress.finish();
-        let seconds = t0.elapsed().as_secs_f64();
+        let seconds = seconds_before + t0.elapsed().as_secs_f64();
         let (test_loss, test_accuracy) = evaluate(model, test, opts.threads, device)?;
         state.epoch = epoch + 1;
         state.train_seconds += seconds;

@@ -88,16 +88,16 @@ pub struct TrainSpec {
     pub epochs: Option<usize>,
     #[arg(long)]
     pub batch_size: Option<usize>,
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub lr: Option<f64>,
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub weight_decay: Option<f64>,
     /// Warm-up as a fraction of all steps.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub warmup: Option<f64>,
     #[arg(long, value_enum)]
     pub schedule: Option<Schedule>,
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub dropout: Option<f64>,
     /// Random translation augmentation, in pixels.
     #[arg(long)]
@@ -105,7 +105,7 @@ pub struct TrainSpec {
     /// Random horizontal flips.
     #[arg(long)]
     pub hflip: Option<bool>,
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub label_smoothing: Option<f64>,
     /// Pre-norm blocks (timm/HF layout) instead of the seed's post-norm.
     #[arg(long)]
@@ -114,7 +114,7 @@ pub struct TrainSpec {
     #[arg(long)]
     pub channels: Option<usize>,
     /// Global gradient-norm clipping (0 = off).
-    #[arg(long, default_value_t = TrainSpec::default().clip)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = TrainSpec::default().clip)]
     pub clip: f64,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -130,6 +130,10 @@ pub struct TrainSpec {
     /// Stop after this many epochs (checkpointed; resuming continues the same schedule).
     #[arg(long)]
     pub stop_after: Option<usize>,
+    /// Also checkpoint every this many optimizer steps within an epoch (0: at epoch ends only);
+    /// resuming continues mid-epoch, bit for bit.
+    #[arg(long, default_value_t = 0)]
+    pub save_steps: usize,
 }
 
 impl Default for TrainSpec {
@@ -156,6 +160,7 @@ impl Default for TrainSpec {
             resume: false,
             threads: 0,
             stop_after: None,
+            save_steps: 0,
         }
     }
 }
@@ -298,6 +303,7 @@ pub fn train_vit(spec: &TrainSpec, progress: &dyn Progress) -> Result<TrainRepor
             resume: spec.resume,
             stop_after: spec.stop_after,
             threads,
+            save_every_steps: spec.save_steps,
             progress,
         },
         &device,

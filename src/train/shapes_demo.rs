@@ -86,6 +86,9 @@ impl DemoConfig {
         if self.test_size == 0 {
             return bad("test size must be at least 1".into());
         }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad(format!("lr {} must be a finite number > 0", self.lr));
+        }
         if self.patch == 0 || !SIZE.is_multiple_of(self.patch) {
             return bad(format!(
                 "patch {} does not divide the {SIZE}-pixel scenes",
@@ -299,7 +302,12 @@ pub fn run(
     cfg.validate()?;
     let store = ParamStore::fresh(cfg.seed, true, device);
     let model = Clip::new(store.var_builder(DType::F32), &model_config(cfg.patch)?)?;
-    let processor = ProcessorConfig::clip(SIZE as u32);
+    // The Pillow backend's arithmetic, named in the saved config (`…Pil`) so that zero-shot on
+    // the checkpoint preprocesses as training did: the README's numbers were measured with it.
+    let processor = ProcessorConfig {
+        image_processor_type: Some("CLIPImageProcessorPil".into()),
+        ..ProcessorConfig::clip(SIZE as u32)
+    };
     let held = &cfg.held_out;
     let train = |epoch: usize| {
         let seed = if cfg.fresh_each_epoch {

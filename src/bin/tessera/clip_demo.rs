@@ -8,6 +8,7 @@ use tessera::models::clip::ClipTokenizer;
 use tessera::train::shapes_demo::{self, Accuracies, DemoConfig};
 
 #[derive(Parser)]
+#[command(allow_negative_numbers = true)]
 pub struct Args {
     #[arg(long, default_value_t = DemoConfig::default().epochs)]
     epochs: usize,
@@ -18,7 +19,7 @@ pub struct Args {
     test_size: usize,
     #[arg(long, default_value_t = DemoConfig::default().batch_size)]
     batch_size: usize,
-    #[arg(long, default_value_t = DemoConfig::default().lr)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = DemoConfig::default().lr)]
     lr: f64,
     #[arg(long, default_value_t = DemoConfig::default().seed)]
     seed: u64,
@@ -27,10 +28,10 @@ pub struct Args {
     patch: usize,
     /// Fraction of training objects in colours no caption names (pink, brown, teal, …),
     /// captioned by shape and position only; 0 reproduces the non-compositional model.
-    #[arg(long, default_value_t = DemoConfig::default().style.unnamed)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = DemoConfig::default().style.unnamed)]
     unnamed: f64,
     /// Per-object colour variation (0–1): a colour name covers a region of RGB.
-    #[arg(long, default_value_t = DemoConfig::default().style.color_jitter)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = DemoConfig::default().style.color_jitter)]
     color_jitter: f32,
     /// Random grey level and tint of the background per scene.
     #[arg(long)]
@@ -40,10 +41,10 @@ pub struct Args {
     same_scenes: bool,
     /// Fraction of scenes batched by a shared attribute (one colour, or one shape, per batch):
     /// in-batch hard negatives; 0 = plain shuffled batches.
-    #[arg(long, default_value_t = DemoConfig::default().pure)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = DemoConfig::default().pure)]
     pure: f64,
     /// Fraction of training scenes with two objects (test scenes always have one).
-    #[arg(long, default_value_t = DemoConfig::default().two_objects)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = DemoConfig::default().two_objects)]
     two_objects: f64,
     #[arg(long, default_value = "runs/clip_shapes")]
     output: PathBuf,

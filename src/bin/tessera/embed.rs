@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use tessera::pipelines::{ClipEmbedder, ImageSource};
 
 #[derive(Parser)]
+#[command(allow_negative_numbers = true)]
 pub struct Args {
     #[command(flatten)]
     model: super::common::Model,

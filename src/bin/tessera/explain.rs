@@ -15,6 +15,7 @@ enum MethodArg {
 }
 
 #[derive(Parser)]
+#[command(allow_negative_numbers = true)]
 pub struct Args {
     /// A tessera ViT run, an HF ViT classifier or a CLIP checkpoint (directory or hub id).
     #[arg(long)]
@@ -37,7 +38,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "mean")]
     head_fusion: HeadFusion,
     /// For rollout: the fraction of lowest attentions to drop per layer, in [0, 1).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = 0.0)]
     discard_ratio: f32,
     #[arg(long, default_value = "heat.png")]
     out: PathBuf,
@@ -69,6 +70,7 @@ pub fn run(a: Args) -> Result<()> {
         label: a.label,
         text: a.text,
     };
+    req.validate()?;
     let explainer =
         Explainer::from_pretrained(&a.model, &a.bpe.bpe, &super::common::inference_load())?
             .with_processor_backend(a.processor.backend);

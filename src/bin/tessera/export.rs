@@ -4,6 +4,7 @@ use clap::Parser;
 use std::path::PathBuf;
 
 #[derive(Parser)]
+#[command(allow_negative_numbers = true)]
 pub struct Args {
     /// A tessera run directory (config.json + model.safetensors) of a `--pre-norm` model.
     #[arg(long)]

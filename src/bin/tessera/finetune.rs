@@ -4,6 +4,7 @@ use clap::Parser;
 use tessera::train::finetune::{finetune, FinetuneSpec};
 
 #[derive(Parser)]
+#[command(allow_negative_numbers = true)]
 pub struct Args {
     #[command(flatten)]
     spec: FinetuneSpec,

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use tessera::pipelines::{ClipEmbedder, Index};
 
 #[derive(Parser)]
+#[command(allow_negative_numbers = true)]
 pub struct Args {
     #[command(flatten)]
     model: super::common::Model,

@@ -51,7 +51,18 @@ enum Cmd {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    // Argument errors as one line, like every other error (clap's own adds usage lines).
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        Err(e) => {
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("error: {first} (see tessera --help)");
+            std::process::exit(2);
+        }
+    };
     let r = match cli.cmd {
         Cmd::Train(a) => train::run(a),
         Cmd::Finetune(a) => finetune::run(a),

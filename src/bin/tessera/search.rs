@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use tessera::pipelines::{ClipEmbedder, Index};
 
 #[derive(Parser)]
+#[command(allow_negative_numbers = true)]
 pub struct Args {
     /// The index file written by `tessera index` (its manifest names the model).
     index: PathBuf,

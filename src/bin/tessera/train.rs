@@ -4,6 +4,7 @@ use clap::Parser;
 use tessera::train::recipes::{train_vit, TrainSpec};
 
 #[derive(Parser)]
+#[command(allow_negative_numbers = true)]
 pub struct Args {
     #[command(flatten)]
     spec: TrainSpec,

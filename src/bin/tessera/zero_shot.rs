@@ -6,6 +6,7 @@ use std::ffi::OsString;
 use tessera::pipelines::{fill_template, ClipEmbedder, ImageSource, ZeroShotClassifier};
 
 #[derive(Parser)]
+#[command(allow_negative_numbers = true)]
 pub struct Args {
     #[command(flatten)]
     model: super::common::Model,

@@ -9,6 +9,7 @@
 pub mod tokenizer;
 pub use tokenizer::ClipTokenizer;
 
+use crate::models::checks;
 use crate::models::load::{fresh, strict, Checkpoint, LoadOptions, Loaded, Pretrained};
 use crate::nn::{
     causal_mask, check_heads, check_patch_grid, padding_mask, Activation, BlockConfig, BlockNames,
@@ -99,6 +100,43 @@ pub struct ClipConfig {
     pub logit_scale_init_value: f64,
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl ClipConfig {
+    /// Checks what the model cannot be built with, naming the field.
+    pub fn validate(&self) -> Result<()> {
+        let (t, v) = (&self.text_config, &self.vision_config);
+        checks::sizes(&[
+            ("text_config.vocab_size", t.vocab_size),
+            ("text_config.hidden_size", t.hidden_size),
+            ("text_config.intermediate_size", t.intermediate_size),
+            ("text_config.num_hidden_layers", t.num_hidden_layers),
+            ("text_config.num_attention_heads", t.num_attention_heads),
+            (
+                "text_config.max_position_embeddings",
+                t.max_position_embeddings,
+            ),
+            ("vision_config.hidden_size", v.hidden_size),
+            ("vision_config.intermediate_size", v.intermediate_size),
+            ("vision_config.num_hidden_layers", v.num_hidden_layers),
+            ("vision_config.num_attention_heads", v.num_attention_heads),
+            ("vision_config.num_channels", v.num_channels),
+            ("vision_config.image_size", v.image_size),
+            ("vision_config.patch_size", v.patch_size),
+            ("projection_dim", self.projection_dim),
+        ])?;
+        checks::non_negative(&[
+            ("text_config.layer_norm_eps", t.layer_norm_eps),
+            ("vision_config.layer_norm_eps", v.layer_norm_eps),
+        ])?;
+        if !self.logit_scale_init_value.is_finite() {
+            return Err(Error::Config(format!(
+                "logit_scale_init_value {} must be finite",
+                self.logit_scale_init_value
+            )));
+        }
+        Ok(())
+    }
 }
 
 impl Default for ClipConfig {
@@ -357,6 +395,7 @@ fn l2_normalize(x: &Tensor) -> Result<Tensor> {
 
 impl Clip {
     pub fn new(vb: VarBuilder, c: &ClipConfig) -> Result<Self> {
+        c.validate()?;
         let p = c.projection_dim;
         let no_bias = |vb: VarBuilder, i: usize| -> Result<Linear> {
             let w = vb.get_with_hints(
@@ -453,6 +492,7 @@ impl Pretrained for Clip {
 
     /// Any missing, unexpected or mis-shaped tensor is an error naming them.
     fn from_checkpoint(ckpt: Checkpoint, opts: &LoadOptions) -> Result<Loaded<Self>> {
+        ckpt.expect(crate::models::Family::Clip)?;
         let config: ClipConfig = ckpt.config()?;
         // `position_ids`: a buffer some checkpoints carry, not a parameter.
         let keep = |k: &str| !k.ends_with("position_ids");

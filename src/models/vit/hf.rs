@@ -6,6 +6,7 @@
 //! a `classifier`. [`HfVit`]'s [`Pretrained::load`] reads either, as the layout
 //! [`LoadOptions::task`] asks for, and makes a fresh head for [`LoadOptions::num_labels`] (as
 //! `from_pretrained(..., num_labels=N)`).
+use crate::models::checks;
 use crate::models::load::{finish, fresh, Checkpoint, LoadOptions, Loaded, Pretrained, Task};
 use crate::nn::{
     check_heads, check_patch_grid, Activation, BlockConfig, BlockNames, Ctx, Encoder, LayerNorm,
@@ -102,8 +103,28 @@ impl HfVitConfig {
     }
 
     pub fn validate(&self) -> Result<()> {
+        checks::sizes(&[
+            ("image_size", self.image_size),
+            ("patch_size", self.patch_size),
+            ("num_channels", self.num_channels),
+            ("hidden_size", self.hidden_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+            ("intermediate_size", self.intermediate_size),
+        ])?;
         check_patch_grid(self.image_size, self.patch_size)?;
-        check_heads(self.hidden_size, self.num_attention_heads)
+        check_heads(self.hidden_size, self.num_attention_heads)?;
+        checks::non_negative(&[
+            ("layer_norm_eps", self.layer_norm_eps),
+            ("initializer_range", self.initializer_range),
+        ])?;
+        checks::probabilities(&[
+            ("hidden_dropout_prob", self.hidden_dropout_prob),
+            (
+                "attention_probs_dropout_prob",
+                self.attention_probs_dropout_prob,
+            ),
+        ])
     }
 
     fn block(&self) -> BlockConfig {
@@ -364,6 +385,7 @@ impl Pretrained for HfVit {
     /// error naming them; a fresh head (or a `ViTModel` pooler absent from a classifier
     /// checkpoint) is expected.
     fn from_checkpoint(ckpt: Checkpoint, opts: &LoadOptions) -> Result<Loaded<Self>> {
+        ckpt.expect(crate::models::Family::Vit)?;
         let mut config: HfVitConfig = ckpt.config()?;
         if opts.random_init {
             let loaded = Self::from_config(&config, opts)?;

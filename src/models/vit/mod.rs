@@ -6,6 +6,7 @@
 //!
 //! [`hf`] is Hugging Face's ViT layout from the same blocks.
 pub mod hf;
+use super::checks;
 use super::load::{fresh, strict, Checkpoint, LoadOptions, Loaded, Pretrained};
 use crate::nn::{
     check_heads, check_patch_grid, Activation, BlockConfig, BlockNames, Ctx, Encoder, LayerNorm,
@@ -189,21 +190,32 @@ impl VitConfig {
     /// Checks what the model cannot be built with, with a message naming the field.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(m));
+        checks::sizes(&[
+            ("image_size", self.image_size),
+            ("patch_size", self.patch_size),
+            ("num_channels", self.num_channels),
+            ("num_classes", self.num_classes),
+            ("hidden_size", self.hidden_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+            ("intermediate_size", self.intermediate_size),
+        ])?;
         check_patch_grid(self.image_size, self.patch_size)?;
         check_heads(self.hidden_size, self.num_attention_heads)?;
-        if self.num_channels == 0 || self.num_classes == 0 || self.num_hidden_layers == 0 {
-            return bad("num_channels, num_classes and num_hidden_layers must be positive".into());
-        }
+        checks::non_negative(&[("layer_norm_eps", self.layer_norm_eps)])?;
         if self.image_mean.len() != self.num_channels || self.image_std.len() != self.num_channels {
             return bad(format!(
                 "image_mean/image_std need {} values (one per channel)",
                 self.num_channels
             ));
         }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return bad(format!("dropout {} must be in [0, 1)", self.dropout));
+        if let Some(s) = self.image_std.iter().find(|s| !s.is_finite() || **s == 0.0) {
+            return bad(format!("image_std has {s} (must be finite and non-zero)"));
         }
-        Ok(())
+        if let Some(m) = self.image_mean.iter().find(|m| !m.is_finite()) {
+            return bad(format!("image_mean has a non-finite value {m}"));
+        }
+        checks::probabilities(&[("dropout", self.dropout)])
     }
 
     pub fn num_patches(&self) -> usize {
@@ -348,6 +360,7 @@ impl Pretrained for VisionTransformer {
     /// A tessera run (or its `best/`, `checkpoint-N/`): every tensor must match by name and
     /// shape.
     fn from_checkpoint(ckpt: Checkpoint, opts: &LoadOptions) -> Result<Loaded<Self>> {
+        ckpt.expect(super::Family::SeedVit)?;
         let config: VitConfig = ckpt.config()?;
         strict(
             ckpt,
