@@ -174,7 +174,9 @@ pub struct TrainerState {
     /// The epoch in progress' running sums: loss × images, correct, images, seconds.
     #[serde(default)]
     pub partial: (f64, usize, usize, f64),
-    pub best_test_accuracy: f64,
+    /// `None` until the first epoch is evaluated (JSON has no -inf).
+    #[serde(default)]
+    pub best_test_accuracy: Option<f64>,
     pub history: Vec<EpochMetrics>,
     pub config: TrainConfig,
     pub train_seconds: f64,
@@ -462,7 +464,7 @@ pub fn fit(
         global_step: 0,
         batches_done: 0,
         partial: (0.0, 0, 0, 0.0),
-        best_test_accuracy: f64::NEG_INFINITY,
+        best_test_accuracy: None,
         history: vec![],
         config: cfg.clone(),
         train_seconds: 0.0,
@@ -532,8 +534,12 @@ pub fn fit(
         let t0 = Instant::now();
         // A mid-epoch checkpoint: skip the batches it has done, with their running sums.
         let resume_at = std::mem::take(&mut state.batches_done);
-        let (mut loss_sum, mut correct, mut seen, seconds_before) =
-            std::mem::replace(&mut state.partial, (0.0, 0, 0, 0.0));
+        let partial = std::mem::take(&mut state.partial);
+        let (mut loss_sum, mut correct, mut seen, seconds_before) = if resume_at > 0 {
+            partial
+        } else {
+            Default::default()
+        };
         let seen_before = seen;
         progress.start(
             &format!("epoch {}/{}", epoch + 1, cfg.epochs),
@@ -635,7 +641,9 @@ pub fn fit(
                         seconds_before + t0.elapsed().as_secs_f64(),
                     );
                     save_checkpoint(out, store, &opt, &state, model_config)?;
+                    // Only the checkpoint carries them: the epoch goes on with its own sums.
                     state.batches_done = 0;
+                    state.partial = Default::default();
                 }
             }
             let el = t0.elapsed().as_secs_f64();
@@ -676,8 +684,8 @@ pub fn fit(
         )
         .map_err(|e| Error::io(&metrics_path, e))?;
         state.history.push(m.clone());
-        if test_accuracy > state.best_test_accuracy {
-            state.best_test_accuracy = test_accuracy;
+        if state.best_test_accuracy.is_none_or(|b| test_accuracy > b) {
+            state.best_test_accuracy = Some(test_accuracy);
             save_model(&out.join("best"), store, model_config)?;
         }
         last_dir = save_checkpoint(out, store, &opt, &state, model_config)?;
@@ -694,7 +702,7 @@ pub fn fit(
         epochs: state.epoch,
         test_accuracy: last.test_accuracy,
         test_loss: last.test_loss,
-        best_test_accuracy: state.best_test_accuracy,
+        best_test_accuracy: state.best_test_accuracy.unwrap_or(0.0),
         train_seconds: state.train_seconds,
         checkpoint: last_dir,
         metrics: metrics_path,
