@@ -108,3 +108,35 @@ pub fn human_bytes(b: u64) -> String {
         _ => format!("{b} bytes"),
     }
 }
+
+thread_local! {
+    /// Set while [`contain_panics`] runs its closure on this thread.
+    static CONTAINED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, a call into a third-party parser that may panic on malformed input (candle's
+/// pickle reader does, on some `pytorch_model.bin` files), turning a panic into an error that
+/// names `what`. The panic is not printed: a hook installed once chains to the previous hook
+/// except on a thread inside this call.
+pub fn contain_panics<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !CONTAINED.with(|c| c.get()) {
+                previous(info)
+            }
+        }));
+    });
+    let was = CONTAINED.with(|c| c.replace(true));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    CONTAINED.with(|c| c.set(was));
+    r.unwrap_or_else(|payload| {
+        let why = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("malformed input");
+        Err(Error::Msg(format!("{what}: {why}")))
+    })
+}

@@ -85,53 +85,19 @@ pub fn read_split(
     }
     for path in files {
         let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        let reader = SerializedFileReader::new(f)
-            .map_err(|e| Error::data(path, format!("not a parquet file: {e}")))?;
+        // The parquet crate can panic on malformed files (fuzzing): contained, as errors.
+        let reader = crate::util::contain_panics(&path.display().to_string(), || {
+            SerializedFileReader::new(f)
+                .map_err(|e| Error::data(path, format!("not a parquet file: {e}")))
+        })?;
         if classes.is_none() {
-            classes = class_names_from_metadata(&reader);
+            classes = crate::util::contain_panics(&path.display().to_string(), || {
+                Ok(class_names_from_metadata(&reader))
+            })?;
         }
         for rg in 0..reader.num_row_groups() {
-            let group = reader
-                .get_row_group(rg)
-                .map_err(|e| Error::data(path, e.to_string()))?;
-            let rows = group
-                .get_row_iter(None)
-                .map_err(|e| Error::data(path, e.to_string()))?;
-            // One row group's encoded images in memory at a time; decoded and processed on
-            // the worker threads.
-            let mut encoded = vec![];
-            for (ri, row) in rows.enumerate() {
-                let row =
-                    row.map_err(|e| Error::data(path, format!("row group {rg} row {ri}: {e}")))?;
-                let (mut bytes, mut label) = (None, None);
-                for (name, field) in row.get_column_iter() {
-                    match (name.as_str(), field) {
-                        ("image", Field::Group(g)) => {
-                            for (n, f) in g.get_column_iter() {
-                                if let ("bytes", Field::Bytes(b)) = (n.as_str(), f) {
-                                    bytes = Some(b.data().to_vec());
-                                }
-                            }
-                        }
-                        ("label" | "labels", Field::Long(v)) => label = Some(*v),
-                        ("label" | "labels", Field::Int(v)) => label = Some(*v as i64),
-                        _ => {}
-                    }
-                }
-                let bytes = bytes.ok_or_else(|| {
-                    Error::data(path, format!("row group {rg} row {ri}: no image.bytes"))
-                })?;
-                let label = label.ok_or_else(|| {
-                    Error::data(path, format!("row group {rg} row {ri}: no integer label"))
-                })?;
-                if label < 0 {
-                    return Err(Error::data(
-                        path,
-                        format!("row group {rg} row {ri}: negative label {label}"),
-                    ));
-                }
-                encoded.push((ri, bytes, label as u32));
-            }
+            let at = format!("{}: row group {rg}", path.display());
+            let encoded = crate::util::contain_panics(&at, || read_row_group(&reader, rg, path))?;
             let processed: Vec<Result<(Vec<u8>, u32)>> =
                 crate::util::worker_pool(0).install(|| {
                     encoded
@@ -169,4 +135,51 @@ pub fn read_split(
         dims: (3, h, w),
         classes,
     })
+}
+
+/// The encoded images and labels of row group `rg` (one group in memory at a time; decoded and
+/// processed on the worker threads by the caller).
+fn read_row_group(
+    reader: &SerializedFileReader<std::fs::File>,
+    rg: usize,
+    path: &Path,
+) -> Result<Vec<(usize, Vec<u8>, u32)>> {
+    let group = reader
+        .get_row_group(rg)
+        .map_err(|e| Error::data(path, e.to_string()))?;
+    let rows = group
+        .get_row_iter(None)
+        .map_err(|e| Error::data(path, e.to_string()))?;
+    let mut encoded = vec![];
+    for (ri, row) in rows.enumerate() {
+        let row = row.map_err(|e| Error::data(path, format!("row group {rg} row {ri}: {e}")))?;
+        let (mut bytes, mut label) = (None, None);
+        for (name, field) in row.get_column_iter() {
+            match (name.as_str(), field) {
+                ("image", Field::Group(g)) => {
+                    for (n, f) in g.get_column_iter() {
+                        if let ("bytes", Field::Bytes(b)) = (n.as_str(), f) {
+                            bytes = Some(b.data().to_vec());
+                        }
+                    }
+                }
+                ("label" | "labels", Field::Long(v)) => label = Some(*v),
+                ("label" | "labels", Field::Int(v)) => label = Some(*v as i64),
+                _ => {}
+            }
+        }
+        let bytes = bytes
+            .ok_or_else(|| Error::data(path, format!("row group {rg} row {ri}: no image.bytes")))?;
+        let label = label.ok_or_else(|| {
+            Error::data(path, format!("row group {rg} row {ri}: no integer label"))
+        })?;
+        if label < 0 {
+            return Err(Error::data(
+                path,
+                format!("row group {rg} row {ri}: negative label {label}"),
+            ));
+        }
+        encoded.push((ri, bytes, label as u32));
+    }
+    Ok(encoded)
 }

@@ -451,7 +451,11 @@ pub fn load_weights(
     let (tensors, path) = if st.exists() {
         (load_safetensors(&st, device)?, st)
     } else if bin.exists() {
-        let tensors = candle_core::pickle::read_all(&bin).map_err(|e| Error::Checkpoint {
+        // candle's pickle reader panics on some malformed files (found by fuzzing).
+        let tensors = crate::util::contain_panics("pytorch_model.bin", || {
+            candle_core::pickle::read_all(&bin).map_err(Error::from)
+        })
+        .map_err(|e| Error::Checkpoint {
             path: bin.clone(),
             report: format!("not a readable PyTorch checkpoint: {e}"),
         })?;
