@@ -4,8 +4,8 @@
 //! ([`shapes_demo`]).
 pub mod contrastive;
 pub mod export;
-mod fit;
 pub mod finetune;
+mod fit;
 pub mod optim;
 mod plot;
 pub mod recipes;
@@ -205,4 +205,3 @@ impl std::fmt::Display for TrainSummary {
         )
     }
 }
-
