@@ -72,6 +72,12 @@ impl<P: Pixel> Images<P> {
         self.dims.0 * self.dims.1 * self.dims.2
     }
 
+    /// (train, test): 80/20, stratified by class, fixed (seed 0).
+    pub fn split_80_20(&self) -> (Self, Self) {
+        let (tr, te) = stratified_split(&self.labels, 0.2, 0);
+        (self.subset(&tr, "train"), self.subset(&te, "test"))
+    }
+
     /// The subset at `idx` (used for splits).
     pub fn subset(&self, idx: &[usize], name: &str) -> Self {
         let n = self.item_len();
@@ -340,6 +346,26 @@ pub fn check_splits<P: Pixel>(train: &Images<P>, test: &Images<P>) -> Result<()>
     Ok(())
 }
 
+/// An ImageFolder's (train, test): its `train/` and `test/` folders (the same classes), or the
+/// one folder split 80/20 stratified (seed 0); `read` reads one folder.
+fn folder_splits<P: Pixel>(
+    root: &std::path::Path,
+    read: impl Fn(&std::path::Path) -> Result<Images<P>>,
+) -> Result<(Images<P>, Images<P>)> {
+    if root.join("train").is_dir() && root.join("test").is_dir() {
+        let train = read(&root.join("train"))?;
+        let test = read(&root.join("test"))?;
+        if train.classes != test.classes {
+            return Err(Error::data(
+                root,
+                "train/ and test/ have different class folders",
+            ));
+        }
+        return Ok((train, test));
+    }
+    Ok(read(root)?.split_80_20())
+}
+
 /// A dataset for an HF image model, put through its `processor` into uint8 images of `size`
 /// (height, width): an HF parquet dataset directory (`train-*.parquet` and `test-*.parquet`,
 /// else `validation-*`, else an 80/20 stratified split of train; class names from the files'
@@ -351,10 +377,6 @@ pub fn processed_splits(
     size: (u32, u32),
     labels: Option<&[String]>,
 ) -> Result<(U8Images, U8Images)> {
-    let split = |all: U8Images| {
-        let (tr, te) = stratified_split(&all.labels, 0.2, 0);
-        (all.subset(&tr, "train"), all.subset(&te, "test"))
-    };
     let (train, test) = if parquet::is_parquet_dataset(root) {
         let train_files = parquet::split_files(root, "train")?;
         let mut test_files = parquet::split_files(root, "test")?;
@@ -363,23 +385,13 @@ pub fn processed_splits(
         }
         let train = parquet::read_split(&train_files, processor, size, labels)?;
         if test_files.is_empty() {
-            split(train)
+            train.split_80_20()
         } else {
             let test = parquet::read_split(&test_files, processor, size, Some(&train.classes))?;
             (train, test)
         }
-    } else if root.join("train").is_dir() && root.join("test").is_dir() {
-        let train = image_folder_processed(&root.join("train"), processor, size)?;
-        let test = image_folder_processed(&root.join("test"), processor, size)?;
-        if train.classes != test.classes {
-            return Err(Error::data(
-                root,
-                "train/ and test/ have different class folders",
-            ));
-        }
-        (train, test)
     } else {
-        split(image_folder_processed(root, processor, size)?)
+        folder_splits(root, |d| image_folder_processed(d, processor, size))?
     };
     check_splits(&train, &test)?;
     Ok((train, test))
@@ -409,21 +421,7 @@ pub fn by_name(name: &str, channels: usize, size: usize) -> Result<(InMemory, In
                     "unknown dataset: not `digits`, `fashion-mnist` or an existing directory",
                 ));
             }
-            if root.join("train").is_dir() && root.join("test").is_dir() {
-                let train = image_folder(&root.join("train"), channels, size)?;
-                let test = image_folder(&root.join("test"), channels, size)?;
-                if train.classes != test.classes {
-                    return Err(Error::data(
-                        root,
-                        "train/ and test/ have different class folders",
-                    ));
-                }
-                (train, test)
-            } else {
-                let all = image_folder(root, channels, size)?;
-                let (tr, te) = stratified_split(&all.labels, 0.2, 0);
-                (all.subset(&tr, "train"), all.subset(&te, "test"))
-            }
+            folder_splits(root, |d| image_folder(d, channels, size))?
         }
     };
     check_splits(&train, &test)?;
