@@ -29,7 +29,15 @@ pub fn atomic_write_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -
         file_name.to_string_lossy(),
         std::process::id()
     ));
+    // The permissions a new file gets here (the umask's): writers that stage through their
+    // own temp file (safetensors uses `tempfile`, mode 0600) would otherwise leave the result
+    // unreadable to everyone but its owner.
+    let mode = std::fs::File::create(&tmp)
+        .and_then(|f| f.metadata())
+        .map_err(|e| Error::io(&tmp, e))?
+        .permissions();
     let result = write(&tmp).and_then(|()| {
+        std::fs::set_permissions(&tmp, mode).map_err(|e| Error::io(&tmp, e))?;
         let f = std::fs::File::open(&tmp).map_err(|e| Error::io(&tmp, e))?;
         f.sync_all().map_err(|e| Error::io(&tmp, e))?;
         std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
@@ -139,4 +147,29 @@ pub fn contain_panics<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T>
             .unwrap_or("malformed input");
         Err(Error::Msg(format!("{what}: {why}")))
     })
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    /// Files written atomically get the mode any new file gets (the umask's), also when the
+    /// writer stages through a 0600 temp file of its own (safetensors does).
+    #[test]
+    fn atomic_writes_keep_the_default_mode() {
+        let d = tempfile::tempdir().unwrap();
+        let plain = d.path().join("plain");
+        std::fs::File::create(&plain).unwrap();
+        let want = std::fs::metadata(&plain).unwrap().permissions().mode() & 0o777;
+        let st = d.path().join("model.safetensors");
+        let t = candle_core::Tensor::zeros(3, candle_core::DType::F32, &candle_core::Device::Cpu)
+            .unwrap();
+        crate::nn::store::save_safetensors(&st, &[("w".into(), t)]).unwrap();
+        let js = d.path().join("config.json");
+        super::write_json(&js, &serde_json::json!({"a": 1})).unwrap();
+        for p in [st, js] {
+            let got = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(got, want, "{}: {got:o} vs {want:o}", p.display());
+        }
+    }
 }

@@ -136,7 +136,9 @@ fn copy_dir(src: &Path, dst: &Path) {
     std::fs::create_dir_all(dst).unwrap();
     for e in std::fs::read_dir(src).unwrap() {
         let e = e.unwrap();
-        if e.path().is_file() {
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &dst.join(e.file_name()));
+        } else if e.path().is_file() {
             std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
         }
     }
@@ -1222,6 +1224,40 @@ fn every_subcommand_refuses_bad_input_cleanly() {
         a.extend(args.iter().map(OsString::from));
         c2.refuse(&format!("train {args:?}"), a, &[needle]);
     }
+    // Resuming a run with a contradicting architecture names the field; resuming as saved works.
+    for (i, (args, needle)) in [
+        (
+            vec!["--preset", "Ti/16", "--image-size", "32"],
+            "hidden_size",
+        ),
+        (vec!["--image-size", "16"], "image_size"),
+        (vec!["--pre-norm"], "pre_norm"),
+        (vec!["--channels", "3"], "num_channels"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let run = r.join(format!("resume{i}"));
+        copy_dir(&seed, &run);
+        let mut a = os(&[&"train", &"--resume", &"--epochs", &"2", &"--output", &run]);
+        a.extend(args.iter().map(OsString::from));
+        c2.refuse(&format!("train --resume {args:?}"), a, &[needle, "resume"]);
+    }
+    let run = r.join("resume_same");
+    copy_dir(&seed, &run);
+    c2.accept(
+        "train --resume as saved",
+        os(&[
+            &"train",
+            &"--json",
+            &"--resume",
+            &"--epochs",
+            &"2",
+            &"--output",
+            &run,
+        ]),
+        &["\"test_accuracy\""],
+    );
     // Datasets.
     let ds = r.join("ds");
     let two = image_folder(&ds.join("two"), &["cats", "dogs"], 6);

@@ -185,6 +185,89 @@ pub fn threads_or_cores(threads: usize) -> usize {
     }
 }
 
+/// With `--resume` the architecture comes from the checkpoint; an architecture option given on
+/// the command line that contradicts it is an error naming the field (building the asked-for
+/// model and loading the saved weights into it would fail on a shape, or silently train
+/// something else).
+fn check_resumed_architecture(
+    spec: &TrainSpec,
+    asked: &VitConfig,
+    saved: &VitConfig,
+    out: &std::path::Path,
+) -> Result<()> {
+    let mut fields: Vec<(&str, String, String)> = Vec::new();
+    let mut cmp = |name: &'static str, a: String, s: String| {
+        if a != s {
+            fields.push((name, a, s));
+        }
+    };
+    if spec.preset.is_some() {
+        cmp(
+            "hidden_size",
+            asked.hidden_size.to_string(),
+            saved.hidden_size.to_string(),
+        );
+        cmp(
+            "num_hidden_layers",
+            asked.num_hidden_layers.to_string(),
+            saved.num_hidden_layers.to_string(),
+        );
+        cmp(
+            "num_attention_heads",
+            asked.num_attention_heads.to_string(),
+            saved.num_attention_heads.to_string(),
+        );
+        cmp(
+            "intermediate_size",
+            asked.intermediate_size.to_string(),
+            saved.intermediate_size.to_string(),
+        );
+        cmp(
+            "patch_size",
+            asked.patch_size.to_string(),
+            saved.patch_size.to_string(),
+        );
+    }
+    if spec.preset.is_some() || spec.image_size.is_some() {
+        cmp(
+            "image_size",
+            asked.image_size.to_string(),
+            saved.image_size.to_string(),
+        );
+    }
+    if spec.channels.is_some() {
+        cmp(
+            "num_channels",
+            asked.num_channels.to_string(),
+            saved.num_channels.to_string(),
+        );
+    }
+    if spec.pre_norm {
+        cmp("pre_norm", "true".into(), saved.pre_norm.to_string());
+    }
+    if spec.dropout.is_some() {
+        cmp(
+            "dropout",
+            asked.dropout.to_string(),
+            saved.dropout.to_string(),
+        );
+    }
+    match fields.first() {
+        None => Ok(()),
+        Some((name, a, s)) => Err(Error::Config(format!(
+            "cannot resume {} with a different architecture: {name} is {s} in the checkpoint, \
+             {a} asked{}; drop the architecture options to continue it, or train into another \
+             --output",
+            out.display(),
+            if fields.len() > 1 {
+                format!(" (and {} more fields differ)", fields.len() - 1)
+            } else {
+                String::new()
+            }
+        ))),
+    }
+}
+
 /// Trains the seed ViT as `spec` says (resuming the architecture of the checkpoint being
 /// resumed), evaluating every epoch; writes the run directory (see [`fit`]).
 pub fn train_vit(spec: &TrainSpec, progress: &dyn Progress) -> Result<TrainReport> {
@@ -216,7 +299,9 @@ pub fn train_vit(spec: &TrainSpec, progress: &dyn Progress) -> Result<TrainRepor
         let dir = super::latest_checkpoint(&out).ok_or_else(|| {
             Error::Config(format!("cannot resume: no checkpoint in {}", out.display()))
         })?;
-        crate::util::read_json::<VitConfig>(&dir.join("config.json"))?
+        let saved = crate::util::read_json::<VitConfig>(&dir.join("config.json"))?;
+        check_resumed_architecture(spec, &cfg, &saved, &out)?;
+        saved
     } else {
         cfg.clone()
     };
