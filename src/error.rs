@@ -38,8 +38,43 @@ pub enum Error {
     #[error("shape mismatch: {0}")]
     Shape(String),
 
+    /// A hosted model's server refused or failed a request (after any retries).
+    #[error("{0}")]
+    Api(Box<ApiError>),
+
     #[error("{0}")]
     Msg(String),
+}
+
+/// What a model server answered when it refused a request: the HTTP status, the server's own
+/// status or error code (`RESOURCE_EXHAUSTED`, `invalid_api_key`) and its message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    /// Who answered: `Gemini API`, `OpenAI-compatible server at http://…`.
+    pub service: String,
+    /// None when no HTTP answer came (connection refused or reset, timeout, broken stream).
+    pub status: Option<u16>,
+    pub code: Option<String>,
+    pub message: String,
+    /// How many times the request was sent.
+    pub attempts: u32,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.service)?;
+        if let Some(s) = self.status {
+            write!(f, ": HTTP {s}")?;
+        }
+        if let Some(c) = &self.code {
+            write!(f, " {c}")?;
+        }
+        write!(f, ": {}", self.message)?;
+        if self.attempts > 1 {
+            write!(f, " (gave up after {} attempts)", self.attempts)?;
+        }
+        Ok(())
+    }
 }
 
 impl Error {

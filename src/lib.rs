@@ -19,6 +19,7 @@
 //!   recipes behind `train`/`finetune`, CLIP's contrastive training.
 //! - [`pipelines`]: image classification, CLIP embeddings, zero-shot, search.
 //! - [`explain`]: attention maps, rollout, relevance, rendered over the image.
+//! - [`hosted`]: asking hosted or local multimodal models (Gemini, OpenAI-compatible servers).
 
 // mimalloc keeps candle's per-op buffers instead of handing them back to the OS:
 // glibc malloc's page faults cost up to half of a training step.
@@ -43,6 +44,7 @@ pub fn keep_freed_memory() {
 pub mod data;
 pub mod error;
 pub mod explain;
+pub mod hosted;
 pub mod hub;
 pub mod image;
 pub mod kernels;

@@ -104,6 +104,7 @@ const CRATE: &[&str] = &[
     "train",
     "pipelines",
     "explain",
+    "hosted",
 ];
 
 #[test]

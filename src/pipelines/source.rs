@@ -39,6 +39,15 @@ impl ImageSource {
         match self {
             ImageSource::Path(p) => crate::image::open(p),
             ImageSource::Bytes(b) => crate::image::decode(b, Path::new("<bytes>")),
+            ImageSource::Url(u) => crate::image::decode(&self.bytes()?, Path::new(u)),
+        }
+    }
+
+    /// The encoded bytes: the file's, the given ones, or the download's (at most 64 MB).
+    pub fn bytes(&self) -> Result<Vec<u8>> {
+        match self {
+            ImageSource::Path(p) => std::fs::read(p).map_err(|e| Error::io(p, e)),
+            ImageSource::Bytes(b) => Ok(b.clone()),
             ImageSource::Url(u) => {
                 let resp = ureq::get(u)
                     .timeout(std::time::Duration::from_secs(30))
@@ -55,7 +64,7 @@ impl ImageSource {
                         MAX_DOWNLOAD >> 20
                     )));
                 }
-                crate::image::decode(&bytes, Path::new(u))
+                Ok(bytes)
             }
         }
     }

@@ -2,6 +2,7 @@
 //! library call and printing the result. Progress goes to stderr through [`common::Bars`].
 use clap::{Parser, Subcommand};
 
+mod ask;
 mod clip_demo;
 mod common;
 mod embed;
@@ -48,6 +49,8 @@ enum Cmd {
     ClipDemo(clip_demo::Args),
     /// Where the model looked: attention, rollout or class/text relevance over the image.
     Explain(explain::Args),
+    /// Ask a hosted or local multimodal model (Gemini, any OpenAI-compatible server) about images.
+    Ask(ask::Args),
 }
 
 fn main() {
@@ -74,6 +77,7 @@ fn main() {
         Cmd::Search(a) => search::run(a),
         Cmd::ClipDemo(a) => clip_demo::run(a),
         Cmd::Explain(a) => explain::run(a),
+        Cmd::Ask(a) => ask::run(a),
     };
     if let Err(e) = r {
         eprintln!("error: {}", common::one_line(&e));
