@@ -1438,6 +1438,166 @@ fn every_subcommand_refuses_bad_input_cleanly() {
         a.extend(args.iter().map(OsString::from));
         c2.refuse(&format!("clip-demo {args:?}"), a, &[needle]);
     }
+    // --- ask --------------------------------------------------------------------------------
+    // Nothing listens on port 9: whatever reaches the network is a refused connection, so
+    // every check before it is exercised offline. The provider variables are set (or emptied)
+    // for each case so the user's own environment cannot leak in.
+    let notes = write(&r.join("notes.png"), b"not an image at all");
+    let gif = write(&r.join("anim.gif"), b"GIF89a\x01\x00\x01\x00\x00\x00\x00;");
+    let schema_list = write(&r.join("schema_list.json"), b"[1, 2]");
+    let schema_bad = write(&r.join("schema_bad.json"), b"{\"type\": ");
+    let gemini_env = [
+        ("GOOGLE_API_KEY", "test-key"),
+        ("GEMINI_API_KEY", ""),
+        ("GOOGLE_GEMINI_BASE_URL", "http://127.0.0.1:9"),
+        ("OPENAI_API_KEY", ""),
+        ("OPENAI_BASE_URL", ""),
+    ];
+    let no_env = [
+        ("GOOGLE_API_KEY", ""),
+        ("GEMINI_API_KEY", ""),
+        ("OPENAI_API_KEY", ""),
+        ("OPENAI_BASE_URL", ""),
+    ];
+    let q = "How many cats?";
+    let ask_cases: Vec<(&str, Vec<OsString>, &[(&str, &str)], &str)> = vec![
+        (
+            "no provider",
+            os(&[&good, &q]),
+            &no_env,
+            "no model provider configured",
+        ),
+        (
+            "gemini without a key",
+            os(&[&"--provider", &"gemini", &good, &q]),
+            &no_env,
+            "GOOGLE_API_KEY or GEMINI_API_KEY",
+        ),
+        (
+            "openai without a key",
+            os(&[&"--provider", &"openai", &good, &q]),
+            &no_env,
+            "OPENAI_API_KEY",
+        ),
+        (
+            "unknown provider",
+            os(&[&"--provider", &"claude", &good, &q]),
+            &gemini_env,
+            "claude",
+        ),
+        ("no question", os(&[&good]), &gemini_env, "no question"),
+        (
+            "missing image",
+            os(&[&r.join("nope.png"), &q]),
+            &gemini_env,
+            "nope.png",
+        ),
+        (
+            "not an image",
+            os(&[&notes, &q]),
+            &gemini_env,
+            "notes.png: not an image Gemini takes",
+        ),
+        (
+            "a GIF for Gemini",
+            os(&[&gif, &q]),
+            &gemini_env,
+            "image/gif is not an image type Gemini takes",
+        ),
+        (
+            "temperature 3",
+            os(&[&"--temperature", &"3", &good, &q]),
+            &gemini_env,
+            "temperature",
+        ),
+        (
+            "temperature NaN",
+            os(&[&"--temperature", &"NaN", &good, &q]),
+            &gemini_env,
+            "temperature",
+        ),
+        (
+            "max tokens 0",
+            os(&[&"--max-tokens", &"0", &good, &q]),
+            &gemini_env,
+            "max tokens",
+        ),
+        (
+            "retries 11",
+            os(&[&"--retries", &"11", &good, &q]),
+            &gemini_env,
+            "--retries",
+        ),
+        (
+            "timeout 0",
+            os(&[&"--timeout", &"0", &good, &q]),
+            &gemini_env,
+            "--timeout",
+        ),
+        (
+            "timeout NaN",
+            os(&[&"--timeout", &"NaN", &good, &q]),
+            &gemini_env,
+            "--timeout",
+        ),
+        (
+            "upload sometimes",
+            os(&[&"--upload", &"sometimes", &good, &q]),
+            &gemini_env,
+            "upload mode",
+        ),
+        (
+            "a schema that is a list",
+            os(&[&"--json-schema", &schema_list, &good, &q]),
+            &gemini_env,
+            "JSON schema must be a JSON object",
+        ),
+        (
+            "a schema that does not parse",
+            os(&[&"--json-schema", &schema_bad, &good, &q]),
+            &gemini_env,
+            "schema_bad.json",
+        ),
+        (
+            "a missing schema",
+            os(&[&"--json-schema", &r.join("none.json"), &good, &q]),
+            &gemini_env,
+            "none.json",
+        ),
+        (
+            "a base URL that is not http",
+            os(&[&"--base-url", &"ftp://example.com", &good, &q]),
+            &gemini_env,
+            "not an http(s) URL",
+        ),
+        (
+            "a model name with a query",
+            os(&[&"--model", &"gemini?key=1", &good, &q]),
+            &gemini_env,
+            "not a Gemini model name",
+        ),
+        (
+            "nothing listening",
+            os(&[&"--retries", &"0", &good, &q]),
+            &gemini_env,
+            "cannot connect to http://127.0.0.1:9",
+        ),
+        (
+            "stream and json",
+            os(&[&"--stream", &"--json", &good, &q]),
+            &gemini_env,
+            "--json",
+        ),
+    ];
+    for (what, args, env, needle) in ask_cases {
+        let mut a = os(&[&"ask"]);
+        a.extend(args);
+        c2.refuse(&format!("ask: {what}"), a, &[needle]);
+        for (k, v) in env {
+            c2.with_env(k, v);
+        }
+    }
+
     c2.refuse(
         "an unknown subcommand",
         os(&[&"frobnicate"]),
