@@ -164,7 +164,12 @@ mod tests {
         let st = d.path().join("model.safetensors");
         let t = candle_core::Tensor::zeros(3, candle_core::DType::F32, &candle_core::Device::Cpu)
             .unwrap();
-        crate::nn::store::save_safetensors(&st, &[("w".into(), t)]).unwrap();
+        // What the parameter store's writer does (util sits below nn, so not through it).
+        super::atomic_write_with(&st, |tmp| {
+            safetensors::tensor::serialize_to_file(vec![("w", &t)], None, tmp)
+                .map_err(|e| crate::Error::Msg(e.to_string()))
+        })
+        .unwrap();
         let js = d.path().join("config.json");
         super::write_json(&js, &serde_json::json!({"a": 1})).unwrap();
         for p in [st, js] {

@@ -1460,7 +1460,9 @@ fn every_subcommand_refuses_bad_input_cleanly() {
         ("OPENAI_BASE_URL", ""),
     ];
     let q = "How many cats?";
-    let ask_cases: Vec<(&str, Vec<OsString>, &[(&str, &str)], &str)> = vec![
+    // (what, arguments, environment, needle)
+    type AskCase<'a> = (&'a str, Vec<OsString>, &'a [(&'a str, &'a str)], &'a str);
+    let ask_cases: Vec<AskCase> = vec![
         (
             "no provider",
             os(&[&good, &q]),

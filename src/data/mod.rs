@@ -2,6 +2,8 @@
 //!
 //! A [`Dataset`] hands out images as CHW floats in [0, 1] with a class index; [`Loader`] turns
 //! it into shuffled (seeded), augmented, normalised batches.
+pub mod coco;
+pub mod detection_scenes;
 mod digits;
 mod folder;
 mod idx;

@@ -96,7 +96,7 @@ impl Scene {
     }
 }
 
-fn inside(shape: usize, dx: f32, dy: f32, r: f32) -> bool {
+pub(crate) fn inside(shape: usize, dx: f32, dy: f32, r: f32) -> bool {
     match shape {
         0 => dx * dx + dy * dy <= r * r,
         1 => dx.abs() <= r * 0.85 && dy.abs() <= r * 0.85,

@@ -1,4 +1,5 @@
 //! Decoding images and turning them into model inputs.
+pub mod boxes;
 mod jpeg;
 pub mod limits;
 pub mod processor;
@@ -8,7 +9,7 @@ pub use limits::{
     exceeds_max_image_pixels, max_image_pixels, set_max_image_pixels, DEFAULT_MAX_IMAGE_PIXELS,
     MAX_IMAGE_PIXELS_ENV,
 };
-pub use processor::{Backend, ProcessorConfig, Size};
+pub use processor::{Backend, PaddedBatch, ProcessorConfig, Size};
 
 use crate::{Error, Result};
 use candle_core::{Device, Tensor};

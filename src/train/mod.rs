@@ -2,10 +2,13 @@
 //! recipes behind `tessera train` / `finetune` ([`recipes`], [`finetune`]), the seed-to-HF
 //! export ([`export`]), CLIP's contrastive training ([`contrastive`]) and its demo
 //! ([`shapes_demo`]).
+pub mod coco_eval;
 pub mod contrastive;
+pub mod detr_loss;
 pub mod export;
 pub mod finetune;
 mod fit;
+pub mod matching;
 pub mod optim;
 mod plot;
 pub mod recipes;

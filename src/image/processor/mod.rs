@@ -81,7 +81,8 @@ impl std::str::FromStr for Backend {
     }
 }
 
-/// HF's `size` / `crop_size`: an int, `{height, width}` or `{shortest_edge}`.
+/// HF's `size` / `crop_size`: an int, `{height, width}`, `{shortest_edge}` or (DETR's)
+/// `{shortest_edge, longest_edge}`.
 ///
 /// An int means a square for `crop_size` and for most processors' `size`, but the shortest
 /// edge for `CLIPImageProcessor`'s `size` (its `default_to_square = False`; the original
@@ -90,8 +91,19 @@ impl std::str::FromStr for Backend {
 #[serde(untagged)]
 pub enum Size {
     Square(u32),
-    HeightWidth { height: u32, width: u32 },
-    ShortestEdge { shortest_edge: u32 },
+    HeightWidth {
+        height: u32,
+        width: u32,
+    },
+    ShortestEdge {
+        shortest_edge: u32,
+    },
+    /// The shortest edge to `shortest_edge` unless that makes the longest pass
+    /// `longest_edge` (`DetrImageProcessor`: 800 and 1333).
+    ShortestLongest {
+        shortest_edge: u32,
+        longest_edge: u32,
+    },
 }
 
 /// `preprocessor_config.json`. Keys the file leaves out take the defaults of its processor
@@ -112,6 +124,11 @@ pub struct ProcessorConfig {
     pub image_mean: Vec<f32>,
     pub image_std: Vec<f32>,
     pub do_convert_rgb: bool,
+    /// Pad a batch's images (bottom and right, with zeros after normalising) to the largest
+    /// and give a `pixel_mask` (`DetrImageProcessor`; see [`ProcessorConfig::batch_padded`]).
+    /// Written only when set: the classifiers' processors have no such key.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub do_pad: bool,
     #[serde(flatten)]
     pub extra: serde_json::Map<String, Value>,
     /// The caller's choice of backend, over whatever the config says (a CLI flag, say). Never
@@ -148,6 +165,23 @@ impl ProcessorConfig {
             }),
             image_mean: CLIP_MEAN.to_vec(),
             image_std: CLIP_STD.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    /// `DetrImageProcessor`'s defaults: shortest edge 800, longest 1333, bilinear, ImageNet
+    /// mean and std, padding with a pixel mask.
+    pub fn detr() -> Self {
+        ProcessorConfig {
+            image_processor_type: Some("DetrImageProcessor".into()),
+            size: Size::ShortestLongest {
+                shortest_edge: 800,
+                longest_edge: 1333,
+            },
+            resample: 2,
+            image_mean: parse::IMAGENET_MEAN.to_vec(),
+            image_std: parse::IMAGENET_STD.to_vec(),
+            do_pad: true,
             ..Default::default()
         }
     }
@@ -238,6 +272,17 @@ impl ProcessorConfig {
             self.filter(backend)?;
             match self.size {
                 Size::ShortestEdge { shortest_edge: s } => check_dims(s, s, "size.shortest_edge")?,
+                Size::ShortestLongest {
+                    shortest_edge: s,
+                    longest_edge: l,
+                } => {
+                    check_dims(s, l, "size")?;
+                    if l < s {
+                        return Err(Error::Config(format!(
+                            "size.longest_edge {l} is below size.shortest_edge {s}"
+                        )));
+                    }
+                }
                 Size::Square(s) => check_dims(s, s, "size")?,
                 Size::HeightWidth { height, width } => check_dims(height, width, "size")?,
             }
@@ -288,7 +333,7 @@ impl ProcessorConfig {
         let (h, w) = match &self.crop_size {
             Some(Size::HeightWidth { height, width }) => (*height, *width),
             Some(Size::Square(s)) => (*s, *s),
-            Some(Size::ShortestEdge { .. }) => {
+            Some(Size::ShortestEdge { .. } | Size::ShortestLongest { .. }) => {
                 return Err(Error::Config(
                     "crop_size needs a height and width, not shortest_edge".into(),
                 ))
@@ -322,10 +367,14 @@ impl ProcessorConfig {
             Size::Square(s) => (s, s),
             Size::HeightWidth { height, width } => (height, width),
             Size::ShortestEdge { shortest_edge: s } => shortest(s),
+            Size::ShortestLongest {
+                shortest_edge,
+                longest_edge,
+            } => size_with_aspect_ratio(h, w, shortest_edge, longest_edge),
         }
     }
 
-    /// The output (height, width) of the whole pipeline.
+    /// The output (height, width) of the whole pipeline (before any padding).
     pub fn output_dims(&self, h: u32, w: u32) -> (u32, u32) {
         let (h, w) = if self.do_resize {
             self.resized_dims(h, w)
@@ -396,6 +445,62 @@ impl ProcessorConfig {
             device,
         )?)
     }
+
+    /// A batch of images of any sizes, as `DetrImageProcessor` pads it: each processed image
+    /// zero-padded at the bottom and right to the largest height and width (or `pad_size`),
+    /// with `pixel_mask` [B, H, W] (u8, 1 on real pixels). Also the (height, width) each
+    /// image was resized to, which boxes are relative to before padding.
+    pub fn batch_padded(&self, images: &[DynamicImage], device: &Device) -> Result<PaddedBatch> {
+        let done: Vec<(Vec<f32>, u32, u32)> = images
+            .iter()
+            .map(|img| self.preprocess(img))
+            .collect::<Result<_>>()?;
+        if done.is_empty() {
+            return Err(Error::Msg("no images".into()));
+        }
+        let (mut ph, mut pw) = done
+            .iter()
+            .fold((0, 0), |(a, b), (_, h, w)| (a.max(*h), b.max(*w)));
+        if let Some(p) = self.extra.get("pad_size").filter(|v| !v.is_null()) {
+            let (h, w) = match parse::parse_size(p, "pad_size").map_err(Error::Config)? {
+                Size::HeightWidth { height, width } => (height, width),
+                other => {
+                    return Err(Error::Config(format!(
+                        "pad_size must be {{height, width}}, got {other:?}"
+                    )))
+                }
+            };
+            if h < ph || w < pw {
+                return Err(Error::Config(format!(
+                    "pad_size {h}x{w} is smaller than an image of the batch ({ph}x{pw})"
+                )));
+            }
+            (ph, pw) = (h, w);
+        }
+        let (b, ph, pw) = (done.len(), ph as usize, pw as usize);
+        crate::util::check_alloc((b * 3 * ph * pw * 4) as u64, "a padded batch")?;
+        let mut data = vec![0f32; b * 3 * ph * pw];
+        let mut mask = vec![0u8; b * ph * pw];
+        let mut sizes = vec![];
+        for (i, (x, h, w)) in done.iter().enumerate() {
+            let (h, w) = (*h as usize, *w as usize);
+            for c in 0..3 {
+                for y in 0..h {
+                    let dst = ((i * 3 + c) * ph + y) * pw;
+                    data[dst..dst + w].copy_from_slice(&x[(c * h + y) * w..(c * h + y + 1) * w]);
+                }
+            }
+            for y in 0..h {
+                mask[(i * ph + y) * pw..(i * ph + y) * pw + w].fill(1);
+            }
+            sizes.push((h as u32, w as u32));
+        }
+        Ok(PaddedBatch {
+            pixel_values: Tensor::from_vec(data, (b, 3, ph, pw), device)?,
+            pixel_mask: Tensor::from_vec(mask, (b, ph, pw), device)?,
+            sizes,
+        })
+    }
 }
 
 /// `Error::Config("x")` as "x" (for prefixing the file name), anything else as displayed.
@@ -403,6 +508,49 @@ fn config_msg(e: Error) -> String {
     match e {
         Error::Config(m) => m,
         e => e.to_string(),
+    }
+}
+
+/// [`ProcessorConfig::batch_padded`]'s batch.
+#[derive(Clone, Debug)]
+pub struct PaddedBatch {
+    /// [B, 3, H, W] float32, zero past each image.
+    pub pixel_values: Tensor,
+    /// [B, H, W] u8: 1 on real pixels.
+    pub pixel_mask: Tensor,
+    /// Each image's (height, width) before padding.
+    pub sizes: Vec<(u32, u32)>,
+}
+
+/// transformers' `get_size_with_aspect_ratio((h, w), size, max_size)`: the shortest edge to
+/// `size`, unless the longest would pass `max_size`, then the longest to `max_size` (Python's
+/// `round`, half to even), the other side truncated; an image already at size is kept.
+pub fn size_with_aspect_ratio(h: u32, w: u32, size: u32, max_size: u32) -> (u32, u32) {
+    let (hf, wf) = (h as f64, w as f64);
+    let (min_o, max_o) = (hf.min(wf), hf.max(wf));
+    let mut size = size as f64;
+    let mut raw = None;
+    if max_o / min_o * size > max_size as f64 {
+        let r = max_size as f64 * min_o / max_o;
+        size = r.round_ties_even();
+        raw = Some(r);
+    }
+    let s = size as u32;
+    if (h <= w && h == s) || (w <= h && w == s) {
+        return (h, w);
+    }
+    if w < h {
+        let oh = match raw {
+            Some(r) => r * hf / wf,
+            None => (s as f64 * hf) / wf,
+        };
+        (oh as u32, s)
+    } else {
+        let ow = match raw {
+            Some(r) => r * wf / hf,
+            None => (s as f64 * wf) / hf,
+        };
+        (s, ow as u32)
     }
 }
 

@@ -31,6 +31,14 @@ pub(super) struct RawConfig {
     image_std: Option<Value>,
     #[serde(default)]
     do_convert_rgb: Option<bool>,
+    #[serde(default)]
+    do_pad: Option<bool>,
+    /// DETR's legacy name for `do_pad`.
+    #[serde(default)]
+    pad_and_return_pixel_mask: Option<bool>,
+    /// DETR's legacy longest edge, with an integer `size`.
+    #[serde(default)]
+    max_size: Option<u32>,
     #[serde(flatten)]
     extra: serde_json::Map<String, Value>,
 }
@@ -47,6 +55,10 @@ pub(super) const CLIP_STD: [f32; 3] = [
     0.26130258_f64 as f32,
     0.27577711_f64 as f32,
 ];
+
+/// timm's / torchvision's ImageNet statistics (`IMAGENET_DEFAULT_MEAN`/`STD`), as f64 → f32.
+pub(super) const IMAGENET_MEAN: [f32; 3] = [0.485_f64 as f32, 0.456_f64 as f32, 0.406_f64 as f32];
+pub(super) const IMAGENET_STD: [f32; 3] = [0.229_f64 as f32, 0.224_f64 as f32, 0.225_f64 as f32];
 
 /// The base class name (no `Fast`/`Pil` suffix) a config's type fields name.
 pub(super) fn base_class(
@@ -69,6 +81,10 @@ pub(super) fn base_class(
 
 pub(super) fn is_clip(base: Option<&str>) -> bool {
     base == Some("CLIPImageProcessor")
+}
+
+pub(super) fn is_detr(base: Option<&str>) -> bool {
+    base == Some("DetrImageProcessor")
 }
 
 /// `size`-like JSON: an int, `[h, w]`, `{height, width}` or `{shortest_edge}` (null entries
@@ -104,9 +120,13 @@ pub(super) fn parse_size(v: &Value, field: &str) -> std::result::Result<Size, St
                 ["shortest_edge"] => Ok(Size::ShortestEdge {
                     shortest_edge: get("shortest_edge")?,
                 }),
+                ["longest_edge", "shortest_edge"] => Ok(Size::ShortestLongest {
+                    shortest_edge: get("shortest_edge")?,
+                    longest_edge: get("longest_edge")?,
+                }),
                 _ => Err(format!(
-                    "{field} {v}: only an integer, {{height, width}} or {{shortest_edge}} is \
-                     supported"
+                    "{field} {v}: only an integer, {{height, width}}, {{shortest_edge}} or \
+                     {{shortest_edge, longest_edge}} is supported"
                 )),
             }
         }
@@ -135,13 +155,25 @@ impl TryFrom<RawConfig> for ProcessorConfig {
     type Error = String;
 
     fn try_from(r: RawConfig) -> std::result::Result<Self, String> {
-        let clip = is_clip(base_class(r.image_processor_type.as_deref(), &r.extra).as_deref());
-        let base = if clip {
+        let class = base_class(r.image_processor_type.as_deref(), &r.extra);
+        let detr = is_detr(class.as_deref());
+        let base = if is_clip(class.as_deref()) {
             ProcessorConfig::clip(224)
+        } else if detr {
+            ProcessorConfig::detr()
         } else {
             ProcessorConfig::vit(224)
         };
         let size = match r.size.as_ref().filter(|v| !v.is_null()) {
+            // DETR's `get_size_dict(size, max_size, default_to_square=False)`: an int is the
+            // shortest edge, the longest `max_size` (1333 when absent).
+            Some(v) if detr && v.is_u64() => match parse_size(v, "size")? {
+                Size::Square(s) => Size::ShortestLongest {
+                    shortest_edge: s,
+                    longest_edge: r.max_size.unwrap_or(1333),
+                },
+                other => other,
+            },
             Some(v) => parse_size(v, "size")?,
             None => base.size,
         };
@@ -166,6 +198,10 @@ impl TryFrom<RawConfig> for ProcessorConfig {
             image_mean: floats(r.image_mean.as_ref(), "image_mean", base.image_mean)?,
             image_std: floats(r.image_std.as_ref(), "image_std", base.image_std)?,
             do_convert_rgb: r.do_convert_rgb.unwrap_or(base.do_convert_rgb),
+            do_pad: r
+                .do_pad
+                .or(r.pad_and_return_pixel_mask)
+                .unwrap_or(base.do_pad),
             extra: r.extra,
             backend_override: None,
         })
@@ -191,6 +227,7 @@ impl Default for ProcessorConfig {
             image_mean: vec![0.5; 3],
             image_std: vec![0.5; 3],
             do_convert_rgb: true,
+            do_pad: false,
             extra: Default::default(),
             backend_override: None,
         }
