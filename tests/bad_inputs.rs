@@ -681,6 +681,27 @@ fn every_subcommand_refuses_bad_input_cleanly() {
         os(&[&"predict", &"--model", &not_zip, &good]),
         &["pytorch_model.bin"],
     );
+    // What fuzzing found: a pickle string and a tensor claiming gigabytes over a 1 KB file
+    // (candle allocated them before reading; with an 8 GB address-space limit, an abort).
+    for (name, needle) in [
+        ("huge-string-length", "claims 4294967040 bytes"),
+        (
+            "huge-tensor-shape",
+            "needs 40000000000 bytes; its data holds 24",
+        ),
+    ] {
+        let d = r.join(format!("w_{name}"));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::copy(hf.join("config.json"), d.join("config.json")).unwrap();
+        let src = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("fuzz/regressions/pytorch_bin/{name}.bin"));
+        std::fs::copy(src, d.join("pytorch_model.bin")).unwrap();
+        c.refuse(
+            &format!("pytorch_model.bin with a {name}"),
+            os(&[&"predict", &"--model", &d, &good]),
+            &[needle],
+        );
+    }
     // The in21k layout has no head to predict with.
     let backbone = r.join("backbone");
     copy_dir(&fixture("hf_vit_model"), &backbone);

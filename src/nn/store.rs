@@ -427,6 +427,127 @@ pub fn save_safetensors_with(
     })
 }
 
+/// The largest `data.pkl` read (a state dict's pickle is kilobytes; the tensors are apart).
+const MAX_PICKLE: u64 = 64 << 20;
+
+/// What candle's pickle reader would allocate, bounded before it runs: every string and
+/// integer the pickle declares fits in the pickle, and every tensor fits in its data entry
+/// (and, stored uncompressed as torch writes them, in the file).
+fn check_pytorch_bin(path: &Path) -> Result<()> {
+    use std::io::Read as _;
+    let bad = |m: String| Error::Msg(m);
+    let file_len = std::fs::metadata(path)
+        .map_err(|e| Error::io(path, e))?
+        .len();
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))
+        .map_err(|e| bad(format!("invalid zip archive: {e}")))?;
+    // name -> (uncompressed size, stored)
+    let mut entries = HashMap::new();
+    for i in 0..zip.len() {
+        let f = zip
+            .by_index(i)
+            .map_err(|e| bad(format!("zip entry {i}: {e}")))?;
+        let name = f
+            .name()
+            .map_err(|e| bad(format!("zip entry {i}: {e}")))?
+            .into_owned();
+        let stored = f.compression() == zip::CompressionMethod::Stored;
+        entries.insert(name, (f.size(), stored));
+    }
+    for (name, &(size, _)) in entries.iter().filter(|(n, _)| n.ends_with("data.pkl")) {
+        if size > MAX_PICKLE {
+            return Err(bad(format!(
+                "{name} claims {size} bytes: not a state dict's pickle"
+            )));
+        }
+        let mut pkl = vec![];
+        zip.by_name(name)
+            .map_err(|e| bad(format!("{name}: {e}")))?
+            .take(MAX_PICKLE)
+            .read_to_end(&mut pkl)
+            .map_err(|e| bad(format!("{name}: {e}")))?;
+        check_pickle(&pkl).map_err(|m| bad(format!("{name}: {m}")))?;
+    }
+    let infos = candle_core::pickle::read_pth_tensor_info(path, false, None)?;
+    for t in infos {
+        let bytes = (t.layout.shape().elem_count() as u64 + t.layout.start_offset() as u64)
+            .saturating_mul(t.dtype.size_in_bytes() as u64);
+        let entry = t.path.as_str();
+        let Some(&(size, stored)) = entries.get(entry) else {
+            return Err(bad(format!(
+                "tensor {}: its data {entry} is not in the archive",
+                t.name
+            )));
+        };
+        if bytes > size || (stored && bytes > file_len) {
+            return Err(bad(format!(
+                "tensor {} of shape {:?} needs {bytes} bytes; its data holds {size}",
+                t.name,
+                t.layout.shape().dims()
+            )));
+        }
+        crate::util::check_alloc(bytes, &format!("tensor {}", t.name))?;
+    }
+    Ok(())
+}
+
+/// Walks a pickle's opcodes (the ones candle's reader knows) checking that each argument
+/// fits in what is left; an opcode it does not know ends the walk (candle reports it).
+fn check_pickle(p: &[u8]) -> std::result::Result<(), String> {
+    let mut i = 0usize;
+    let need = |i: usize, n: u64, what: &str| -> std::result::Result<usize, String> {
+        let left = (p.len() - i) as u64;
+        if n > left {
+            Err(format!(
+                "{what} at byte {i} claims {n} bytes, {left} are left"
+            ))
+        } else {
+            Ok(i + n as usize)
+        }
+    };
+    let le = |b: &[u8]| b.iter().rev().fold(0u64, |a, &x| (a << 8) | x as u64);
+    while i < p.len() {
+        let op = p[i];
+        i += 1;
+        i = match op {
+            0x80 | b'K' | b'h' | b'q' => need(i, 1, "an opcode argument")?,
+            b'M' => need(i, 2, "an opcode argument")?,
+            b'J' | b'j' | b'r' => need(i, 4, "an opcode argument")?,
+            b'G' => need(i, 8, "a float")?,
+            b'X' => {
+                let j = need(i, 4, "a string length")?;
+                need(j, le(&p[i..j]), "a string")?
+            }
+            0x8a => {
+                let j = need(i, 1, "a long's length")?;
+                let n = p[i] as u64;
+                if n > 8 {
+                    return Err(format!("a {n}-byte integer at byte {i}: more than 64 bits"));
+                }
+                need(j, n, "a long")?
+            }
+            b'c' => {
+                // module and class names, each up to a newline
+                let mut j = i;
+                for _ in 0..2 {
+                    let nl = p[j..]
+                        .iter()
+                        .position(|&b| b == b'\n')
+                        .ok_or("an unterminated global name")?;
+                    j += nl + 1;
+                }
+                j
+            }
+            b'.' => return Ok(()),
+            b')' | b'R' | b'(' | b't' | b'Q' | 0x85 | 0x86 | 0x87 | 0x88 | 0x89 | b'N' | b's'
+            | b'u' | b'}' | b'd' | b'b' | 0x81 | b']' | b'a' | b'e' => i,
+            _ => return Ok(()),
+        };
+    }
+    Ok(())
+}
+
 /// The string metadata of a safetensors file's header.
 pub fn safetensors_metadata(path: &Path) -> Result<HashMap<String, String>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
@@ -451,8 +572,10 @@ pub fn load_weights(
     let (tensors, path) = if st.exists() {
         (load_safetensors(&st, device)?, st)
     } else if bin.exists() {
-        // candle's pickle reader panics on some malformed files (found by fuzzing).
+        // candle's pickle reader panics on some malformed files, and allocates what a
+        // malformed file claims (gigabytes from a 2 KB file): both found by fuzzing.
         let tensors = crate::util::contain_panics("pytorch_model.bin", || {
+            check_pytorch_bin(&bin)?;
             candle_core::pickle::read_all(&bin).map_err(Error::from)
         })
         .map_err(|e| Error::Checkpoint {
