@@ -215,8 +215,10 @@ fn detr_loss_equals_transformers_with_gradients() {
             out.terms.keys().collect::<Vec<_>>()
         );
         let rel = |g: f64, w: f64| (g - w).abs() / w.abs().max(1e-6);
+        let mut worst_term = 0f64;
         for (name, w) in terms {
             let g = out.terms[name] as f64;
+            worst_term = worst_term.max(rel(g, w.as_f64().unwrap()));
             assert!(
                 rel(g, w.as_f64().unwrap()) <= 1e-5,
                 "aux={aux_on} {name}: {g} vs {w}"
@@ -248,7 +250,7 @@ fn detr_loss_equals_transformers_with_gradients() {
             eprintln!("aux={aux_on} {key}: max |Δ| {worst:.2e} of max |g| {scale:.3}");
         }
         eprintln!(
-            "aux={aux_on}: total {total:.6} vs transformers {:.6}; {} terms",
+            "aux={aux_on}: worst term relative difference {worst_term:.1e}; total {total:.6} vs transformers {:.6}; {} terms",
             c["total"].as_f64().unwrap(),
             terms.len()
         );

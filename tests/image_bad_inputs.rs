@@ -303,7 +303,7 @@ fn degenerate_configs_in_files_name_the_file_and_field() {
             "crop_size",
         ),
         (
-            r#"{"size": {"shortest_edge": 224, "longest_edge": 1333}}"#,
+            r#"{"size": {"max_height": 224, "max_width": 1333}}"#,
             "size",
         ),
         (r#"{"size": {"height": -3, "width": 224}}"#, "size.height"),
