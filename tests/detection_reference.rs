@@ -428,3 +428,66 @@ fn post_process_object_detection_equals_transformers() {
         }
     }
 }
+
+#[test]
+fn resnet_backbones_equal_transformers_and_timm() {
+    use tessera::models::resnet::{Layout, ResNet, ResNetConfig};
+    let all = common::load(&common::fixture("detection").join("resnet.safetensors"));
+    let meta = fixture("resnet.json");
+    let x = &all["input"];
+    let mut cases: Vec<(String, Value, Layout)> = meta["configs"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone(), Layout::Hf))
+        .collect();
+    cases.push(("timm".into(), meta["timm"].clone(), Layout::Timm));
+    for (name, cfg, layout) in cases {
+        let cfg: ResNetConfig = serde_json::from_value(cfg).unwrap();
+        let prefix = format!("{name}/");
+        let weights: std::collections::HashMap<String, candle_core::Tensor> = all
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|k| (k.to_string(), v.clone())))
+            .collect();
+        let n_weights = weights.len();
+        let vb = candle_nn::VarBuilder::from_tensors(
+            weights,
+            candle_core::DType::F32,
+            &candle_core::Device::Cpu,
+        );
+        let net = ResNet::new(vb, &cfg, layout).unwrap();
+        let outs = net.forward(x).unwrap();
+        assert_eq!(outs.len(), cfg.hidden_sizes.len());
+        for (i, o) in outs.iter().enumerate() {
+            let want = &all[&format!("{name}.out{i}")];
+            assert_eq!(o.dims(), want.dims(), "{name} stage {i}");
+            let d = (o - want)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            let scale = want
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(
+                d <= 1e-4 * scale.max(1.0),
+                "{name} stage {i}: max |Δ| {d} (max |x| {scale})"
+            );
+            eprintln!(
+                "{name} stage {i} {:?}: max |Δ| {d:.1e} (max |x| {scale:.2}), {n_weights} tensors",
+                o.dims()
+            );
+        }
+    }
+}

@@ -45,6 +45,7 @@ fn named(text: &str, prefix: &str, known: &[&str]) -> BTreeSet<String> {
 /// `src/nn` bottom-up; a file may use only files of a lower level.
 const NN: &[(&str, usize)] = &[
     ("cpu", 0),
+    ("conv", 0),
     ("math", 0),
     ("interpolate", 0),
     ("store", 0),

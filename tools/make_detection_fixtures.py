@@ -190,6 +190,63 @@ def processor_cases():
         json.dump({"logits": logits.ravel().tolist(), "boxes": boxes.ravel().tolist(), "cases": cases}, f)
 
 
+def randomize_bn(model):
+    import torch
+    g = torch.Generator().manual_seed(3)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            with torch.no_grad():
+                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+
+
+def backbone_cases():
+    """HF ResNetBackbone (bottleneck and basic) and timm's ResNet, tiny and random, with
+    random batch-norm statistics: weights under their checkpoint names, and every stage's
+    output on a [2, 3, 64, 96] batch."""
+    import timm.models.resnet as tr
+    import torch
+    from safetensors.torch import save_file
+    from transformers import ResNetBackbone, ResNetConfig
+
+    torch.manual_seed(7)
+    x = torch.randn(2, 3, 64, 96)
+    tensors = {"input": x}
+    configs = {
+        "hf_bottleneck": dict(embedding_size=8, hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 2, 1], layer_type="bottleneck"),
+        "hf_basic": dict(embedding_size=8, hidden_sizes=[8, 12], depths=[2, 1], layer_type="basic"),
+        "hf_bottleneck_ds": dict(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 2], layer_type="bottleneck",
+                                 downsample_in_bottleneck=True, downsample_in_first_stage=True),
+    }
+    for name, kw in configs.items():
+        n = len(kw["hidden_sizes"])
+        m = ResNetBackbone(ResNetConfig(out_features=[f"stage{i + 1}" for i in range(n)], **kw)).eval()
+        randomize_bn(m)
+        with torch.no_grad():
+            maps = m(x).feature_maps
+        for k, v in m.state_dict().items():
+            if not k.endswith("num_batches_tracked"):
+                tensors[f"{name}/{k}"] = v.contiguous()
+        for i, f in enumerate(maps):
+            tensors[f"{name}.out{i}"] = f.contiguous()
+    # timm's plain stem is always 64 wide.
+    t = tr.ResNet(block=tr.Bottleneck, layers=[1, 1, 2, 1], channels=(2, 4, 6, 8), num_classes=0).eval()
+    randomize_bn(t)
+    with torch.no_grad():
+        h = t.maxpool(t.act1(t.bn1(t.conv1(x))))
+        for i, layer in enumerate([t.layer1, t.layer2, t.layer3, t.layer4]):
+            h = layer(h)
+            tensors[f"timm.out{i}"] = h.contiguous()
+    for k, v in t.state_dict().items():
+        if not k.endswith("num_batches_tracked"):
+            tensors[f"timm/{k}"] = v.contiguous()
+    save_file(tensors, os.path.join(OUT, "resnet.safetensors"))
+    with open(os.path.join(OUT, "resnet.json"), "w") as f:
+        json.dump({"configs": configs, "timm": dict(embedding_size=64, hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 2, 1])}, f, indent=1)
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     with open(os.path.join(OUT, "lsap.json"), "w") as f:
@@ -197,6 +254,7 @@ def main():
     with open(os.path.join(OUT, "detr_loss.json"), "w") as f:
         json.dump(loss_cases(), f)
     processor_cases()
+    backbone_cases()
     cases = []
     specs = {
         "mixed": dict(n_images=20, cats=[1, 2, 5], per_image=6, fp_rate=2, miss_rate=0.15, crowd_rate=0.08),

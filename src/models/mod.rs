@@ -9,6 +9,7 @@ pub mod auto;
 mod checks;
 pub mod clip;
 mod load;
+pub mod resnet;
 pub mod vit;
 
 pub use auto::{AutoModel, Family};

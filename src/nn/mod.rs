@@ -17,6 +17,7 @@
 pub mod activation;
 pub mod attention;
 pub mod block;
+pub mod conv;
 pub mod cpu;
 pub mod ctx;
 pub mod dropout;

@@ -1,0 +1,264 @@
+//! ResNet as a feature backbone (DETR's): bottleneck or basic blocks, every batch norm frozen,
+//! in the two layouts checkpoints use — Hugging Face's `ResNetBackbone` (`embedder.embedder`,
+//! `encoder.stages.{s}.layers.{l}.layer.{0,1,2}`, `shortcut`) and timm's / torchvision's
+//! (`conv1`, `bn1`, `layer{1..4}.{l}.conv1..3`, `downsample.0/1`). Only names differ: the
+//! computation is the same (stride on the 3×3 convolution, ReLU after the sum).
+use crate::nn::conv::{Conv2d, ConvSpec, FrozenBatchNorm2d};
+use crate::{Error, Result};
+use candle_core::Tensor;
+use candle_nn::VarBuilder;
+use serde::Deserialize;
+
+/// Which names the checkpoint uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// transformers' `ResNetBackbone` / `ResNetModel`.
+    Hf,
+    /// timm's and torchvision's `ResNet`.
+    Timm,
+}
+
+/// `ResNetConfig` (transformers' defaults: ResNet-50).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct ResNetConfig {
+    pub num_channels: usize,
+    pub embedding_size: usize,
+    pub hidden_sizes: Vec<usize>,
+    pub depths: Vec<usize>,
+    pub layer_type: String,
+    pub hidden_act: String,
+    pub downsample_in_first_stage: bool,
+    pub downsample_in_bottleneck: bool,
+}
+
+impl Default for ResNetConfig {
+    fn default() -> Self {
+        ResNetConfig {
+            num_channels: 3,
+            embedding_size: 64,
+            hidden_sizes: vec![256, 512, 1024, 2048],
+            depths: vec![3, 4, 6, 3],
+            layer_type: "bottleneck".into(),
+            hidden_act: "relu".into(),
+            downsample_in_first_stage: false,
+            downsample_in_bottleneck: false,
+        }
+    }
+}
+
+impl ResNetConfig {
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        if self.hidden_sizes.is_empty() || self.hidden_sizes.len() != self.depths.len() {
+            return bad(format!(
+                "hidden_sizes {:?} and depths {:?} must be non-empty and of one length",
+                self.hidden_sizes, self.depths
+            ));
+        }
+        let limit = 1 << 16;
+        if self.num_channels == 0 || self.embedding_size == 0 || self.embedding_size > limit {
+            return bad(format!(
+                "num_channels {} / embedding_size {} out of range",
+                self.num_channels, self.embedding_size
+            ));
+        }
+        if let Some(h) = self.hidden_sizes.iter().find(|&&h| h == 0 || h > limit) {
+            return bad(format!("hidden size {h} must be between 1 and {limit}"));
+        }
+        if self.depths.iter().any(|&d| d == 0 || d > 1024) {
+            return bad(format!(
+                "depths {:?} must be between 1 and 1024",
+                self.depths
+            ));
+        }
+        match self.layer_type.as_str() {
+            "bottleneck" if self.hidden_sizes.iter().any(|h| h % 4 != 0) => bad(format!(
+                "bottleneck hidden_sizes {:?} must be multiples of 4",
+                self.hidden_sizes
+            )),
+            "bottleneck" | "basic" => match self.hidden_act.as_str() {
+                "relu" => Ok(()),
+                a => bad(format!("hidden_act {a:?}: only relu is supported")),
+            },
+            t => bad(format!("layer_type {t:?}: expected bottleneck or basic")),
+        }
+    }
+}
+
+const BN_EPS: f64 = 1e-5;
+
+/// Convolution, frozen batch norm, optional ReLU (HF's `ResNetConvLayer`).
+#[derive(Clone, Debug)]
+struct ConvNorm {
+    conv: Conv2d,
+    norm: FrozenBatchNorm2d,
+    relu: bool,
+}
+
+impl ConvNorm {
+    /// `conv`/`norm` are the two modules' paths under `vb`.
+    fn new(vb: &VarBuilder, conv: &str, norm: &str, spec: ConvSpec, relu: bool) -> Result<Self> {
+        Ok(ConvNorm {
+            conv: Conv2d::new(vb.pp(conv), &spec)?,
+            norm: FrozenBatchNorm2d::new(vb.pp(norm), spec.out_channels, BN_EPS)?,
+            relu,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = self.norm.forward(&self.conv.forward(x)?)?;
+        Ok(if self.relu { y.relu()? } else { y })
+    }
+}
+
+/// One residual block: `relu(layers(x) + shortcut(x))`.
+#[derive(Clone, Debug)]
+struct Block {
+    layers: Vec<ConvNorm>,
+    shortcut: Option<ConvNorm>,
+}
+
+impl Block {
+    fn new(
+        vb: VarBuilder,
+        layout: Layout,
+        cfg: &ResNetConfig,
+        cin: usize,
+        cout: usize,
+        stride: usize,
+    ) -> Result<Self> {
+        let bottleneck = cfg.layer_type == "bottleneck";
+        let specs: Vec<ConvSpec> = if bottleneck {
+            let mid = cout / 4;
+            let (s1, s2) = if cfg.downsample_in_bottleneck {
+                (stride, 1)
+            } else {
+                (1, stride)
+            };
+            vec![
+                ConvSpec::same(cin, mid, 1, s1),
+                ConvSpec::same(mid, mid, 3, s2),
+                ConvSpec::same(mid, cout, 1, 1),
+            ]
+        } else {
+            vec![
+                ConvSpec::same(cin, cout, 3, stride),
+                ConvSpec::same(cout, cout, 3, 1),
+            ]
+        };
+        let last = specs.len() - 1;
+        let layers = specs
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| match layout {
+                Layout::Hf => ConvNorm::new(
+                    &vb.pp("layer").pp(i),
+                    "convolution",
+                    "normalization",
+                    s,
+                    i < last,
+                ),
+                Layout::Timm => ConvNorm::new(
+                    &vb,
+                    &format!("conv{}", i + 1),
+                    &format!("bn{}", i + 1),
+                    s,
+                    i < last,
+                ),
+            })
+            .collect::<Result<_>>()?;
+        let shortcut = if cin != cout || stride != 1 {
+            let s = ConvSpec::same(cin, cout, 1, stride);
+            Some(match layout {
+                Layout::Hf => {
+                    ConvNorm::new(&vb.pp("shortcut"), "convolution", "normalization", s, false)?
+                }
+                Layout::Timm => ConvNorm::new(&vb.pp("downsample"), "0", "1", s, false)?,
+            })
+        } else {
+            None
+        };
+        Ok(Block { layers, shortcut })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut h = x.clone();
+        for l in &self.layers {
+            h = l.forward(&h)?;
+        }
+        let residual = match &self.shortcut {
+            Some(s) => s.forward(x)?,
+            None => x.clone(),
+        };
+        Ok((h + residual)?.relu()?)
+    }
+}
+
+/// The backbone: stem (7×7 stride-2 convolution, norm, ReLU, 3×3 stride-2 max pool) and the
+/// stages.
+#[derive(Clone, Debug)]
+pub struct ResNet {
+    stem: ConvNorm,
+    stages: Vec<Vec<Block>>,
+    pub config: ResNetConfig,
+}
+
+impl ResNet {
+    pub fn new(vb: VarBuilder, cfg: &ResNetConfig, layout: Layout) -> Result<Self> {
+        cfg.validate()?;
+        let stem_spec = ConvSpec::same(cfg.num_channels, cfg.embedding_size, 7, 2);
+        let stem = match layout {
+            Layout::Hf => ConvNorm::new(
+                &vb.pp("embedder").pp("embedder"),
+                "convolution",
+                "normalization",
+                stem_spec,
+                true,
+            )?,
+            Layout::Timm => ConvNorm::new(&vb, "conv1", "bn1", stem_spec, true)?,
+        };
+        let mut stages = vec![];
+        let mut cin = cfg.embedding_size;
+        for (s, (&cout, &depth)) in cfg.hidden_sizes.iter().zip(&cfg.depths).enumerate() {
+            let stride = if s == 0 && !cfg.downsample_in_first_stage {
+                1
+            } else {
+                2
+            };
+            let mut blocks = vec![];
+            for l in 0..depth {
+                let vb_l = match layout {
+                    Layout::Hf => vb.pp("encoder").pp("stages").pp(s).pp("layers").pp(l),
+                    Layout::Timm => vb.pp(format!("layer{}", s + 1)).pp(l),
+                };
+                let (i, st) = if l == 0 { (cin, stride) } else { (cout, 1) };
+                blocks.push(Block::new(vb_l, layout, cfg, i, cout, st)?);
+            }
+            stages.push(blocks);
+            cin = cout;
+        }
+        Ok(ResNet {
+            stem,
+            stages,
+            config: cfg.clone(),
+        })
+    }
+
+    /// Images [B, C, H, W] → every stage's feature map, `[B, hidden_sizes[s], H/4/2^s', …]`.
+    pub fn forward(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        let h = self.stem.forward(x)?;
+        // Max pool 3×3, stride 2, padding 1. The input is post-ReLU (≥ 0) and every window
+        // holds a real pixel, so zero padding gives what PyTorch's -inf padding gives.
+        let h = h.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?;
+        let mut h = h.max_pool2d_with_stride(3, 2)?;
+        let mut out = vec![];
+        for stage in &self.stages {
+            for b in stage {
+                h = b.forward(&h)?;
+            }
+            out.push(h.clone());
+        }
+        Ok(out)
+    }
+}
