@@ -491,3 +491,88 @@ fn resnet_backbones_equal_transformers_and_timm() {
         }
     }
 }
+
+#[test]
+fn detr_equals_transformers_on_a_padded_batch() {
+    use tessera::models::detr::{Detr, DetrConfig};
+    for name in ["detr_hf", "detr_hf_aux_learned"] {
+        let dir = common::fixture("detection").join(name);
+        let cfg: DetrConfig =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap())
+                .unwrap();
+        let weights = common::load(&dir.join("model.safetensors"));
+        let want = common::load(&dir.join("expected.safetensors"));
+        let vb = candle_nn::VarBuilder::from_tensors(
+            weights,
+            candle_core::DType::F32,
+            &candle_core::Device::Cpu,
+        );
+        let model = Detr::new(vb, &cfg).unwrap();
+        let mut ctx = tessera::nn::Ctx::eval();
+        let out = model
+            .forward(&want["pixel_values"], &want["pixel_mask"], &mut ctx)
+            .unwrap();
+        let mut pairs = vec![
+            ("logits", out.logits.clone()),
+            ("pred_boxes", out.pred_boxes.clone()),
+            (
+                "encoder_last_hidden_state",
+                out.encoder_last_hidden_state.clone(),
+            ),
+            ("last_hidden_state", out.last_hidden_state.clone()),
+        ];
+        for (i, (l, b)) in out.auxiliary.iter().enumerate() {
+            pairs.push((
+                Box::leak(format!("aux{i}.logits").into_boxed_str()),
+                l.clone(),
+            ));
+            pairs.push((
+                Box::leak(format!("aux{i}.pred_boxes").into_boxed_str()),
+                b.clone(),
+            ));
+        }
+        assert_eq!(
+            out.auxiliary.len(),
+            if cfg.auxiliary_loss {
+                cfg.decoder_layers - 1
+            } else {
+                0
+            }
+        );
+        // The mask bites: without it, the padded image's detections change.
+        let ones = want["pixel_mask"].ones_like().unwrap();
+        let unmasked = model
+            .forward(&want["pixel_values"], &ones, &mut ctx)
+            .unwrap();
+        let moved = (&unmasked.logits - &out.logits)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(
+            moved > 1e-3,
+            "{name}: the pixel mask changed nothing ({moved})"
+        );
+        for (key, got) in pairs {
+            let w = &want[key];
+            assert_eq!(got.dims(), w.dims(), "{name} {key}");
+            let d = (&got - w)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(d <= 1e-4, "{name} {key}: max |Δ| {d}");
+            eprintln!("{name} {key} {:?}: max |Δ| {d:.1e}", got.dims());
+        }
+    }
+}

@@ -247,6 +247,72 @@ def backbone_cases():
         json.dump({"configs": configs, "timm": dict(embedding_size=64, hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 2, 1])}, f, indent=1)
 
 
+def detr_cases():
+    """DetrForObjectDetection, tiny and random (batch norms and query positions randomised),
+    with HF backbones (bottleneck; basic with learned positions and auxiliary loss), on a padded batch: image 1's right 32 columns are padding. Saved
+    with save_pretrained (transformers' on-disk names) plus inputs and outputs."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import DetrConfig, DetrForObjectDetection, ResNetConfig
+
+    common = dict(d_model=32, encoder_layers=2, decoder_layers=3, encoder_attention_heads=4, decoder_attention_heads=4,
+                  encoder_ffn_dim=37, decoder_ffn_dim=37, num_queries=7, num_labels=5, dropout=0.0,
+                  attn_implementation="eager", use_pretrained_backbone=False)
+    variants = {
+        "hf": dict(use_timm_backbone=False, backbone=None, backbone_config=ResNetConfig(
+            embedding_size=8, hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1], layer_type="bottleneck",
+            out_features=["stage4"])),
+        "hf_aux_learned": dict(use_timm_backbone=False, backbone=None, auxiliary_loss=True, position_embedding_type="learned",
+                               backbone_config=ResNetConfig(embedding_size=8, hidden_sizes=[8, 12], depths=[1, 1],
+                                                            layer_type="basic", out_features=["stage2"])),
+        # (use_timm_backbone=True asks the hub for timm's resnet50 config even without
+        # pretrained weights, so it cannot be built offline; the timm layout's names are
+        # covered by backbone_cases.)
+    }
+    torch.manual_seed(11)
+    x = torch.randn(2, 3, 64, 96)
+    mask = torch.ones(2, 64, 96, dtype=torch.long)
+    mask[1, :, 64:] = 0
+    for name, kw in variants.items():
+        torch.manual_seed(12)
+        m = DetrForObjectDetection(DetrConfig(**common, **kw)).eval()
+        randomize_bn(m)
+        with torch.no_grad():
+            for mod in m.modules():
+                if type(mod).__name__ == "DetrFrozenBatchNorm2d":
+                    n = mod.weight.numel()
+                    mod.weight.copy_(torch.rand(n) + 0.5)
+                    mod.bias.copy_(torch.randn(n) * 0.1)
+                    mod.running_mean.copy_(torch.randn(n) * 0.1)
+                    mod.running_var.copy_(torch.rand(n) + 0.5)
+            m.model.query_position_embeddings.weight.normal_()
+            # DETR's init leaves biases at 0 and the box head nearly flat (every box ≈ 0.5):
+            # larger random linears and biases, so boxes and classes differ per query.
+            for mod in m.modules():
+                if isinstance(mod, torch.nn.Linear):
+                    mod.weight.normal_(0, 1.5 / mod.in_features ** 0.5)
+                    mod.bias.normal_(0, 0.5)
+                elif isinstance(mod, torch.nn.Conv2d) and mod.bias is not None:
+                    mod.bias.normal_(0, 0.5)
+                elif isinstance(mod, torch.nn.LayerNorm):
+                    mod.weight.copy_(torch.rand_like(mod.weight) + 0.5)
+                    mod.bias.normal_(0, 0.2)
+            out = m(pixel_values=x, pixel_mask=mask, output_hidden_states=False)
+        d = os.path.join(OUT, f"detr_{name}")
+        m.save_pretrained(d)
+        t = {"pixel_values": x, "pixel_mask": mask.to(torch.uint8), "logits": out.logits, "pred_boxes": out.pred_boxes,
+             "encoder_last_hidden_state": out.encoder_last_hidden_state, "last_hidden_state": out.last_hidden_state}
+        if m.config.auxiliary_loss:
+            # transformers computes the auxiliary heads only with labels; the same heads on the
+            # decoder's intermediate (normed) states, as its loss path does.
+            with torch.no_grad():
+                inter = m.model(pixel_values=x, pixel_mask=mask).intermediate_hidden_states
+                for i in range(inter.shape[0] - 1):
+                    t[f"aux{i}.logits"] = m.class_labels_classifier(inter[i])
+                    t[f"aux{i}.pred_boxes"] = m.bbox_predictor(inter[i]).sigmoid()
+        save_file({k: v.contiguous() for k, v in t.items()}, os.path.join(d, "expected.safetensors"))
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     with open(os.path.join(OUT, "lsap.json"), "w") as f:
@@ -255,6 +321,7 @@ def main():
         json.dump(loss_cases(), f)
     processor_cases()
     backbone_cases()
+    detr_cases()
     cases = []
     specs = {
         "mixed": dict(n_images=20, cats=[1, 2, 5], per_image=6, fp_rate=2, miss_rate=0.15, crowd_rate=0.08),

@@ -8,6 +8,7 @@
 pub mod auto;
 mod checks;
 pub mod clip;
+pub mod detr;
 mod load;
 pub mod resnet;
 pub mod vit;

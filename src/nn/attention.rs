@@ -19,6 +19,26 @@ pub fn check_heads(dim: usize, heads: usize) -> crate::Result<()> {
     Ok(())
 }
 
+/// Position embeddings added to an attention's query and key inputs (not the values).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Positions<'a> {
+    /// Added to the queries' input ([B, N, D] or broadcastable).
+    pub query: Option<&'a Tensor>,
+    /// Added to the keys' input ([B, M, D]); in self-attention, `query` when `None`.
+    pub key: Option<&'a Tensor>,
+}
+
+impl Positions<'_> {
+    pub const NONE: Positions<'static> = Positions {
+        query: None,
+        key: None,
+    };
+
+    fn is_none(&self) -> bool {
+        self.query.is_none() && self.key.is_none()
+    }
+}
+
 /// How a checkpoint names the q/k/v projections. Only names differ between layouts;
 /// the computation is the same.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -188,10 +208,39 @@ impl Attention {
         residual: Option<&Tensor>,
         ctx: &mut Ctx,
     ) -> Result<Tensor> {
-        let y = match (ctx.path(x, || self.parameters()), context) {
-            (Path::Inference, None) => self.self_attention_inference(x, mask)?,
-            (Path::Kernels, None) => self.self_attention_kernels(x, mask, ctx)?,
-            _ => self.attention_composite(x, context, mask, ctx)?,
+        self.forward_with_positions(x, context, Positions::NONE, mask, residual, ctx)
+    }
+
+    /// [`Attention::forward`] with position embeddings added to the query and key inputs only
+    /// (DETR's attention: `q = (x + pos.query)·Wq`, `k = (context + pos.key)·Wk`, `v =
+    /// context·Wv`; `pos.key` defaults to `pos.query` in self-attention).
+    pub fn forward_with_positions(
+        &self,
+        x: &Tensor,
+        context: Option<&Tensor>,
+        pos: Positions,
+        mask: Option<&Tensor>,
+        residual: Option<&Tensor>,
+        ctx: &mut Ctx,
+    ) -> Result<Tensor> {
+        let y = match (ctx.path(x, || self.parameters()), context, pos.is_none()) {
+            (Path::Inference, None, true) => self.self_attention_inference(x, mask)?,
+            (Path::Kernels, None, true) => self.self_attention_kernels(x, mask, ctx)?,
+            (_, _, true) => self.attention_composite(x, context, mask, ctx)?,
+            (_, c, false) => {
+                let kv = c.unwrap_or(x);
+                let add = |t: &Tensor, p: Option<&Tensor>| match p {
+                    Some(p) => t.broadcast_add(p),
+                    None => Ok(t.clone()),
+                };
+                let key_pos = match c {
+                    Some(_) => pos.key,
+                    None => pos.key.or(pos.query),
+                };
+                let q_in = add(x, pos.query)?;
+                let k_in = add(kv, key_pos)?;
+                self.attention_inputs(&q_in, &k_in, kv, mask, ctx)?
+            }
         };
         let then = Then::none().dropout(self.proj_dropout).residual(residual);
         self.out.forward(&y, then, ctx)
@@ -289,6 +338,19 @@ impl Attention {
                 )
             }
         };
+        self.attend(q, k, v, (b, n, d), mask, ctx)
+    }
+
+    /// Scores, mask, softmax (traced), dropout and the weighted sum of heads already split.
+    fn attend(
+        &self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        (b, n, d): (usize, usize, usize),
+        mask: Option<&Tensor>,
+        ctx: &mut Ctx,
+    ) -> Result<Tensor> {
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         // [B, H, N, Dh] @ [B, H, Dh, M] -> [B, H, N, M]
         let mut scores = (q * scale)?.matmul(&k.t()?)?;
@@ -309,6 +371,43 @@ impl Attention {
         let probs = ctx.dropout(&probs, self.attn_dropout)?;
         // [B, H, N, M] @ [B, H, M, Dh] -> [B, H, N, Dh] -> [B, N, H, Dh] -> [B, N, D]
         probs.matmul(&v)?.transpose(1, 2)?.reshape((b, n, d))
+    }
+
+    /// Attention with separate query, key and value inputs ([B, N, D], [B, M, D], [B, M, D]),
+    /// composite ops.
+    fn attention_inputs(
+        &self,
+        q_in: &Tensor,
+        k_in: &Tensor,
+        v_in: &Tensor,
+        mask: Option<&Tensor>,
+        ctx: &mut Ctx,
+    ) -> Result<Tensor> {
+        let (b, n, d) = q_in.dims3()?;
+        let (q, k, v) = match &self.proj {
+            Proj::Fused(lin) => {
+                let part = |i: usize| -> Result<Linear> {
+                    Ok(Linear::from_parts(
+                        lin.weight.narrow(0, i * d, d)?,
+                        lin.bias
+                            .as_ref()
+                            .map(|b| b.narrow(0, i * d, d))
+                            .transpose()?,
+                    ))
+                };
+                (
+                    self.split_heads(&part(0)?.forward(q_in, Then::none(), ctx)?)?,
+                    self.split_heads(&part(1)?.forward(k_in, Then::none(), ctx)?)?,
+                    self.split_heads(&part(2)?.forward(v_in, Then::none(), ctx)?)?,
+                )
+            }
+            Proj::Separate { q, k, v } => (
+                self.split_heads(&q.forward(q_in, Then::none(), ctx)?)?,
+                self.split_heads(&k.forward(k_in, Then::none(), ctx)?)?,
+                self.split_heads(&v.forward(v_in, Then::none(), ctx)?)?,
+            ),
+        };
+        self.attend(q, k, v, (b, n, d), mask, ctx)
     }
 
     /// [B, N, D] -> [B, H, N, Dh]

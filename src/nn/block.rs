@@ -1,6 +1,6 @@
 //! The one MLP and the one transformer block (pre-norm or post-norm), for every model.
 use super::activation::Activation;
-use super::attention::{Attention, AttnConfig, AttnNames, QkvNames};
+use super::attention::{Attention, AttnConfig, AttnNames, Positions, QkvNames};
 use super::ctx::Ctx;
 use super::layers::{LayerNorm, Linear, Then};
 use candle_core::{DType, Result, Tensor};
@@ -200,18 +200,155 @@ impl EncoderBlock {
     /// [B, N, D] -> [B, N, D]. Each branch adds its own residual (inside the out projection's
     /// and fc2's output pass on the inference path).
     pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>, ctx: &mut Ctx) -> Result<Tensor> {
+        self.forward_with_positions(x, None, mask, ctx)
+    }
+
+    /// [`EncoderBlock::forward`] with `pos` [B, N, D] added to the attention's query and key
+    /// inputs (DETR's encoder layer).
+    pub fn forward_with_positions(
+        &self,
+        x: &Tensor,
+        pos: Option<&Tensor>,
+        mask: Option<&Tensor>,
+        ctx: &mut Ctx,
+    ) -> Result<Tensor> {
+        let pos = Positions {
+            query: pos,
+            key: None,
+        };
         if self.pre_norm {
             // x + attn(norm1(x)), then x + mlp(norm2(x))
-            let x = self
-                .attn
-                .forward(&self.norm1.forward(x)?, None, mask, Some(x), ctx)?;
+            let x = self.attn.forward_with_positions(
+                &self.norm1.forward(x)?,
+                None,
+                pos,
+                mask,
+                Some(x),
+                ctx,
+            )?;
             self.mlp.forward(&self.norm2.forward(&x)?, Some(&x), ctx)
         } else {
             // norm1(x + attn(x)), then norm2(x + mlp(x))
-            let x = self
-                .norm1
-                .forward(&self.attn.forward(x, None, mask, Some(x), ctx)?)?;
+            let x = self.norm1.forward(&self.attn.forward_with_positions(
+                x,
+                None,
+                pos,
+                mask,
+                Some(x),
+                ctx,
+            )?)?;
             self.norm2.forward(&self.mlp.forward(&x, Some(&x), ctx)?)
         }
+    }
+}
+
+/// Checkpoint names of one decoder block (self-attention, cross-attention, MLP).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecoderNames {
+    pub self_attn: &'static str,
+    pub self_norm: &'static str,
+    pub cross_attn: &'static str,
+    pub cross_norm: &'static str,
+    pub attn_names: AttnNames,
+    pub fc1: &'static str,
+    pub fc2: &'static str,
+    pub final_norm: &'static str,
+}
+
+impl DecoderNames {
+    /// transformers' DETR decoder layer (on-disk names).
+    pub const DETR: DecoderNames = DecoderNames {
+        self_attn: "self_attn",
+        self_norm: "self_attn_layer_norm",
+        cross_attn: "encoder_attn",
+        cross_norm: "encoder_attn_layer_norm",
+        attn_names: AttnNames {
+            qkv: QkvNames::Separate {
+                q: "q_proj",
+                k: "k_proj",
+                v: "v_proj",
+            },
+            out: "out_proj",
+        },
+        fc1: "fc1",
+        fc2: "fc2",
+        final_norm: "final_layer_norm",
+    };
+}
+
+/// A post-norm decoder block: `x = norm(x + self_attn(x))`, `x = norm(x + cross_attn(x,
+/// memory))`, `x = norm(x + mlp(x))`, with position embeddings on queries and keys.
+#[derive(Clone, Debug)]
+pub struct DecoderBlock {
+    self_attn: Attention,
+    self_norm: LayerNorm,
+    cross_attn: Attention,
+    cross_norm: LayerNorm,
+    mlp: Mlp,
+    final_norm: LayerNorm,
+}
+
+impl DecoderBlock {
+    pub fn new(vb: VarBuilder, names: &DecoderNames, cfg: &BlockConfig) -> Result<Self> {
+        let attn = AttnConfig {
+            dim: cfg.dim,
+            heads: cfg.heads,
+            qkv_bias: cfg.qkv_bias,
+            attn_dropout: cfg.attn_dropout,
+            proj_dropout: cfg.dropout,
+        };
+        Ok(DecoderBlock {
+            self_attn: Attention::new(vb.pp(names.self_attn), names.attn_names, &attn)?,
+            self_norm: LayerNorm::new(vb.pp(names.self_norm), cfg.dim, cfg.eps)?,
+            cross_attn: Attention::new(vb.pp(names.cross_attn), names.attn_names, &attn)?,
+            cross_norm: LayerNorm::new(vb.pp(names.cross_norm), cfg.dim, cfg.eps)?,
+            mlp: Mlp::new(
+                vb.clone(),
+                names.fc1,
+                names.fc2,
+                cfg.dim,
+                cfg.mlp_dim,
+                cfg.act,
+                cfg.mlp_dropout,
+                cfg.dropout,
+            )?,
+            final_norm: LayerNorm::new(vb.pp(names.final_norm), cfg.dim, cfg.eps)?,
+        })
+    }
+
+    /// Queries `x` [B, Q, D] (positions `query_pos`) attend to themselves, then to `memory`
+    /// [B, M, D] (positions `memory_pos`, additive `memory_mask` over M). Returns [B, Q, D].
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        query_pos: Option<&Tensor>,
+        memory: &Tensor,
+        memory_pos: Option<&Tensor>,
+        memory_mask: Option<&Tensor>,
+        ctx: &mut Ctx,
+    ) -> Result<Tensor> {
+        let own = Positions {
+            query: query_pos,
+            key: None,
+        };
+        let h = self
+            .self_attn
+            .forward_with_positions(x, None, own, None, Some(x), ctx)?;
+        let x = self.self_norm.forward(&h)?;
+        let cross = Positions {
+            query: query_pos,
+            key: memory_pos,
+        };
+        let h = self.cross_attn.forward_with_positions(
+            &x,
+            Some(memory),
+            cross,
+            memory_mask,
+            Some(&x),
+            ctx,
+        )?;
+        let x = self.cross_norm.forward(&h)?;
+        self.final_norm
+            .forward(&self.mlp.forward(&x, Some(&x), ctx)?)
     }
 }

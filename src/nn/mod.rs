@@ -33,9 +33,9 @@ pub mod store;
 
 pub use activation::Activation;
 pub use attention::{
-    causal_mask, check_heads, padding_mask, Attention, AttnConfig, AttnNames, QkvNames,
+    causal_mask, check_heads, padding_mask, Attention, AttnConfig, AttnNames, Positions, QkvNames,
 };
-pub use block::{BlockConfig, BlockNames, EncoderBlock, Mlp};
+pub use block::{BlockConfig, BlockNames, DecoderBlock, DecoderNames, EncoderBlock, Mlp};
 pub use ctx::{Ctx, Path, Trace};
 pub use encoder::Encoder;
 pub use infer::{inference_dtype, PackedWeight};

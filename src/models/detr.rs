@@ -1,0 +1,454 @@
+//! DETR (`DetrForObjectDetection`): a ResNet's last feature map, projected to `d_model` and
+//! flattened into tokens with sine (or learned) 2-D positions from the downsampled pixel
+//! mask; a post-norm encoder (positions on queries and keys); a post-norm decoder whose
+//! `num_queries` object queries start at zero with learned query positions; a final norm; a
+//! class head (`num_labels + 1`, the last "no object") and a 3-layer box MLP with a sigmoid.
+//! Checkpoint names are transformers' on-disk ones (`model.backbone.conv_encoder.model…`).
+use super::resnet::{Layout, ResNet, ResNetConfig};
+use crate::nn::conv::{Conv2d, ConvSpec};
+use crate::nn::{
+    Activation, BlockConfig, BlockNames, Ctx, DecoderBlock, DecoderNames, EncoderBlock, LayerNorm,
+    Linear, Then,
+};
+use crate::nn::{AttnNames, QkvNames};
+use crate::{Error, Result};
+use candle_core::{DType, Tensor};
+use candle_nn::VarBuilder;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// `DetrConfig` (transformers' defaults: `facebook/detr-resnet-50`).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct DetrConfig {
+    pub d_model: usize,
+    pub encoder_layers: usize,
+    pub decoder_layers: usize,
+    pub encoder_attention_heads: usize,
+    pub decoder_attention_heads: usize,
+    pub encoder_ffn_dim: usize,
+    pub decoder_ffn_dim: usize,
+    pub num_queries: usize,
+    pub activation_function: String,
+    pub position_embedding_type: String,
+    pub auxiliary_loss: bool,
+    pub use_timm_backbone: bool,
+    /// The timm model name when `use_timm_backbone` (`resnet50`, …).
+    pub backbone: Option<String>,
+    /// timm's `create_model` arguments (`channels` is honoured).
+    pub backbone_kwargs: Option<serde_json::Value>,
+    pub backbone_config: Option<ResNetConfig>,
+    pub dilation: bool,
+    pub num_channels: usize,
+    pub id2label: BTreeMap<String, String>,
+}
+
+impl Default for DetrConfig {
+    fn default() -> Self {
+        DetrConfig {
+            d_model: 256,
+            encoder_layers: 6,
+            decoder_layers: 6,
+            encoder_attention_heads: 8,
+            decoder_attention_heads: 8,
+            encoder_ffn_dim: 2048,
+            decoder_ffn_dim: 2048,
+            num_queries: 100,
+            activation_function: "relu".into(),
+            position_embedding_type: "sine".into(),
+            auxiliary_loss: false,
+            use_timm_backbone: true,
+            backbone: Some("resnet50".into()),
+            backbone_kwargs: None,
+            backbone_config: None,
+            dilation: false,
+            num_channels: 3,
+            id2label: (0..91)
+                .map(|i| (i.to_string(), format!("LABEL_{i}")))
+                .collect(),
+        }
+    }
+}
+
+impl DetrConfig {
+    pub fn num_labels(&self) -> usize {
+        self.id2label.len()
+    }
+
+    /// The backbone's layout and sizes: HF `backbone_config`, or timm's ResNet named by
+    /// `backbone` (with `backbone_kwargs.channels`).
+    pub fn resnet(&self) -> Result<(ResNetConfig, Layout)> {
+        if self.dilation {
+            return Err(Error::Config(
+                "dilation (a stride-16 last stage) is not supported yet".into(),
+            ));
+        }
+        if !self.use_timm_backbone {
+            let c = self.backbone_config.clone().unwrap_or_default();
+            return Ok((
+                ResNetConfig {
+                    num_channels: self.num_channels,
+                    ..c
+                },
+                Layout::Hf,
+            ));
+        }
+        let name = self.backbone.as_deref().unwrap_or("resnet50");
+        let (bottleneck, depths): (bool, Vec<usize>) = match name {
+            "resnet18" => (false, vec![2, 2, 2, 2]),
+            "resnet34" => (false, vec![3, 4, 6, 3]),
+            "resnet50" => (true, vec![3, 4, 6, 3]),
+            "resnet101" => (true, vec![3, 4, 23, 3]),
+            "resnet152" => (true, vec![3, 8, 36, 3]),
+            other => {
+                return Err(Error::Config(format!(
+                    "timm backbone {other:?}: only resnet18/34/50/101/152"
+                )))
+            }
+        };
+        let channels: Vec<usize> = match self
+            .backbone_kwargs
+            .as_ref()
+            .and_then(|k| k.get("channels"))
+        {
+            Some(v) => serde_json::from_value(v.clone())
+                .map_err(|e| Error::Config(format!("backbone_kwargs.channels: {e}")))?,
+            None => vec![64, 128, 256, 512],
+        };
+        let expansion = if bottleneck { 4 } else { 1 };
+        Ok((
+            ResNetConfig {
+                num_channels: self.num_channels,
+                embedding_size: 64,
+                hidden_sizes: channels.iter().map(|c| c * expansion).collect(),
+                depths,
+                layer_type: if bottleneck { "bottleneck" } else { "basic" }.into(),
+                ..ResNetConfig::default()
+            },
+            Layout::Timm,
+        ))
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        for (name, v) in [
+            ("d_model", self.d_model),
+            ("encoder_ffn_dim", self.encoder_ffn_dim),
+            ("decoder_ffn_dim", self.decoder_ffn_dim),
+            ("num_queries", self.num_queries),
+        ] {
+            if v == 0 || v > 1 << 16 {
+                return bad(format!("{name} {v} must be between 1 and 65536"));
+            }
+        }
+        if self.encoder_layers > 64 || self.decoder_layers == 0 || self.decoder_layers > 64 {
+            return bad(format!(
+                "{} encoder and {} decoder layers",
+                self.encoder_layers, self.decoder_layers
+            ));
+        }
+        crate::nn::check_heads(self.d_model, self.encoder_attention_heads)?;
+        crate::nn::check_heads(self.d_model, self.decoder_attention_heads)?;
+        if !self.d_model.is_multiple_of(4) {
+            return bad(format!(
+                "d_model {} must be a multiple of 4 (each axis gets half, as sine/cosine pairs)",
+                self.d_model
+            ));
+        }
+        if self.num_labels() == 0 {
+            return bad("id2label is empty".into());
+        }
+        match self.position_embedding_type.as_str() {
+            "sine" | "learned" => {}
+            t => {
+                return bad(format!(
+                    "position_embedding_type {t:?}: expected sine or learned"
+                ))
+            }
+        }
+        Activation::from_hf(&self.activation_function)?;
+        self.resnet()?.0.validate()
+    }
+}
+
+/// What one forward gives.
+#[derive(Clone, Debug)]
+pub struct DetrOutput {
+    /// [B, Q, num_labels + 1].
+    pub logits: Tensor,
+    /// [B, Q, 4]: (cx, cy, w, h) relative to the padded image.
+    pub pred_boxes: Tensor,
+    /// [B, HW, D].
+    pub encoder_last_hidden_state: Tensor,
+    /// [B, Q, D] after the decoder's final norm.
+    pub last_hidden_state: Tensor,
+    /// With `auxiliary_loss`: the earlier decoder layers' (logits, boxes).
+    pub auxiliary: Vec<(Tensor, Tensor)>,
+}
+
+#[derive(Clone, Debug)]
+enum PositionEmbedding {
+    Sine,
+    Learned { rows: Tensor, columns: Tensor },
+}
+
+#[derive(Clone, Debug)]
+pub struct Detr {
+    backbone: ResNet,
+    input_projection: Conv2d,
+    position: PositionEmbedding,
+    query_pos: Tensor,
+    encoder: Vec<EncoderBlock>,
+    decoder: Vec<DecoderBlock>,
+    decoder_norm: LayerNorm,
+    class_head: Linear,
+    box_head: [Linear; 3],
+    pub config: DetrConfig,
+}
+
+/// The encoder layer's names.
+const ENCODER_NAMES: BlockNames = BlockNames {
+    norm1: "self_attn_layer_norm",
+    norm2: "final_layer_norm",
+    attn: "self_attn",
+    attn_names: AttnNames {
+        qkv: QkvNames::Separate {
+            q: "q_proj",
+            k: "k_proj",
+            v: "v_proj",
+        },
+        out: "out_proj",
+    },
+    fc1: "fc1",
+    fc2: "fc2",
+};
+
+impl Detr {
+    /// `vb` at the checkpoint's root (`model.…`, `class_labels_classifier`, `bbox_predictor`).
+    pub fn new(vb: VarBuilder, cfg: &DetrConfig) -> Result<Self> {
+        cfg.validate()?;
+        let (rcfg, layout) = cfg.resnet()?;
+        let m = vb.pp("model");
+        let backbone = ResNet::new(
+            m.pp("backbone").pp("conv_encoder").pp("model"),
+            &rcfg,
+            layout,
+        )?;
+        let last = *rcfg.hidden_sizes.last().unwrap_or(&1);
+        let d = cfg.d_model;
+        let input_projection = Conv2d::new(
+            m.pp("input_projection"),
+            &ConvSpec {
+                bias: true,
+                ..ConvSpec::same(last, d, 1, 1)
+            },
+        )?;
+        let position = if cfg.position_embedding_type == "learned" {
+            // transformers 5 writes `model.position_embedding`; 4 wrote it under the backbone.
+            let p = if m.contains_tensor("position_embedding.row_embeddings.weight") {
+                m.pp("position_embedding")
+            } else {
+                m.pp("backbone").pp("position_embedding")
+            };
+            PositionEmbedding::Learned {
+                rows: p.pp("row_embeddings").get((50, d / 2), "weight")?,
+                columns: p.pp("column_embeddings").get((50, d / 2), "weight")?,
+            }
+        } else {
+            PositionEmbedding::Sine
+        };
+        let query_pos = m
+            .pp("query_position_embeddings")
+            .get((cfg.num_queries, d), "weight")?;
+        let act = Activation::from_hf(&cfg.activation_function)?;
+        let block = |heads, mlp_dim| BlockConfig {
+            dim: d,
+            heads,
+            mlp_dim,
+            act,
+            pre_norm: false,
+            eps: 1e-5,
+            qkv_bias: true,
+            dropout: 0.0,
+            mlp_dropout: 0.0,
+            attn_dropout: 0.0,
+        };
+        let enc = block(cfg.encoder_attention_heads, cfg.encoder_ffn_dim);
+        let encoder = (0..cfg.encoder_layers)
+            .map(|i| EncoderBlock::new(m.pp("encoder").pp("layers").pp(i), &ENCODER_NAMES, &enc))
+            .collect::<candle_core::Result<_>>()?;
+        let dec = block(cfg.decoder_attention_heads, cfg.decoder_ffn_dim);
+        let decoder = (0..cfg.decoder_layers)
+            .map(|i| {
+                DecoderBlock::new(
+                    m.pp("decoder").pp("layers").pp(i),
+                    &DecoderNames::DETR,
+                    &dec,
+                )
+            })
+            .collect::<candle_core::Result<_>>()?;
+        let decoder_norm = LayerNorm::new(m.pp("decoder").pp("layernorm"), d, 1e-5)?;
+        let class_head = Linear::new(
+            vb.pp("class_labels_classifier"),
+            d,
+            cfg.num_labels() + 1,
+            true,
+        )?;
+        let bp = vb.pp("bbox_predictor").pp("layers");
+        let box_head = [
+            Linear::new(bp.pp(0), d, d, true)?,
+            Linear::new(bp.pp(1), d, d, true)?,
+            Linear::new(bp.pp(2), d, 4, true)?,
+        ];
+        Ok(Detr {
+            backbone,
+            input_projection,
+            position,
+            query_pos,
+            encoder,
+            decoder,
+            decoder_norm,
+            class_head,
+            box_head,
+            config: cfg.clone(),
+        })
+    }
+
+    /// `F.interpolate(mask, size)` with mode "nearest": source index ⌊dst · in/out⌋.
+    fn downsample_mask(mask: &Tensor, h: usize, w: usize) -> Result<Tensor> {
+        let (_b, mh, mw) = mask.dims3()?;
+        let pick = |n_out: usize, n_in: usize| -> Vec<u32> {
+            let scale = n_in as f32 / n_out as f32;
+            (0..n_out)
+                .map(|i| ((i as f32 * scale).floor() as usize).min(n_in - 1) as u32)
+                .collect()
+        };
+        let dev = mask.device();
+        let rows = Tensor::new(pick(h, mh), dev)?;
+        let cols = Tensor::new(pick(w, mw), dev)?;
+        Ok(mask.index_select(&rows, 1)?.index_select(&cols, 2)?)
+    }
+
+    /// DETR's sine embedding of a [B, h, w] f32 mask (1 = real): [B, h·w, D].
+    fn sine_positions(mask: &Tensor, d: usize) -> Result<Tensor> {
+        let (b, h, w) = mask.dims3()?;
+        let npf = d / 2;
+        let scale = 2.0 * std::f32::consts::PI;
+        let y = mask.cumsum(1)?;
+        let x = mask.cumsum(2)?;
+        let eps = 1e-6;
+        let y = (y.broadcast_div(&(y.narrow(1, h - 1, 1)? + eps)?)? * scale as f64)?;
+        let x = (x.broadcast_div(&(x.narrow(2, w - 1, 1)? + eps)?)? * scale as f64)?;
+        let dim_t: Vec<f32> = (0..npf)
+            .map(|i| 10000f32.powf((2 * (i / 2)) as f32 / npf as f32))
+            .collect();
+        let dim_t = Tensor::from_vec(dim_t, (1, 1, 1, npf), mask.device())?;
+        let embed = |e: &Tensor| -> Result<Tensor> {
+            let p = e.unsqueeze(3)?.broadcast_div(&dim_t)?; // [B, h, w, npf]
+                                                            // Interleave sin(even), cos(odd): stack on a new last axis, then flatten.
+            let even = p.reshape((b, h, w, npf / 2, 2))?.narrow(4, 0, 1)?.sin()?;
+            let odd = p.reshape((b, h, w, npf / 2, 2))?.narrow(4, 1, 1)?.cos()?;
+            Ok(Tensor::cat(&[even, odd], 4)?.reshape((b, h, w, npf))?)
+        };
+        let pos = Tensor::cat(&[embed(&y)?, embed(&x)?], 3)?; // [B, h, w, D]
+        Ok(pos.reshape((b, h * w, d))?)
+    }
+
+    /// `pixel_values` [B, 3, H, W], `pixel_mask` [B, H, W] (u8, 1 on real pixels).
+    pub fn forward(
+        &self,
+        pixel_values: &Tensor,
+        pixel_mask: &Tensor,
+        ctx: &mut Ctx,
+    ) -> Result<DetrOutput> {
+        let feats = self.backbone.forward(pixel_values)?;
+        let feat = feats
+            .last()
+            .ok_or_else(|| Error::Msg("the backbone has no stages".into()))?;
+        let (b, _c, h, w) = feat.dims4()?;
+        let d = self.config.d_model;
+        let mask = Self::downsample_mask(&pixel_mask.to_dtype(DType::F32)?, h, w)?; // [B, h, w]
+                                                                                    // [B, D, h, w] -> [B, hw, D]
+        let tokens = self
+            .input_projection
+            .forward(feat)?
+            .flatten_from(2)?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let pos = match &self.position {
+            PositionEmbedding::Sine => Self::sine_positions(&mask, d)?,
+            PositionEmbedding::Learned { rows, columns } => {
+                if h > 50 || w > 50 {
+                    return Err(Error::Shape(format!(
+                        "learned positions cover 50×50 feature maps, got {h}×{w}"
+                    )));
+                }
+                let x = columns
+                    .narrow(0, 0, w)?
+                    .unsqueeze(0)?
+                    .broadcast_as((h, w, d / 2))?;
+                let y = rows
+                    .narrow(0, 0, h)?
+                    .unsqueeze(1)?
+                    .broadcast_as((h, w, d / 2))?;
+                Tensor::cat(&[x, y], 2)?
+                    .reshape((1, h * w, d))?
+                    .broadcast_as((b, h * w, d))?
+                    .contiguous()?
+            }
+        };
+        // Keys on padding get -inf: [B, 1, 1, hw].
+        let keep = mask.reshape((b, 1, 1, h * w))?;
+        let key_mask = ((keep - 1.0)? * 1e30)?.clamp(f32::MIN as f64, 0.0)?;
+        let mut memory = tokens;
+        for layer in &self.encoder {
+            memory = layer.forward_with_positions(&memory, Some(&pos), Some(&key_mask), ctx)?;
+        }
+        let q = self.config.num_queries;
+        let query_pos = self
+            .query_pos
+            .unsqueeze(0)?
+            .broadcast_as((b, q, d))?
+            .contiguous()?;
+        let mut x = Tensor::zeros((b, q, d), memory.dtype(), memory.device())?;
+        let mut intermediate = vec![];
+        for layer in &self.decoder {
+            x = layer.forward(
+                &x,
+                Some(&query_pos),
+                &memory,
+                Some(&pos),
+                Some(&key_mask),
+                ctx,
+            )?;
+            if self.config.auxiliary_loss {
+                // transformers feeds the normed state on (the original DETR does not).
+                x = self.decoder_norm.forward(&x)?;
+                intermediate.push(x.clone());
+            }
+        }
+        let last = self.decoder_norm.forward(&x)?;
+        let (logits, pred_boxes) = self.heads(&last, ctx)?;
+        let mut auxiliary = vec![];
+        if self.config.auxiliary_loss {
+            for h in &intermediate[..intermediate.len() - 1] {
+                auxiliary.push(self.heads(h, ctx)?);
+            }
+        }
+        Ok(DetrOutput {
+            logits,
+            pred_boxes,
+            encoder_last_hidden_state: memory,
+            last_hidden_state: last,
+            auxiliary,
+        })
+    }
+
+    fn heads(&self, h: &Tensor, ctx: &mut Ctx) -> Result<(Tensor, Tensor)> {
+        let logits = self.class_head.forward(h, Then::none(), ctx)?;
+        let r = self.box_head[0].forward(h, Then::act(Activation::Relu), ctx)?;
+        let r = self.box_head[1].forward(&r, Then::act(Activation::Relu), ctx)?;
+        let boxes = candle_nn::ops::sigmoid(&self.box_head[2].forward(&r, Then::none(), ctx)?)?;
+        Ok((logits, boxes))
+    }
+}
