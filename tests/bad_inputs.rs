@@ -1459,6 +1459,41 @@ fn every_subcommand_refuses_bad_input_cleanly() {
         a.extend(args.iter().map(OsString::from));
         c2.refuse(&format!("clip-demo {args:?}"), a, &[needle]);
     }
+    // --- detect -----------------------------------------------------------------------------
+    let detr = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/detection/detr_hf");
+    for (args, needle) in [
+        (vec!["--threshold", "1.5"], "threshold"),
+        (vec!["--threshold", "-0.1"], "threshold"),
+        (vec!["--threshold", "NaN"], "threshold"),
+    ] {
+        let mut a = os(&[&"detect", &"--model", &detr, &good]);
+        a.extend(args.iter().map(OsString::from));
+        c2.refuse(&format!("detect {args:?}"), a, &[needle]);
+    }
+    c2.refuse(
+        "detect with a ViT classifier",
+        os(&[&"detect", &"--model", &hf, &good]),
+        &["not a DETR one"],
+    );
+    c2.refuse(
+        "detect a missing image",
+        os(&[&"detect", &"--model", &detr, &r.join("nope.png")]),
+        &["nope.png"],
+    );
+    c2.accept(
+        "detect with threshold 0",
+        os(&[
+            &"detect",
+            &"--json",
+            &"--threshold",
+            &"0",
+            &"--model",
+            &detr,
+            &good,
+        ]),
+        &["\"detections\"", "LABEL_"],
+    );
+
     // --- ask --------------------------------------------------------------------------------
     // Nothing listens on port 9: whatever reaches the network is a refused connection, so
     // every check before it is exercised offline. The provider variables are set (or emptied)

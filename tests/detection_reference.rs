@@ -576,3 +576,66 @@ fn detr_equals_transformers_on_a_padded_batch() {
         }
     }
 }
+
+#[test]
+fn object_detection_pipeline_and_cli_equal_transformers() {
+    use tessera::pipelines::{ImageSource, ObjectDetection};
+    let dir = common::fixture("detection").join("detr_hf");
+    let want = fixture("detr_hf/pipeline.json");
+    let photo = common::fixture("processor").join(want["image"].as_str().unwrap());
+    let pipe =
+        ObjectDetection::from_pretrained(&dir, &tessera::models::LoadOptions::default()).unwrap();
+    let got = pipe
+        .detect(&[ImageSource::from(photo.as_path())], 0.0)
+        .unwrap()
+        .remove(0);
+    let scores = want["scores"].as_array().unwrap();
+    assert_eq!(got.len(), scores.len());
+    for (i, d) in got.iter().enumerate() {
+        assert_eq!(d.index as u64, want["labels"][i].as_u64().unwrap());
+        assert!(
+            (d.score as f64 - scores[i].as_f64().unwrap()).abs() <= 1e-5,
+            "score {i}: {} vs {}",
+            d.score,
+            scores[i]
+        );
+        for (k, x) in d.bbox.iter().enumerate() {
+            let y = want["boxes"][i][k].as_f64().unwrap();
+            assert!((*x as f64 - y).abs() <= 1e-3, "box {i}[{k}]: {x} vs {y}");
+        }
+    }
+    // The CLI: JSON and a drawn picture.
+    let out = tempfile::tempdir().unwrap();
+    let png = out.path().join("boxes.png");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["detect", "--threshold", "0", "--json", "--out"])
+        .arg(&png)
+        .arg("--model")
+        .arg(&dir)
+        .arg(&photo)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v[0]["detections"].as_array().unwrap().len(), got.len());
+    assert_eq!(v[0]["detections"][0]["label"], "LABEL_4");
+    let drawn = image::open(&png).unwrap().to_rgb8();
+    let orig = tessera::image::open(&photo).unwrap().to_rgb8();
+    assert_eq!(drawn.dimensions(), orig.dimensions());
+    assert_ne!(drawn.as_raw(), orig.as_raw(), "boxes were drawn");
+    // A DETR checkpoint is refused by the classification commands, and thresholds are checked.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["predict", "--model"])
+        .arg(&dir)
+        .arg(&photo)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("DETR object detector"),
+        "{err}"
+    );
+    assert!(pipe
+        .detect(&[ImageSource::from(photo.as_path())], 1.5)
+        .is_err());
+}

@@ -311,6 +311,20 @@ def detr_cases():
                     t[f"aux{i}.logits"] = m.class_labels_classifier(inter[i])
                     t[f"aux{i}.pred_boxes"] = m.bbox_predictor(inter[i]).sigmoid()
         save_file({k: v.contiguous() for k, v in t.items()}, os.path.join(d, "expected.safetensors"))
+        if name == "hf":
+            # The whole pipeline on a real photo: processor (saved with the model), model,
+            # post-processing to the photo's own size.
+            from transformers.image_utils import load_image
+            from transformers.models.detr import DetrImageProcessor
+
+            proc = DetrImageProcessor(size={"shortest_edge": 64, "longest_edge": 100})
+            proc.save_pretrained(d)
+            img = load_image(os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "processor", "china.jpg"))
+            with torch.no_grad():
+                o = m(**proc(img, return_tensors="pt"))
+            r = proc.post_process_object_detection(o, threshold=0.0, target_sizes=[(img.height, img.width)])[0]
+            with open(os.path.join(d, "pipeline.json"), "w") as f:
+                json.dump({"image": "china.jpg", **{k: v.tolist() for k, v in r.items()}}, f)
 
 
 def main():

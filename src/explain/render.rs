@@ -79,6 +79,50 @@ pub fn legend(img: &RgbImage, text: &str) -> Result<RgbImage> {
     RgbImage::from_raw(w, h + band, buf).ok_or_else(|| Error::Msg("legend buffer".into()))
 }
 
+/// Draws each box `(x0, y0, x1, y1)` (pixels) with its caption ("cat 0.98") on a copy of
+/// `img`, a colour per class.
+pub fn draw_boxes(img: &RgbImage, boxes: &[([f32; 4], usize, String)]) -> Result<RgbImage> {
+    use plotters::prelude::*;
+    crate::train::register_font();
+    let (w, h) = img.dimensions();
+    let mut buf = img.as_raw().clone();
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        let err = |e: DrawingAreaErrorKind<_>| Error::Msg(format!("drawing boxes: {e}"));
+        for (b, class, text) in boxes {
+            let c = Palette99::pick(*class).to_rgba();
+            let clamp = |v: f32, hi: u32| v.round().clamp(0.0, hi.saturating_sub(1) as f32) as i32;
+            let (x0, y0, x1, y1) = (
+                clamp(b[0], w),
+                clamp(b[1], h),
+                clamp(b[2], w),
+                clamp(b[3], h),
+            );
+            for t in 0..2 {
+                root.draw(&Rectangle::new(
+                    [(x0 + t, y0 + t), (x1 - t, y1 - t)],
+                    c.stroke_width(1),
+                ))
+                .map_err(err)?;
+            }
+            let ty = if y0 >= 16 { y0 - 16 } else { y0 + 2 };
+            root.draw(&Rectangle::new(
+                [(x0, ty), (x0 + 7 * text.len() as i32 + 4, ty + 15)],
+                c.filled(),
+            ))
+            .map_err(err)?;
+            root.draw(&Text::new(
+                text.clone(),
+                (x0 + 2, ty + 1),
+                ("sans-serif", 13).into_font().color(&WHITE),
+            ))
+            .map_err(err)?;
+        }
+        root.present().map_err(err)?;
+    }
+    RgbImage::from_raw(w, h, buf).ok_or_else(|| Error::Msg("box buffer".into()))
+}
+
 /// Tiles images left to right, `cols` per row.
 pub fn grid(images: &[RgbImage], cols: usize) -> RgbImage {
     let (w, h) = images.first().map_or((1, 1), |i| i.dimensions());

@@ -17,6 +17,8 @@ pub enum Family {
     Vit,
     /// Hugging Face `CLIPModel` (`clip`).
     Clip,
+    /// Hugging Face `DetrForObjectDetection` (`detr`): a detector, see [`crate::models::detr`].
+    Detr,
 }
 
 impl Family {
@@ -26,6 +28,7 @@ impl Family {
             Family::SeedVit => "tessera ViT",
             Family::Vit => "Hugging Face ViT",
             Family::Clip => "CLIP",
+            Family::Detr => "DETR",
         }
     }
 
@@ -40,13 +43,15 @@ impl Family {
             (Some("tessera-vit"), _) => Ok(Family::SeedVit),
             (Some("vit"), _) => Ok(Family::Vit),
             (Some("clip"), _) => Ok(Family::Clip),
+            (Some("detr"), _) => Ok(Family::Detr),
             (None, Some(a)) if a.starts_with("ViT") => Ok(Family::Vit),
             (None, Some(a)) if a.starts_with("CLIP") => Ok(Family::Clip),
+            (None, Some(a)) if a.starts_with("Detr") => Ok(Family::Detr),
             // Older tessera runs wrote no model_type; CLIP configs always have both towers.
             (None, None) if config.get("text_config").is_some() => Ok(Family::Clip),
             (None, None) => Ok(Family::SeedVit),
             (m, a) => Err(Error::Config(format!(
-                "model_type {:?} is not a model tessera reads (tessera-vit, vit, clip)",
+                "model_type {:?} is not a model tessera reads (tessera-vit, vit, clip, detr)",
                 m.or(a).unwrap_or("?")
             ))),
         }
@@ -85,6 +90,12 @@ impl AutoModel {
             Family::Vit => HfVit::from_checkpoint(ckpt, opts)?.map(AutoModel::Vit),
             Family::Clip => {
                 Clip::from_checkpoint(ckpt, opts)?.map(|m| AutoModel::Clip(Box::new(m)))
+            }
+            Family::Detr => {
+                return Err(Error::Config(format!(
+                    "{} is a DETR object detector: use `tessera detect` (ObjectDetection)",
+                    ckpt.dir.display()
+                )))
             }
         })
     }

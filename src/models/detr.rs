@@ -14,11 +14,11 @@ use crate::nn::{AttnNames, QkvNames};
 use crate::{Error, Result};
 use candle_core::{DType, Tensor};
 use candle_nn::VarBuilder;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// `DetrConfig` (transformers' defaults: `facebook/detr-resnet-50`).
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct DetrConfig {
     pub d_model: usize,
@@ -41,6 +41,9 @@ pub struct DetrConfig {
     pub dilation: bool,
     pub num_channels: usize,
     pub id2label: BTreeMap<String, String>,
+    /// Everything else transformers writes (loss coefficients, dropout, …), kept for saving.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Default for DetrConfig {
@@ -66,6 +69,7 @@ impl Default for DetrConfig {
             id2label: (0..91)
                 .map(|i| (i.to_string(), format!("LABEL_{i}")))
                 .collect(),
+            extra: Default::default(),
         }
     }
 }
@@ -73,6 +77,14 @@ impl Default for DetrConfig {
 impl DetrConfig {
     pub fn num_labels(&self) -> usize {
         self.id2label.len()
+    }
+
+    /// The name of class `i` (`id2label`, else `LABEL_i`).
+    pub fn label(&self, i: usize) -> String {
+        self.id2label
+            .get(&i.to_string())
+            .cloned()
+            .unwrap_or_else(|| format!("LABEL_{i}"))
     }
 
     /// The backbone's layout and sizes: HF `backbone_config`, or timm's ResNet named by
@@ -450,5 +462,44 @@ impl Detr {
         let r = self.box_head[1].forward(&r, Then::act(Activation::Relu), ctx)?;
         let boxes = candle_nn::ops::sigmoid(&self.box_head[2].forward(&r, Then::none(), ctx)?)?;
         Ok((logits, boxes))
+    }
+}
+
+impl crate::models::Pretrained for Detr {
+    type Config = DetrConfig;
+
+    fn from_config(
+        config: &DetrConfig,
+        opts: &crate::models::LoadOptions,
+    ) -> Result<crate::models::Loaded<Self>> {
+        super::load::fresh(opts, |vb| Detr::new(vb, config))
+    }
+
+    /// Any missing, unexpected or mis-shaped tensor is an error naming them.
+    fn from_checkpoint(
+        ckpt: crate::models::Checkpoint,
+        opts: &crate::models::LoadOptions,
+    ) -> Result<crate::models::Loaded<Self>> {
+        ckpt.expect(crate::models::Family::Detr)?;
+        let config: DetrConfig = ckpt.config()?;
+        // Batch-norm step counters are buffers DETR drops on load.
+        let keep = |k: &str| !k.ends_with("num_batches_tracked");
+        super::load::strict(ckpt, opts, keep, |vb| Detr::new(vb, &config))
+    }
+
+    /// The inference dtype is not applied yet: DETR runs on the composite ops in fp32.
+    fn with_dtype(&self, _dtype: DType) -> Result<Self> {
+        Ok(self.clone())
+    }
+
+    fn config(&self) -> &DetrConfig {
+        &self.config
+    }
+
+    fn config_json(&self) -> Result<serde_json::Value> {
+        let mut v = serde_json::to_value(&self.config).map_err(|e| Error::Msg(e.to_string()))?;
+        v["model_type"] = "detr".into();
+        v["architectures"] = serde_json::json!(["DetrForObjectDetection"]);
+        Ok(v)
     }
 }

@@ -7,7 +7,7 @@ use crate::nn::conv::{Conv2d, ConvSpec, FrozenBatchNorm2d};
 use crate::{Error, Result};
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Which names the checkpoint uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,7 +19,7 @@ pub enum Layout {
 }
 
 /// `ResNetConfig` (transformers' defaults: ResNet-50).
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ResNetConfig {
     pub num_channels: usize,
@@ -30,6 +30,9 @@ pub struct ResNetConfig {
     pub hidden_act: String,
     pub downsample_in_first_stage: bool,
     pub downsample_in_bottleneck: bool,
+    /// Fields read by transformers only (`out_features`, `model_type`, …), kept for saving.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Default for ResNetConfig {
@@ -43,6 +46,7 @@ impl Default for ResNetConfig {
             hidden_act: "relu".into(),
             downsample_in_first_stage: false,
             downsample_in_bottleneck: false,
+            extra: Default::default(),
         }
     }
 }

@@ -7,13 +7,16 @@
 //!   behind zero-shot, `embed`, the search index and CLIP explanations.
 //! - [`ZeroShotClassifier`], as `pipeline("zero-shot-image-classification")`.
 //! - [`Index`], a persistent text-to-image search index over a folder.
+//! - [`ObjectDetection`], as `pipeline("object-detection")`, for DETR.
 pub mod classify;
+pub mod detect;
 pub mod embed;
 pub mod search;
 pub mod source;
 pub mod zero_shot;
 
 pub use classify::ImageClassification;
+pub use detect::{Detection, ObjectDetection};
 pub use embed::ClipEmbedder;
 pub use search::{Index, IndexReport};
 pub use source::ImageSource;

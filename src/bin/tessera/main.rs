@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 mod ask;
 mod clip_demo;
 mod common;
+mod detect;
 mod embed;
 mod explain;
 mod export;
@@ -49,6 +50,8 @@ enum Cmd {
     ClipDemo(clip_demo::Args),
     /// Where the model looked: attention, rollout or class/text relevance over the image.
     Explain(explain::Args),
+    /// Detect objects with a DETR checkpoint (boxes, labels, scores; drawn with --out).
+    Detect(detect::Args),
     /// Ask a hosted or local multimodal model (Gemini, any OpenAI-compatible server) about images.
     Ask(ask::Args),
 }
@@ -78,6 +81,7 @@ fn main() {
         Cmd::ClipDemo(a) => clip_demo::run(a),
         Cmd::Explain(a) => explain::run(a),
         Cmd::Ask(a) => ask::run(a),
+        Cmd::Detect(a) => detect::run(a),
     };
     if let Err(e) = r {
         eprintln!("error: {}", common::one_line(&e));

@@ -1,0 +1,108 @@
+//! Object detection, as `pipeline("object-detection")`: a DETR checkpoint with its
+//! `DetrImageProcessor`, from images to boxes in each image's own pixels.
+use super::ImageSource;
+use crate::image::boxes::{post_process_object_detection, DetectedBox};
+use crate::image::ProcessorConfig;
+use crate::models::detr::Detr;
+use crate::models::{LoadOptions, Loaded, Pretrained};
+use crate::nn::Ctx;
+use crate::{Error, Result};
+use candle_core::Device;
+use std::ffi::OsStr;
+
+/// One detection with its class name.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Detection {
+    pub label: String,
+    pub index: usize,
+    pub score: f32,
+    /// `(x0, y0, x1, y1)` in the image's pixels.
+    pub bbox: [f32; 4],
+}
+
+pub struct ObjectDetection {
+    pub model: Detr,
+    pub processor: ProcessorConfig,
+    pub device: Device,
+}
+
+impl ObjectDetection {
+    /// A DETR directory or hub id; its `preprocessor_config.json` when present, else
+    /// `DetrImageProcessor`'s defaults.
+    pub fn from_pretrained(source: impl AsRef<OsStr>, opts: &LoadOptions) -> Result<Self> {
+        let loaded = Detr::load(source, opts)?;
+        Self::from_loaded(loaded, &opts.device)
+    }
+
+    pub fn from_loaded(loaded: Loaded<Detr>, device: &Device) -> Result<Self> {
+        let pp = loaded
+            .dir
+            .as_ref()
+            .map(|d| d.join("preprocessor_config.json"));
+        let processor = match pp.filter(|p| p.exists()) {
+            Some(p) => ProcessorConfig::load(&p)?,
+            None => ProcessorConfig::detr(),
+        };
+        Ok(ObjectDetection {
+            model: loaded.model,
+            processor,
+            device: device.clone(),
+        })
+    }
+
+    pub fn with_processor_backend(mut self, backend: Option<crate::image::Backend>) -> Self {
+        self.processor.set_backend(backend);
+        self
+    }
+
+    /// Per image, the detections scoring above `threshold`, in query order (transformers'
+    /// `post_process_object_detection` with each image's own size as target size).
+    pub fn detect(&self, images: &[ImageSource], threshold: f32) -> Result<Vec<Vec<Detection>>> {
+        if !(0.0..1.0).contains(&threshold) {
+            return Err(Error::Config(format!(
+                "threshold {threshold} must be in [0, 1)"
+            )));
+        }
+        let decoded = images
+            .iter()
+            .map(|s| s.load())
+            .collect::<Result<Vec<_>>>()?;
+        let mut p = self.processor.clone();
+        p.do_pad = true;
+        let batch = p.batch_padded(&decoded, &self.device)?;
+        let out = self.model.forward(
+            &batch.pixel_values,
+            &batch.pixel_mask,
+            &mut Ctx::inference(),
+        )?;
+        // Boxes are relative to the padded input; scaled by the padded size of each image's
+        // original, i.e. original size × padded / resized.
+        let (_, _, ph, pw) = batch.pixel_values.dims4()?;
+        let targets: Vec<(u32, u32)> = decoded
+            .iter()
+            .zip(&batch.sizes)
+            .map(|(img, &(rh, rw))| {
+                let (oh, ow) = (img.height() as f32, img.width() as f32);
+                (
+                    (oh * ph as f32 / rh as f32).round() as u32,
+                    (ow * pw as f32 / rw as f32).round() as u32,
+                )
+            })
+            .collect();
+        let raw =
+            post_process_object_detection(&out.logits, &out.pred_boxes, threshold, Some(&targets))?;
+        Ok(raw
+            .into_iter()
+            .map(|dets| {
+                dets.into_iter()
+                    .map(|DetectedBox { score, label, bbox }| Detection {
+                        label: self.model.config.label(label),
+                        index: label,
+                        score,
+                        bbox,
+                    })
+                    .collect()
+            })
+            .collect())
+    }
+}
