@@ -199,6 +199,39 @@ impl Block {
     }
 }
 
+/// Max pool 3×3 with stride 2 (no padding) as the maximum of nine strided views, so it has a
+/// backward (candle's max_pool2d has none for overlapping windows).
+fn max_pool_3x3_s2(x: &Tensor) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    if h < 3 || w < 3 {
+        return Err(Error::Shape(format!(
+            "a {h}×{w} map is too small for the stem's max pool"
+        )));
+    }
+    let (oh, ow) = ((h - 3) / 2 + 1, (w - 3) / 2 + 1);
+    let dev = x.device();
+    let mut out: Option<Tensor> = None;
+    for dy in 0..3 {
+        let rows = Tensor::new(
+            (0..oh).map(|i| (2 * i + dy) as u32).collect::<Vec<_>>(),
+            dev,
+        )?;
+        let r = x.index_select(&rows, 2)?;
+        for dx in 0..3 {
+            let cols = Tensor::new(
+                (0..ow).map(|j| (2 * j + dx) as u32).collect::<Vec<_>>(),
+                dev,
+            )?;
+            let v = r.index_select(&cols, 3)?;
+            out = Some(match out {
+                Some(o) => o.maximum(&v)?,
+                None => v,
+            });
+        }
+    }
+    out.ok_or_else(|| Error::Msg("max pool".into()))
+}
+
 /// The backbone: stem (7×7 stride-2 convolution, norm, ReLU, 3×3 stride-2 max pool) and the
 /// stages.
 #[derive(Clone, Debug)]
@@ -254,8 +287,7 @@ impl ResNet {
         let h = self.stem.forward(x)?;
         // Max pool 3×3, stride 2, padding 1. The input is post-ReLU (≥ 0) and every window
         // holds a real pixel, so zero padding gives what PyTorch's -inf padding gives.
-        let h = h.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?;
-        let mut h = h.max_pool2d_with_stride(3, 2)?;
+        let mut h = max_pool_3x3_s2(&h.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?)?;
         let mut out = vec![];
         for stage in &self.stages {
             for b in stage {

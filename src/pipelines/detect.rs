@@ -1,11 +1,10 @@
 //! Object detection, as `pipeline("object-detection")`: a DETR checkpoint with its
 //! `DetrImageProcessor`, from images to boxes in each image's own pixels.
 use super::ImageSource;
-use crate::image::boxes::{post_process_object_detection, DetectedBox};
+use crate::image::boxes::DetectedBox;
 use crate::image::ProcessorConfig;
 use crate::models::detr::Detr;
 use crate::models::{LoadOptions, Loaded, Pretrained};
-use crate::nn::Ctx;
 use crate::{Error, Result};
 use candle_core::Device;
 use std::ffi::OsStr;
@@ -67,30 +66,13 @@ impl ObjectDetection {
             .iter()
             .map(|s| s.load())
             .collect::<Result<Vec<_>>>()?;
-        let mut p = self.processor.clone();
-        p.do_pad = true;
-        let batch = p.batch_padded(&decoded, &self.device)?;
-        let out = self.model.forward(
-            &batch.pixel_values,
-            &batch.pixel_mask,
-            &mut Ctx::inference(),
+        let raw = crate::train::detr_train::predict(
+            &self.model,
+            &self.processor,
+            &decoded,
+            threshold,
+            &self.device,
         )?;
-        // Boxes are relative to the padded input; scaled by the padded size of each image's
-        // original, i.e. original size × padded / resized.
-        let (_, _, ph, pw) = batch.pixel_values.dims4()?;
-        let targets: Vec<(u32, u32)> = decoded
-            .iter()
-            .zip(&batch.sizes)
-            .map(|(img, &(rh, rw))| {
-                let (oh, ow) = (img.height() as f32, img.width() as f32);
-                (
-                    (oh * ph as f32 / rh as f32).round() as u32,
-                    (ow * pw as f32 / rw as f32).round() as u32,
-                )
-            })
-            .collect();
-        let raw =
-            post_process_object_detection(&out.logits, &out.pred_boxes, threshold, Some(&targets))?;
         Ok(raw
             .into_iter()
             .map(|dets| {
