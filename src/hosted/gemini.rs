@@ -1,8 +1,7 @@
 //! Gemini's REST API (`v1beta`), as google-genai speaks it: the key in `x-goog-api-key` (never
 //! in the URL), one `user` content with the images then the text, `systemInstruction` at the
 //! top level, images inline or through the Files API's resumable upload.
-use super::http::{read_json, snippet, stream_error, Deadline, Failure, Http, Request};
-use super::sse::Events;
+use super::http::{read_json, snippet, Failure, Http, Request};
 use super::{
     base64, base64_len, load_media, Answer, Finish, Media, Question, Settings, Upload,
     UploadedFile, Usage,
@@ -314,54 +313,13 @@ impl Gemini<'_> {
         };
         let url = self.api(&format!("{}:streamGenerateContent?alt=sse", self.model));
         let req = self.authed("POST", url).json(body).streamed();
-        let mut delivered = false;
-        self.http.retrying(|| {
-            let resp = self.http.send_once(&req)?;
-            let deadline = Deadline::after(self.s.timeouts.total);
-            let mut events = Events::new(std::io::BufReader::new(resp.into_reader()));
-            let mut acc = Acc::default();
-            loop {
-                if deadline.passed() {
-                    return Err(Failure::fatal(
-                        SERVICE,
-                        format!(
-                            "the answer took longer than {} s",
-                            deadline.limit().as_secs()
-                        ),
-                    ));
-                }
-                let ev = match events.next_event() {
-                    Ok(Some(ev)) => ev,
-                    Ok(None) => break,
-                    Err(e) if delivered => {
-                        return Err(Failure::fatal(
-                            SERVICE,
-                            format!("the stream broke off: {e}"),
-                        ))
-                    }
-                    Err(e) => {
-                        return Err(Failure::retryable(
-                            SERVICE,
-                            format!("the stream broke off: {e}"),
-                        ))
-                    }
-                };
-                let v: Value = serde_json::from_str(&ev).map_err(|e| {
-                    Failure::fatal(
-                        SERVICE,
-                        format!("a streamed chunk is not JSON ({e}): {}", snippet(&ev)),
-                    )
-                })?;
-                if v.get("error").is_some() {
-                    return Err(stream_error(SERVICE, &ev, delivered));
-                }
-                acc.absorb(&v, &mut |t| {
-                    delivered = true;
-                    cb(t)
-                });
-            }
-            acc.finish()
-        })
+        self.http.stream(
+            &req,
+            self.s.timeouts.total,
+            cb,
+            |acc: &mut Acc, v, emit| acc.absorb(v, emit),
+            Acc::finish,
+        )
     }
 }
 

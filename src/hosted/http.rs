@@ -293,6 +293,61 @@ impl Http {
         }
     }
 
+    /// A streamed (SSE) JSON answer: each chunk goes to `absorb`, which hands its text to the
+    /// emitter (and so to `on_text`); `[DONE]` or the end of the stream ends it; an
+    /// `{"error": …}` chunk fails it; `finish` makes the answer of what was absorbed. Retried
+    /// as [`Http::retrying`] does, but never once text was handed out.
+    pub fn stream<A: Default, T>(
+        &self,
+        req: &Request,
+        total: Duration,
+        on_text: &mut dyn FnMut(&str),
+        absorb: impl Fn(&mut A, &Value, &mut dyn FnMut(&str)),
+        finish: impl Fn(A) -> std::result::Result<T, Failure>,
+    ) -> Result<T> {
+        let service = self.service.as_str();
+        let mut delivered = false;
+        self.retrying(|| {
+            let resp = self.send_once(req)?;
+            let started = Instant::now();
+            let mut events = super::sse::Events::new(std::io::BufReader::new(resp.into_reader()));
+            let mut acc = A::default();
+            loop {
+                if started.elapsed() > total {
+                    let m = format!("the answer took longer than {} s", total.as_secs());
+                    return Err(Failure::fatal(service, m));
+                }
+                let ev = match events.next_event() {
+                    Ok(Some(ev)) => ev,
+                    Ok(None) => break,
+                    Err(e) => {
+                        let m = format!("the stream broke off: {e}");
+                        return Err(if delivered {
+                            Failure::fatal(service, m)
+                        } else {
+                            Failure::retryable(service, m)
+                        });
+                    }
+                };
+                if ev.trim() == "[DONE]" {
+                    break;
+                }
+                let v: Value = serde_json::from_str(&ev).map_err(|e| {
+                    let m = format!("a streamed chunk is not JSON ({e}): {}", snippet(&ev));
+                    Failure::fatal(service, m)
+                })?;
+                if v.get("error").is_some() {
+                    return Err(stream_error(service, &ev, delivered));
+                }
+                absorb(&mut acc, &v, &mut |t| {
+                    delivered = true;
+                    on_text(t)
+                });
+            }
+            finish(acc)
+        })
+    }
+
     /// A non-streaming JSON call, retried.
     pub fn json(&self, req: &Request) -> Result<Value> {
         self.retrying(|| read_json(&self.service, self.send_once(req)?))
@@ -596,21 +651,6 @@ pub(crate) fn snippet(s: &str) -> String {
         format!("{}…", one.chars().take(300).collect::<String>())
     } else {
         one
-    }
-}
-
-/// A deadline for a whole streamed answer.
-pub(crate) struct Deadline(Instant, Duration);
-
-impl Deadline {
-    pub fn after(d: Duration) -> Self {
-        Deadline(Instant::now(), d)
-    }
-    pub fn passed(&self) -> bool {
-        self.0.elapsed() > self.1
-    }
-    pub fn limit(&self) -> Duration {
-        self.1
     }
 }
 

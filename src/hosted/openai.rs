@@ -1,8 +1,7 @@
 //! OpenAI-compatible chat completions with images: OpenAI itself and the local servers
 //! (llama.cpp's `llama-server --mmproj`, Ollama's `/v1`, vLLM). Images go as `image_url`
 //! parts holding data URIs (Ollama takes nothing else); URLs are passed through.
-use super::http::{snippet, stream_error, Deadline, Failure, Http, Request};
-use super::sse::Events;
+use super::http::{stream_error, Failure, Http, Request};
 use super::{base64, is_openai, load_media, Answer, Finish, Question, Settings, Usage};
 use crate::pipelines::ImageSource;
 use crate::Result;
@@ -82,57 +81,13 @@ pub(super) fn ask(
     body["stream"] = json!(true);
     body["stream_options"] = json!({"include_usage": true});
     let req = auth(Request::new("POST", url)).json(&body).streamed();
-    let mut delivered = false;
-    http.retrying(|| {
-        let resp = http.send_once(&req)?;
-        let deadline = Deadline::after(s.timeouts.total);
-        let mut events = Events::new(std::io::BufReader::new(resp.into_reader()));
-        let mut acc = Acc::default();
-        loop {
-            if deadline.passed() {
-                return Err(Failure::fatal(
-                    &service,
-                    format!(
-                        "the answer took longer than {} s",
-                        deadline.limit().as_secs()
-                    ),
-                ));
-            }
-            let ev = match events.next_event() {
-                Ok(Some(ev)) => ev,
-                Ok(None) => break,
-                Err(e) if delivered => {
-                    return Err(Failure::fatal(
-                        &service,
-                        format!("the stream broke off: {e}"),
-                    ))
-                }
-                Err(e) => {
-                    return Err(Failure::retryable(
-                        &service,
-                        format!("the stream broke off: {e}"),
-                    ))
-                }
-            };
-            if ev.trim() == "[DONE]" {
-                break;
-            }
-            let v: Value = serde_json::from_str(&ev).map_err(|e| {
-                Failure::fatal(
-                    &service,
-                    format!("a streamed chunk is not JSON ({e}): {}", snippet(&ev)),
-                )
-            })?;
-            if v.get("error").is_some() {
-                return Err(stream_error(&service, &ev, delivered));
-            }
-            acc.absorb(&v, &mut |t| {
-                delivered = true;
-                cb(t)
-            });
-        }
-        acc.finish(&service)
-    })
+    http.stream(
+        &req,
+        s.timeouts.total,
+        cb,
+        |acc: &mut Acc, v, emit| acc.absorb(v, emit),
+        |acc| acc.finish(&service),
+    )
 }
 
 /// `http://localhost:8080` → `http://localhost:8080/v1` (a bare host means the standard

@@ -10,7 +10,6 @@ use crate::nn::{
     Activation, BlockConfig, BlockNames, Ctx, DecoderBlock, DecoderNames, EncoderBlock, LayerNorm,
     Linear, Then,
 };
-use crate::nn::{AttnNames, QkvNames};
 use crate::{Error, Result};
 use candle_core::{DType, Tensor};
 use candle_nn::VarBuilder;
@@ -218,23 +217,6 @@ pub struct Detr {
     pub config: DetrConfig,
 }
 
-/// The encoder layer's names.
-const ENCODER_NAMES: BlockNames = BlockNames {
-    norm1: "self_attn_layer_norm",
-    norm2: "final_layer_norm",
-    attn: "self_attn",
-    attn_names: AttnNames {
-        qkv: QkvNames::Separate {
-            q: "q_proj",
-            k: "k_proj",
-            v: "v_proj",
-        },
-        out: "out_proj",
-    },
-    fc1: "fc1",
-    fc2: "fc2",
-};
-
 impl Detr {
     /// `vb` at the checkpoint's root (`model.…`, `class_labels_classifier`, `bbox_predictor`).
     pub fn new(vb: VarBuilder, cfg: &DetrConfig) -> Result<Self> {
@@ -287,7 +269,7 @@ impl Detr {
         };
         let enc = block(cfg.encoder_attention_heads, cfg.encoder_ffn_dim);
         let encoder = (0..cfg.encoder_layers)
-            .map(|i| EncoderBlock::new(m.pp("encoder").pp("layers").pp(i), &ENCODER_NAMES, &enc))
+            .map(|i| EncoderBlock::new(m.pp("encoder").pp("layers").pp(i), &BlockNames::DETR, &enc))
             .collect::<candle_core::Result<_>>()?;
         let dec = block(cfg.decoder_attention_heads, cfg.decoder_ffn_dim);
         let decoder = (0..cfg.decoder_layers)

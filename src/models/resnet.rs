@@ -287,7 +287,13 @@ impl ResNet {
         let h = self.stem.forward(x)?;
         // Max pool 3×3, stride 2, padding 1. The input is post-ReLU (≥ 0) and every window
         // holds a real pixel, so zero padding gives what PyTorch's -inf padding gives.
-        let mut h = max_pool_3x3_s2(&h.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?)?;
+        let h = h.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?;
+        let mut h = if h.track_op() {
+            max_pool_3x3_s2(&h)?
+        } else {
+            // Nothing to differentiate: candle's pooling kernel, one pass.
+            h.max_pool2d_with_stride(3, 2)?
+        };
         let mut out = vec![];
         for stage in &self.stages {
             for b in stage {
@@ -296,5 +302,22 @@ impl ResNet {
             out.push(h.clone());
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The differentiable pool and candle's kernel agree (the inference path takes the kernel).
+    #[test]
+    fn both_max_pools_agree() {
+        let x = candle_core::Tensor::randn(0f32, 1.0, (2, 3, 9, 12), &candle_core::Device::Cpu)
+            .unwrap();
+        let a = super::max_pool_3x3_s2(&x).unwrap();
+        let b = x.max_pool2d_with_stride(3, 2).unwrap();
+        let (a, b): (Vec<f32>, Vec<f32>) = (
+            a.flatten_all().unwrap().to_vec1().unwrap(),
+            b.flatten_all().unwrap().to_vec1().unwrap(),
+        );
+        assert_eq!(a, b);
     }
 }

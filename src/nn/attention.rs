@@ -312,30 +312,10 @@ impl Attention {
                     qkv.get(2)?.contiguous()?,
                 )
             }
-            (Proj::Fused(lin), Some(c)) => {
-                // Cross-attention with a fused weight: rows [0, D) project q, [D, 3D) project k, v.
-                let part = |i: usize| -> Result<Linear> {
-                    Ok(Linear::from_parts(
-                        lin.weight.narrow(0, i * d, d)?,
-                        lin.bias
-                            .as_ref()
-                            .map(|b| b.narrow(0, i * d, d))
-                            .transpose()?,
-                    ))
-                };
-                (
-                    self.split_heads(&part(0)?.forward(x, Then::none(), ctx)?)?,
-                    self.split_heads(&part(1)?.forward(c, Then::none(), ctx)?)?,
-                    self.split_heads(&part(2)?.forward(c, Then::none(), ctx)?)?,
-                )
-            }
-            (Proj::Separate { q, k, v }, c) => {
+            (_, c) => {
+                // Cross-attention, or separate projections: one input per projection.
                 let c = c.unwrap_or(x);
-                (
-                    self.split_heads(&q.forward(x, Then::none(), ctx)?)?,
-                    self.split_heads(&k.forward(c, Then::none(), ctx)?)?,
-                    self.split_heads(&v.forward(c, Then::none(), ctx)?)?,
-                )
+                return self.attention_inputs(x, c, c, mask, ctx);
             }
         };
         self.attend(q, k, v, (b, n, d), mask, ctx)

@@ -242,6 +242,17 @@ impl EncoderBlock {
     }
 }
 
+impl BlockNames {
+    /// transformers' DETR encoder layer (on-disk names): CLIP's attention names.
+    pub const DETR: BlockNames = BlockNames {
+        norm1: "self_attn_layer_norm",
+        norm2: "final_layer_norm",
+        fc1: "fc1",
+        fc2: "fc2",
+        ..BlockNames::CLIP
+    };
+}
+
 /// Checkpoint names of one decoder block (self-attention, cross-attention, MLP).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DecoderNames {
@@ -262,14 +273,8 @@ impl DecoderNames {
         self_norm: "self_attn_layer_norm",
         cross_attn: "encoder_attn",
         cross_norm: "encoder_attn_layer_norm",
-        attn_names: AttnNames {
-            qkv: QkvNames::Separate {
-                q: "q_proj",
-                k: "k_proj",
-                v: "v_proj",
-            },
-            out: "out_proj",
-        },
+        // The attention's names are CLIP's (BART's, which DETR's code copies).
+        attn_names: BlockNames::CLIP.attn_names,
         fc1: "fc1",
         fc2: "fc2",
         final_norm: "final_layer_norm",

@@ -195,63 +195,42 @@ fn check_resumed_architecture(
     saved: &VitConfig,
     out: &std::path::Path,
 ) -> Result<()> {
-    let mut fields: Vec<(&str, String, String)> = Vec::new();
-    let mut cmp = |name: &'static str, a: String, s: String| {
-        if a != s {
-            fields.push((name, a, s));
-        }
-    };
+    // The fields each option decides; the options left out keep the checkpoint's.
+    let mut names: Vec<&str> = vec![];
     if spec.preset.is_some() {
-        cmp(
+        names.extend([
             "hidden_size",
-            asked.hidden_size.to_string(),
-            saved.hidden_size.to_string(),
-        );
-        cmp(
             "num_hidden_layers",
-            asked.num_hidden_layers.to_string(),
-            saved.num_hidden_layers.to_string(),
-        );
-        cmp(
             "num_attention_heads",
-            asked.num_attention_heads.to_string(),
-            saved.num_attention_heads.to_string(),
-        );
-        cmp(
             "intermediate_size",
-            asked.intermediate_size.to_string(),
-            saved.intermediate_size.to_string(),
-        );
-        cmp(
             "patch_size",
-            asked.patch_size.to_string(),
-            saved.patch_size.to_string(),
-        );
+        ]);
     }
     if spec.preset.is_some() || spec.image_size.is_some() {
-        cmp(
-            "image_size",
-            asked.image_size.to_string(),
-            saved.image_size.to_string(),
-        );
+        names.push("image_size");
     }
     if spec.channels.is_some() {
-        cmp(
-            "num_channels",
-            asked.num_channels.to_string(),
-            saved.num_channels.to_string(),
-        );
+        names.push("num_channels");
     }
     if spec.pre_norm {
-        cmp("pre_norm", "true".into(), saved.pre_norm.to_string());
+        names.push("pre_norm");
     }
     if spec.dropout.is_some() {
-        cmp(
-            "dropout",
-            asked.dropout.to_string(),
-            saved.dropout.to_string(),
-        );
+        names.push("dropout");
     }
+    let (a, s) = (serde_json::to_value(asked), serde_json::to_value(saved));
+    let (a, s) = (
+        a.map_err(|e| Error::Msg(e.to_string()))?,
+        s.map_err(|e| Error::Msg(e.to_string()))?,
+    );
+    if let Some(n) = names.iter().find(|n| a.get(**n).is_none()) {
+        return Err(Error::Msg(format!("VitConfig has no field {n}")));
+    }
+    let fields: Vec<(&str, String, String)> = names
+        .into_iter()
+        .filter(|n| a[n] != s[n])
+        .map(|n| (n, a[n].to_string(), s[n].to_string()))
+        .collect();
     match fields.first() {
         None => Ok(()),
         Some((name, a, s)) => Err(Error::Config(format!(
