@@ -350,16 +350,7 @@ fn detr_image_processor_equals_transformers_both_backends() {
             &want[&format!("{name}.torchvision.pixel_values")],
             &want[&format!("{name}.pil.pixel_values")],
         );
-        let differ = (tv - pil)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let differ = common::max_abs_diff(tv, pil);
         assert!(
             differ > 0.0,
             "{name}: the two backends' fixtures are identical"
@@ -458,25 +449,8 @@ fn resnet_backbones_equal_transformers_and_timm() {
         for (i, o) in outs.iter().enumerate() {
             let want = &all[&format!("{name}.out{i}")];
             assert_eq!(o.dims(), want.dims(), "{name} stage {i}");
-            let d = (o - want)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
-            let scale = want
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let d = common::max_abs_diff(o, want);
+            let scale = common::max_abs_diff(want, &want.zeros_like().unwrap());
             assert!(
                 d <= 1e-4 * scale.max(1.0),
                 "{name} stage {i}: max |Δ| {d} (max |x| {scale})"
@@ -541,16 +515,7 @@ fn detr_equals_transformers_on_a_padded_batch() {
         let unmasked = model
             .forward(&want["pixel_values"], &ones, &mut ctx)
             .unwrap();
-        let moved = (&unmasked.logits - &out.logits)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let moved = common::max_abs_diff(&unmasked.logits, &out.logits);
         assert!(
             moved > 1e-3,
             "{name}: the pixel mask changed nothing ({moved})"
@@ -558,16 +523,7 @@ fn detr_equals_transformers_on_a_padded_batch() {
         for (key, got) in pairs {
             let w = &want[key];
             assert_eq!(got.dims(), w.dims(), "{name} {key}");
-            let d = (&got - w)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let d = common::max_abs_diff(&got, w);
             assert!(d <= 1e-4, "{name} {key}: max |Δ| {d}");
             eprintln!("{name} {key} {:?}: max |Δ| {d:.1e}", got.dims());
         }

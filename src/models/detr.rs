@@ -385,10 +385,8 @@ impl Detr {
                     .narrow(0, 0, h)?
                     .unsqueeze(1)?
                     .broadcast_as((h, w, d / 2))?;
-                Tensor::cat(&[x, y], 2)?
-                    .reshape((1, h * w, d))?
-                    .broadcast_as((b, h * w, d))?
-                    .contiguous()?
+                // [1, hw, D]: the same for every image (added by broadcast).
+                Tensor::cat(&[x, y], 2)?.reshape((1, h * w, d))?
             }
         };
         // Keys on padding get -inf: [B, 1, 1, hw].
@@ -399,11 +397,8 @@ impl Detr {
             memory = layer.forward_with_positions(&memory, Some(&pos), Some(&key_mask), ctx)?;
         }
         let q = self.config.num_queries;
-        let query_pos = self
-            .query_pos
-            .unsqueeze(0)?
-            .broadcast_as((b, q, d))?
-            .contiguous()?;
+        // [1, Q, D], added to every image's queries by broadcast.
+        let query_pos = self.query_pos.unsqueeze(0)?;
         let mut x = Tensor::zeros((b, q, d), memory.dtype(), memory.device())?;
         let mut intermediate = vec![];
         for layer in &self.decoder {

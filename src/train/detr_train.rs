@@ -194,9 +194,7 @@ pub fn train_detr(
                 .iter()
                 .map(|im| crate::image::open(&train.image_path(&im.file_name)))
                 .collect::<Result<Vec<_>>>()?;
-            let mut p = processor.clone();
-            p.do_pad = true;
-            let batch = p.batch_padded(&imgs, &candle_core::Device::Cpu)?;
+            let batch = processor.batch_padded(&imgs, &candle_core::Device::Cpu)?;
             let (_, _, ph, pw) = batch.pixel_values.dims4()?;
             let tgts = infos
                 .iter()
@@ -264,9 +262,7 @@ pub fn predict(
     threshold: f32,
     device: &candle_core::Device,
 ) -> Result<Vec<Vec<DetectedBox>>> {
-    let mut p = processor.clone();
-    p.do_pad = true;
-    let batch = p.batch_padded(images, device)?;
+    let batch = processor.batch_padded(images, device)?;
     let out = model.forward(
         &batch.pixel_values,
         &batch.pixel_mask,
