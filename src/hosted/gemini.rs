@@ -1,7 +1,8 @@
 //! Gemini's REST API (`v1beta`), as google-genai speaks it: the key in `x-goog-api-key` (never
 //! in the URL), one `user` content with the images then the text, `systemInstruction` at the
 //! top level, images inline or through the Files API's resumable upload.
-use super::http::{read_json, snippet, Failure, Http, Request};
+use super::errors::snippet;
+use super::http::{read_json, Failure, Http, Request};
 use super::{
     base64, base64_len, load_media, Answer, Finish, Media, Question, Settings, Upload,
     UploadedFile, Usage,

@@ -14,6 +14,7 @@
 //! Answers are parsed leniently (the text is the first candidate's text parts, thoughts
 //! skipped, as the SDK's `response.text`); blocked prompts are errors and non-STOP finishes are
 //! reported in [`Answer::finish`]. Failed requests are retried by [`RetryPolicy`].
+mod errors;
 mod gemini;
 pub mod http;
 mod openai;
