@@ -138,3 +138,104 @@ fn clip_demo_rejects_bad_settings() {
         assert!(e.contains(needle), "{args:?}: {e}");
     }
 }
+
+/// `train-detr` on generated scenes writes a model `detect` and `explain` read back (and
+/// transformers would: config, processor and safetensors with its names), with metrics, curves
+/// and the held-out COCO numbers; bad settings are one-line errors.
+#[test]
+fn train_detr_then_detect_and_explain() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("detr");
+    let (ok, stdout, stderr) = run(tessera()
+        .args([
+            "train-detr",
+            "--train-images",
+            "8",
+            "--val-scenes",
+            "4",
+            "--image-size",
+            "64",
+            "--epochs",
+            "2",
+            "--eval-every",
+            "1",
+            "--json",
+            "--output",
+        ])
+        .arg(&out));
+    assert!(ok, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["epochs"], 2);
+    let ap50 = v["eval"]["ap50"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&ap50), "{stdout}");
+    for f in [
+        "model.safetensors",
+        "config.json",
+        "preprocessor_config.json",
+        "metrics.jsonl",
+        "curves.png",
+        "eval.json",
+        "latest",
+    ] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["architectures"][0], "DetrForObjectDetection");
+    assert_eq!(cfg["id2label"]["3"], "triangle");
+    let image = out.join("data/val/images/000000.png");
+    let (ok, stdout, stderr) = run(tessera()
+        .args(["detect", "--threshold", "0.0", "--json", "--model"])
+        .arg(&out)
+        .arg(&image));
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("\"query\""), "{stdout}");
+    let heat = d.path().join("queries.png");
+    let (ok, stdout, stderr) = run(tessera()
+        .args(["explain", "--threshold", "0.0", "--json", "--model"])
+        .arg(&out)
+        .arg(&image)
+        .arg("--out")
+        .arg(&heat));
+    assert!(ok, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let dets = v["detections"].as_array().unwrap();
+    // Threshold 0 keeps every query that predicts a real class: one panel each.
+    assert!(!dets.is_empty(), "{stdout}");
+    let n_cells = dets[0]["values"].as_array().unwrap().len();
+    assert_eq!(n_cells, 16, "a 64-pixel scene at stride 16 is a 4×4 map");
+    assert!(image::open(&heat).is_ok());
+    // Resuming a finished run with more epochs continues it.
+    let (ok, _, stderr) = run(tessera()
+        .args([
+            "train-detr",
+            "--train-images",
+            "8",
+            "--val-scenes",
+            "4",
+            "--image-size",
+            "64",
+            "--epochs",
+            "3",
+            "--resume",
+            "--output",
+        ])
+        .arg(&out));
+    assert!(ok, "{stderr}");
+    let lines = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 3, "{lines}");
+    for bad in [
+        vec!["--image-size", "8"],
+        vec!["--epochs", "0"],
+        vec!["--lr", "nan"],
+        vec!["--dataset", "/nonexistent/coco"],
+    ] {
+        let (ok, _, stderr) = run(tessera()
+            .arg("train-detr")
+            .args(&bad)
+            .arg("--output")
+            .arg(d.path().join("bad")));
+        assert!(!ok, "{bad:?} was accepted");
+        assert_clean_error(&stderr);
+    }
+}

@@ -466,7 +466,14 @@ fn resnet_backbones_equal_transformers_and_timm() {
 #[test]
 fn detr_equals_transformers_on_a_padded_batch() {
     use tessera::models::detr::{Detr, DetrConfig};
-    for name in ["detr_hf", "detr_hf_aux_learned"] {
+    // Both backbone layouts: HF's ResNetBackbone and timm's ResNet as transformers 5 saves it
+    // (the DC5 one dilated: a stride-16 map, 4×6 on the 64×96 batch instead of 2×3).
+    for (name, tokens) in [
+        ("detr_hf", 6),
+        ("detr_hf_aux_learned", 96),
+        ("detr_timm", 6),
+        ("detr_timm_dc5", 24),
+    ] {
         let dir = common::fixture("detection").join(name);
         let cfg: DetrConfig =
             serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap())
@@ -479,10 +486,26 @@ fn detr_equals_transformers_on_a_padded_batch() {
             &candle_core::Device::Cpu,
         );
         let model = Detr::new(vb, &cfg).unwrap();
+        let mut trace = tessera::nn::Trace::default();
+        let out = {
+            let mut traced = tessera::nn::Ctx::eval();
+            traced.trace = Some(&mut trace);
+            model
+                .forward(&want["pixel_values"], &want["pixel_mask"], &mut traced)
+                .unwrap()
+        };
         let mut ctx = tessera::nn::Ctx::eval();
-        let out = model
-            .forward(&want["pixel_values"], &want["pixel_mask"], &mut ctx)
-            .unwrap();
+        assert_eq!(
+            out.encoder_last_hidden_state.dim(1).unwrap(),
+            tokens,
+            "{name}"
+        );
+        // The trace's last map is the last decoder layer's cross-attention (what `explain`
+        // draws per query); every layer's self- and cross-attention is there.
+        assert_eq!(
+            trace.attentions.len(),
+            cfg.encoder_layers + 2 * cfg.decoder_layers
+        );
         let mut pairs = vec![
             ("logits", out.logits.clone()),
             ("pred_boxes", out.pred_boxes.clone()),
@@ -491,6 +514,10 @@ fn detr_equals_transformers_on_a_padded_batch() {
                 out.encoder_last_hidden_state.clone(),
             ),
             ("last_hidden_state", out.last_hidden_state.clone()),
+            (
+                "cross_attention_last",
+                trace.attentions.last().unwrap().clone(),
+            ),
         ];
         for (i, (l, b)) in out.auxiliary.iter().enumerate() {
             pairs.push((

@@ -5,7 +5,9 @@ use tessera::data::detection_scenes::write_coco;
 use tessera::image::ProcessorConfig;
 use tessera::models::detr::{Detr, DetrConfig};
 use tessera::models::{LoadOptions, Pretrained};
-use tessera::train::detr_train::{evaluate_detr, train_detr, CocoDir, DetrTrainConfig};
+use tessera::train::detr_train::{
+    evaluate_detr, train_detr, CocoDir, DetrFitOptions, DetrTrainConfig,
+};
 
 fn tiny() -> DetrConfig {
     serde_json::from_value(serde_json::json!({
@@ -106,7 +108,15 @@ fn detr_learns_and_every_parameter_gets_a_gradient() {
         clip: 1.0,
         ..DetrTrainConfig::default()
     };
-    let logs = train_detr(&loaded, &proc, &data, &cfg, |_| {}).unwrap();
+    let logs = train_detr(
+        &loaded,
+        &proc,
+        &data,
+        &cfg,
+        &DetrFitOptions::default(),
+        |_| {},
+    )
+    .unwrap();
     let (first, last) = (logs[0].loss, logs[logs.len() - 1].loss);
     eprintln!(
         "loss {first:.3} → {last:.3} in {} epochs ({:.1} s)",
@@ -120,4 +130,76 @@ fn detr_learns_and_every_parameter_gets_a_gradient() {
     let stats = evaluate_detr(&loaded.model, &proc, &data).unwrap();
     eprintln!("{stats:?}");
     assert!((0.0..=1.0).contains(&stats.ap50));
+}
+
+fn weights(store: &tessera::nn::ParamStore) -> Vec<(String, Vec<f32>)> {
+    let mut v: Vec<_> = store
+        .vars()
+        .into_iter()
+        .map(|(n, t)| (n, t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+/// Stopped after one epoch and resumed, a run ends where an uninterrupted one does, bit for
+/// bit (weights, moments, per-epoch shuffles); a resumed run with other settings is refused.
+#[test]
+fn detr_training_resumes_bit_for_bit() {
+    let d = tempfile::tempdir().unwrap();
+    write_coco(&d.path().join("data"), 6, 64, 64, 5).unwrap();
+    let data = CocoDir::open(&d.path().join("data")).unwrap();
+    let mut proc = ProcessorConfig::detr();
+    proc.size = tessera::image::Size::ShortestLongest {
+        shortest_edge: 64,
+        longest_edge: 64,
+    };
+    let cfg = DetrTrainConfig {
+        epochs: 3,
+        batch_size: 4,
+        lr: 1e-3,
+        lr_drop: Some(2),
+        ..DetrTrainConfig::default()
+    };
+    let fresh = || Detr::from_config(&tiny(), &LoadOptions::default().trainable().seed(3)).unwrap();
+    let straight = fresh();
+    let full = train_detr(
+        &straight,
+        &proc,
+        &data,
+        &cfg,
+        &DetrFitOptions::default(),
+        |_| {},
+    )
+    .unwrap();
+    let out = d.path().join("run");
+    let opts = |resume, stop_after| DetrFitOptions {
+        out: Some(&out),
+        resume,
+        stop_after,
+        files: vec![("config.json".into(), straight.model.config_json().unwrap())],
+        ..DetrFitOptions::default()
+    };
+    let first = fresh();
+    train_detr(&first, &proc, &data, &cfg, &opts(false, Some(1)), |_| {}).unwrap();
+    let second = fresh();
+    let resumed = train_detr(&second, &proc, &data, &cfg, &opts(true, None), |_| {}).unwrap();
+    assert_eq!(resumed.len(), 3);
+    assert_eq!(resumed[2].lr, 1e-4, "the step schedule continues");
+    for (a, b) in full.iter().zip(&resumed) {
+        assert_eq!(a.loss, b.loss, "epoch {}", a.epoch);
+    }
+    assert!(
+        weights(&straight.store) == weights(&second.store),
+        "weights differ after resume"
+    );
+    let lines = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 3);
+    // Another learning rate is another run.
+    let other = DetrTrainConfig { lr: 5e-4, ..cfg };
+    let e = train_detr(&fresh(), &proc, &data, &other, &opts(true, None), |_| {})
+        .err()
+        .expect("a resume with other settings must be refused")
+        .to_string();
+    assert!(e.contains("only the epoch count may change"), "{e}");
 }

@@ -265,17 +265,38 @@ def detr_cases():
         "hf_aux_learned": dict(use_timm_backbone=False, backbone=None, auxiliary_loss=True, position_embedding_type="learned",
                                backbone_config=ResNetConfig(embedding_size=8, hidden_sizes=[8, 12], depths=[1, 1],
                                                             layer_type="basic", out_features=["stage2"])),
-        # (use_timm_backbone=True asks the hub for timm's resnet50 config even without
-        # pretrained weights, so it cannot be built offline; the timm layout's names are
-        # covered by backbone_cases.)
+        # timm layouts as transformers 5 writes them (`backbone_config` of model_type
+        # timm_backbone; on disk `model.backbone.conv_encoder.model.conv1…`), narrowed with
+        # timm's `channels` argument so the fixture stays small; DC5 = dilation (output_stride 16).
+        "timm": dict(backbone_config=dict(model_type="timm_backbone", backbone="resnet50", out_indices=[1, 2, 3, 4],
+                                          features_only=True, use_pretrained_backbone=False, num_channels=3),
+                     _channels=(4, 8, 12, 16)),
+        "timm_dc5": dict(backbone_config=dict(model_type="timm_backbone", backbone="resnet18", out_indices=[1, 2, 3, 4],
+                                              features_only=True, use_pretrained_backbone=False, num_channels=3,
+                                              output_stride=16),
+                         _channels=(8, 12, 16, 24)),
     }
     torch.manual_seed(11)
     x = torch.randn(2, 3, 64, 96)
     mask = torch.ones(2, 64, 96, dtype=torch.long)
     mask[1, :, 64:] = 0
     for name, kw in variants.items():
+        kw = dict(kw)
+        channels = kw.pop("_channels", None)
         torch.manual_seed(12)
         m = DetrForObjectDetection(DetrConfig(**common, **kw)).eval()
+        if channels is not None:
+            # load_backbone passes no create_model arguments: build the narrow timm net the way
+            # TimmBackbone does (with `channels`), freeze its norms as DetrConvEncoder does, and
+            # give the input projection the new width.
+            from transformers.models.detr.modeling_detr import replace_batch_norm
+            from transformers.models.timm_backbone.modeling_timm_backbone import TimmBackbone
+
+            tb = TimmBackbone(m.config.backbone_config, channels=channels)
+            replace_batch_norm(tb)
+            m.model.backbone.model = tb._backbone
+            m.model.input_projection = torch.nn.Conv2d(tb.channels[-1], m.config.d_model, 1)
+            m.eval()
         randomize_bn(m)
         with torch.no_grad():
             for mod in m.modules():
@@ -300,8 +321,19 @@ def detr_cases():
             out = m(pixel_values=x, pixel_mask=mask, output_hidden_states=False)
         d = os.path.join(OUT, f"detr_{name}")
         m.save_pretrained(d)
+        if channels is not None:
+            # The width is a create_model argument transformers' config cannot carry; tessera
+            # reads it from backbone_config.channels (timm's argument name).
+            with open(os.path.join(d, "config.json")) as f:
+                c = json.load(f)
+            c["backbone_config"]["channels"] = list(channels)
+            with open(os.path.join(d, "config.json"), "w") as f:
+                json.dump(c, f, indent=2)
         t = {"pixel_values": x, "pixel_mask": mask.to(torch.uint8), "logits": out.logits, "pred_boxes": out.pred_boxes,
              "encoder_last_hidden_state": out.encoder_last_hidden_state, "last_hidden_state": out.last_hidden_state}
+        with torch.no_grad():
+            # The last decoder layer's cross-attention (what `tessera explain` draws per query).
+            t["cross_attention_last"] = m(pixel_values=x, pixel_mask=mask, output_attentions=True).cross_attentions[-1]
         if m.config.auxiliary_loss:
             # transformers computes the auxiliary heads only with labels; the same heads on the
             # decoder's intermediate (normed) states, as its loss path does.

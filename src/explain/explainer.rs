@@ -4,7 +4,7 @@ use super::{argmax, cls_attention, cls_attention_head, cls_attention_per_layer, 
 use super::{relevance, render, rollout, HeadFusion};
 use crate::models::{AutoModel, Family, LoadOptions};
 use crate::nn::{Ctx, Trace};
-use crate::pipelines::{ClipEmbedder, ImageClassification};
+use crate::pipelines::{ClipEmbedder, ImageClassification, ObjectDetection};
 use crate::{Error, Result};
 use image::{DynamicImage, RgbImage};
 use std::ffi::OsStr;
@@ -103,6 +103,8 @@ impl Explanation {
 pub enum Explainer {
     Classifier(Box<ImageClassification>),
     Clip(Box<ClipEmbedder>),
+    /// DETR: explained per detection ([`super::detection_attention`]), not by [`Explainer::explain`].
+    Detector(Box<ObjectDetection>),
 }
 
 impl Explainer {
@@ -114,6 +116,15 @@ impl Explainer {
         opts: &LoadOptions,
     ) -> Result<Self> {
         let ckpt = AutoModel::read(source, opts)?;
+        if Family::of(&ckpt.config)? == Family::Detr {
+            let loaded = <crate::models::detr::Detr as crate::models::Pretrained>::from_checkpoint(
+                ckpt, opts,
+            )?;
+            return Ok(Explainer::Detector(Box::new(ObjectDetection::from_loaded(
+                loaded,
+                &opts.device,
+            )?)));
+        }
         if Family::of(&ckpt.config)? == Family::Clip {
             return Ok(Explainer::Clip(Box::new(ClipEmbedder::from_checkpoint(
                 ckpt, bpe_gz, opts,
@@ -135,6 +146,9 @@ impl Explainer {
                 Explainer::Classifier(Box::new(p.with_processor_backend(backend)))
             }
             Explainer::Clip(e) => Explainer::Clip(Box::new(e.with_processor_backend(backend))),
+            Explainer::Detector(d) => {
+                Explainer::Detector(Box::new(d.with_processor_backend(backend)))
+            }
         }
     }
 
@@ -149,6 +163,10 @@ impl Explainer {
         let (view, legend, grads) = match self {
             Explainer::Classifier(p) => classifier_forward(p, img, req, &mut trace)?,
             Explainer::Clip(e) => clip_forward(e, img, req, &mut trace)?,
+            Explainer::Detector(_) => return Err(Error::Config(
+                "a detector is explained per detection (detection_attention), not by one class map"
+                    .into(),
+            )),
         };
         let layers = trace.attentions.len();
         let values = match req.method {

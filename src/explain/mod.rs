@@ -2,10 +2,13 @@
 //! rollout (Abnar & Zuidema 2020) and gradient-weighted relevance (Chefer et al. 2021,
 //! "generic attention-model explainability"), as patch-grid maps; rendering them over the
 //! image ([`render`]); and [`Explainer`], which runs a classifier or CLIP on an image and
-//! returns the map of what it looked at.
+//! returns the map of what it looked at, or a detector and each detection's decoder attention
+//! ([`detection_attention`]).
+mod detection;
 mod explainer;
 pub mod render;
 
+pub use detection::{detection_attention, render_detection_attention, DetectionAttention};
 pub use explainer::{Explainer, Explanation, Method, Request};
 
 use crate::nn::Trace;

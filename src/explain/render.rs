@@ -41,15 +41,25 @@ pub fn normalize(v: &[f32]) -> Vec<f32> {
 /// The patch grid (`side`×`side`) upsampled bilinearly to `w`×`h`, coloured, blended over
 /// `img` with `alpha`.
 pub fn overlay(img: &RgbImage, grid: &[f32], side: usize, alpha: f32) -> Result<RgbImage> {
-    if grid.len() != side * side {
+    overlay_rect(img, grid, (side, side), alpha)
+}
+
+/// [`overlay`] of a `rows`×`cols` grid (a detector's feature map need not be square).
+pub fn overlay_rect(
+    img: &RgbImage,
+    grid: &[f32],
+    (rows, cols): (usize, usize),
+    alpha: f32,
+) -> Result<RgbImage> {
+    if grid.len() != rows * cols || grid.is_empty() {
         return Err(Error::Shape(format!(
-            "{} values for a {side}x{side} grid",
+            "{} values for a {rows}x{cols} grid",
             grid.len()
         )));
     }
     let (w, h) = img.dimensions();
     let heat =
-        crate::nn::interpolate::bilinear(&normalize(grid), side, side, h as usize, w as usize);
+        crate::nn::interpolate::bilinear(&normalize(grid), rows, cols, h as usize, w as usize);
     Ok(RgbImage::from_fn(w, h, |x, y| {
         let c = viridis(heat[(y * w + x) as usize]);
         let p = img.get_pixel(x, y);

@@ -31,6 +31,8 @@ pub struct DetectedBox {
     pub label: usize,
     /// `(x0, y0, x1, y1)`: in pixels of the target size when one was given, else relative.
     pub bbox: [f32; 4],
+    /// The object query that predicted it.
+    pub query: usize,
 }
 
 /// `DetrImageProcessor.post_process_object_detection(outputs, threshold, target_sizes)`:
@@ -98,6 +100,7 @@ pub fn post_process_object_detection(
                     score: best,
                     label,
                     bbox,
+                    query: j,
                 });
             }
         }

@@ -36,7 +36,10 @@ pub struct DetrConfig {
     pub backbone: Option<String>,
     /// timm's `create_model` arguments (`channels` is honoured).
     pub backbone_kwargs: Option<serde_json::Value>,
-    pub backbone_config: Option<ResNetConfig>,
+    /// transformers' `backbone_config`: an HF `ResNetConfig` (`model_type` `resnet`) or, as
+    /// transformers 5 writes timm backbones, `model_type` `timm_backbone` with `backbone`,
+    /// `out_indices` and `output_stride`.
+    pub backbone_config: Option<serde_json::Value>,
     pub dilation: bool,
     pub num_channels: usize,
     pub id2label: BTreeMap<String, String>,
@@ -86,26 +89,80 @@ impl DetrConfig {
             .unwrap_or_else(|| format!("LABEL_{i}"))
     }
 
-    /// The backbone's layout and sizes: HF `backbone_config`, or timm's ResNet named by
-    /// `backbone` (with `backbone_kwargs.channels`).
-    pub fn resnet(&self) -> Result<(ResNetConfig, Layout)> {
-        if self.dilation {
-            return Err(Error::Config(
-                "dilation (a stride-16 last stage) is not supported yet".into(),
-            ));
-        }
-        if !self.use_timm_backbone {
-            let c = self.backbone_config.clone().unwrap_or_default();
-            return Ok((
-                ResNetConfig {
+    /// The backbone's sizes, layout and the stage DETR reads, decided as transformers does: a
+    /// `backbone_config` of `model_type` `timm_backbone` (what transformers 5 writes) or the
+    /// older `use_timm_backbone` + `backbone` name is timm's ResNet, with `dilation` /
+    /// `output_stride` 16 dilating the last stage (DC5); any other `backbone_config` is HF's
+    /// `ResNetBackbone`, whose `out_features` name the stage (transformers ignores `dilation`
+    /// there, and so does this).
+    pub fn resnet(&self) -> Result<(ResNetConfig, Layout, usize)> {
+        let get = |v: &serde_json::Value, k: &str| v.get(k).filter(|x| !x.is_null()).cloned();
+        match &self.backbone_config {
+            Some(v) if v.get("model_type").and_then(|m| m.as_str()) == Some("timm_backbone") => {
+                let name = get(v, "backbone")
+                    .and_then(|n| n.as_str().map(str::to_string))
+                    .unwrap_or_else(|| "resnet50".into());
+                let stride = match get(v, "output_stride") {
+                    Some(s) => Some(s.as_u64().ok_or_else(|| {
+                        Error::Config(format!("backbone_config.output_stride {s}: not a number"))
+                    })? as usize),
+                    None => None,
+                };
+                self.timm(&name, get(v, "channels"), get(v, "out_indices"), stride)
+            }
+            Some(v) => {
+                match v.get("model_type").and_then(|m| m.as_str()) {
+                    None | Some("resnet") => {}
+                    Some(t) => {
+                        return Err(Error::Config(format!(
+                            "backbone_config model_type {t:?}: only resnet and timm_backbone (ResNets) are supported"
+                        )))
+                    }
+                }
+                let c: ResNetConfig = serde_json::from_value(v.clone())
+                    .map_err(|e| Error::Config(format!("backbone_config: {e}")))?;
+                let c = ResNetConfig {
                     num_channels: self.num_channels,
                     ..c
-                },
-                Layout::Hf,
-            ));
+                };
+                let stage = c.out_stage()?;
+                Ok((c, Layout::Hf, stage))
+            }
+            None if self.use_timm_backbone => {
+                let name = self.backbone.as_deref().unwrap_or("resnet50");
+                let kw = self.backbone_kwargs.as_ref();
+                let stride = match kw.and_then(|k| get(k, "output_stride")) {
+                    Some(s) => s.as_u64().map(|s| s as usize),
+                    None => self.dilation.then_some(16),
+                };
+                self.timm(
+                    name,
+                    kw.and_then(|k| get(k, "channels")),
+                    kw.and_then(|k| get(k, "out_indices")),
+                    stride,
+                )
+            }
+            None => {
+                let c = ResNetConfig {
+                    num_channels: self.num_channels,
+                    ..ResNetConfig::default()
+                };
+                Ok((c, Layout::Hf, 3))
+            }
         }
-        let name = self.backbone.as_deref().unwrap_or("resnet50");
-        let (bottleneck, depths): (bool, Vec<usize>) = match name {
+    }
+
+    /// timm's ResNet `name`, its feature maps `out_indices` (1–4 are `layer1…4`; only the
+    /// stages up to the last are built, as timm's `features_only` does). `channels` is timm's
+    /// `create_model` argument for other widths.
+    fn timm(
+        &self,
+        name: &str,
+        channels: Option<serde_json::Value>,
+        out_indices: Option<serde_json::Value>,
+        output_stride: Option<usize>,
+    ) -> Result<(ResNetConfig, Layout, usize)> {
+        let (bottleneck, mut depths): (bool, Vec<usize>) = match name {
             "resnet18" => (false, vec![2, 2, 2, 2]),
             "resnet34" => (false, vec![3, 4, 6, 3]),
             "resnet50" => (true, vec![3, 4, 6, 3]),
@@ -117,26 +174,47 @@ impl DetrConfig {
                 )))
             }
         };
-        let channels: Vec<usize> = match self
-            .backbone_kwargs
-            .as_ref()
-            .and_then(|k| k.get("channels"))
-        {
-            Some(v) => serde_json::from_value(v.clone())
-                .map_err(|e| Error::Config(format!("backbone_kwargs.channels: {e}")))?,
+        let channels: Vec<usize> = match channels {
+            Some(v) => serde_json::from_value(v)
+                .map_err(|e| Error::Config(format!("backbone channels: {e}")))?,
             None => vec![64, 128, 256, 512],
         };
+        if channels.len() != depths.len() {
+            return Err(Error::Config(format!(
+                "backbone channels {channels:?}: {name} has {} stages",
+                depths.len()
+            )));
+        }
+        let last = match out_indices {
+            Some(v) => {
+                let idx: Vec<usize> = serde_json::from_value(v.clone())
+                    .map_err(|e| Error::Config(format!("out_indices {v}: {e}")))?;
+                match idx.last() {
+                    Some(&i) if (1..=depths.len()).contains(&i) => i,
+                    _ => {
+                        return Err(Error::Config(format!(
+                            "out_indices {v}: the last must be a stage, 1 to {}",
+                            depths.len()
+                        )))
+                    }
+                }
+            }
+            None => depths.len(),
+        };
+        depths.truncate(last);
         let expansion = if bottleneck { 4 } else { 1 };
         Ok((
             ResNetConfig {
                 num_channels: self.num_channels,
                 embedding_size: 64,
-                hidden_sizes: channels.iter().map(|c| c * expansion).collect(),
+                hidden_sizes: channels[..last].iter().map(|c| c * expansion).collect(),
                 depths,
                 layer_type: if bottleneck { "bottleneck" } else { "basic" }.into(),
+                output_stride,
                 ..ResNetConfig::default()
             },
             Layout::Timm,
+            last - 1,
         ))
     }
 
@@ -195,7 +273,19 @@ pub struct DetrOutput {
     pub last_hidden_state: Tensor,
     /// With `auxiliary_loss`: the earlier decoder layers' (logits, boxes).
     pub auxiliary: Vec<(Tensor, Tensor)>,
+    /// The backbone map's (height, width): the encoder's tokens are its cells, row-major.
+    pub feature_size: (usize, usize),
 }
+
+/// Fresh query positions: N(0, 1), `nn.Embedding`'s default and what the DETR authors train
+/// from. They are all that tells the queries apart (the decoder's input is zero), so a zero
+/// init (candle's default) would keep every query identical for ever; transformers' 0.02
+/// breaks the tie only slowly.
+const QUERY_INIT: candle_nn::Init = candle_nn::Init::Randn {
+    mean: 0.0,
+    stdev: 1.0,
+};
+const UNIFORM_01: candle_nn::Init = candle_nn::Init::Uniform { lo: 0.0, up: 1.0 };
 
 #[derive(Clone, Debug)]
 enum PositionEmbedding {
@@ -206,6 +296,8 @@ enum PositionEmbedding {
 #[derive(Clone, Debug)]
 pub struct Detr {
     backbone: ResNet,
+    /// The backbone stage whose map is the encoder's input.
+    stage: usize,
     input_projection: Conv2d,
     position: PositionEmbedding,
     query_pos: Tensor,
@@ -221,14 +313,14 @@ impl Detr {
     /// `vb` at the checkpoint's root (`model.…`, `class_labels_classifier`, `bbox_predictor`).
     pub fn new(vb: VarBuilder, cfg: &DetrConfig) -> Result<Self> {
         cfg.validate()?;
-        let (rcfg, layout) = cfg.resnet()?;
+        let (rcfg, layout, stage) = cfg.resnet()?;
         let m = vb.pp("model");
         let backbone = ResNet::new(
             m.pp("backbone").pp("conv_encoder").pp("model"),
             &rcfg,
             layout,
         )?;
-        let last = *rcfg.hidden_sizes.last().unwrap_or(&1);
+        let last = rcfg.hidden_sizes[stage];
         let d = cfg.d_model;
         let input_projection = Conv2d::new(
             m.pp("input_projection"),
@@ -245,15 +337,24 @@ impl Detr {
                 m.pp("backbone").pp("position_embedding")
             };
             PositionEmbedding::Learned {
-                rows: p.pp("row_embeddings").get((50, d / 2), "weight")?,
-                columns: p.pp("column_embeddings").get((50, d / 2), "weight")?,
+                // Fresh: U(0, 1), as transformers' `_init_weights` draws them.
+                rows: p
+                    .pp("row_embeddings")
+                    .get_with_hints((50, d / 2), "weight", UNIFORM_01)?,
+                columns: p.pp("column_embeddings").get_with_hints(
+                    (50, d / 2),
+                    "weight",
+                    UNIFORM_01,
+                )?,
             }
         } else {
             PositionEmbedding::Sine
         };
-        let query_pos = m
-            .pp("query_position_embeddings")
-            .get((cfg.num_queries, d), "weight")?;
+        let query_pos = m.pp("query_position_embeddings").get_with_hints(
+            (cfg.num_queries, d),
+            "weight",
+            QUERY_INIT,
+        )?;
         let act = Activation::from_hf(&cfg.activation_function)?;
         let block = |heads, mlp_dim| BlockConfig {
             dim: d,
@@ -296,6 +397,7 @@ impl Detr {
         ];
         Ok(Detr {
             backbone,
+            stage,
             input_projection,
             position,
             query_pos,
@@ -357,8 +459,8 @@ impl Detr {
     ) -> Result<DetrOutput> {
         let feats = self.backbone.forward(pixel_values)?;
         let feat = feats
-            .last()
-            .ok_or_else(|| Error::Msg("the backbone has no stages".into()))?;
+            .get(self.stage)
+            .ok_or_else(|| Error::Msg("the backbone has no such stage".into()))?;
         let (b, _c, h, w) = feat.dims4()?;
         let d = self.config.d_model;
         let mask = Self::downsample_mask(&pixel_mask.to_dtype(DType::F32)?, h, w)?; // [B, h, w]
@@ -428,6 +530,7 @@ impl Detr {
             logits,
             pred_boxes,
             encoder_last_hidden_state: memory,
+            feature_size: (h, w),
             last_hidden_state: last,
             auxiliary,
         })
@@ -454,14 +557,46 @@ impl crate::models::Pretrained for Detr {
 
     /// Any missing, unexpected or mis-shaped tensor is an error naming them.
     fn from_checkpoint(
-        ckpt: crate::models::Checkpoint,
+        mut ckpt: crate::models::Checkpoint,
         opts: &crate::models::LoadOptions,
     ) -> Result<crate::models::Loaded<Self>> {
         ckpt.expect(crate::models::Family::Detr)?;
-        let config: DetrConfig = ckpt.config()?;
+        let mut config: DetrConfig = ckpt.config()?;
+        // `num_labels` unlike the checkpoint's: a fresh class head (transformers'
+        // `ignore_mismatched_sizes`), labels `LABEL_i` until the caller names them.
+        let fresh_head = opts.num_labels.filter(|&n| n != config.num_labels());
+        if let Some(n) = fresh_head {
+            if n == 0 {
+                return Err(Error::Config("num_labels must be at least 1".into()));
+            }
+            config.id2label = (0..n)
+                .map(|i| (i.to_string(), format!("LABEL_{i}")))
+                .collect();
+        }
+        let head = "class_labels_classifier.";
         // Batch-norm step counters are buffers DETR drops on load.
-        let keep = |k: &str| !k.ends_with("num_batches_tracked");
-        super::load::strict(ckpt, opts, keep, |vb| Detr::new(vb, &config))
+        let keep = |k: &str| {
+            !k.ends_with("num_batches_tracked") && !(fresh_head.is_some() && k.starts_with(head))
+        };
+        if fresh_head.is_none() || opts.random_init {
+            return super::load::strict(ckpt, opts, keep, |vb| Detr::new(vb, &config));
+        }
+        let dir = ckpt.dir.clone();
+        let tensors = std::mem::take(&mut ckpt.tensors)
+            .into_iter()
+            .filter(|(k, _)| keep(k))
+            .collect();
+        let store = opts.store(tensors);
+        let model = Detr::new(store.var_builder(DType::F32), &config)?;
+        let report = store.report();
+        let fatal = report.missing.iter().any(|k| !k.starts_with(head));
+        if fatal || !report.mismatched.is_empty() || !report.unexpected.is_empty() {
+            return Err(Error::Checkpoint {
+                path: dir,
+                report: report.to_string(),
+            });
+        }
+        super::load::finish(model, store, report, vec![], Some(dir), opts)
     }
 
     /// The inference dtype is not applied yet: DETR runs on the composite ops in fp32.

@@ -30,6 +30,11 @@ pub struct ResNetConfig {
     pub hidden_act: String,
     pub downsample_in_first_stage: bool,
     pub downsample_in_bottleneck: bool,
+    /// timm's `output_stride` (DETR's `dilation`: 16): once the net has reached this stride,
+    /// later stages dilate their 3×3 convolutions instead of striding. Not a field of HF's
+    /// `ResNetConfig` (its `ResNetBackbone` cannot dilate), so never read from or written to it.
+    #[serde(skip)]
+    pub output_stride: Option<usize>,
     /// Fields read by transformers only (`out_features`, `model_type`, …), kept for saving.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
@@ -46,6 +51,7 @@ impl Default for ResNetConfig {
             hidden_act: "relu".into(),
             downsample_in_first_stage: false,
             downsample_in_bottleneck: false,
+            output_stride: None,
             extra: Default::default(),
         }
     }
@@ -86,6 +92,33 @@ impl ResNetConfig {
                 a => bad(format!("hidden_act {a:?}: only relu is supported")),
             },
             t => bad(format!("layer_type {t:?}: expected bottleneck or basic")),
+        }?;
+        match self.output_stride {
+            None | Some(8 | 16 | 32) => Ok(()),
+            Some(s) => bad(format!("output_stride {s}: expected 8, 16 or 32")),
+        }
+    }
+
+    /// The stage whose map DETR takes (0-based): the last of `out_features` (`stage1`…) when
+    /// given, else the last stage.
+    pub fn out_stage(&self) -> Result<usize> {
+        let n = self.hidden_sizes.len();
+        let Some(f) = self.extra.get("out_features").filter(|f| !f.is_null()) else {
+            return Ok(n.saturating_sub(1));
+        };
+        let last = f
+            .as_array()
+            .and_then(|a| a.last())
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| Error::Config(format!("out_features {f}: expected stage names")))?;
+        match last
+            .strip_prefix("stage")
+            .and_then(|i| i.parse::<usize>().ok())
+        {
+            Some(i) if (1..=n).contains(&i) => Ok(i - 1),
+            _ => Err(Error::Config(format!(
+                "out_features {f}: the last must be one of stage1…stage{n}"
+            ))),
         }
     }
 }
@@ -104,7 +137,7 @@ impl ConvNorm {
     /// `conv`/`norm` are the two modules' paths under `vb`.
     fn new(vb: &VarBuilder, conv: &str, norm: &str, spec: ConvSpec, relu: bool) -> Result<Self> {
         Ok(ConvNorm {
-            conv: Conv2d::new(vb.pp(conv), &spec)?,
+            conv: Conv2d::kaiming_fan_out(vb.pp(conv), &spec)?,
             norm: FrozenBatchNorm2d::new(vb.pp(norm), spec.out_channels, BN_EPS)?,
             relu,
         })
@@ -131,6 +164,7 @@ impl Block {
         cin: usize,
         cout: usize,
         stride: usize,
+        (first_dilation, dilation): (usize, usize),
     ) -> Result<Self> {
         let bottleneck = cfg.layer_type == "bottleneck";
         let specs: Vec<ConvSpec> = if bottleneck {
@@ -142,13 +176,13 @@ impl Block {
             };
             vec![
                 ConvSpec::same(cin, mid, 1, s1),
-                ConvSpec::same(mid, mid, 3, s2),
+                ConvSpec::same(mid, mid, 3, s2).dilated(first_dilation),
                 ConvSpec::same(mid, cout, 1, 1),
             ]
         } else {
             vec![
-                ConvSpec::same(cin, cout, 3, stride),
-                ConvSpec::same(cout, cout, 3, 1),
+                ConvSpec::same(cin, cout, 3, stride).dilated(first_dilation),
+                ConvSpec::same(cout, cout, 3, 1).dilated(dilation),
             ]
         };
         let last = specs.len() - 1;
@@ -257,20 +291,44 @@ impl ResNet {
         };
         let mut stages = vec![];
         let mut cin = cfg.embedding_size;
+        // timm's bookkeeping for `output_stride`: the stem reaches stride 4; a stage that would
+        // pass the target multiplies the dilation instead. A stage's first block keeps the
+        // previous dilation on its 3×3 convolution, the rest take the new one.
+        let (mut net_stride, mut dilation) = (4, 1);
+        let target = cfg.output_stride.unwrap_or(usize::MAX);
         for (s, (&cout, &depth)) in cfg.hidden_sizes.iter().zip(&cfg.depths).enumerate() {
-            let stride = if s == 0 && !cfg.downsample_in_first_stage {
+            let mut stride = if s == 0 && !cfg.downsample_in_first_stage {
                 1
             } else {
                 2
             };
+            let previous = dilation;
+            if net_stride >= target {
+                dilation *= stride;
+                stride = 1;
+            } else {
+                net_stride *= stride;
+            }
             let mut blocks = vec![];
             for l in 0..depth {
                 let vb_l = match layout {
                     Layout::Hf => vb.pp("encoder").pp("stages").pp(s).pp("layers").pp(l),
                     Layout::Timm => vb.pp(format!("layer{}", s + 1)).pp(l),
                 };
-                let (i, st) = if l == 0 { (cin, stride) } else { (cout, 1) };
-                blocks.push(Block::new(vb_l, layout, cfg, i, cout, st)?);
+                let (i, st, first) = if l == 0 {
+                    (cin, stride, previous)
+                } else {
+                    (cout, 1, dilation)
+                };
+                blocks.push(Block::new(
+                    vb_l,
+                    layout,
+                    cfg,
+                    i,
+                    cout,
+                    st,
+                    (first, dilation),
+                )?);
             }
             stages.push(blocks);
             cin = cout;

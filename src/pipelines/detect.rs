@@ -17,6 +17,8 @@ pub struct Detection {
     pub score: f32,
     /// `(x0, y0, x1, y1)` in the image's pixels.
     pub bbox: [f32; 4],
+    /// The object query that predicted it (its decoder attention is what `explain` draws).
+    pub query: usize,
 }
 
 pub struct ObjectDetection {
@@ -77,12 +79,20 @@ impl ObjectDetection {
             .into_iter()
             .map(|dets| {
                 dets.into_iter()
-                    .map(|DetectedBox { score, label, bbox }| Detection {
-                        label: self.model.config.label(label),
-                        index: label,
-                        score,
-                        bbox,
-                    })
+                    .map(
+                        |DetectedBox {
+                             score,
+                             label,
+                             bbox,
+                             query,
+                         }| Detection {
+                            label: self.model.config.label(label),
+                            index: label,
+                            score,
+                            bbox,
+                            query,
+                        },
+                    )
                     .collect()
             })
             .collect())

@@ -8,7 +8,7 @@ use crate::{Error, Result};
 use std::collections::BTreeMap;
 
 /// `summarize()`'s twelve numbers; -1 where nothing could be scored, as pycocotools prints.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CocoStats {
     /// AP at IoU .50:.05:.95, all areas, 100 detections.
     pub ap: f64,

@@ -33,6 +33,32 @@ impl DetrLossConfig {
             giou_loss_coefficient: 2.0,
         }
     }
+
+    /// The costs and coefficients a `DetrConfig` holds (transformers reads them from there),
+    /// transformers' defaults where it has none.
+    pub fn from_config(c: &crate::models::detr::DetrConfig) -> Result<Self> {
+        let d = DetrLossConfig::new(c.num_labels());
+        let get = |k: &str, default: f32| -> Result<f32> {
+            match c.extra.get(k) {
+                None | Some(serde_json::Value::Null) => Ok(default),
+                Some(v) => match v.as_f64() {
+                    Some(x) if x.is_finite() && x >= 0.0 => Ok(x as f32),
+                    _ => Err(Error::Config(format!(
+                        "{k} {v}: expected a non-negative number"
+                    ))),
+                },
+            }
+        };
+        Ok(DetrLossConfig {
+            num_labels: d.num_labels,
+            class_cost: get("class_cost", d.class_cost)?,
+            bbox_cost: get("bbox_cost", d.bbox_cost)?,
+            giou_cost: get("giou_cost", d.giou_cost)?,
+            eos_coefficient: get("eos_coefficient", d.eos_coefficient)?,
+            bbox_loss_coefficient: get("bbox_loss_coefficient", d.bbox_loss_coefficient)?,
+            giou_loss_coefficient: get("giou_loss_coefficient", d.giou_loss_coefficient)?,
+        })
+    }
 }
 
 /// One image's targets: class indices in `[0, num_labels)` and boxes `(cx, cy, w, h)`

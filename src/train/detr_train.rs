@@ -5,6 +5,7 @@
 //! held-out set.
 use super::coco_eval::{evaluate, CocoStats};
 use super::detr_loss::{detr_loss, DetrLossConfig, Target};
+use super::fit::{latest_checkpoint, restore_weights, save_checkpoint_as};
 use super::optim::{clip_grad_norm, AdamW, AdamWConfig};
 use crate::data::coco::{CocoDataset, Detection};
 use crate::image::boxes::{post_process_object_detection, DetectedBox};
@@ -12,36 +13,46 @@ use crate::image::ProcessorConfig;
 use crate::models::detr::Detr;
 use crate::models::Loaded;
 use crate::nn::Ctx;
+use crate::util::{atomic_write, read_json};
 use crate::{Error, Result};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::path::{Path, PathBuf};
 
-/// A COCO directory: `annotations.json` and the images it names under `images/`.
+/// A COCO set: its annotations and the directory of the images they name.
 pub struct CocoDir {
-    pub root: PathBuf,
+    pub images: PathBuf,
     pub annotations: CocoDataset,
 }
 
 impl CocoDir {
+    /// A directory holding `annotations.json` and `images/`.
     pub fn open(root: &Path) -> Result<CocoDir> {
-        let annotations = CocoDataset::load(&root.join("annotations.json"))?;
-        if annotations.images.is_empty() {
-            return Err(Error::data(root, "the annotations list no images"));
+        Self::from_json(&root.join("annotations.json"), &root.join("images"))
+    }
+
+    /// A COCO JSON file (`instances_val2017.json`, …) and the directory of its images.
+    pub fn from_json(annotations: &Path, images: &Path) -> Result<CocoDir> {
+        let annotations_set = CocoDataset::load(annotations)?;
+        if annotations_set.images.is_empty() {
+            return Err(Error::data(annotations, "the annotations list no images"));
+        }
+        if !images.is_dir() {
+            return Err(Error::data(images, "no such image directory"));
         }
         Ok(CocoDir {
-            root: root.to_path_buf(),
-            annotations,
+            images: images.to_path_buf(),
+            annotations: annotations_set,
         })
     }
 
     fn image_path(&self, file_name: &str) -> PathBuf {
-        self.root.join("images").join(file_name)
+        self.images.join(file_name)
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DetrTrainConfig {
     pub epochs: usize,
     pub batch_size: usize,
@@ -50,8 +61,11 @@ pub struct DetrTrainConfig {
     /// The backbone's rate as a fraction of `lr` (DETR: 0.1).
     pub backbone_lr_scale: f64,
     pub weight_decay: f64,
-    /// Global gradient-norm clip (DETR: 0.1).
+    /// Global gradient-norm clip (DETR: 0.1; 0: off).
     pub clip: f64,
+    /// Epochs after which every rate drops tenfold (DETR's `StepLR`: 200 of 300); `None` keeps
+    /// them.
+    pub lr_drop: Option<usize>,
     pub seed: u64,
 }
 
@@ -64,6 +78,7 @@ impl Default for DetrTrainConfig {
             backbone_lr_scale: 0.1,
             weight_decay: 1e-4,
             clip: 0.1,
+            lr_drop: None,
             seed: 0,
         }
     }
@@ -90,6 +105,9 @@ impl DetrTrainConfig {
         }
         if self.lr == 0.0 {
             return bad("lr must be positive".into());
+        }
+        if self.lr_drop == Some(0) {
+            return bad("lr drop after 0 epochs: use a lower lr instead".into());
         }
         Ok(())
     }
@@ -140,28 +158,70 @@ fn targets(
     Ok(t)
 }
 
-/// One epoch's mean loss terms.
-#[derive(Clone, Debug, serde::Serialize)]
+/// One epoch's mean loss terms, and the held-out COCO numbers when it was evaluated.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct EpochLog {
     pub epoch: usize,
     pub loss: f64,
     pub loss_ce: f64,
     pub loss_bbox: f64,
     pub loss_giou: f64,
+    pub lr: f64,
     pub seconds: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval: Option<CocoStats>,
 }
 
-/// Trains `loaded` (built trainable) on `train`; `on_epoch` sees each epoch's log.
+/// Where and how [`train_detr`] keeps its state.
+#[derive(Default)]
+pub struct DetrFitOptions<'a> {
+    /// Output directory: `checkpoint-N/` after every epoch (weights, `files`, optimizer
+    /// moments, `trainer_state.json`; `latest` names it) and `metrics.jsonl`. `None` keeps
+    /// nothing on disk.
+    pub out: Option<&'a Path>,
+    /// Continue from `out`'s latest checkpoint: weights, moments and the epoch count; the
+    /// shuffles are seeded per (seed, epoch), so the run continues as if never stopped.
+    pub resume: bool,
+    /// Stop after this many epochs are complete (a later `resume` continues).
+    pub stop_after: Option<usize>,
+    /// Held-out set scored every `eval_every` epochs and after the last.
+    pub val: Option<&'a CocoDir>,
+    pub eval_every: usize,
+    /// `config.json`, `preprocessor_config.json`… written with every checkpoint.
+    pub files: Vec<(String, serde_json::Value)>,
+}
+
+/// What a checkpoint remembers besides weights and moments.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct DetrTrainerState {
+    /// Epochs completed.
+    pub epoch: usize,
+    pub global_step: usize,
+    pub history: Vec<EpochLog>,
+    pub config: DetrTrainConfig,
+}
+
+/// The learning rate of `epoch` (0-based) under DETR's step schedule.
+fn lr_of(cfg: &DetrTrainConfig, epoch: usize) -> f64 {
+    match cfg.lr_drop {
+        Some(d) if epoch >= d => cfg.lr * 0.1,
+        _ => cfg.lr,
+    }
+}
+
+/// Trains `loaded` (built trainable; frozen prefixes stay out) on `train`; `on_epoch` sees
+/// each epoch's log. Returns the whole history (with a resumed run's earlier epochs).
 pub fn train_detr(
     loaded: &Loaded<Detr>,
     processor: &ProcessorConfig,
     train: &CocoDir,
     cfg: &DetrTrainConfig,
+    opts: &DetrFitOptions,
     mut on_epoch: impl FnMut(&EpochLog),
 ) -> Result<Vec<EpochLog>> {
     cfg.validate()?;
     let model = &loaded.model;
-    let loss_cfg = DetrLossConfig::new(model.config.num_labels());
+    let loss_cfg = DetrLossConfig::from_config(&model.config)?;
     let vars = loaded.store.vars();
     if vars.is_empty() {
         return Err(Error::Config(
@@ -178,12 +238,54 @@ pub fn train_detr(
     );
     opt.set_lr_scale("model.backbone.", cfg.backbone_lr_scale);
     let var_list: Vec<_> = vars.iter().map(|(_, v)| v.clone()).collect();
-    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-    let mut order: Vec<usize> = (0..train.annotations.images.len()).collect();
-    let mut logs = vec![];
-    for epoch in 0..cfg.epochs {
+    let mut state = DetrTrainerState {
+        epoch: 0,
+        global_step: 0,
+        history: vec![],
+        config: cfg.clone(),
+    };
+    let device = candle_core::Device::Cpu;
+    if let Some(out) = opts.out {
+        std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+        if opts.resume {
+            let dir = latest_checkpoint(out).ok_or_else(|| {
+                Error::Msg(format!("cannot resume: no checkpoint in {}", out.display()))
+            })?;
+            let saved: DetrTrainerState = read_json(&dir.join("trainer_state.json"))?;
+            let mut same = saved.config.clone();
+            same.epochs = cfg.epochs;
+            if same != *cfg {
+                return Err(Error::Config(format!(
+                    "cannot resume {}: it was trained with {:?}, this run asks {:?} (only the epoch count may change)",
+                    dir.display(),
+                    saved.config,
+                    cfg
+                )));
+            }
+            restore_weights(&loaded.store, &dir, &device)?;
+            let moments =
+                crate::nn::store::load_safetensors(&dir.join("optimizer.safetensors"), &device)?;
+            opt.load_state(&moments, saved.global_step as u64)?;
+            state = saved;
+            state.config.epochs = cfg.epochs;
+        }
+        let lines: String = state
+            .history
+            .iter()
+            .map(|m| serde_json::to_string(m).unwrap_or_default() + "\n")
+            .collect();
+        atomic_write(&out.join("metrics.jsonl"), lines.as_bytes())?;
+    }
+    let n_images = train.annotations.images.len();
+    let last_epoch = opts.stop_after.unwrap_or(cfg.epochs).min(cfg.epochs);
+    while state.epoch < last_epoch {
+        let epoch = state.epoch;
         let t0 = std::time::Instant::now();
+        // Seeded per (seed, epoch): a resumed run shuffles as an uninterrupted one.
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_mul(1_000_003) ^ epoch as u64);
+        let mut order: Vec<usize> = (0..n_images).collect();
         order.shuffle(&mut rng);
+        let lr = lr_of(cfg, epoch);
         let (mut sums, mut n) = ([0f64; 4], 0usize);
         for chunk in order.chunks(cfg.batch_size) {
             let infos: Vec<_> = chunk
@@ -194,7 +296,7 @@ pub fn train_detr(
                 .iter()
                 .map(|im| crate::image::open(&train.image_path(&im.file_name)))
                 .collect::<Result<Vec<_>>>()?;
-            let batch = processor.batch_padded(&imgs, &candle_core::Device::Cpu)?;
+            let batch = processor.batch_padded(&imgs, &device)?;
             let (_, _, ph, pw) = batch.pixel_values.dims4()?;
             let tgts = infos
                 .iter()
@@ -223,10 +325,20 @@ pub fn train_detr(
                 &tgts,
                 &loss_cfg,
             )?;
-            let mut grads = loss.total.backward()?;
-            clip_grad_norm(&mut grads, &var_list, cfg.clip)?;
-            opt.step(&grads, cfg.lr)?;
             let total = loss.total.to_scalar::<f32>()? as f64;
+            if !total.is_finite() {
+                return Err(Error::Msg(format!(
+                    "the loss became {total} at epoch {}, step {} (lower the learning rate)",
+                    epoch + 1,
+                    state.global_step + 1
+                )));
+            }
+            let mut grads = loss.total.backward()?;
+            if cfg.clip > 0.0 {
+                clip_grad_norm(&mut grads, &var_list, cfg.clip)?;
+            }
+            opt.step(&grads, lr)?;
+            state.global_step += 1;
             for (s, v) in sums.iter_mut().zip([
                 total,
                 loss.terms["loss_ce"] as f64,
@@ -238,18 +350,45 @@ pub fn train_detr(
             n += 1;
         }
         let m = |i: usize| sums[i] / n.max(1) as f64;
+        state.epoch += 1;
+        let seconds = t0.elapsed().as_secs_f64();
+        let evaluate_now = state.epoch == last_epoch
+            || (opts.eval_every > 0 && state.epoch.is_multiple_of(opts.eval_every));
+        let eval = match opts.val {
+            Some(val) if evaluate_now => Some(evaluate_detr(model, processor, val)?),
+            _ => None,
+        };
         let log = EpochLog {
-            epoch: epoch + 1,
+            epoch: state.epoch,
             loss: m(0),
             loss_ce: m(1),
             loss_bbox: m(2),
             loss_giou: m(3),
-            seconds: t0.elapsed().as_secs_f64(),
+            lr,
+            seconds,
+            eval,
         };
+        state.history.push(log.clone());
+        if let Some(out) = opts.out {
+            save_checkpoint_as(
+                out,
+                &format!("checkpoint-{}", state.epoch),
+                &loaded.store,
+                &opt,
+                &state,
+                &opts.files,
+            )?;
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(out.join("metrics.jsonl"))
+                .map_err(|e| Error::io(out, e))?;
+            use std::io::Write as _;
+            writeln!(f, "{}", serde_json::to_string(&log).unwrap_or_default())
+                .map_err(|e| Error::io(out, e))?;
+        }
         on_epoch(&log);
-        logs.push(log);
     }
-    Ok(logs)
+    Ok(state.history)
 }
 
 /// Processor, model and post-processing of a batch of decoded images: per image, boxes above

@@ -85,14 +85,27 @@ fn save_checkpoint(
     state: &TrainerState,
     config: &ModelFiles,
 ) -> Result<PathBuf> {
-    // A new directory per checkpoint, then an atomic switch of `latest`: a crash (or SIGKILL)
-    // mid-write leaves the previous checkpoint intact and pointed to.
     let name = if state.batches_done == 0 {
         format!("checkpoint-{}", state.epoch)
     } else {
         format!("checkpoint-step-{}", state.global_step)
     };
-    let dir = out.join(&name);
+    save_checkpoint_as(out, &name, store, opt, state, config)
+}
+
+/// Writes `out/<name>/` (weights, model files, optimizer moments, `trainer_state.json`), points
+/// `latest` at it and removes every other checkpoint.
+pub(crate) fn save_checkpoint_as(
+    out: &Path,
+    name: &str,
+    store: &ParamStore,
+    opt: &AdamW,
+    state: &impl serde::Serialize,
+    config: &ModelFiles,
+) -> Result<PathBuf> {
+    // A new directory per checkpoint, then an atomic switch of `latest`: a crash (or SIGKILL)
+    // mid-write leaves the previous checkpoint intact and pointed to.
+    let dir = out.join(name);
     save_model(&dir, store, config)?;
     crate::nn::store::save_safetensors(&dir.join("optimizer.safetensors"), &opt.state_tensors()?)?;
     write_json(&dir.join("trainer_state.json"), state)?;
@@ -107,6 +120,30 @@ fn save_checkpoint(
         }
     }
     Ok(dir)
+}
+
+/// Sets every trainable variable of `store` from `dir/model.safetensors`; a missing or
+/// mis-shaped tensor is an error naming it.
+pub(crate) fn restore_weights(store: &ParamStore, dir: &Path, device: &Device) -> Result<()> {
+    let weights = crate::nn::store::load_safetensors(&dir.join("model.safetensors"), device)?;
+    for (name, var) in store.vars() {
+        let t = weights.get(&name).ok_or_else(|| Error::Checkpoint {
+            path: dir.to_path_buf(),
+            report: format!("missing tensor {name} (was the run trained with another model?)"),
+        })?;
+        if t.dims() != var.dims() {
+            return Err(Error::Checkpoint {
+                path: dir.to_path_buf(),
+                report: format!(
+                    "tensor {name} is {:?} there, the model wants {:?} (was the run trained with another config?)",
+                    t.dims(),
+                    var.dims()
+                ),
+            });
+        }
+        var.set(&t.to_dtype(var.dtype())?)?;
+    }
+    Ok(())
 }
 
 /// The checkpoint directory `latest` points to, if any.
@@ -286,24 +323,7 @@ pub fn fit(
         if saved.config != *cfg {
             progress.note("resuming with the saved training config; this run's settings differ and are ignored except the epoch count");
         }
-        let weights = crate::nn::store::load_safetensors(&dir.join("model.safetensors"), device)?;
-        for (name, var) in store.vars() {
-            let t = weights.get(&name).ok_or_else(|| Error::Checkpoint {
-                path: dir.clone(),
-                report: format!("missing tensor {name} (was the run trained with another model?)"),
-            })?;
-            if t.dims() != var.dims() {
-                return Err(Error::Checkpoint {
-                    path: dir.clone(),
-                    report: format!(
-                        "tensor {name} is {:?} there, the model wants {:?} (was the run trained with another config?)",
-                        t.dims(),
-                        var.dims()
-                    ),
-                });
-            }
-            var.set(&t.to_dtype(var.dtype())?)?;
-        }
+        restore_weights(store, &dir, device)?;
         let moments =
             crate::nn::store::load_safetensors(&dir.join("optimizer.safetensors"), device)?;
         opt.load_state(&moments, saved.global_step as u64)?;

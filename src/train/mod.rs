@@ -5,6 +5,7 @@
 pub mod coco_eval;
 pub mod contrastive;
 pub mod detr_loss;
+pub mod detr_run;
 pub mod detr_train;
 pub mod export;
 pub mod finetune;

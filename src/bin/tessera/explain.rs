@@ -17,7 +17,8 @@ enum MethodArg {
 #[derive(Parser)]
 #[command(allow_negative_numbers = true)]
 pub struct Args {
-    /// A tessera ViT run, an HF ViT classifier or a CLIP checkpoint (directory or hub id).
+    /// A tessera ViT run, an HF ViT classifier, a CLIP or a DETR checkpoint (directory or hub
+    /// id). For DETR: one panel per detection, its query's last-layer decoder attention.
     #[arg(long)]
     model: OsString,
     image: OsString,
@@ -40,6 +41,9 @@ pub struct Args {
     /// For rollout: the fraction of lowest attentions to drop per layer, in [0, 1).
     #[arg(long, allow_hyphen_values = true, default_value_t = 0.0)]
     discard_ratio: f32,
+    /// For DETR: detections scoring above this are explained.
+    #[arg(long, default_value_t = 0.7)]
+    threshold: f32,
     #[arg(long, default_value = "heat.png")]
     out: PathBuf,
     /// Also write a grid of every layer's class-token attention here.
@@ -75,6 +79,30 @@ pub fn run(a: Args) -> Result<()> {
         Explainer::from_pretrained(&a.model, &a.bpe.bpe, &super::common::inference_load())?
             .with_processor_backend(a.processor.backend);
     let img = ImageSource::parse(&a.image).load()?;
+    if let Explainer::Detector(det) = &explainer {
+        let maps = tessera::explain::detection_attention(det, &img, a.threshold, a.head_fusion)?;
+        render::save_png(
+            &tessera::explain::render_detection_attention(&img, &maps, det)?,
+            &a.out,
+        )?;
+        for m in &maps {
+            let d = &m.detection;
+            let hot = tessera::explain::argmax(&m.values);
+            eprintln!(
+                "query {:>3}: {} {:.3} at [{:.1}, {:.1}, {:.1}, {:.1}], attending most to cell ({}, {}) of {}x{}",
+                d.query, d.label, d.score, d.bbox[0], d.bbox[1], d.bbox[2], d.bbox[3],
+                hot / m.grid.1, hot % m.grid.1, m.grid.0, m.grid.1
+            );
+        }
+        eprintln!("wrote {} ({} detections)", a.out.display(), maps.len());
+        if a.json {
+            println!(
+                "{}",
+                json!({"detections": maps, "out": a.out.display().to_string()})
+            );
+        }
+        return Ok(());
+    }
     let e = explainer.explain(&img, &req)?;
     render::save_png(&e.heatmap()?, &a.out)?;
     if let Some(p) = &a.layers_out {

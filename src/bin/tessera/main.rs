@@ -14,6 +14,7 @@ mod index;
 mod predict;
 mod search;
 mod train;
+mod train_detr;
 mod zero_shot;
 
 #[derive(Parser)]
@@ -52,6 +53,8 @@ enum Cmd {
     Explain(explain::Args),
     /// Detect objects with a DETR checkpoint (boxes, labels, scores; drawn with --out).
     Detect(detect::Args),
+    /// Train DETR on generated shape scenes (default) or a COCO-format set; COCO mAP held out.
+    TrainDetr(train_detr::Args),
     /// Ask a hosted or local multimodal model (Gemini, any OpenAI-compatible server) about images.
     Ask(ask::Args),
 }
@@ -82,6 +85,7 @@ fn main() {
         Cmd::Explain(a) => explain::run(a),
         Cmd::Ask(a) => ask::run(a),
         Cmd::Detect(a) => detect::run(a),
+        Cmd::TrainDetr(a) => train_detr::run(a),
     };
     if let Err(e) = r {
         eprintln!("error: {}", common::one_line(&e));
