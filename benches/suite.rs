@@ -29,6 +29,8 @@ const WORKLOADS: &[&str] = &[
     "clip_text16_b8",
     "seed_vit_train_b64",
     "vit_b16_finetune_b16",
+    "detr_r50_800x1066_b1",
+    "detr_r50_backbone_800x1066_b1",
 ];
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -101,6 +103,46 @@ fn ids(b: usize, t: usize, dev: &Device) -> Tensor {
         })
         .collect();
     Tensor::new(rows, dev).expect("ids")
+}
+
+/// Matmul/convolution FLOPs of ResNet-50 (bottleneck, stride on the 3×3) on an `h`×`w` image:
+/// stem, every block's three convolutions and the downsampling shortcuts.
+fn resnet50_gflop(h: usize, w: usize) -> f64 {
+    let out = |s: usize, k: usize, st: usize| (s + 2 * (k / 2) - k) / st + 1;
+    let conv = |hw: (usize, usize), cin: usize, cout: usize, k: usize| {
+        2.0 * (hw.0 * hw.1 * cin * cout * k * k) as f64
+    };
+    let (mut hh, mut ww) = (out(h, 7, 2), out(w, 7, 2));
+    let mut f = conv((hh, ww), 3, 64, 7);
+    (hh, ww) = (out(hh, 3, 2), out(ww, 3, 2));
+    let mut cin = 64;
+    for (s, (&width, &depth)) in [64usize, 128, 256, 512].iter().zip(&[3usize, 4, 6, 3]).enumerate() {
+        for l in 0..depth {
+            let stride = if l == 0 && s > 0 { 2 } else { 1 };
+            let (oh, ow) = (out(hh, 3, stride), out(ww, 3, stride));
+            f += conv((hh, ww), cin, width, 1) + conv((oh, ow), width, width, 3);
+            f += conv((oh, ow), width, width * 4, 1);
+            if l == 0 {
+                f += conv((oh, ow), cin, width * 4, 1);
+            }
+            (hh, ww, cin) = (oh, ow, width * 4);
+        }
+    }
+    f / 1e9
+}
+
+/// DETR-R50's transformer: input projection, 6 encoder layers over the `n` cells, 6 decoder
+/// layers of 100 queries (self-attention, cross-attention to the cells, MLP), the heads.
+fn detr_transformer_gflop(n: usize) -> f64 {
+    let (d, ff, q) = (256.0, 2048.0, 100.0);
+    let n = n as f64;
+    let proj = 2.0 * n * 2048.0 * d;
+    let enc = 6.0 * (2.0 * n * (4.0 * d * d + 2.0 * d * ff) + 4.0 * n * n * d);
+    let dec = 6.0
+        * (2.0 * q * (4.0 * d * d + 2.0 * d * ff) + 4.0 * q * q * d
+            + 2.0 * (2.0 * q * d * d + 2.0 * n * d * d) + 4.0 * q * n * d);
+    let heads = 2.0 * q * (d * 92.0 + 2.0 * d * d + d * 4.0);
+    (proj + enc + dec + heads) / 1e9
 }
 
 struct Run {
@@ -239,6 +281,35 @@ fn run(workload: &str, dtype: DType) -> Run {
                 items: batch,
                 unit: "img",
                 gflop: 3.0 * batch as f64 * vit_gflop_per_image(&cfg, 37),
+            }
+        }
+        "detr_r50_800x1066_b1" | "detr_r50_backbone_800x1066_b1" => {
+            // facebook/detr-resnet-50's config (timm ResNet-50, 100 queries, 91 labels),
+            // random weights; one 800×1066 image (DetrImageProcessor's size for 4:3 photos).
+            use tessera::models::detr::{Detr, DetrConfig};
+            let loaded = Detr::from_config(&DetrConfig::default(), &LoadOptions::default())
+                .expect("detr");
+            let (h, w) = (800, 1066);
+            let px = Tensor::randn(0f32, 1.0, (1, 3, h, w), &dev).expect("pixels");
+            let mask = Tensor::ones((1, h, w), DType::F32, &dev).expect("mask");
+            let backbone_only = workload.contains("backbone");
+            let s = time(1, reps, || {
+                if backbone_only {
+                    loaded.model.backbone().forward(&px).expect("backbone");
+                } else {
+                    loaded
+                        .model
+                        .forward(&px, &mask, &mut Ctx::inference())
+                        .expect("detr");
+                }
+            });
+            let cells = h.div_ceil(32) * w.div_ceil(32);
+            Run {
+                seconds: s,
+                items: 1,
+                unit: "img",
+                gflop: resnet50_gflop(h, w)
+                    + if backbone_only { 0.0 } else { detr_transformer_gflop(cells) },
             }
         }
         other => {

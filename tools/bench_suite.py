@@ -89,6 +89,21 @@ def run(w):
             torch.nn.functional.cross_entropy(model(pixel_values=x).logits, y).backward()
             opt.step()
         return timed(step, 1, min(reps, 5)), 16, "img"
+    if w.startswith("detr_r50"):
+        # facebook/detr-resnet-50's config, random weights (timm ResNet-50, built offline).
+        from transformers import DetrConfig, DetrForObjectDetection
+        m = DetrForObjectDetection(DetrConfig(use_pretrained_backbone=False)).eval()
+        px = torch.randn(1, 3, 800, 1066)
+        mask = torch.ones(1, 800, 1066, dtype=torch.long)
+        if "backbone" in w:
+            def f():
+                with torch.no_grad():
+                    m.model.backbone.model(px)
+        else:
+            def f():
+                with torch.no_grad():
+                    m(pixel_values=px, pixel_mask=mask)
+        return timed(f, 1, min(reps, 5)), 1, "img"
     raise SystemExit(f"unknown workload {w}")
 
 

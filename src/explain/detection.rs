@@ -103,7 +103,15 @@ pub fn render_detection_attention(
     maps: &[DetectionAttention],
     det: &ObjectDetection,
 ) -> Result<RgbImage> {
-    let view = img.to_rgb8();
+    // Small inputs (the 128-pixel generated scenes) are enlarged by a whole factor so the
+    // captions fit and the cells can be seen.
+    let k = (256 / img.width().min(img.height()).max(1)).clamp(1, 8);
+    let view = image::imageops::resize(
+        &img.to_rgb8(),
+        img.width() * k,
+        img.height() * k,
+        image::imageops::FilterType::Nearest,
+    );
     if maps.is_empty() {
         return render::legend(&view, "no detection above the threshold");
     }
@@ -125,7 +133,8 @@ pub fn render_detection_attention(
         let heat = render::overlay_rect(&view, &cells, (keep_r, keep_c), 0.55)?;
         let d = &m.detection;
         let caption = format!("{} {:.2}", d.label, d.score);
-        let boxed = render::draw_boxes(&heat, &[(d.bbox, d.index, caption.clone())])?;
+        let bbox = d.bbox.map(|v| v * k as f32);
+        let boxed = render::draw_boxes(&heat, &[(bbox, d.index, caption.clone())])?;
         panels.push(render::legend(
             &boxed,
             &format!("query {}: {caption}", d.query),

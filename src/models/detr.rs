@@ -310,6 +310,11 @@ pub struct Detr {
 }
 
 impl Detr {
+    /// The CNN backbone (to time or run it alone).
+    pub fn backbone(&self) -> &ResNet {
+        &self.backbone
+    }
+
     /// `vb` at the checkpoint's root (`model.…`, `class_labels_classifier`, `bbox_predictor`).
     pub fn new(vb: VarBuilder, cfg: &DetrConfig) -> Result<Self> {
         cfg.validate()?;
@@ -613,5 +618,46 @@ impl crate::models::Pretrained for Detr {
         v["model_type"] = "detr".into();
         v["architectures"] = serde_json::json!(["DetrForObjectDetection"]);
         Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(v: serde_json::Value) -> DetrConfig {
+        serde_json::from_value(v).unwrap()
+    }
+
+    /// The backbone is chosen as transformers chooses it, from both config generations.
+    #[test]
+    fn backbone_layout_follows_the_config() {
+        // transformers 4 / facebook/detr-resnet-50: timm by name, DC5 through `dilation`.
+        let (c, l, s) = cfg(serde_json::json!({"use_timm_backbone": true, "backbone": "resnet50", "dilation": true}))
+            .resnet()
+            .unwrap();
+        assert_eq!((l, s, c.output_stride), (Layout::Timm, 3, Some(16)));
+        assert_eq!(c.hidden_sizes, vec![256, 512, 1024, 2048]);
+        // transformers 5 writes timm backbones as backbone_config (no use_timm_backbone key).
+        let (c, l, s) = cfg(serde_json::json!({"backbone_config": {"model_type": "timm_backbone", "backbone": "resnet18", "out_indices": [1, 2, 3]}}))
+            .resnet()
+            .unwrap();
+        assert_eq!((l, s, c.depths.clone()), (Layout::Timm, 2, vec![2, 2, 2]));
+        assert_eq!(c.layer_type, "basic");
+        // An HF ResNet read at an earlier stage; dilation is ignored there, as transformers does.
+        let (c, l, s) = cfg(serde_json::json!({"use_timm_backbone": false, "dilation": true,
+            "backbone_config": {"model_type": "resnet", "hidden_sizes": [8, 16, 24, 32], "depths": [1, 1, 1, 1], "out_features": ["stage3"]}}))
+        .resnet()
+        .unwrap();
+        assert_eq!((l, s, c.output_stride), (Layout::Hf, 2, None));
+        for (bad, says) in [
+            (serde_json::json!({"backbone_config": {"model_type": "swin"}}), "swin"),
+            (serde_json::json!({"backbone_config": {"model_type": "resnet", "hidden_sizes": [8, 16], "depths": [1, 1], "out_features": ["stage4"]}}), "stage1…stage2"),
+            (serde_json::json!({"backbone_config": {"model_type": "timm_backbone", "backbone": "convnext_tiny"}}), "convnext_tiny"),
+            (serde_json::json!({"backbone_config": {"model_type": "timm_backbone", "backbone": "resnet50", "output_stride": 12}}), "output_stride 12"),
+        ] {
+            let e = cfg(bad).validate().unwrap_err().to_string();
+            assert!(e.contains(says), "{e}");
+        }
     }
 }
