@@ -116,7 +116,11 @@ fn resnet50_gflop(h: usize, w: usize) -> f64 {
     let mut f = conv((hh, ww), 3, 64, 7);
     (hh, ww) = (out(hh, 3, 2), out(ww, 3, 2));
     let mut cin = 64;
-    for (s, (&width, &depth)) in [64usize, 128, 256, 512].iter().zip(&[3usize, 4, 6, 3]).enumerate() {
+    for (s, (&width, &depth)) in [64usize, 128, 256, 512]
+        .iter()
+        .zip(&[3usize, 4, 6, 3])
+        .enumerate()
+    {
         for l in 0..depth {
             let stride = if l == 0 && s > 0 { 2 } else { 1 };
             let (oh, ow) = (out(hh, 3, stride), out(ww, 3, stride));
@@ -139,8 +143,10 @@ fn detr_transformer_gflop(n: usize) -> f64 {
     let proj = 2.0 * n * 2048.0 * d;
     let enc = 6.0 * (2.0 * n * (4.0 * d * d + 2.0 * d * ff) + 4.0 * n * n * d);
     let dec = 6.0
-        * (2.0 * q * (4.0 * d * d + 2.0 * d * ff) + 4.0 * q * q * d
-            + 2.0 * (2.0 * q * d * d + 2.0 * n * d * d) + 4.0 * q * n * d);
+        * (2.0 * q * (4.0 * d * d + 2.0 * d * ff)
+            + 4.0 * q * q * d
+            + 2.0 * (2.0 * q * d * d + 2.0 * n * d * d)
+            + 4.0 * q * n * d);
     let heads = 2.0 * q * (d * 92.0 + 2.0 * d * d + d * 4.0);
     (proj + enc + dec + heads) / 1e9
 }
@@ -287,8 +293,8 @@ fn run(workload: &str, dtype: DType) -> Run {
             // facebook/detr-resnet-50's config (timm ResNet-50, 100 queries, 91 labels),
             // random weights; one 800×1066 image (DetrImageProcessor's size for 4:3 photos).
             use tessera::models::detr::{Detr, DetrConfig};
-            let loaded = Detr::from_config(&DetrConfig::default(), &LoadOptions::default())
-                .expect("detr");
+            let loaded =
+                Detr::from_config(&DetrConfig::default(), &LoadOptions::default()).expect("detr");
             let (h, w) = (800, 1066);
             let px = Tensor::randn(0f32, 1.0, (1, 3, h, w), &dev).expect("pixels");
             let mask = Tensor::ones((1, h, w), DType::F32, &dev).expect("mask");
@@ -309,7 +315,11 @@ fn run(workload: &str, dtype: DType) -> Run {
                 items: 1,
                 unit: "img",
                 gflop: resnet50_gflop(h, w)
-                    + if backbone_only { 0.0 } else { detr_transformer_gflop(cells) },
+                    + if backbone_only {
+                        0.0
+                    } else {
+                        detr_transformer_gflop(cells)
+                    },
             }
         }
         other => {

@@ -198,8 +198,7 @@ fn detr_training_resumes_bit_for_bit() {
     // Another learning rate is another run.
     let other = DetrTrainConfig { lr: 5e-4, ..cfg };
     let e = train_detr(&fresh(), &proc, &data, &other, &opts(true, None), |_| {})
-        .err()
-        .expect("a resume with other settings must be refused")
+        .expect_err("a resume with other settings must be refused")
         .to_string();
     assert!(e.contains("only the epoch count may change"), "{e}");
 }

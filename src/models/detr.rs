@@ -581,7 +581,8 @@ impl crate::models::Pretrained for Detr {
         let head = "class_labels_classifier.";
         // Batch-norm step counters are buffers DETR drops on load.
         let keep = |k: &str| {
-            !k.ends_with("num_batches_tracked") && !(fresh_head.is_some() && k.starts_with(head))
+            let dropped_head = fresh_head.is_some() && k.starts_with(head);
+            !(k.ends_with("num_batches_tracked") || dropped_head)
         };
         if fresh_head.is_none() || opts.random_init {
             return super::load::strict(ckpt, opts, keep, |vb| Detr::new(vb, &config));
@@ -651,10 +652,22 @@ mod tests {
         .unwrap();
         assert_eq!((l, s, c.output_stride), (Layout::Hf, 2, None));
         for (bad, says) in [
-            (serde_json::json!({"backbone_config": {"model_type": "swin"}}), "swin"),
-            (serde_json::json!({"backbone_config": {"model_type": "resnet", "hidden_sizes": [8, 16], "depths": [1, 1], "out_features": ["stage4"]}}), "stage1…stage2"),
-            (serde_json::json!({"backbone_config": {"model_type": "timm_backbone", "backbone": "convnext_tiny"}}), "convnext_tiny"),
-            (serde_json::json!({"backbone_config": {"model_type": "timm_backbone", "backbone": "resnet50", "output_stride": 12}}), "output_stride 12"),
+            (
+                serde_json::json!({"backbone_config": {"model_type": "swin"}}),
+                "swin",
+            ),
+            (
+                serde_json::json!({"backbone_config": {"model_type": "resnet", "hidden_sizes": [8, 16], "depths": [1, 1], "out_features": ["stage4"]}}),
+                "stage1…stage2",
+            ),
+            (
+                serde_json::json!({"backbone_config": {"model_type": "timm_backbone", "backbone": "convnext_tiny"}}),
+                "convnext_tiny",
+            ),
+            (
+                serde_json::json!({"backbone_config": {"model_type": "timm_backbone", "backbone": "resnet50", "output_stride": 12}}),
+                "output_stride 12",
+            ),
         ] {
             let e = cfg(bad).validate().unwrap_err().to_string();
             assert!(e.contains(says), "{e}");
