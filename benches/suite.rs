@@ -294,7 +294,8 @@ fn run(workload: &str, dtype: DType) -> Run {
             // random weights; one 800×1066 image (DetrImageProcessor's size for 4:3 photos).
             use tessera::models::detr::{Detr, DetrConfig};
             let loaded =
-                Detr::from_config(&DetrConfig::default(), &LoadOptions::default()).expect("detr");
+                Detr::from_config(&DetrConfig::default(), &LoadOptions::default().dtype(dtype))
+                    .expect("detr");
             let (h, w) = (800, 1066);
             let px = Tensor::randn(0f32, 1.0, (1, 3, h, w), &dev).expect("pixels");
             let mask = Tensor::ones((1, h, w), DType::F32, &dev).expect("mask");

@@ -444,9 +444,19 @@ fn resnet_backbones_equal_transformers_and_timm() {
             &candle_core::Device::Cpu,
         );
         let net = ResNet::new(vb, &cfg, layout).unwrap();
-        let outs = net.forward(x).unwrap();
-        assert_eq!(outs.len(), cfg.hidden_sizes.len());
-        for (i, o) in outs.iter().enumerate() {
+        // Both paths: candle's ops, and the norms folded into convolutions packed for
+        // tessera's GEMM (what a loaded detector runs).
+        let mut packed = net.clone();
+        packed.prepare().unwrap();
+        let outs: Vec<_> = net
+            .forward(x)
+            .unwrap()
+            .into_iter()
+            .chain(packed.forward(x).unwrap())
+            .collect();
+        assert_eq!(outs.len(), 2 * cfg.hidden_sizes.len());
+        for (j, o) in outs.iter().enumerate() {
+            let i = j % cfg.hidden_sizes.len();
             let want = &all[&format!("{name}.out{i}")];
             assert_eq!(o.dims(), want.dims(), "{name} stage {i}");
             let d = common::max_abs_diff(o, want);

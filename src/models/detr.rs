@@ -605,9 +605,12 @@ impl crate::models::Pretrained for Detr {
         super::load::finish(model, store, report, vec![], Some(dir), opts)
     }
 
-    /// The inference dtype is not applied yet: DETR runs on the composite ops in fp32.
+    /// `F32` (and `BF16`, which DETR runs in fp32): the backbone's convolutions folded with
+    /// their norms and packed once for tessera's GEMM; the transformer stays on candle's ops.
     fn with_dtype(&self, _dtype: DType) -> Result<Self> {
-        Ok(self.clone())
+        let mut m = self.clone();
+        m.backbone.prepare()?;
+        Ok(m)
     }
 
     fn config(&self) -> &DetrConfig {

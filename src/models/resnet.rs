@@ -3,7 +3,7 @@
 //! `encoder.stages.{s}.layers.{l}.layer.{0,1,2}`, `shortcut`) and timm's / torchvision's
 //! (`conv1`, `bn1`, `layer{1..4}.{l}.conv1..3`, `downsample.0/1`). Only names differ: the
 //! computation is the same (stride on the 3×3 convolution, ReLU after the sum).
-use crate::nn::conv::{Conv2d, ConvSpec, FrozenBatchNorm2d};
+use crate::nn::conv::{Conv2d, ConvSpec, FrozenBatchNorm2d, Nhwc, PackedConv};
 use crate::{Error, Result};
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
@@ -272,7 +272,59 @@ fn max_pool_3x3_s2(x: &Tensor) -> Result<Tensor> {
 pub struct ResNet {
     stem: ConvNorm,
     stages: Vec<Vec<Block>>,
+    /// Every convolution with its norm folded and packed ([`ResNet::prepare`]).
+    packed: Option<std::sync::Arc<PackedResNet>>,
     pub config: ResNetConfig,
+}
+
+#[derive(Debug)]
+struct PackedBlock {
+    layers: Vec<PackedConv>,
+    shortcut: Option<PackedConv>,
+}
+
+#[derive(Debug)]
+struct PackedResNet {
+    stem: PackedConv,
+    stages: Vec<Vec<PackedBlock>>,
+}
+
+impl ConvNorm {
+    fn packed(&self) -> Result<PackedConv> {
+        PackedConv::new(&self.conv, &self.norm, self.relu)
+    }
+}
+
+/// 3×3 stride-2 max pool with padding 1 on an NHWC map of post-ReLU values (zero padding
+/// then equals PyTorch's −inf padding: every window holds a real pixel).
+fn max_pool_nhwc(x: &Nhwc) -> Result<Nhwc> {
+    let (b, h, w, c) = x.dims;
+    if h < 2 || w < 2 {
+        return Err(Error::Shape(format!(
+            "a {h}×{w} map is too small for the stem's max pool"
+        )));
+    }
+    let (oh, ow) = ((h - 1) / 2 + 1, (w - 1) / 2 + 1);
+    let mut out = vec![0f32; b * oh * ow * c];
+    for bi in 0..b {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let o = ((bi * oh + oy) * ow + ox) * c;
+                for iy in (2 * oy).saturating_sub(1)..(2 * oy + 2).min(h) {
+                    for ix in (2 * ox).saturating_sub(1)..(2 * ox + 2).min(w) {
+                        let i = ((bi * h + iy) * w + ix) * c;
+                        for ch in 0..c {
+                            out[o + ch] = out[o + ch].max(x.data[i + ch]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(Nhwc {
+        data: out,
+        dims: (b, oh, ow, c),
+    })
 }
 
 impl ResNet {
@@ -336,12 +388,81 @@ impl ResNet {
         Ok(ResNet {
             stem,
             stages,
+            packed: None,
             config: cfg.clone(),
         })
     }
 
+    /// Folds every frozen norm into its convolution and packs the weights once for tessera's
+    /// fp32 GEMM; later gradient-free CPU f32 forwards run on them (NHWC, im2col rows, ReLU in
+    /// the GEMM's epilogue). Differentiable forwards keep the composite ops.
+    pub fn prepare(&mut self) -> Result<()> {
+        let stages = self
+            .stages
+            .iter()
+            .map(|st| {
+                st.iter()
+                    .map(|b| {
+                        Ok(PackedBlock {
+                            layers: b
+                                .layers
+                                .iter()
+                                .map(ConvNorm::packed)
+                                .collect::<Result<_>>()?,
+                            shortcut: b.shortcut.as_ref().map(ConvNorm::packed).transpose()?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.packed = Some(std::sync::Arc::new(PackedResNet {
+            stem: self.stem.packed()?,
+            stages,
+        }));
+        Ok(())
+    }
+
+    fn forward_packed(&self, p: &PackedResNet, x: &Tensor) -> Result<Vec<Tensor>> {
+        let dev = x.device();
+        let mut h = max_pool_nhwc(&p.stem.forward(&Nhwc::from_nchw(x)?)?)?;
+        let mut out = vec![];
+        for stage in &p.stages {
+            for b in stage {
+                let mut y = b.layers[0].forward(&h)?;
+                for l in &b.layers[1..] {
+                    y = l.forward(&y)?;
+                }
+                let r = match &b.shortcut {
+                    Some(s) => s.forward(&h)?,
+                    None => h,
+                };
+                if r.dims != y.dims {
+                    return Err(Error::Shape(format!(
+                        "residual {:?} and block output {:?}",
+                        r.dims, y.dims
+                    )));
+                }
+                y.data
+                    .iter_mut()
+                    .zip(&r.data)
+                    .for_each(|(a, b)| *a = (*a + b).max(0.0));
+                h = y;
+            }
+            out.push(h.to_nchw(dev)?);
+        }
+        Ok(out)
+    }
+
     /// Images [B, C, H, W] → every stage's feature map, `[B, hidden_sizes[s], H/4/2^s', …]`.
     pub fn forward(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        if let Some(p) = &self.packed {
+            // Nothing to differentiate (neither the input nor the weights track a gradient)
+            // and CPU f32: the packed path.
+            let free = !x.track_op() && !self.stem.conv.weight.track_op();
+            if free && x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
+                return self.forward_packed(p, x);
+            }
+        }
         let h = self.stem.forward(x)?;
         // Max pool 3×3, stride 2, padding 1. The input is post-ReLU (≥ 0) and every window
         // holds a real pixel, so zero padding gives what PyTorch's -inf padding gives.

@@ -8,9 +8,9 @@ use candle_nn::{Init, VarBuilder};
 pub struct Conv2d {
     pub weight: Tensor,
     pub bias: Option<Tensor>,
-    stride: usize,
-    padding: usize,
-    dilation: usize,
+    pub(crate) stride: usize,
+    pub(crate) padding: usize,
+    pub(crate) dilation: usize,
 }
 
 /// The shape of a convolution.
@@ -110,8 +110,8 @@ impl Conv2d {
 /// that order as DETR does. The statistics are buffers: never trained.
 #[derive(Clone, Debug)]
 pub struct FrozenBatchNorm2d {
-    scale: Tensor,
-    shift: Tensor,
+    pub(crate) scale: Tensor,
+    pub(crate) shift: Tensor,
 }
 
 impl FrozenBatchNorm2d {
@@ -138,5 +138,159 @@ impl FrozenBatchNorm2d {
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.broadcast_mul(&self.scale)?.broadcast_add(&self.shift)
+    }
+}
+
+/// A convolution with its frozen batch norm folded in (`w·scale`, `shift + b·scale`), its weight
+/// reordered to `[out, ky, kx, in]` and packed once for tessera's fp32 GEMM: the gradient-free
+/// inference path of a CNN, on NHWC maps (`out[pixel] = patch(pixel) · Wᵀ`, a 1×1 stride-1
+/// convolution needing no patch copy at all).
+#[derive(Clone, Debug)]
+pub struct PackedConv {
+    w: std::sync::Arc<crate::kernels::f32::PackedF32>,
+    bias: Vec<f32>,
+    cin: usize,
+    k: usize,
+    stride: usize,
+    padding: usize,
+    dilation: usize,
+    relu: bool,
+}
+
+/// An NHWC f32 map: `data[((b·h + y)·w + x)·c + ch]`.
+#[derive(Clone, Debug)]
+pub struct Nhwc {
+    pub data: Vec<f32>,
+    pub dims: (usize, usize, usize, usize),
+}
+
+impl Nhwc {
+    pub fn from_nchw(t: &Tensor) -> crate::Result<Nhwc> {
+        let (b, c, h, w) = t.dims4()?;
+        let data = t
+            .permute((0, 2, 3, 1))?
+            .contiguous()?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        Ok(Nhwc {
+            data,
+            dims: (b, h, w, c),
+        })
+    }
+
+    pub fn to_nchw(&self, device: &candle_core::Device) -> crate::Result<Tensor> {
+        let (b, h, w, c) = self.dims;
+        Ok(Tensor::from_slice(&self.data, (b, h, w, c), device)?
+            .permute((0, 3, 1, 2))?
+            .contiguous()?)
+    }
+}
+
+impl PackedConv {
+    pub fn new(conv: &Conv2d, norm: &FrozenBatchNorm2d, relu: bool) -> crate::Result<Self> {
+        let (cout, cin, k, _) = conv.weight.dims4()?;
+        let scale = norm.scale.flatten_all()?.to_vec1::<f32>()?;
+        let shift = norm.shift.flatten_all()?.to_vec1::<f32>()?;
+        let w = conv
+            .weight
+            .permute((0, 2, 3, 1))?
+            .contiguous()?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let per = k * k * cin;
+        let w: Vec<f32> = w
+            .chunks(per)
+            .zip(&scale)
+            .flat_map(|(row, s)| row.iter().map(move |v| v * s))
+            .collect();
+        let b0 = match &conv.bias {
+            Some(b) => b.to_vec1::<f32>()?,
+            None => vec![0.0; cout],
+        };
+        let bias = (0..cout).map(|o| shift[o] + b0[o] * scale[o]).collect();
+        Ok(PackedConv {
+            w: std::sync::Arc::new(crate::kernels::f32::PackedF32::pack(&w, cout, per)?),
+            bias,
+            cin,
+            k,
+            stride: conv.stride,
+            padding: conv.padding,
+            dilation: conv.dilation,
+            relu,
+        })
+    }
+
+    /// The convolution (+ folded norm, + ReLU) of an NHWC map.
+    pub fn forward(&self, x: &Nhwc) -> crate::Result<Nhwc> {
+        let (b, h, w, c) = x.dims;
+        if c != self.cin {
+            return Err(crate::Error::Shape(format!(
+                "a {c}-channel map into a {}-channel convolution",
+                self.cin
+            )));
+        }
+        let span = self.dilation * (self.k - 1) + 1;
+        if h + 2 * self.padding < span || w + 2 * self.padding < span {
+            return Err(crate::Error::Shape(format!(
+                "a {h}×{w} map is too small for a {}×{} convolution",
+                self.k, self.k
+            )));
+        }
+        let oh = (h + 2 * self.padding - span) / self.stride + 1;
+        let ow = (w + 2 * self.padding - span) / self.stride + 1;
+        let kdim = self.k * self.k * c;
+        let m = b * oh * ow;
+        let direct = self.k == 1 && self.stride == 1 && self.padding == 0;
+        let patches;
+        let a: &[f32] = if direct {
+            &x.data
+        } else {
+            // One row per output pixel: its (ky, kx, channel) patch, zeros outside the map.
+            let mut p = vec![0f32; m * kdim];
+            use rayon::prelude::*;
+            p.par_chunks_mut(ow * kdim)
+                .enumerate()
+                .for_each(|(row, out)| {
+                    let (bi, oy) = (row / oh, row % oh);
+                    for ox in 0..ow {
+                        for ky in 0..self.k {
+                            let iy = (oy * self.stride + ky * self.dilation) as isize
+                                - self.padding as isize;
+                            if iy < 0 || iy >= h as isize {
+                                continue;
+                            }
+                            for kx in 0..self.k {
+                                let ix = (ox * self.stride + kx * self.dilation) as isize
+                                    - self.padding as isize;
+                                if ix < 0 || ix >= w as isize {
+                                    continue;
+                                }
+                                let src = ((bi * h + iy as usize) * w + ix as usize) * c;
+                                let dst = ox * kdim + (ky * self.k + kx) * c;
+                                out[dst..dst + c].copy_from_slice(&x.data[src..src + c]);
+                            }
+                        }
+                    }
+                });
+            patches = p;
+            &patches
+        };
+        let n = self.w.n();
+        let mut out = vec![0f32; m * n];
+        let relu = |rows: &mut [f32]| rows.iter_mut().for_each(|v| *v = v.max(0.0));
+        crate::kernels::f32::gemm_f32_packed(
+            a,
+            m,
+            kdim,
+            &self.w,
+            Some(&self.bias),
+            &mut out,
+            if self.relu { Some(&relu) } else { None },
+            rayon::current_num_threads(),
+        )?;
+        Ok(Nhwc {
+            data: out,
+            dims: (b, oh, ow, n),
+        })
     }
 }
