@@ -302,7 +302,11 @@ fn run(workload: &str, dtype: DType) -> Run {
             let backbone_only = workload.contains("backbone");
             let s = time(1, reps, || {
                 if backbone_only {
-                    loaded.model.backbone().forward(&px).expect("backbone");
+                    loaded
+                        .model
+                        .backbone()
+                        .forward(&px, &Ctx::inference())
+                        .expect("backbone");
                 } else {
                     loaded
                         .model

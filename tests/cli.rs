@@ -139,6 +139,17 @@ fn clip_demo_rejects_bad_settings() {
     }
 }
 
+/// `train-detr` on a few small generated scenes.
+const SMALL_DETR: [&str; 7] = [
+    "train-detr",
+    "--train-images",
+    "8",
+    "--val-scenes",
+    "4",
+    "--image-size",
+    "64",
+];
+
 /// `train-detr` on generated scenes writes a model `detect` and `explain` read back (and
 /// transformers would: config, processor and safetensors with its names), with metrics, curves
 /// and the held-out COCO numbers; bad settings are one-line errors.
@@ -147,21 +158,8 @@ fn train_detr_then_detect_and_explain() {
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("detr");
     let (ok, stdout, stderr) = run(tessera()
-        .args([
-            "train-detr",
-            "--train-images",
-            "8",
-            "--val-scenes",
-            "4",
-            "--image-size",
-            "64",
-            "--epochs",
-            "2",
-            "--eval-every",
-            "1",
-            "--json",
-            "--output",
-        ])
+        .args(SMALL_DETR)
+        .args(["--epochs", "2", "--eval-every", "1", "--json", "--output"])
         .arg(&out));
     assert!(ok, "{stderr}");
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
@@ -207,19 +205,8 @@ fn train_detr_then_detect_and_explain() {
     assert!(image::open(&heat).is_ok());
     // Resuming a finished run with more epochs continues it.
     let (ok, _, stderr) = run(tessera()
-        .args([
-            "train-detr",
-            "--train-images",
-            "8",
-            "--val-scenes",
-            "4",
-            "--image-size",
-            "64",
-            "--epochs",
-            "3",
-            "--resume",
-            "--output",
-        ])
+        .args(SMALL_DETR)
+        .args(["--epochs", "3", "--resume", "--output"])
         .arg(&out));
     assert!(ok, "{stderr}");
     let lines = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
@@ -238,4 +225,57 @@ fn train_detr_then_detect_and_explain() {
         assert!(!ok, "{bad:?} was accepted");
         assert_clean_error(&stderr);
     }
+}
+
+/// `train-detr --model` fine-tunes a transformers DETR: a fresh class head for the scenes' 7
+/// labels (the checkpoint has 5), the stem and first stage frozen as transformers freezes them,
+/// the rest trained.
+#[test]
+fn train_detr_fine_tunes_a_checkpoint_with_a_fresh_head() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("ft");
+    let base =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/detection/detr_hf");
+    let (ok, _, stderr) = run(tessera()
+        .args(SMALL_DETR)
+        .args(["--epochs", "1", "--lr", "1e-2", "--model"])
+        .arg(&base)
+        .arg("--output")
+        .arg(&out));
+    assert!(ok, "{stderr}");
+    let load = |p: &std::path::Path| {
+        candle_core::safetensors::load(p.join("model.safetensors"), &candle_core::Device::Cpu)
+            .unwrap()
+    };
+    let (before, after) = (load(&base), load(&out));
+    let differs = |k: &str| {
+        let (a, b) = (&before[k], &after[k]);
+        a.dims() != b.dims()
+            || a.sub(b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+                > 0.0
+    };
+    let m = "model.backbone.conv_encoder.model.";
+    assert_eq!(
+        after["class_labels_classifier.weight"].dims()[0],
+        8,
+        "7 labels + no object"
+    );
+    assert!(
+        !differs(&format!("{m}embedder.embedder.convolution.weight")),
+        "the stem trained"
+    );
+    assert!(!differs(&format!(
+        "{m}encoder.stages.0.layers.0.layer.1.convolution.weight"
+    )));
+    assert!(differs(&format!(
+        "{m}encoder.stages.1.layers.0.layer.1.convolution.weight"
+    )));
+    assert!(differs("model.encoder.layers.0.fc1.weight"));
 }

@@ -448,11 +448,12 @@ fn resnet_backbones_equal_transformers_and_timm() {
         // tessera's GEMM (what a loaded detector runs).
         let mut packed = net.clone();
         packed.prepare().unwrap();
+        let eval = tessera::nn::Ctx::eval();
         let outs: Vec<_> = net
-            .forward(x)
+            .forward(x, &eval)
             .unwrap()
             .into_iter()
-            .chain(packed.forward(x).unwrap())
+            .chain(packed.forward(x, &tessera::nn::Ctx::inference()).unwrap())
             .collect();
         assert_eq!(outs.len(), 2 * cfg.hidden_sizes.len());
         for (j, o) in outs.iter().enumerate() {

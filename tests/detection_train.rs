@@ -20,22 +20,38 @@ fn tiny() -> DetrConfig {
     .unwrap()
 }
 
+/// `n` generated 64×64 scenes (seeded) in a temporary COCO directory, and a processor that
+/// keeps them 64×64.
+fn scenes(n: usize, seed: u64) -> (tempfile::TempDir, CocoDir, ProcessorConfig) {
+    let d = tempfile::tempdir().unwrap();
+    write_coco(&d.path().join("data"), n, 64, 64, seed).unwrap();
+    let data = CocoDir::open(&d.path().join("data")).unwrap();
+    (d, data, ProcessorConfig::detr_sized(64, 64))
+}
+
+/// A tiny trainable DETR, seeded.
+fn fresh(seed: u64) -> tessera::models::Loaded<Detr> {
+    Detr::from_config(&tiny(), &LoadOptions::default().trainable().seed(seed)).unwrap()
+}
+
+/// Trains without keeping anything on disk.
+fn train(
+    loaded: &tessera::models::Loaded<Detr>,
+    proc: &ProcessorConfig,
+    data: &CocoDir,
+    cfg: &DetrTrainConfig,
+) -> Vec<tessera::train::detr_train::EpochLog> {
+    train_detr(loaded, proc, data, cfg, &DetrFitOptions::default(), |_| {}).unwrap()
+}
+
 #[test]
 fn detr_learns_and_every_parameter_gets_a_gradient() {
-    let d = tempfile::tempdir().unwrap();
-    write_coco(d.path(), 4, 64, 64, 3).unwrap();
-    let data = CocoDir::open(d.path()).unwrap();
-    let loaded = Detr::from_config(&tiny(), &LoadOptions::default().trainable().seed(1)).unwrap();
-    // Scenes are 64×64: keep them so.
-    let mut proc = ProcessorConfig::detr();
-    proc.size = tessera::image::Size::ShortestLongest {
-        shortest_edge: 64,
-        longest_edge: 64,
-    };
+    let (d, data, proc) = scenes(4, 3);
+    let loaded = fresh(1);
 
     // One backward reaches every trainable tensor; only the frozen batch norms are left out.
     let vars = loaded.store.vars();
-    let img = tessera::image::open(&d.path().join("images/000000.png")).unwrap();
+    let img = tessera::image::open(&d.path().join("data/images/000000.png")).unwrap();
     let batch = proc
         .batch_padded(&[img], &candle_core::Device::Cpu)
         .unwrap();
@@ -108,15 +124,7 @@ fn detr_learns_and_every_parameter_gets_a_gradient() {
         clip: 1.0,
         ..DetrTrainConfig::default()
     };
-    let logs = train_detr(
-        &loaded,
-        &proc,
-        &data,
-        &cfg,
-        &DetrFitOptions::default(),
-        |_| {},
-    )
-    .unwrap();
+    let logs = train(&loaded, &proc, &data, &cfg);
     let (first, last) = (logs[0].loss, logs[logs.len() - 1].loss);
     eprintln!(
         "loss {first:.3} → {last:.3} in {} epochs ({:.1} s)",
@@ -146,14 +154,7 @@ fn weights(store: &tessera::nn::ParamStore) -> Vec<(String, Vec<f32>)> {
 /// bit (weights, moments, per-epoch shuffles); a resumed run with other settings is refused.
 #[test]
 fn detr_training_resumes_bit_for_bit() {
-    let d = tempfile::tempdir().unwrap();
-    write_coco(&d.path().join("data"), 6, 64, 64, 5).unwrap();
-    let data = CocoDir::open(&d.path().join("data")).unwrap();
-    let mut proc = ProcessorConfig::detr();
-    proc.size = tessera::image::Size::ShortestLongest {
-        shortest_edge: 64,
-        longest_edge: 64,
-    };
+    let (d, data, proc) = scenes(6, 5);
     let cfg = DetrTrainConfig {
         epochs: 3,
         batch_size: 4,
@@ -161,17 +162,8 @@ fn detr_training_resumes_bit_for_bit() {
         lr_drop: Some(2),
         ..DetrTrainConfig::default()
     };
-    let fresh = || Detr::from_config(&tiny(), &LoadOptions::default().trainable().seed(3)).unwrap();
-    let straight = fresh();
-    let full = train_detr(
-        &straight,
-        &proc,
-        &data,
-        &cfg,
-        &DetrFitOptions::default(),
-        |_| {},
-    )
-    .unwrap();
+    let straight = fresh(3);
+    let full = train(&straight, &proc, &data, &cfg);
     let out = d.path().join("run");
     let opts = |resume, stop_after| DetrFitOptions {
         out: Some(&out),
@@ -180,9 +172,9 @@ fn detr_training_resumes_bit_for_bit() {
         files: vec![("config.json".into(), straight.model.config_json().unwrap())],
         ..DetrFitOptions::default()
     };
-    let first = fresh();
+    let first = fresh(3);
     train_detr(&first, &proc, &data, &cfg, &opts(false, Some(1)), |_| {}).unwrap();
-    let second = fresh();
+    let second = fresh(3);
     let resumed = train_detr(&second, &proc, &data, &cfg, &opts(true, None), |_| {}).unwrap();
     assert_eq!(resumed.len(), 3);
     assert_eq!(resumed[2].lr, 1e-4, "the step schedule continues");
@@ -197,7 +189,7 @@ fn detr_training_resumes_bit_for_bit() {
     assert_eq!(lines.lines().count(), 3);
     // Another learning rate is another run.
     let other = DetrTrainConfig { lr: 5e-4, ..cfg };
-    let e = train_detr(&fresh(), &proc, &data, &other, &opts(true, None), |_| {})
+    let e = train_detr(&fresh(3), &proc, &data, &other, &opts(true, None), |_| {})
         .expect_err("a resume with other settings must be refused")
         .to_string();
     assert!(e.contains("only the epoch count may change"), "{e}");

@@ -5,7 +5,6 @@ use super::{render, HeadFusion};
 use crate::nn::{Ctx, Trace};
 use crate::pipelines::{Detection, ObjectDetection};
 use crate::{Error, Result};
-use candle_core::DType;
 use image::{DynamicImage, RgbImage};
 
 /// One detection and where its query looked.
@@ -14,6 +13,8 @@ pub struct DetectionAttention {
     pub detection: Detection,
     /// The feature map's (rows, cols).
     pub grid: (usize, usize),
+    /// The top-left (rows, cols) of it that cover the image (the rest covers padding).
+    pub image_cells: (usize, usize),
     /// The query's attention over the map's cells, row-major, heads fused (sums to 1 over
     /// the cells for the mean).
     pub values: Vec<f32>,
@@ -51,45 +52,29 @@ pub fn detection_attention(
         .ok_or_else(|| {
             Error::Msg("the trace holds no decoder cross-attention of the expected shape".into())
         })?;
-    let cross = cross.get(0)?.to_dtype(DType::F32)?; // [H, Q, HW]
-    let heads = cross.dim(0)?;
-    let v = cross.flatten_all()?.to_vec1::<f32>()?;
+    // [Q, HW], heads fused.
+    let fused = super::fuse_heads(&cross.get(0)?, fusion)?;
     let n = rows * cols;
-    let (oh, ow) = (img.height() as f32, img.width() as f32);
     let (_, _, ph, pw) = batch.pixel_values.dims4()?;
     let (rh, rw) = batch.sizes[0];
-    // Boxes are relative to the padded input; in the image's pixels (as `detect` gives them).
-    let target = (
-        (oh * ph as f32 / rh as f32).round() as u32,
-        (ow * pw as f32 / rw as f32).round() as u32,
+    let image_cells = (
+        ((rows * rh as usize).div_ceil(ph)).clamp(1, rows),
+        ((cols * rw as usize).div_ceil(pw)).clamp(1, cols),
     );
+    let targets = crate::train::detr_train::padded_sizes(std::slice::from_ref(img), &batch)?;
     let kept = crate::image::boxes::post_process_object_detection(
         &out.logits,
         &out.pred_boxes,
         threshold,
-        Some(&[target]),
+        Some(&targets),
     )?;
     let mut res = vec![];
     for b in kept.into_iter().next().unwrap_or_default() {
-        let values: Vec<f32> = (0..n)
-            .map(|i| {
-                let hs = (0..heads).map(|h| v[(h * q + b.query) * n + i]);
-                match fusion {
-                    HeadFusion::Mean => hs.sum::<f32>() / heads as f32,
-                    HeadFusion::Max => hs.fold(f32::NEG_INFINITY, f32::max),
-                    HeadFusion::Min => hs.fold(f32::INFINITY, f32::min),
-                }
-            })
-            .collect();
+        let values = fused[b.query * n..(b.query + 1) * n].to_vec();
         res.push(DetectionAttention {
-            detection: Detection {
-                label: det.model.config.label(b.label),
-                index: b.label,
-                score: b.score,
-                bbox: b.bbox,
-                query: b.query,
-            },
+            detection: Detection::from_box(b, &det.model.config),
             grid: (rows, cols),
+            image_cells,
             values,
         });
     }
@@ -101,7 +86,6 @@ pub fn detection_attention(
 pub fn render_detection_attention(
     img: &DynamicImage,
     maps: &[DetectionAttention],
-    det: &ObjectDetection,
 ) -> Result<RgbImage> {
     // Small inputs (the 128-pixel generated scenes) are enlarged by a whole factor so the
     // captions fit and the cells can be seen.
@@ -115,18 +99,10 @@ pub fn render_detection_attention(
     if maps.is_empty() {
         return render::legend(&view, "no detection above the threshold");
     }
-    // The map covers the padded input; a single image is padded by nothing, but keep the
-    // arithmetic honest for any processor (cells past the resized image are dropped).
-    let batch = det
-        .processor
-        .batch_padded(std::slice::from_ref(img), &candle_core::Device::Cpu)?;
-    let (_, _, ph, pw) = batch.pixel_values.dims4()?;
-    let (rh, rw) = batch.sizes[0];
     let mut panels = vec![];
     for m in maps {
-        let (rows, cols) = m.grid;
-        let keep_r = ((rows as f32 * rh as f32 / ph as f32).ceil() as usize).clamp(1, rows);
-        let keep_c = ((cols as f32 * rw as f32 / pw as f32).ceil() as usize).clamp(1, cols);
+        // Only the cells over the image are drawn (padding has none of it).
+        let ((keep_r, keep_c), cols) = (m.image_cells, m.grid.1);
         let cells: Vec<f32> = (0..keep_r)
             .flat_map(|r| m.values[r * cols..r * cols + keep_c].iter().copied())
             .collect();

@@ -26,30 +26,36 @@ pub enum HeadFusion {
     Min,
 }
 
+/// Heads of one attention map `[H, N, M]` fused: `[N, M]` row-major.
+fn fuse_heads(a: &Tensor, fusion: HeadFusion) -> Result<Vec<f32>> {
+    let (h, n, m) = a.dims3()?;
+    let v = a.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    let mut out = vec![0f32; n * m];
+    for (i, o) in out.iter_mut().enumerate() {
+        let heads = (0..h).map(|k| v[k * n * m + i]);
+        *o = match fusion {
+            HeadFusion::Mean => heads.sum::<f32>() / h as f32,
+            HeadFusion::Max => heads.fold(f32::NEG_INFINITY, f32::max),
+            HeadFusion::Min => heads.fold(f32::INFINITY, f32::min),
+        };
+    }
+    Ok(out)
+}
+
 /// Layer `l`'s attention for batch item `b`, heads fused: [N, N] row-major.
 fn heads_fused(trace: &Trace, l: usize, b: usize, fusion: HeadFusion) -> Result<(Vec<f32>, usize)> {
     let a = trace
         .attentions
         .get(l)
         .ok_or_else(|| Error::Msg(format!("the trace has no layer {l}")))?;
-    let a = a.get(b)?.to_dtype(DType::F32)?; // [H, N, N]
-    let (h, n, m) = a.dims3()?;
+    let a = a.get(b)?; // [H, N, N]
+    let (_, n, m) = a.dims3()?;
     if n != m {
         return Err(Error::Shape(
             "self-attention maps are square; this one is not".into(),
         ));
     }
-    let v = a.flatten_all()?.to_vec1::<f32>()?;
-    let mut out = vec![0f32; n * n];
-    for i in 0..n * n {
-        let heads = (0..h).map(|k| v[k * n * n + i]);
-        out[i] = match fusion {
-            HeadFusion::Mean => heads.sum::<f32>() / h as f32,
-            HeadFusion::Max => heads.fold(f32::NEG_INFINITY, f32::max),
-            HeadFusion::Min => heads.fold(f32::INFINITY, f32::min),
-        };
-    }
-    Ok((out, n))
+    Ok((fuse_heads(&a, fusion)?, n))
 }
 
 /// Class-token attention to every patch in layer `l` (heads fused): `N - 1` values.

@@ -462,7 +462,7 @@ impl Detr {
         pixel_mask: &Tensor,
         ctx: &mut Ctx,
     ) -> Result<DetrOutput> {
-        let feats = self.backbone.forward(pixel_values)?;
+        let feats = self.backbone.forward(pixel_values, ctx)?;
         let feat = feats
             .get(self.stage)
             .ok_or_else(|| Error::Msg("the backbone has no such stage".into()))?;
@@ -562,7 +562,7 @@ impl crate::models::Pretrained for Detr {
 
     /// Any missing, unexpected or mis-shaped tensor is an error naming them.
     fn from_checkpoint(
-        mut ckpt: crate::models::Checkpoint,
+        ckpt: crate::models::Checkpoint,
         opts: &crate::models::LoadOptions,
     ) -> Result<crate::models::Loaded<Self>> {
         ckpt.expect(crate::models::Family::Detr)?;
@@ -584,25 +584,8 @@ impl crate::models::Pretrained for Detr {
             let dropped_head = fresh_head.is_some() && k.starts_with(head);
             !(k.ends_with("num_batches_tracked") || dropped_head)
         };
-        if fresh_head.is_none() || opts.random_init {
-            return super::load::strict(ckpt, opts, keep, |vb| Detr::new(vb, &config));
-        }
-        let dir = ckpt.dir.clone();
-        let tensors = std::mem::take(&mut ckpt.tensors)
-            .into_iter()
-            .filter(|(k, _)| keep(k))
-            .collect();
-        let store = opts.store(tensors);
-        let model = Detr::new(store.var_builder(DType::F32), &config)?;
-        let report = store.report();
-        let fatal = report.missing.iter().any(|k| !k.starts_with(head));
-        if fatal || !report.mismatched.is_empty() || !report.unexpected.is_empty() {
-            return Err(Error::Checkpoint {
-                path: dir,
-                report: report.to_string(),
-            });
-        }
-        super::load::finish(model, store, report, vec![], Some(dir), opts)
+        let fresh_ok = |k: &str| fresh_head.is_some() && k.starts_with(head);
+        super::load::strict_with_fresh(ckpt, opts, keep, fresh_ok, |vb| Detr::new(vb, &config))
     }
 
     /// `F32` (and `BF16`, which DETR runs in fp32): the backbone's convolutions folded with

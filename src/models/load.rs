@@ -286,9 +286,21 @@ pub(crate) fn fresh<M: Pretrained>(
 /// `build` asks for, with its shape, and every one it asks for must be there. With
 /// `opts.random_init`, fresh weights instead (the directory is kept: its processor still applies).
 pub(crate) fn strict<M: Pretrained>(
+    ckpt: Checkpoint,
+    opts: &LoadOptions,
+    keep: impl Fn(&str) -> bool,
+    build: impl FnOnce(VarBuilder) -> Result<M>,
+) -> Result<Loaded<M>> {
+    strict_with_fresh(ckpt, opts, keep, |_| false, build)
+}
+
+/// [`strict`], except that tensors the model asks for and `fresh` names may be missing: they
+/// are initialised (a new head; they stay listed as missing in the load report).
+pub(crate) fn strict_with_fresh<M: Pretrained>(
     mut ckpt: Checkpoint,
     opts: &LoadOptions,
     keep: impl Fn(&str) -> bool,
+    fresh_ok: impl Fn(&str) -> bool,
     build: impl FnOnce(VarBuilder) -> Result<M>,
 ) -> Result<Loaded<M>> {
     if opts.random_init {
@@ -305,7 +317,9 @@ pub(crate) fn strict<M: Pretrained>(
     let store = opts.store(tensors);
     let model = build(store.var_builder(DType::F32))?;
     let report = store.report();
-    ckpt.ensure_clean(&report)?;
+    let mut fatal = report.clone();
+    fatal.missing.retain(|k| !fresh_ok(k));
+    ckpt.ensure_clean(&fatal)?;
     finish(model, store, report, vec![], Some(ckpt.dir), opts)
 }
 

@@ -4,6 +4,7 @@
 //! (`conv1`, `bn1`, `layer{1..4}.{l}.conv1..3`, `downsample.0/1`). Only names differ: the
 //! computation is the same (stride on the 3×3 convolution, ReLU after the sum).
 use crate::nn::conv::{Conv2d, ConvSpec, FrozenBatchNorm2d, Nhwc, PackedConv};
+use crate::nn::{Ctx, Path};
 use crate::{Error, Result};
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
@@ -131,6 +132,8 @@ struct ConvNorm {
     conv: Conv2d,
     norm: FrozenBatchNorm2d,
     relu: bool,
+    /// The same, norm folded in and packed ([`ResNet::prepare`]).
+    packed: Option<std::sync::Arc<PackedConv>>,
 }
 
 impl ConvNorm {
@@ -140,12 +143,27 @@ impl ConvNorm {
             conv: Conv2d::kaiming_fan_out(vb.pp(conv), &spec)?,
             norm: FrozenBatchNorm2d::new(vb.pp(norm), spec.out_channels, BN_EPS)?,
             relu,
+            packed: None,
         })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let y = self.norm.forward(&self.conv.forward(x)?)?;
         Ok(if self.relu { y.relu()? } else { y })
+    }
+
+    fn prepare(&mut self) -> Result<()> {
+        self.packed = Some(std::sync::Arc::new(PackedConv::new(
+            &self.conv, &self.norm, self.relu,
+        )?));
+        Ok(())
+    }
+
+    fn forward_packed(&self, x: &Nhwc) -> Result<Nhwc> {
+        self.packed
+            .as_ref()
+            .ok_or_else(|| Error::Msg("the convolution is not prepared".into()))?
+            .forward(x)
     }
 }
 
@@ -231,6 +249,33 @@ impl Block {
         };
         Ok((h + residual)?.relu()?)
     }
+
+    fn convs(&mut self) -> impl Iterator<Item = &mut ConvNorm> {
+        self.layers.iter_mut().chain(self.shortcut.as_mut())
+    }
+
+    /// [`Block::forward`] on an NHWC map with the packed convolutions.
+    fn forward_packed(&self, x: Nhwc) -> Result<Nhwc> {
+        let mut h = self.layers[0].forward_packed(&x)?;
+        for l in &self.layers[1..] {
+            h = l.forward_packed(&h)?;
+        }
+        let residual = match &self.shortcut {
+            Some(s) => s.forward_packed(&x)?,
+            None => x,
+        };
+        if residual.dims != h.dims {
+            return Err(Error::Shape(format!(
+                "residual {:?} and block output {:?}",
+                residual.dims, h.dims
+            )));
+        }
+        h.data
+            .iter_mut()
+            .zip(&residual.data)
+            .for_each(|(a, r)| *a = (*a + r).max(0.0));
+        Ok(h)
+    }
 }
 
 /// Max pool 3×3 with stride 2 (no padding) as the maximum of nine strided views, so it has a
@@ -272,27 +317,9 @@ fn max_pool_3x3_s2(x: &Tensor) -> Result<Tensor> {
 pub struct ResNet {
     stem: ConvNorm,
     stages: Vec<Vec<Block>>,
-    /// Every convolution with its norm folded and packed ([`ResNet::prepare`]).
-    packed: Option<std::sync::Arc<PackedResNet>>,
+    /// [`ResNet::prepare`] has packed every convolution.
+    prepared: bool,
     pub config: ResNetConfig,
-}
-
-#[derive(Debug)]
-struct PackedBlock {
-    layers: Vec<PackedConv>,
-    shortcut: Option<PackedConv>,
-}
-
-#[derive(Debug)]
-struct PackedResNet {
-    stem: PackedConv,
-    stages: Vec<Vec<PackedBlock>>,
-}
-
-impl ConvNorm {
-    fn packed(&self) -> Result<PackedConv> {
-        PackedConv::new(&self.conv, &self.norm, self.relu)
-    }
 }
 
 /// 3×3 stride-2 max pool with padding 1 on an NHWC map of post-ReLU values (zero padding
@@ -388,7 +415,7 @@ impl ResNet {
         Ok(ResNet {
             stem,
             stages,
-            packed: None,
+            prepared: false,
             config: cfg.clone(),
         })
     }
@@ -396,72 +423,40 @@ impl ResNet {
     /// Folds every frozen norm into its convolution and packs the weights once for tessera's
     /// fp32 GEMM; later gradient-free CPU f32 forwards run on them (NHWC, im2col rows, ReLU in
     /// the GEMM's epilogue). Differentiable forwards keep the composite ops.
+    ///
+    /// Trainable weights are left unpacked: a copy would go stale as they train.
     pub fn prepare(&mut self) -> Result<()> {
-        let stages = self
-            .stages
-            .iter()
-            .map(|st| {
-                st.iter()
-                    .map(|b| {
-                        Ok(PackedBlock {
-                            layers: b
-                                .layers
-                                .iter()
-                                .map(ConvNorm::packed)
-                                .collect::<Result<_>>()?,
-                            shortcut: b.shortcut.as_ref().map(ConvNorm::packed).transpose()?,
-                        })
-                    })
-                    .collect::<Result<Vec<_>>>()
-            })
-            .collect::<Result<Vec<_>>>()?;
-        self.packed = Some(std::sync::Arc::new(PackedResNet {
-            stem: self.stem.packed()?,
-            stages,
-        }));
+        if self.stem.conv.weight.track_op() {
+            return Ok(());
+        }
+        self.stem.prepare()?;
+        for b in self.stages.iter_mut().flatten() {
+            for c in b.convs() {
+                c.prepare()?;
+            }
+        }
+        self.prepared = true;
         Ok(())
     }
 
-    fn forward_packed(&self, p: &PackedResNet, x: &Tensor) -> Result<Vec<Tensor>> {
-        let dev = x.device();
-        let mut h = max_pool_nhwc(&p.stem.forward(&Nhwc::from_nchw(x)?)?)?;
+    fn forward_packed(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        let mut h = max_pool_nhwc(&self.stem.forward_packed(&Nhwc::from_nchw(x)?)?)?;
         let mut out = vec![];
-        for stage in &p.stages {
+        for stage in &self.stages {
             for b in stage {
-                let mut y = b.layers[0].forward(&h)?;
-                for l in &b.layers[1..] {
-                    y = l.forward(&y)?;
-                }
-                let r = match &b.shortcut {
-                    Some(s) => s.forward(&h)?,
-                    None => h,
-                };
-                if r.dims != y.dims {
-                    return Err(Error::Shape(format!(
-                        "residual {:?} and block output {:?}",
-                        r.dims, y.dims
-                    )));
-                }
-                y.data
-                    .iter_mut()
-                    .zip(&r.data)
-                    .for_each(|(a, b)| *a = (*a + b).max(0.0));
-                h = y;
+                h = b.forward_packed(h)?;
             }
-            out.push(h.to_nchw(dev)?);
+            out.push(h.to_nchw(x.device())?);
         }
         Ok(out)
     }
 
     /// Images [B, C, H, W] → every stage's feature map, `[B, hidden_sizes[s], H/4/2^s', …]`.
-    pub fn forward(&self, x: &Tensor) -> Result<Vec<Tensor>> {
-        if let Some(p) = &self.packed {
-            // Nothing to differentiate (neither the input nor the weights track a gradient)
-            // and CPU f32: the packed path.
-            let free = !x.track_op() && !self.stem.conv.weight.track_op();
-            if free && x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
-                return self.forward_packed(p, x);
-            }
+    pub fn forward(&self, x: &Tensor, ctx: &Ctx) -> Result<Vec<Tensor>> {
+        // The packed weights are a copy taken by `prepare`: only a forward that can want no
+        // gradient (the one predicate's inference path) may use them.
+        if self.prepared && ctx.path(x, || vec![&self.stem.conv.weight]) == Path::Inference {
+            return self.forward_packed(x);
         }
         let h = self.stem.forward(x)?;
         // Max pool 3×3, stride 2, padding 1. The input is post-ReLU (≥ 0) and every window

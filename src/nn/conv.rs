@@ -165,24 +165,40 @@ pub struct Nhwc {
 }
 
 impl Nhwc {
+    /// One transposing copy of a CPU f32 `[B, C, H, W]` tensor.
     pub fn from_nchw(t: &Tensor) -> crate::Result<Nhwc> {
         let (b, c, h, w) = t.dims4()?;
-        let data = t
-            .permute((0, 2, 3, 1))?
-            .contiguous()?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
+        let data = super::cpu::with_f32(t, |src| {
+            let mut out = vec![0f32; src.len()];
+            for bi in 0..b {
+                for ch in 0..c {
+                    let plane = &src[(bi * c + ch) * h * w..][..h * w];
+                    for (p, &v) in plane.iter().enumerate() {
+                        out[(bi * h * w + p) * c + ch] = v;
+                    }
+                }
+            }
+            Ok(out)
+        })?;
         Ok(Nhwc {
             data,
             dims: (b, h, w, c),
         })
     }
 
+    /// One transposing copy back to `[B, C, H, W]`.
     pub fn to_nchw(&self, device: &candle_core::Device) -> crate::Result<Tensor> {
         let (b, h, w, c) = self.dims;
-        Ok(Tensor::from_slice(&self.data, (b, h, w, c), device)?
-            .permute((0, 3, 1, 2))?
-            .contiguous()?)
+        let mut out = vec![0f32; self.data.len()];
+        for bi in 0..b {
+            for p in 0..h * w {
+                let px = &self.data[(bi * h * w + p) * c..][..c];
+                for (ch, &v) in px.iter().enumerate() {
+                    out[(bi * c + ch) * h * w + p] = v;
+                }
+            }
+        }
+        Ok(Tensor::from_vec(out, (b, c, h, w), device)?)
     }
 }
 

@@ -100,16 +100,9 @@ impl ImageClassification {
         let inputs = match &loaded.model {
             AutoModel::SeedVit(m) => Inputs::seed(&m.config),
             AutoModel::Vit(m) => {
-                let pp = loaded
-                    .dir
-                    .as_ref()
-                    .map(|d| d.join("preprocessor_config.json"));
-                match pp.filter(|p| p.exists()) {
-                    Some(p) => Inputs::Processor(ProcessorConfig::load(&p)?),
-                    None => Inputs::Processor(ProcessorConfig::vit(
-                        m.backbone().config.image_size as u32,
-                    )),
-                }
+                Inputs::Processor(ProcessorConfig::in_dir_or(loaded.dir.as_deref(), || {
+                    ProcessorConfig::vit(m.backbone().config.image_size as u32)
+                })?)
             }
             AutoModel::Clip(_) => {
                 return Err(Error::Config(format!("{where_}: not an image classifier")))

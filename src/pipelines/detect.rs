@@ -21,6 +21,19 @@ pub struct Detection {
     pub query: usize,
 }
 
+impl Detection {
+    /// A post-processed box with its class name from `config`.
+    pub fn from_box(b: DetectedBox, config: &crate::models::detr::DetrConfig) -> Self {
+        Detection {
+            label: config.label(b.label),
+            index: b.label,
+            score: b.score,
+            bbox: b.bbox,
+            query: b.query,
+        }
+    }
+}
+
 pub struct ObjectDetection {
     pub model: Detr,
     pub processor: ProcessorConfig,
@@ -36,14 +49,7 @@ impl ObjectDetection {
     }
 
     pub fn from_loaded(loaded: Loaded<Detr>, device: &Device) -> Result<Self> {
-        let pp = loaded
-            .dir
-            .as_ref()
-            .map(|d| d.join("preprocessor_config.json"));
-        let processor = match pp.filter(|p| p.exists()) {
-            Some(p) => ProcessorConfig::load(&p)?,
-            None => ProcessorConfig::detr(),
-        };
+        let processor = ProcessorConfig::in_dir_or(loaded.dir.as_deref(), ProcessorConfig::detr)?;
         Ok(ObjectDetection {
             model: loaded.model,
             processor,
@@ -79,20 +85,7 @@ impl ObjectDetection {
             .into_iter()
             .map(|dets| {
                 dets.into_iter()
-                    .map(
-                        |DetectedBox {
-                             score,
-                             label,
-                             bbox,
-                             query,
-                         }| Detection {
-                            label: self.model.config.label(label),
-                            index: label,
-                            score,
-                            bbox,
-                            query,
-                        },
-                    )
+                    .map(|b| Detection::from_box(b, &self.model.config))
                     .collect()
             })
             .collect())

@@ -59,12 +59,9 @@ impl ClipEmbedder {
         let dir = ckpt.dir.clone();
         let model = Clip::from_checkpoint(ckpt, opts)?.model;
         let tokenizer = ClipTokenizer::for_checkpoint(&dir, bpe_gz)?;
-        let pp = dir.join("preprocessor_config.json");
-        let processor = if pp.exists() {
-            ProcessorConfig::load(&pp)?
-        } else {
+        let processor = ProcessorConfig::in_dir_or(Some(&dir), || {
             ProcessorConfig::clip(model.vision.config.image_size as u32)
-        };
+        })?;
         Ok(Self::new(model, tokenizer, processor, &opts.device))
     }
 

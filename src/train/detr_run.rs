@@ -8,7 +8,7 @@ use super::coco_eval::CocoStats;
 use super::detr_train::{train_detr, CocoDir, DetrFitOptions, DetrTrainConfig, EpochLog};
 use crate::data::coco::CocoDataset;
 use crate::data::detection_scenes::write_coco;
-use crate::image::{ProcessorConfig, Size};
+use crate::image::ProcessorConfig;
 use crate::models::detr::{Detr, DetrConfig};
 use crate::models::{LoadOptions, Pretrained};
 use crate::progress::Progress;
@@ -223,44 +223,40 @@ pub fn train_detr_run(spec: &DetrSpec, progress: &dyn Progress) -> Result<DetrRe
         seed: spec.seed,
     };
     cfg.validate()?;
+    let val = match &spec.val {
+        Some(v) => Some(open_coco(v, spec.val_images.as_deref())?),
+        None => None,
+    };
     let (train, val) = if spec.dataset == "shapes" {
-        progress.note("generating shape scenes");
         let data = out.join("data");
+        progress.note(&format!("shape scenes under {}", data.display()));
+        let side = spec.image_size;
         let train = shapes(
             &data.join("train"),
             spec.train_images,
-            spec.image_size,
-            spec.seed + 1,
+            side,
+            spec.seed.wrapping_add(1),
         )?;
-        let val = match &spec.val {
-            Some(v) => open_coco(v, spec.val_images.as_deref())?,
+        let val = match val {
+            Some(v) => v,
             None => shapes(
                 &data.join("val"),
                 spec.val_scenes,
-                spec.image_size,
-                spec.seed + 1_000_001,
+                side,
+                spec.seed.wrapping_add(1_000_001),
             )?,
         };
         (train, Some(val))
     } else {
-        let train = open_coco(&spec.dataset, spec.images.as_deref())?;
-        let val = match &spec.val {
-            Some(v) => Some(open_coco(v, spec.val_images.as_deref())?),
-            None => None,
-        };
-        (train, val)
+        (open_coco(&spec.dataset, spec.images.as_deref())?, val)
     };
     let labels = coco_labels(&train.annotations)?;
     let opts = LoadOptions::default().trainable().seed(spec.seed);
     let (loaded, processor) = match &spec.model {
         None => {
             let cfg = small_detr(labels, spec.num_queries)?;
-            let mut p = ProcessorConfig::detr();
             let side = spec.image_size as u32;
-            p.size = Size::ShortestLongest {
-                shortest_edge: side,
-                longest_edge: side,
-            };
+            let p = ProcessorConfig::detr_sized(side, side);
             (Detr::from_config(&cfg, &opts)?, p)
         }
         Some(m) => {
@@ -270,14 +266,7 @@ pub fn train_detr_run(spec: &DetrSpec, progress: &dyn Progress) -> Result<DetrRe
                 .fold(opts.num_labels(labels.len()), |o, p| o.freeze(p));
             let mut loaded = Detr::load(m, &opts)?;
             loaded.model.config.id2label = labels;
-            let pp = loaded
-                .dir
-                .as_ref()
-                .map(|d| d.join("preprocessor_config.json"));
-            let p = match pp.filter(|p| p.exists()) {
-                Some(p) => ProcessorConfig::load(&p)?,
-                None => ProcessorConfig::detr(),
-            };
+            let p = ProcessorConfig::in_dir_or(loaded.dir.as_deref(), ProcessorConfig::detr)?;
             (loaded, p)
         }
     };
@@ -320,9 +309,11 @@ pub fn train_detr_run(spec: &DetrSpec, progress: &dyn Progress) -> Result<DetrRe
 
 /// The `lr_drop` the run being resumed was started with.
 fn resumed_lr_drop(out: &Path, resume: bool) -> Option<usize> {
-    let dir = crate::train::fit::latest_checkpoint(out).filter(|_| resume)?;
-    let s: super::detr_train::DetrTrainerState =
-        crate::util::read_json(&dir.join("trainer_state.json")).ok()?;
+    if !resume {
+        return None;
+    }
+    let (_, s): (PathBuf, super::detr_train::DetrTrainerState) =
+        crate::train::fit::latest_state(out).ok()?;
     s.config.lr_drop
 }
 

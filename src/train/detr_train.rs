@@ -5,7 +5,9 @@
 //! held-out set.
 use super::coco_eval::{evaluate, CocoStats};
 use super::detr_loss::{detr_loss, DetrLossConfig, Target};
-use super::fit::{latest_checkpoint, restore_weights, save_checkpoint_as};
+use super::fit::{
+    append_metrics, latest_state, restore_checkpoint, save_checkpoint_as, write_metrics,
+};
 use super::optim::{clip_grad_norm, AdamW, AdamWConfig};
 use crate::data::coco::{CocoDataset, Detection};
 use crate::image::boxes::{post_process_object_detection, DetectedBox};
@@ -13,7 +15,6 @@ use crate::image::ProcessorConfig;
 use crate::models::detr::Detr;
 use crate::models::Loaded;
 use crate::nn::Ctx;
-use crate::util::{atomic_write, read_json};
 use crate::{Error, Result};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -248,10 +249,7 @@ pub fn train_detr(
     if let Some(out) = opts.out {
         std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
         if opts.resume {
-            let dir = latest_checkpoint(out).ok_or_else(|| {
-                Error::Msg(format!("cannot resume: no checkpoint in {}", out.display()))
-            })?;
-            let saved: DetrTrainerState = read_json(&dir.join("trainer_state.json"))?;
+            let (dir, saved): (PathBuf, DetrTrainerState) = latest_state(out)?;
             let mut same = saved.config.clone();
             same.epochs = cfg.epochs;
             if same != *cfg {
@@ -262,19 +260,11 @@ pub fn train_detr(
                     cfg
                 )));
             }
-            restore_weights(&loaded.store, &dir, &device)?;
-            let moments =
-                crate::nn::store::load_safetensors(&dir.join("optimizer.safetensors"), &device)?;
-            opt.load_state(&moments, saved.global_step as u64)?;
+            restore_checkpoint(&dir, &loaded.store, &mut opt, saved.global_step, &device)?;
             state = saved;
             state.config.epochs = cfg.epochs;
         }
-        let lines: String = state
-            .history
-            .iter()
-            .map(|m| serde_json::to_string(m).unwrap_or_default() + "\n")
-            .collect();
-        atomic_write(&out.join("metrics.jsonl"), lines.as_bytes())?;
+        write_metrics(&out.join("metrics.jsonl"), &state.history)?;
     }
     let n_images = train.annotations.images.len();
     let last_epoch = opts.stop_after.unwrap_or(cfg.epochs).min(cfg.epochs);
@@ -378,17 +368,31 @@ pub fn train_detr(
                 &state,
                 &opts.files,
             )?;
-            let mut f = std::fs::OpenOptions::new()
-                .append(true)
-                .open(out.join("metrics.jsonl"))
-                .map_err(|e| Error::io(out, e))?;
-            use std::io::Write as _;
-            writeln!(f, "{}", serde_json::to_string(&log).unwrap_or_default())
-                .map_err(|e| Error::io(out, e))?;
+            append_metrics(&out.join("metrics.jsonl"), &log)?;
         }
         on_epoch(&log);
     }
     Ok(state.history)
+}
+
+/// Each image's padded input size in that image's own pixels: DETR's boxes are relative to the
+/// padded input, so these are the target sizes that put them in the image's pixels.
+pub fn padded_sizes(
+    images: &[image::DynamicImage],
+    batch: &crate::image::PaddedBatch,
+) -> Result<Vec<(u32, u32)>> {
+    let (_, _, ph, pw) = batch.pixel_values.dims4()?;
+    Ok(images
+        .iter()
+        .zip(&batch.sizes)
+        .map(|(img, &(rh, rw))| {
+            let (oh, ow) = (img.height() as f32, img.width() as f32);
+            (
+                (oh * ph as f32 / rh as f32).round() as u32,
+                (ow * pw as f32 / rw as f32).round() as u32,
+            )
+        })
+        .collect())
 }
 
 /// Processor, model and post-processing of a batch of decoded images: per image, boxes above
@@ -407,18 +411,7 @@ pub fn predict(
         &batch.pixel_mask,
         &mut Ctx::inference(),
     )?;
-    let (_, _, ph, pw) = batch.pixel_values.dims4()?;
-    let targets: Vec<(u32, u32)> = images
-        .iter()
-        .zip(&batch.sizes)
-        .map(|(img, &(rh, rw))| {
-            let (oh, ow) = (img.height() as f32, img.width() as f32);
-            (
-                (oh * ph as f32 / rh as f32).round() as u32,
-                (ow * pw as f32 / rw as f32).round() as u32,
-            )
-        })
-        .collect();
+    let targets = padded_sizes(images, &batch)?;
     post_process_object_detection(&out.logits, &out.pred_boxes, threshold, Some(&targets))
 }
 

@@ -122,6 +122,53 @@ pub(crate) fn save_checkpoint_as(
     Ok(dir)
 }
 
+/// The trainer state of `out`'s latest checkpoint, and that checkpoint's directory.
+pub(crate) fn latest_state<S: serde::de::DeserializeOwned>(out: &Path) -> Result<(PathBuf, S)> {
+    let dir = latest_checkpoint(out)
+        .ok_or_else(|| Error::Msg(format!("cannot resume: no checkpoint in {}", out.display())))?;
+    let state = read_json(&dir.join("trainer_state.json"))?;
+    Ok((dir, state))
+}
+
+/// Restores a checkpoint's weights into `store` and its moments into `opt` at `step`.
+pub(crate) fn restore_checkpoint(
+    dir: &Path,
+    store: &ParamStore,
+    opt: &mut AdamW,
+    step: usize,
+    device: &Device,
+) -> Result<()> {
+    restore_weights(store, dir, device)?;
+    let moments = crate::nn::store::load_safetensors(&dir.join("optimizer.safetensors"), device)?;
+    opt.load_state(&moments, step as u64)
+}
+
+/// `metrics.jsonl` rewritten to hold exactly `history`: lines past a checkpoint (a crash after
+/// logging) would otherwise be duplicated on resume.
+pub(crate) fn write_metrics<T: serde::Serialize>(path: &Path, history: &[T]) -> Result<()> {
+    let mut text = String::new();
+    for m in history {
+        text += &serde_json::to_string(m).map_err(|e| Error::Msg(e.to_string()))?;
+        text.push('\n');
+    }
+    atomic_write(path, text.as_bytes())
+}
+
+/// One more `metrics.jsonl` line.
+pub(crate) fn append_metrics<T: serde::Serialize>(path: &Path, m: &T) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    writeln!(
+        f,
+        "{}",
+        serde_json::to_string(m).map_err(|e| Error::Msg(e.to_string()))?
+    )
+    .map_err(|e| Error::io(path, e))
+}
+
 /// Sets every trainable variable of `store` from `dir/model.safetensors`; a missing or
 /// mis-shaped tensor is an error naming it.
 pub(crate) fn restore_weights(store: &ParamStore, dir: &Path, device: &Device) -> Result<()> {
@@ -316,29 +363,14 @@ pub fn fit(
     };
     let metrics_path = out.join("metrics.jsonl");
     if resume {
-        let dir = latest_checkpoint(out).ok_or_else(|| {
-            Error::Msg(format!("cannot resume: no checkpoint in {}", out.display()))
-        })?;
-        let saved: TrainerState = read_json(&dir.join("trainer_state.json"))?;
+        let (dir, saved): (PathBuf, TrainerState) = latest_state(out)?;
         if saved.config != *cfg {
             progress.note("resuming with the saved training config; this run's settings differ and are ignored except the epoch count");
         }
-        restore_weights(store, &dir, device)?;
-        let moments =
-            crate::nn::store::load_safetensors(&dir.join("optimizer.safetensors"), device)?;
-        opt.load_state(&moments, saved.global_step as u64)?;
+        restore_checkpoint(&dir, store, &mut opt, saved.global_step, device)?;
         state = saved;
         state.config.epochs = cfg.epochs;
-        // Metrics lines past the checkpoint (a crash after logging) would be duplicated.
-        let lines: Vec<String> = state
-            .history
-            .iter()
-            .map(|m| serde_json::to_string(m).unwrap_or_default())
-            .collect();
-        atomic_write(
-            &metrics_path,
-            (lines.join("\n") + if lines.is_empty() { "" } else { "\n" }).as_bytes(),
-        )?;
+        write_metrics(&metrics_path, &state.history)?;
         progress.note(&format!(
             "resumed from {} (epoch {}, batch {}, step {})",
             dir.display(),
@@ -500,17 +532,7 @@ pub fn fit(
             images_per_second: seen as f64 / seconds,
         };
         progress.note(&format!("epoch {}/{}: {m}", m.epoch, cfg.epochs));
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(&metrics_path)
-            .map_err(|e| Error::io(&metrics_path, e))?;
-        writeln!(
-            f,
-            "{}",
-            serde_json::to_string(&m).map_err(|e| Error::Msg(e.to_string()))?
-        )
-        .map_err(|e| Error::io(&metrics_path, e))?;
+        append_metrics(&metrics_path, &m)?;
         state.history.push(m.clone());
         if state.best_test_accuracy.is_none_or(|b| test_accuracy > b) {
             state.best_test_accuracy = Some(test_accuracy);

@@ -82,7 +82,7 @@ pub fn run(a: Args) -> Result<()> {
     if let Explainer::Detector(det) = &explainer {
         let maps = tessera::explain::detection_attention(det, &img, a.threshold, a.head_fusion)?;
         render::save_png(
-            &tessera::explain::render_detection_attention(&img, &maps, det)?,
+            &tessera::explain::render_detection_attention(&img, &maps)?,
             &a.out,
         )?;
         for m in &maps {

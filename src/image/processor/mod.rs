@@ -172,17 +172,35 @@ impl ProcessorConfig {
     /// `DetrImageProcessor`'s defaults: shortest edge 800, longest 1333, bilinear, ImageNet
     /// mean and std, padding with a pixel mask.
     pub fn detr() -> Self {
+        Self::detr_sized(800, 1333)
+    }
+
+    /// `DetrImageProcessor` resizing to `shortest_edge` unless the longest edge would pass
+    /// `longest_edge` (both equal: a square image stays that size).
+    pub fn detr_sized(shortest_edge: u32, longest_edge: u32) -> Self {
         ProcessorConfig {
             image_processor_type: Some("DetrImageProcessor".into()),
             size: Size::ShortestLongest {
-                shortest_edge: 800,
-                longest_edge: 1333,
+                shortest_edge,
+                longest_edge,
             },
             resample: 2,
             image_mean: parse::IMAGENET_MEAN.to_vec(),
             image_std: parse::IMAGENET_STD.to_vec(),
             do_pad: true,
             ..Default::default()
+        }
+    }
+
+    /// A checkpoint directory's `preprocessor_config.json` when it has one, else `default()`
+    /// (the processor the model family ships with).
+    pub fn in_dir_or(dir: Option<&Path>, default: impl FnOnce() -> Self) -> Result<Self> {
+        match dir
+            .map(|d| d.join("preprocessor_config.json"))
+            .filter(|p| p.exists())
+        {
+            Some(p) => Self::load(&p),
+            None => Ok(default()),
         }
     }
 
