@@ -45,10 +45,10 @@ fn named(text: &str, prefix: &str, known: &[&str]) -> BTreeSet<String> {
 /// `src/nn` bottom-up; a file may use only files of a lower level.
 const NN: &[(&str, usize)] = &[
     ("cpu", 0),
-    ("conv", 0),
     ("math", 0),
     ("interpolate", 0),
     ("store", 0),
+    ("conv", 1),
     ("activation", 1),
     ("dropout", 1),
     ("ops", 2),
