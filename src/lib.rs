@@ -20,6 +20,8 @@
 //! - [`pipelines`]: image classification, CLIP embeddings, zero-shot, search.
 //! - [`explain`]: attention maps, rollout, relevance, rendered over the image.
 //! - [`hosted`]: asking hosted or local multimodal models (Gemini, OpenAI-compatible servers).
+//! - [`serve`]: `tessera serve`, an HTTP server for every model (OpenAI-shaped embeddings,
+//!   zero-shot, classification, detection) with dynamic batching and Prometheus metrics.
 
 // mimalloc keeps candle's per-op buffers instead of handing them back to the OS:
 // glibc malloc's page faults cost up to half of a training step.
@@ -52,6 +54,7 @@ pub mod models;
 pub mod nn;
 pub mod pipelines;
 pub mod progress;
+pub mod serve;
 pub mod train;
 pub mod util;
 

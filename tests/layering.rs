@@ -106,6 +106,7 @@ const CRATE: &[&str] = &[
     "pipelines",
     "explain",
     "hosted",
+    "serve",
 ];
 
 #[test]

@@ -13,6 +13,7 @@ mod finetune;
 mod index;
 mod predict;
 mod search;
+mod serve;
 mod train;
 mod train_detr;
 mod zero_shot;
@@ -57,6 +58,9 @@ enum Cmd {
     TrainDetr(train_detr::Args),
     /// Ask a hosted or local multimodal model (Gemini, any OpenAI-compatible server) about images.
     Ask(ask::Args),
+    /// Serve models over HTTP: OpenAI-shaped embeddings, zero-shot, classification and
+    /// detection, with dynamic batching and Prometheus metrics.
+    Serve(serve::Args),
 }
 
 fn main() {
@@ -86,6 +90,7 @@ fn main() {
         Cmd::Ask(a) => ask::run(a),
         Cmd::Detect(a) => detect::run(a),
         Cmd::TrainDetr(a) => train_detr::run(a),
+        Cmd::Serve(a) => serve::run(a),
     };
     if let Err(e) = r {
         eprintln!("error: {}", common::one_line(&e));
