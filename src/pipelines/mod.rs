@@ -7,11 +7,16 @@
 //!   behind zero-shot, `embed`, the search index and CLIP explanations.
 //! - [`ZeroShotClassifier`], as `pipeline("zero-shot-image-classification")`.
 //! - [`Index`], a persistent text-to-image search index over a folder.
+//! - [`ann`]: HNSW approximate search for large indexes, exact search as ground truth.
+//! - [`shards`]: a collection embedded by N machines into Parquet parts, merged into one
+//!   [`Index`].
 //! - [`ObjectDetection`], as `pipeline("object-detection")`, for DETR.
+pub mod ann;
 pub mod classify;
 pub mod detect;
 pub mod embed;
 pub mod search;
+pub mod shards;
 pub mod source;
 pub mod zero_shot;
 

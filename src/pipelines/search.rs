@@ -53,7 +53,8 @@ fn manifest_path(index: &Path) -> PathBuf {
 /// The header key holding the manifest.
 const MANIFEST_KEY: &str = "tessera_index_manifest";
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+/// Every image file under `dir` (recursively; unreadable entries included, to be reported).
+pub(crate) fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let p = e.map_err(|e| Error::io(dir, e))?.path();
         if p.is_dir() {
@@ -64,6 +65,29 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `f`'s path relative to the indexed `folder`, as the manifest stores it.
+pub(crate) fn relative(folder: &Path, f: &Path) -> String {
+    f.strip_prefix(folder)
+        .unwrap_or(f)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The manifest entry of file `f` (size and modification time: what marks it changed).
+pub(crate) fn entry(f: &Path, rel: &str) -> Result<Entry> {
+    let meta = std::fs::metadata(f).map_err(|e| Error::io(f, e))?;
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs());
+    Ok(Entry {
+        path: rel.to_string(),
+        size: meta.len(),
+        mtime,
+    })
 }
 
 impl Index {
@@ -112,7 +136,7 @@ impl Index {
     }
 
     /// One file holds rows and manifest: a crash leaves the old index or the new one.
-    fn save(&self, index: &Path) -> Result<()> {
+    pub(crate) fn save(&self, index: &Path) -> Result<()> {
         let manifest = serde_json::to_string(&self.manifest)
             .map_err(|e| Error::Msg(format!("index manifest: {e}")))?;
         let meta = HashMap::from([(MANIFEST_KEY.to_string(), manifest)]);
@@ -125,6 +149,11 @@ impl Index {
             None => vec![],
         };
         crate::nn::store::save_safetensors_with(index, &tensors, meta)?;
+        // A graph of the old rows would answer for the wrong images.
+        let graph = super::ann::graph_path(index);
+        if graph.exists() {
+            std::fs::remove_file(&graph).map_err(|e| Error::io(&graph, e))?;
+        }
         // A readable copy for people and older tools; `load` trusts the header.
         crate::util::write_json(&manifest_path(index), &self.manifest)
     }
@@ -167,30 +196,16 @@ impl Index {
         let mut report = IndexReport::default();
         let mut todo = vec![];
         for f in &files {
-            let rel = f
-                .strip_prefix(folder)
-                .unwrap_or(f)
-                .to_string_lossy()
-                .into_owned();
-            let meta = match std::fs::metadata(f) {
-                Ok(m) => m,
+            let rel = relative(folder, f);
+            let entry = match entry(f, &rel) {
+                Ok(e) => e,
                 Err(e) => {
                     // A dangling link, a file removed meanwhile: skipped, like undecodable ones.
-                    let why = Error::io(f, e).to_string();
+                    let why = e.to_string();
                     progress.note(&format!("skipping {why}"));
                     report.skipped.push((rel, why));
                     continue;
                 }
-            };
-            let mtime = meta
-                .modified()
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_secs());
-            let entry = Entry {
-                path: rel.clone(),
-                size: meta.len(),
-                mtime,
             };
             match reuse.remove(&rel) {
                 Some((e, v)) if e == entry => {
@@ -238,12 +253,56 @@ impl Index {
         Ok(report)
     }
 
-    /// The `k` images most similar (cosine) to `query`: (path, similarity), best first.
+    /// Builds the HNSW graph of the rows and writes it next to `index` (`NAME.usearch`), where
+    /// [`Index::load_graph`] finds it; any later save of the index removes it.
+    pub fn build_graph(
+        &self,
+        index: &Path,
+        opts: &super::ann::AnnOptions,
+    ) -> Result<super::ann::Hnsw> {
+        let h = super::ann::Hnsw::build(&self.embeds, opts)?;
+        h.save(&super::ann::graph_path(index))?;
+        Ok(h)
+    }
+
+    /// The graph written for the index at `index`, if there is one and it has every row.
+    pub fn load_graph(&self, index: &Path) -> Result<Option<super::ann::Hnsw>> {
+        let p = super::ann::graph_path(index);
+        if !p.exists() {
+            return Ok(None);
+        }
+        let h = super::ann::Hnsw::load(&p, true)?;
+        if h.len() != self.embeds.len() || self.width().is_some_and(|w| w != h.dim()) {
+            return Err(Error::data(
+                &p,
+                format!(
+                    "holds {} vectors, the index {}: rebuild it (tessera index --hnsw) or delete it",
+                    h.len(),
+                    self.embeds.len()
+                ),
+            ));
+        }
+        Ok(Some(h))
+    }
+
+    /// The `k` images most similar (cosine) to `query`: (path, similarity), best first; exact
+    /// unless `graph` is given.
     pub fn search(
         &self,
         embedder: &ClipEmbedder,
         query: &str,
         k: usize,
+    ) -> Result<Vec<(String, f32)>> {
+        self.search_with(embedder, query, k, None)
+    }
+
+    /// [`Index::search`], approximate through `graph` when given.
+    pub fn search_with(
+        &self,
+        embedder: &ClipEmbedder,
+        query: &str,
+        k: usize,
+        graph: Option<&super::ann::Hnsw>,
     ) -> Result<Vec<(String, f32)>> {
         if query.trim().is_empty() {
             return Err(Error::Config("empty query".into()));
@@ -261,15 +320,13 @@ impl Index {
                 q.len()
             )));
         }
-        let mut scored: Vec<(String, f32)> = self
-            .manifest
-            .entries
-            .iter()
-            .zip(&self.embeds)
-            .map(|(e, v)| (e.path.clone(), v.iter().zip(&q).map(|(a, b)| a * b).sum()))
-            .collect();
-        scored.sort_by(|a, b| b.1.total_cmp(&a.1));
-        scored.truncate(k);
-        Ok(scored)
+        let hits = match graph {
+            Some(g) => g.search(&q, k)?,
+            None => super::ann::exact_top_k(&self.embeds, &q, k),
+        };
+        Ok(hits
+            .into_iter()
+            .filter_map(|(i, s)| self.manifest.entries.get(i).map(|e| (e.path.clone(), s)))
+            .collect())
     }
 }

@@ -21,6 +21,12 @@ pub struct Args {
     bpe: super::common::Bpe,
     #[arg(long)]
     json: bool,
+    /// Brute force even when the index has an HNSW graph (INDEX.usearch, used by default).
+    #[arg(long)]
+    exact: bool,
+    /// HNSW candidates kept while searching (higher: slower, closer to exact).
+    #[arg(long)]
+    ef: Option<usize>,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -28,7 +34,15 @@ pub fn run(a: Args) -> Result<()> {
     let opts = a.dtype.options()?;
     let e = ClipEmbedder::from_pretrained(&idx.manifest.model, &a.bpe.bpe, &opts)?
         .with_processor_backend(a.processor.backend);
-    let hits = idx.search(&e, &a.query, a.k)?;
+    let graph = if a.exact {
+        None
+    } else {
+        idx.load_graph(&a.index)?
+    };
+    if let (Some(g), Some(ef)) = (&graph, a.ef) {
+        g.set_expansion_search(ef);
+    }
+    let hits = idx.search_with(&e, &a.query, a.k, graph.as_ref())?;
     if a.json {
         let v: Vec<_> = hits
             .iter()
