@@ -82,7 +82,7 @@ fn sharded_parts_merge_into_the_index_one_run_builds() {
     }
     assert_eq!((embedded, skipped), (14, 1));
     let merged_path = d.path().join("merged.safetensors");
-    let m = shards::merge(&[parts.clone()], &merged_path, None).unwrap();
+    let m = shards::merge(std::slice::from_ref(&parts), &merged_path, None).unwrap();
     assert_eq!((m.rows, m.duplicates), (14, 0));
     let merged = Index::load(&merged_path).unwrap();
     assert_eq!(merged.manifest.entries, single.manifest.entries);
@@ -124,7 +124,12 @@ fn sharded_parts_merge_into_the_index_one_run_builds() {
     }
     let again = shards::embed_shard(&e, &id, &folder, &resumed, all, 4, &Silent).unwrap();
     assert_eq!((again.reused, again.embedded), (4, 10));
-    shards::merge(&[resumed.clone()], &d.path().join("r.safetensors"), None).unwrap();
+    shards::merge(
+        std::slice::from_ref(&resumed),
+        &d.path().join("r.safetensors"),
+        None,
+    )
+    .unwrap();
     assert_eq!(
         Index::load(&d.path().join("r.safetensors")).unwrap().embeds,
         merged.embeds

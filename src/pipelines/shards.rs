@@ -398,12 +398,14 @@ pub fn merge(dirs: &[PathBuf], index: &Path, model: Option<&str>) -> Result<Merg
                 first_model = Some(m);
                 folder = f;
             }
-            (Some(a), None) if *a != m => return Err(Error::data(
-                p,
-                format!(
+            (Some(a), None) if *a != m => {
+                return Err(Error::data(
+                    p,
+                    format!(
                     "embedded with model {m}, other parts with {a} (give --model to merge anyway)"
                 ),
-            )),
+                ))
+            }
             _ => {}
         }
         for r in part {

@@ -151,6 +151,23 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
         Ok(rxs)
     }
 
+    /// Refuses at once (as [`Batcher::submit`] would) when `n` more items do not fit now: a
+    /// request checks this before decoding its images, so that an overloaded server sheds
+    /// without spending work on it. (The queue may still fill meanwhile; `submit` decides.)
+    pub fn check_room(&self, n: usize) -> std::result::Result<(), Overloaded> {
+        let q = self.shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let queued = q.jobs.len();
+        if q.closed || queued + n > self.policy.max_queue {
+            drop(q);
+            self.metrics.rejected(&self.labels);
+            return Err(Overloaded {
+                queued,
+                capacity: self.policy.max_queue,
+            });
+        }
+        Ok(())
+    }
+
     /// Items waiting now.
     pub fn depth(&self) -> usize {
         self.shared

@@ -620,6 +620,8 @@ async fn embeddings(
         let (_, mask) = clip.embedder.tokenizer.encode_batch(&refs, max);
         tokens = mask.iter().flatten().map(|&m| m as usize).sum();
     }
+    clip.images.check_room(images.len()).map_err(overloaded)?;
+    clip.texts.check_room(texts.len()).map_err(overloaded)?;
     let img_idx: Vec<usize> = images.iter().map(|(i, _)| *i).collect();
     let px = pixels(prepare(&s, &served, images, "input", deadline).await?)?;
     // Both towers are queued before either is awaited: they run at the same time.
@@ -693,6 +695,8 @@ async fn zero_shot(
             "internal: zero-shot from a non-CLIP model",
         ));
     };
+    clip.images.check_room(images.len()).map_err(overloaded)?;
+    clip.texts.check_room(prompts.len()).map_err(overloaded)?;
     let px = pixels(prepare(&s, &served, images, "images", deadline).await?)?;
     let img_rx = clip.images.submit(px).map_err(overloaded)?;
     let txt_rx = clip.texts.submit(prompts).map_err(overloaded)?;
@@ -726,6 +730,7 @@ async fn classify(
             "internal: classify from a non-classifier",
         ));
     };
+    c.images.check_room(images.len()).map_err(overloaded)?;
     let px = pixels(prepare(&s, &served, images, "images", deadline).await?)?;
     let rx = c.images.submit(px).map_err(overloaded)?;
     let probs = answers(&s, deadline, rx).await?;
@@ -757,6 +762,7 @@ async fn detect(
     let Served::Detector(d) = &*served else {
         return Err(ApiError::internal("internal: detect from a non-detector"));
     };
+    d.images.check_room(images.len()).map_err(overloaded)?;
     let xs: Vec<models::DetrInput> = prepare(&s, &served, images, "images", deadline)
         .await?
         .into_iter()
