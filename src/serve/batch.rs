@@ -41,6 +41,8 @@ struct Job<I, O> {
 
 struct Queue<I, O> {
     jobs: VecDeque<Job<I, O>>,
+    /// Slots promised to requests still decoding their images (see [`Batcher::reserve`]).
+    reserved: usize,
     closed: bool,
 }
 
@@ -74,6 +76,7 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
                 jobs: VecDeque::new(),
+                reserved: 0,
                 closed: false,
             }),
             ready: Condvar::new(),
@@ -123,40 +126,17 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
     }
 
     /// Queues `items` as one request (all or none), returning a receiver per item.
-    #[allow(clippy::type_complexity)]
-    pub fn submit(
-        &self,
-        items: Vec<I>,
-    ) -> std::result::Result<Vec<oneshot::Receiver<std::result::Result<O, String>>>, Overloaded>
-    {
-        let mut q = self.shared.queue.lock().unwrap_or_else(|p| p.into_inner());
-        let queued = q.jobs.len();
-        if q.closed || queued + items.len() > self.policy.max_queue {
-            drop(q);
-            self.metrics.rejected(&self.labels);
-            return Err(Overloaded {
-                queued,
-                capacity: self.policy.max_queue,
-            });
-        }
-        let mut rxs = Vec::with_capacity(items.len());
-        for item in items {
-            let (reply, rx) = oneshot::channel();
-            q.jobs.push_back(Job { item, reply });
-            rxs.push(rx);
-        }
-        self.metrics.queue_depth(&self.labels, q.jobs.len());
-        drop(q);
-        self.shared.ready.notify_one();
-        Ok(rxs)
+    pub fn submit(&self, items: Vec<I>) -> std::result::Result<Receivers<O>, Overloaded> {
+        self.reserve(items.len())?.submit(items)
     }
 
-    /// Refuses at once (as [`Batcher::submit`] would) when `n` more items do not fit now: a
-    /// request checks this before decoding its images, so that an overloaded server sheds
-    /// without spending work on it. (The queue may still fill meanwhile; `submit` decides.)
-    pub fn check_room(&self, n: usize) -> std::result::Result<(), Overloaded> {
-        let q = self.shared.queue.lock().unwrap_or_else(|p| p.into_inner());
-        let queued = q.jobs.len();
+    /// Takes `n` queue slots for a request before it decodes its images, or refuses at once
+    /// when they are not free: an overloaded server sheds without spending work, and a burst
+    /// cannot overfill the queue while its requests decode. Dropping the reservation frees
+    /// the slots.
+    pub fn reserve(&self, n: usize) -> std::result::Result<Reservation<'_, I, O>, Overloaded> {
+        let mut q = self.shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let queued = q.jobs.len() + q.reserved;
         if q.closed || queued + n > self.policy.max_queue {
             drop(q);
             self.metrics.rejected(&self.labels);
@@ -165,7 +145,8 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
                 capacity: self.policy.max_queue,
             });
         }
-        Ok(())
+        q.reserved += n;
+        Ok(Reservation { batcher: self, n })
     }
 
     /// Items waiting now.
@@ -198,6 +179,57 @@ impl<I, O> Drop for Batcher<I, O> {
             q.closed = true;
         }
         self.shared.ready.notify_all();
+    }
+}
+
+/// One receiver per queued item.
+pub type Receivers<O> = Vec<oneshot::Receiver<std::result::Result<O, String>>>;
+
+/// Queue slots held for one request (see [`Batcher::reserve`]).
+pub struct Reservation<'a, I, O> {
+    batcher: &'a Batcher<I, O>,
+    n: usize,
+}
+
+impl<I, O> Reservation<'_, I, O> {
+    /// Queues `items` (at most the reserved count) in the reserved slots.
+    pub fn submit(mut self, items: Vec<I>) -> std::result::Result<Receivers<O>, Overloaded> {
+        let b = self.batcher;
+        let mut q = b.shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+        q.reserved -= std::mem::take(&mut self.n);
+        if q.closed || items.len() + q.jobs.len() + q.reserved > b.policy.max_queue {
+            let queued = q.jobs.len() + q.reserved;
+            drop(q);
+            b.metrics.rejected(&b.labels);
+            return Err(Overloaded {
+                queued,
+                capacity: b.policy.max_queue,
+            });
+        }
+        let mut rxs = Vec::with_capacity(items.len());
+        for item in items {
+            let (reply, rx) = oneshot::channel();
+            q.jobs.push_back(Job { item, reply });
+            rxs.push(rx);
+        }
+        b.metrics.queue_depth(&b.labels, q.jobs.len());
+        drop(q);
+        b.shared.ready.notify_one();
+        Ok(rxs)
+    }
+}
+
+impl<I, O> Drop for Reservation<'_, I, O> {
+    fn drop(&mut self) {
+        if self.n > 0 {
+            let mut q = self
+                .batcher
+                .shared
+                .queue
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            q.reserved -= self.n;
+        }
     }
 }
 
@@ -331,6 +363,28 @@ mod tests {
             .collect();
         assert_eq!(got, vec![1, 2, 3, 4]);
         assert!(b.submit(vec![6]).is_ok());
+        b.close();
+    }
+
+    #[test]
+    fn reservations_hold_slots_until_submitted_or_dropped() {
+        let b = Batcher::start(labels(), policy(4, 0, 4), Metrics::new(), |xs: Vec<u32>| {
+            Ok(xs)
+        })
+        .unwrap();
+        let r1 = b.reserve(3).unwrap();
+        assert!(b.reserve(2).is_err(), "3 of 4 slots are promised");
+        let r2 = b.reserve(1).unwrap();
+        drop(r2);
+        let r3 = b.reserve(1).unwrap();
+        let rx = r1.submit(vec![1, 2, 3]).unwrap();
+        let got: Vec<u32> = rx
+            .into_iter()
+            .map(|r| r.blocking_recv().unwrap().unwrap())
+            .collect();
+        assert_eq!(got, vec![1, 2, 3]);
+        drop(r3);
+        assert!(b.reserve(4).is_ok());
         b.close();
     }
 

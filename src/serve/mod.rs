@@ -620,23 +620,16 @@ async fn embeddings(
         let (_, mask) = clip.embedder.tokenizer.encode_batch(&refs, max);
         tokens = mask.iter().flatten().map(|&m| m as usize).sum();
     }
-    clip.images.check_room(images.len()).map_err(overloaded)?;
-    clip.texts.check_room(texts.len()).map_err(overloaded)?;
+    // Slots first: a full queue refuses before any image is decoded.
+    let img_slots = clip.images.reserve(images.len()).map_err(overloaded)?;
+    let txt_slots = clip.texts.reserve(texts.len()).map_err(overloaded)?;
     let img_idx: Vec<usize> = images.iter().map(|(i, _)| *i).collect();
     let px = pixels(prepare(&s, &served, images, "input", deadline).await?)?;
     // Both towers are queued before either is awaited: they run at the same time.
-    let img_rx = if px.is_empty() {
-        vec![]
-    } else {
-        clip.images.submit(px).map_err(overloaded)?
-    };
-    let txt_rx = if texts.is_empty() {
-        vec![]
-    } else {
-        clip.texts
-            .submit(texts.iter().map(|(_, t)| t.clone()).collect())
-            .map_err(overloaded)?
-    };
+    let img_rx = img_slots.submit(px).map_err(overloaded)?;
+    let txt_rx = txt_slots
+        .submit(texts.iter().map(|(_, t)| t.clone()).collect())
+        .map_err(overloaded)?;
     let img = answers(&s, deadline, img_rx).await?;
     let txt = answers(&s, deadline, txt_rx).await?;
     let mut rows: Vec<Option<Vec<f32>>> = vec![None; inputs.len()];
@@ -695,11 +688,11 @@ async fn zero_shot(
             "internal: zero-shot from a non-CLIP model",
         ));
     };
-    clip.images.check_room(images.len()).map_err(overloaded)?;
-    clip.texts.check_room(prompts.len()).map_err(overloaded)?;
+    let img_slots = clip.images.reserve(images.len()).map_err(overloaded)?;
+    let txt_slots = clip.texts.reserve(prompts.len()).map_err(overloaded)?;
     let px = pixels(prepare(&s, &served, images, "images", deadline).await?)?;
-    let img_rx = clip.images.submit(px).map_err(overloaded)?;
-    let txt_rx = clip.texts.submit(prompts).map_err(overloaded)?;
+    let img_rx = img_slots.submit(px).map_err(overloaded)?;
+    let txt_rx = txt_slots.submit(prompts).map_err(overloaded)?;
     let img = answers(&s, deadline, img_rx).await?;
     let txt = answers(&s, deadline, txt_rx).await?;
     let probs = models::zero_shot_probs(&clip.embedder, &img, &txt)
@@ -730,9 +723,9 @@ async fn classify(
             "internal: classify from a non-classifier",
         ));
     };
-    c.images.check_room(images.len()).map_err(overloaded)?;
+    let slots = c.images.reserve(images.len()).map_err(overloaded)?;
     let px = pixels(prepare(&s, &served, images, "images", deadline).await?)?;
-    let rx = c.images.submit(px).map_err(overloaded)?;
+    let rx = slots.submit(px).map_err(overloaded)?;
     let probs = answers(&s, deadline, rx).await?;
     let head = c.pipeline.classifier();
     let ranked = crate::pipelines::ranked(probs, |i| head.label(i), req.top_k)
@@ -762,7 +755,7 @@ async fn detect(
     let Served::Detector(d) = &*served else {
         return Err(ApiError::internal("internal: detect from a non-detector"));
     };
-    d.images.check_room(images.len()).map_err(overloaded)?;
+    let slots = d.images.reserve(images.len()).map_err(overloaded)?;
     let xs: Vec<models::DetrInput> = prepare(&s, &served, images, "images", deadline)
         .await?
         .into_iter()
@@ -771,7 +764,7 @@ async fn detect(
             PreparedImage::Pixels(_) => None,
         })
         .collect();
-    let rx = d.images.submit(xs).map_err(overloaded)?;
+    let rx = slots.submit(xs).map_err(overloaded)?;
     let boxes = answers(&s, deadline, rx).await?;
     let config = &d.pipeline.model.config;
     let data: Vec<Value> = boxes

@@ -320,10 +320,10 @@ pub fn warm_up(served: &Served) -> Result<()> {
     }
 }
 
-type Receivers<O> = Vec<tokio::sync::oneshot::Receiver<std::result::Result<O, String>>>;
-
 /// Blocks until every item of a submission is answered (warm-up, outside the runtime).
-fn wait_all<O>(r: std::result::Result<Receivers<O>, super::batch::Overloaded>) -> Result<()> {
+fn wait_all<O>(
+    r: std::result::Result<super::batch::Receivers<O>, super::batch::Overloaded>,
+) -> Result<()> {
     let rxs = r.map_err(|_| Error::Msg("queue full during warm-up".into()))?;
     for rx in rxs {
         rx.blocking_recv()
