@@ -1,36 +1,14 @@
 //! Sharded indexing: N shards embed disjoint parts of a folder into Parquet parts, which merge
 //! into the index a single run builds (same rows, same search results); a killed shard
 //! resumes; an HNSW graph beside the index answers like exact search on a small collection.
-use candle_core::{DType, Device};
-use serde_json::json;
-use std::path::{Path, PathBuf};
-use tessera::models::clip::{Clip, ClipConfig};
+mod common;
+use common::{bpe, tiny_clip};
+use std::path::Path;
 use tessera::models::LoadOptions;
-use tessera::nn::ParamStore;
 use tessera::pipelines::ann::AnnOptions;
 use tessera::pipelines::shards::{self, Shard};
 use tessera::pipelines::{ClipEmbedder, Index};
 use tessera::progress::Silent;
-
-fn bpe() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/bpe_simple_vocab_16e6.txt.gz");
-    assert!(p.exists(), "run tools/fetch_clip_bpe.sh");
-    p
-}
-
-fn tiny_clip(dir: &Path) {
-    let cfg: ClipConfig = serde_json::from_value(json!({
-        "text_config": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2},
-        "vision_config": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2, "image_size": 32, "patch_size": 8},
-        "projection_dim": 16, "model_type": "clip"
-    }))
-    .unwrap();
-    let store = ParamStore::fresh(5, false, &Device::Cpu);
-    Clip::new(store.var_builder(DType::F32), &cfg).unwrap();
-    std::fs::create_dir_all(dir).unwrap();
-    store.save(&dir.join("model.safetensors")).unwrap();
-    tessera::util::write_json(&dir.join("config.json"), &cfg).unwrap();
-}
 
 /// 14 images in two folders and one file that is not an image.
 fn photos(dir: &Path) {

@@ -4,41 +4,18 @@
 //! are `tools/serve_load.sh`.)
 mod common;
 use base64::Engine as _;
-use candle_core::{DType, Device};
+use candle_core::DType;
+use common::{bpe, tiny_clip};
 use serde_json::{json, Value};
 use std::io::{Read as _, Write as _};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tessera::models::clip::{Clip, ClipConfig};
 use tessera::models::LoadOptions;
-use tessera::nn::ParamStore;
 use tessera::pipelines::{
     ClipEmbedder, ImageClassification, ImageSource, ObjectDetection, ZeroShotClassifier,
 };
 use tessera::serve::models::ModelSpec;
 use tessera::serve::{LoadSettings, ServeConfig, Server};
-
-fn bpe() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/bpe_simple_vocab_16e6.txt.gz");
-    assert!(p.exists(), "run tools/fetch_clip_bpe.sh");
-    p
-}
-
-/// A random tiny CLIP with the real vocabulary, saved as an HF checkpoint.
-fn tiny_clip(dir: &Path) {
-    let cfg: ClipConfig = serde_json::from_value(json!({
-        "text_config": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2},
-        "vision_config": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2, "image_size": 32, "patch_size": 8},
-        "projection_dim": 16, "model_type": "clip"
-    }))
-    .unwrap();
-    let store = ParamStore::fresh(5, false, &Device::Cpu);
-    Clip::new(store.var_builder(DType::F32), &cfg).unwrap();
-    std::fs::create_dir_all(dir).unwrap();
-    store.save(&dir.join("model.safetensors")).unwrap();
-    tessera::util::write_json(&dir.join("config.json"), &cfg).unwrap();
-}
 
 fn png(rgb: [u8; 3], w: u32, h: u32) -> Vec<u8> {
     let img = image::RgbImage::from_fn(w, h, |x, y| {

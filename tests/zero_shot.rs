@@ -1,6 +1,8 @@
 //! The zero-shot pipeline and CLI: behaviour and bad input (parity with transformers' pipeline
 //! on real photos is `tools/check_zero_shot.py`: it needs the reference venv).
+mod common;
 use candle_core::{DType, Device};
+use common::{bpe, tiny_clip};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use tessera::models::clip::{Clip, ClipConfig};
@@ -8,26 +10,6 @@ use tessera::models::{LoadOptions, Pretrained};
 use tessera::nn::ParamStore;
 use tessera::pipelines::{ClipEmbedder, ImageSource, ZeroShotClassifier};
 use tessera::progress::Silent;
-
-fn bpe() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/bpe_simple_vocab_16e6.txt.gz");
-    assert!(p.exists(), "run tools/fetch_clip_bpe.sh");
-    p
-}
-
-/// A random tiny CLIP with the real vocabulary size, saved as an HF checkpoint.
-fn tiny_clip(dir: &Path) {
-    let cfg: ClipConfig = serde_json::from_value(serde_json::json!({
-        "text_config": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2},
-        "vision_config": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2, "image_size": 32, "patch_size": 8},
-        "projection_dim": 16, "model_type": "clip"
-    }))
-    .unwrap();
-    let store = ParamStore::fresh(5, false, &Device::Cpu);
-    Clip::new(store.var_builder(DType::F32), &cfg).unwrap();
-    store.save(&dir.join("model.safetensors")).unwrap();
-    tessera::util::write_json(&dir.join("config.json"), &cfg).unwrap();
-}
 
 fn photo(dir: &Path, name: &str, rgb: [u8; 3]) -> PathBuf {
     let p = dir.join(name);

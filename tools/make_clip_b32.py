@@ -11,6 +11,7 @@ import os
 import sys
 
 import torch
+from transformers.models.clip.tokenization_clip import bytes_to_unicode
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
 
 out = sys.argv[1]
@@ -19,22 +20,10 @@ here = os.path.dirname(os.path.abspath(__file__))
 bpe = os.path.join(here, "..", "assets", "bpe_simple_vocab_16e6.txt.gz")
 
 
-def bytes_to_unicode():
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return [chr(c) for c in cs]
-
-
 # OpenAI's SimpleTokenizer: merges 1..48894 of the file, vocab = bytes, bytes+</w>, merges, specials.
 merges = gzip.open(bpe).read().decode("utf-8").split("\n")[1 : 49152 - 256 - 2 + 1]
 merges = [tuple(m.split()) for m in merges]
-vocab = bytes_to_unicode()
+vocab = list(bytes_to_unicode().values())
 vocab = vocab + [v + "</w>" for v in vocab]
 vocab += ["".join(m) for m in merges]
 vocab += ["<|startoftext|>", "<|endoftext|>"]

@@ -86,16 +86,23 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
                 };
                 ApiError::new(status, msg)
             })?;
-        let value: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
-        let mut track = serde_path_to_error::Track::new();
-        let de = serde_path_to_error::Deserializer::new(value, &mut track);
-        T::deserialize(de).map(ApiJson).map_err(|e| {
-            let path = track.path().to_string();
+        // One pass over the bytes; the path names the field a value did not fit.
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        let v: std::result::Result<T, _> = serde_path_to_error::deserialize(&mut de);
+        if v.is_ok() {
+            de.end()
+                .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
+        }
+        v.map(ApiJson).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if inner.classify() != serde_json::error::Category::Data {
+                return ApiError::bad_request(format!("the body is not valid JSON: {inner}"));
+            }
             if path == "." || path.is_empty() {
-                ApiError::unprocessable(format!("invalid request: {e}"))
+                ApiError::unprocessable(format!("invalid request: {inner}"))
             } else {
-                ApiError::unprocessable(format!("invalid request at {path}: {e}"))
+                ApiError::unprocessable(format!("invalid request at {path}: {inner}"))
             }
         })
     }

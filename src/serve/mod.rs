@@ -659,6 +659,25 @@ async fn embeddings(
     })))
 }
 
+/// Per image, its labels sorted by probability (the pipelines' ranking: NaN is an error).
+fn scores_reply(
+    model: &str,
+    probs: Vec<Vec<f32>>,
+    label: impl Fn(usize) -> String,
+    top_k: Option<usize>,
+) -> Reply<Json<Value>> {
+    let ranked = crate::pipelines::ranked(probs, label, top_k)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let data: Vec<Value> = ranked
+        .into_iter()
+        .enumerate()
+        .map(|(index, scores)| json!({"index": index, "scores": scores}))
+        .collect();
+    Ok(Json(
+        json!({"object": "list", "model": model, "data": data}),
+    ))
+}
+
 async fn zero_shot(
     State(s): State<Shared>,
     ApiJson(req): ApiJson<api::ZeroShotRequest>,
@@ -697,14 +716,7 @@ async fn zero_shot(
     let txt = answers(&s, deadline, txt_rx).await?;
     let probs = models::zero_shot_probs(&clip.embedder, &img, &txt)
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    let ranked = crate::pipelines::ranked(probs, |i| req.labels[i].clone(), req.top_k)
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    let data: Vec<Value> = ranked
-        .into_iter()
-        .enumerate()
-        .map(|(index, scores)| json!({"index": index, "scores": scores}))
-        .collect();
-    Ok(Json(json!({"object": "list", "model": name, "data": data})))
+    scores_reply(&name, probs, |i| req.labels[i].clone(), req.top_k)
 }
 
 async fn classify(
@@ -728,14 +740,7 @@ async fn classify(
     let rx = slots.submit(px).map_err(overloaded)?;
     let probs = answers(&s, deadline, rx).await?;
     let head = c.pipeline.classifier();
-    let ranked = crate::pipelines::ranked(probs, |i| head.label(i), req.top_k)
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    let data: Vec<Value> = ranked
-        .into_iter()
-        .enumerate()
-        .map(|(index, scores)| json!({"index": index, "scores": scores}))
-        .collect();
-    Ok(Json(json!({"object": "list", "model": name, "data": data})))
+    scores_reply(&name, probs, |i| head.label(i), req.top_k)
 }
 
 async fn detect(
