@@ -159,11 +159,25 @@ fn train_detr_then_detect_and_explain() {
     let out = d.path().join("detr");
     let (ok, stdout, stderr) = run(tessera()
         .args(SMALL_DETR)
-        .args(["--epochs", "2", "--eval-every", "1", "--json", "--output"])
+        .args([
+            "--epochs",
+            "2",
+            "--eval-every",
+            "1",
+            "--pretrain-epochs",
+            "2",
+        ])
+        .args(["--json", "--output"])
         .arg(&out));
     assert!(ok, "{stderr}");
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(v["epochs"], 2);
+    // The backbone was pretrained (two epochs, held-out cell accuracies), then frozen.
+    let pre = v["pretrain"].as_array().unwrap();
+    assert_eq!(pre.len(), 2, "{stdout}");
+    let acc = pre[1]["val_object_accuracy"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&acc), "{stdout}");
+    assert!(out.join("pretrain.json").exists());
     let ap50 = v["eval"]["ap50"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&ap50), "{stdout}");
     for f in [
@@ -216,6 +230,7 @@ fn train_detr_then_detect_and_explain() {
         vec!["--epochs", "0"],
         vec!["--lr", "nan"],
         vec!["--dataset", "/nonexistent/coco"],
+        vec!["--frozen-batch-norm", "--pretrain-epochs", "2"],
     ] {
         let (ok, _, stderr) = run(tessera()
             .arg("train-detr")

@@ -306,6 +306,8 @@ pub struct Detr {
     decoder_norm: LayerNorm,
     class_head: Linear,
     box_head: [Linear; 3],
+    /// [`Detr::freeze_backbone`] was called.
+    backbone_frozen: bool,
     pub config: DetrConfig,
 }
 
@@ -313,6 +315,37 @@ impl Detr {
     /// The CNN backbone (to time or run it alone).
     pub fn backbone(&self) -> &ResNet {
         &self.backbone
+    }
+
+    /// The backbone map the encoder reads, `[B, C, H/s, W/s]`.
+    pub fn backbone_map(&self, pixel_values: &Tensor, ctx: &Ctx) -> Result<Tensor> {
+        let mut feats = self.backbone.forward(pixel_values, ctx)?;
+        if self.stage >= feats.len() {
+            return Err(Error::Msg("the backbone has no such stage".into()));
+        }
+        Ok(feats.swap_remove(self.stage))
+    }
+
+    /// From now on the backbone runs as in evaluation (running statistics) and passes no
+    /// gradient: training the rest costs no backbone backward (after its pretraining).
+    pub fn freeze_backbone(&mut self) {
+        self.backbone_frozen = true;
+    }
+
+    /// Channels of [`Detr::backbone_map`].
+    pub fn backbone_channels(&self) -> Result<usize> {
+        self.backbone
+            .config
+            .hidden_sizes
+            .get(self.stage)
+            .copied()
+            .ok_or_else(|| Error::Msg("the backbone has no such stage".into()))
+    }
+
+    /// Trains the backbone's batch norms (batch statistics, running averages) instead of
+    /// keeping them frozen: for a DETR trained from scratch ([`ResNet::learn_batch_statistics`]).
+    pub fn learn_backbone_statistics(&mut self) -> Result<()> {
+        self.backbone.learn_batch_statistics()
     }
 
     /// `vb` at the checkpoint's root (`model.…`, `class_labels_classifier`, `bbox_predictor`).
@@ -402,6 +435,7 @@ impl Detr {
         ];
         Ok(Detr {
             backbone,
+            backbone_frozen: false,
             stage,
             input_projection,
             position,
@@ -462,10 +496,11 @@ impl Detr {
         pixel_mask: &Tensor,
         ctx: &mut Ctx,
     ) -> Result<DetrOutput> {
-        let feats = self.backbone.forward(pixel_values, ctx)?;
-        let feat = feats
-            .get(self.stage)
-            .ok_or_else(|| Error::Msg("the backbone has no such stage".into()))?;
+        let feat = &if self.backbone_frozen {
+            self.backbone_map(pixel_values, &Ctx::inference())?.detach()
+        } else {
+            self.backbone_map(pixel_values, ctx)?
+        };
         let (b, _c, h, w) = feat.dims4()?;
         let d = self.config.d_model;
         let mask = Self::downsample_mask(&pixel_mask.to_dtype(DType::F32)?, h, w)?; // [B, h, w]

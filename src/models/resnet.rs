@@ -147,8 +147,8 @@ impl ConvNorm {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = self.norm.forward(&self.conv.forward(x)?)?;
+    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let y = self.norm.forward(&self.conv.forward(x)?, train)?;
         Ok(if self.relu { y.relu()? } else { y })
     }
 
@@ -238,13 +238,13 @@ impl Block {
         Ok(Block { layers, shortcut })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let mut h = x.clone();
         for l in &self.layers {
-            h = l.forward(&h)?;
+            h = l.forward(&h, train)?;
         }
         let residual = match &self.shortcut {
-            Some(s) => s.forward(x)?,
+            Some(s) => s.forward(x, train)?,
             None => x.clone(),
         };
         Ok((h + residual)?.relu()?)
@@ -439,6 +439,19 @@ impl ResNet {
         Ok(())
     }
 
+    /// Every batch norm in training mode from now on (see
+    /// [`FrozenBatchNorm2d::learn_statistics`]): for a backbone trained from scratch, which
+    /// frozen identity norms leave unnormalised. The weights must be trainable.
+    pub fn learn_batch_statistics(&mut self) -> Result<()> {
+        self.stem.norm.learn_statistics()?;
+        for b in self.stages.iter_mut().flatten() {
+            for c in b.convs() {
+                c.norm.learn_statistics()?;
+            }
+        }
+        Ok(())
+    }
+
     fn forward_packed(&self, x: &Tensor) -> Result<Vec<Tensor>> {
         let mut h = max_pool_nhwc(&self.stem.forward_packed(&Nhwc::from_nchw(x)?)?)?;
         let mut out = vec![];
@@ -458,7 +471,7 @@ impl ResNet {
         if self.prepared && ctx.path(x, || vec![&self.stem.conv.weight]) == Path::Inference {
             return self.forward_packed(x);
         }
-        let h = self.stem.forward(x)?;
+        let h = self.stem.forward(x, ctx.train)?;
         // Max pool 3×3, stride 2, padding 1. The input is post-ReLU (≥ 0) and every window
         // holds a real pixel, so zero padding gives what PyTorch's -inf padding gives.
         let h = h.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?;
@@ -471,7 +484,7 @@ impl ResNet {
         let mut out = vec![];
         for stage in &self.stages {
             for b in stage {
-                h = b.forward(&h)?;
+                h = b.forward(&h, ctx.train)?;
             }
             out.push(h.clone());
         }

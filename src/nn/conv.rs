@@ -1,5 +1,6 @@
 //! Convolution and frozen batch norm with PyTorch's tensor names: the CNN blocks of the
-//! detection backbones (DETR freezes every batch norm: eval-mode statistics, no updates).
+//! detection backbones (DETR freezes every batch norm: eval-mode statistics, no updates; a
+//! backbone trained from scratch learns them).
 use candle_core::{Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
@@ -97,47 +98,178 @@ impl Conv2d {
 
     /// [B, C_in, H, W] → [B, C_out, H', W'].
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.conv2d(&self.weight, self.padding, self.stride, self.dilation, 1)?;
+        // candle's convolution backward (a transposed convolution for the input, a convolution
+        // with an H'×W' kernel for the weight) was most of a DETR training step: where a
+        // gradient is wanted on the CPU, convolve as a gather and one matmul instead, whose
+        // backward is a scatter-add and two matmuls.
+        let y = if x.device().is_cpu() && (self.weight.track_op() || x.track_op()) {
+            self.gather_matmul(x)?
+        } else {
+            x.conv2d(&self.weight, self.padding, self.stride, self.dilation, 1)?
+        };
         match &self.bias {
             Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
             None => Ok(y),
         }
     }
+
+    /// The convolution as im2col by `index_select` and a matmul (differentiable by candle's
+    /// own ops): `out[b, pixel, :] = patch(b, pixel) · Wᵀ`.
+    fn gather_matmul(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, cin, h, w) = x.dims4()?;
+        let (cout, wc, k, _) = self.weight.dims4()?;
+        if wc != cin {
+            candle_core::bail!("conv2d: input has {cin} channels, the weight {wc}")
+        }
+        let (p, s, d) = (self.padding, self.stride, self.dilation);
+        let (hp, wp) = (h + 2 * p, w + 2 * p);
+        let span = d * (k - 1) + 1;
+        if hp < span || wp < span {
+            candle_core::bail!("conv2d: a {h}×{w} input is smaller than the {span}-pixel kernel")
+        }
+        let (oh, ow) = ((hp - span) / s + 1, (wp - span) / s + 1);
+        let wmat = self.weight.reshape((cout, cin * k * k))?;
+        if k == 1 && s == 1 && p == 0 {
+            // [B, C, H·W] → [B, H·W, C] · Wᵀ → [B, C_out, H, W].
+            let cols = x.reshape((b, cin, h * w))?.transpose(1, 2)?;
+            return cols
+                .broadcast_matmul(&wmat.t()?)?
+                .transpose(1, 2)?
+                .reshape((b, cout, oh, ow));
+        }
+        let xp = if p > 0 {
+            x.pad_with_zeros(2, p, p)?.pad_with_zeros(3, p, p)?
+        } else {
+            x.clone()
+        };
+        // Position of every (output pixel, ky, kx) in the padded map, pixel-major.
+        let mut idx = Vec::with_capacity(oh * ow * k * k);
+        for oy in 0..oh {
+            for ox in 0..ow {
+                for ky in 0..k {
+                    for kx in 0..k {
+                        idx.push(((oy * s + ky * d) * wp + ox * s + kx * d) as u32);
+                    }
+                }
+            }
+        }
+        let idx = Tensor::from_vec(idx, oh * ow * k * k, x.device())?;
+        // [B·C, Hp·Wp] → [B·C, H'·W'·k²] → [B, H'·W', C·k²].
+        let cols = xp
+            .reshape((b * cin, hp * wp))?
+            .index_select(&idx, 1)?
+            .reshape((b, cin, oh * ow, k * k))?
+            .transpose(1, 2)?
+            .contiguous()?
+            .reshape((b * oh * ow, cin * k * k))?;
+        // [B·H'·W', C_out] → [B, C_out, H', W'].
+        cols.matmul(&wmat.t()?)?
+            .reshape((b, oh * ow, cout))?
+            .transpose(1, 2)?
+            .reshape((b, cout, oh, ow))
+    }
 }
 
 /// `DetrFrozenBatchNorm2d` / eval-mode `nn.BatchNorm2d`: `x·scale + shift` with
 /// `scale = weight·rsqrt(running_var + eps)`, `shift = bias − running_mean·scale`, computed in
-/// that order as DETR does. The statistics are buffers: never trained.
+/// that order as DETR does. The statistics are buffers: frozen unless
+/// [`FrozenBatchNorm2d::learn_statistics`] turns the module into a training-mode
+/// `nn.BatchNorm2d` (a CNN trained from scratch needs its normalisation; DETR's frozen norms
+/// assume an ImageNet-trained backbone).
 #[derive(Clone, Debug)]
 pub struct FrozenBatchNorm2d {
     pub(crate) scale: Tensor,
     pub(crate) shift: Tensor,
+    /// The four tensors as the store holds them (variables in a trainable store; the running
+    /// statistics are updated in place, so a saved checkpoint carries them).
+    weight: Tensor,
+    bias: Tensor,
+    running_mean: Tensor,
+    running_var: Tensor,
+    eps: f64,
+    learning: bool,
 }
+
+/// `nn.BatchNorm2d`'s default momentum of the running statistics.
+const BN_MOMENTUM: f64 = 0.1;
 
 impl FrozenBatchNorm2d {
     pub fn new(vb: VarBuilder, channels: usize, eps: f64) -> Result<Self> {
-        let w = vb
-            .get_with_hints(channels, "weight", Init::Const(1.0))?
-            .detach();
-        let b = vb
-            .get_with_hints(channels, "bias", Init::Const(0.0))?
-            .detach();
-        let mean = vb
-            .get_with_hints(channels, "running_mean", Init::Const(0.0))?
-            .detach();
-        let var = vb
-            .get_with_hints(channels, "running_var", Init::Const(1.0))?
-            .detach();
-        let scale = (w * (var + eps)?.sqrt()?.recip()?)?;
-        let shift = (b - (mean * &scale)?)?;
-        Ok(FrozenBatchNorm2d {
-            scale: scale.reshape((1, channels, 1, 1))?,
-            shift: shift.reshape((1, channels, 1, 1))?,
-        })
+        let weight = vb.get_with_hints(channels, "weight", Init::Const(1.0))?;
+        let bias = vb.get_with_hints(channels, "bias", Init::Const(0.0))?;
+        let running_mean = vb.get_with_hints(channels, "running_mean", Init::Const(0.0))?;
+        let running_var = vb.get_with_hints(channels, "running_var", Init::Const(1.0))?;
+        let mut n = FrozenBatchNorm2d {
+            scale: weight.clone(),
+            shift: bias.clone(),
+            weight,
+            bias,
+            running_mean,
+            running_var,
+            eps,
+            learning: false,
+        };
+        (n.scale, n.shift) = n.frozen_affine()?;
+        Ok(n)
     }
 
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.broadcast_mul(&self.scale)?.broadcast_add(&self.shift)
+    /// `(scale, shift)` `[1, C, 1, 1]` from the current statistics, no gradient.
+    fn frozen_affine(&self) -> Result<(Tensor, Tensor)> {
+        let c = self.weight.elem_count();
+        let scale =
+            (self.weight.detach() * (self.running_var.detach() + self.eps)?.sqrt()?.recip()?)?;
+        let shift = (self.bias.detach() - (self.running_mean.detach() * &scale)?)?;
+        Ok((scale.reshape((1, c, 1, 1))?, shift.reshape((1, c, 1, 1))?))
+    }
+
+    /// Training-mode batch norm from now on: training forwards normalise by the batch's
+    /// statistics (biased variance), learn `weight` and `bias`, and move the running
+    /// statistics by momentum 0.1 (unbiased variance), as `nn.BatchNorm2d.train()`; evaluation
+    /// forwards use the running statistics. Needs a trainable store.
+    pub fn learn_statistics(&mut self) -> Result<()> {
+        if !self.running_mean.is_variable() || !self.weight.is_variable() {
+            candle_core::bail!("batch statistics can only be learned by trainable parameters")
+        }
+        self.learning = true;
+        Ok(())
+    }
+
+    /// `train`: a training forward (batch statistics when learning them).
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        if !self.learning {
+            return x.broadcast_mul(&self.scale)?.broadcast_add(&self.shift);
+        }
+        if !train {
+            // The statistics move during training: fold them afresh.
+            let (scale, shift) = self.frozen_affine()?;
+            return x.broadcast_mul(&scale)?.broadcast_add(&shift);
+        }
+        let (b, c, h, w) = x.dims4()?;
+        let n = b * h * w;
+        if n < 2 {
+            candle_core::bail!("batch norm statistics need more than one value per channel")
+        }
+        // [B, C, H, W] → per channel mean and biased variance, [1, C, 1, 1]; the contiguous
+        // H·W axis is reduced first (a strided reduction over B first was the slow part).
+        let per_channel = |t: &Tensor| -> Result<Tensor> {
+            (t.reshape((b, c, h * w))?.sum_keepdim(2)?.sum_keepdim(0)? / n as f64)?
+                .reshape((1, c, 1, 1))
+        };
+        let mean = per_channel(x)?;
+        let centred = x.broadcast_sub(&mean)?;
+        let var = per_channel(&centred.sqr()?)?;
+        let y = centred.broadcast_div(&(&var + self.eps)?.sqrt()?)?;
+        let y = y
+            .broadcast_mul(&self.weight.reshape((1, c, 1, 1))?)?
+            .broadcast_add(&self.bias.reshape((1, c, 1, 1))?)?;
+        let m = BN_MOMENTUM;
+        let unbiased = (var.detach().flatten_all()? * (n as f64 / (n - 1) as f64))?;
+        let new_mean =
+            ((self.running_mean.detach() * (1.0 - m))? + (mean.detach().flatten_all()? * m)?)?;
+        let new_var = ((self.running_var.detach() * (1.0 - m))? + (unbiased * m)?)?;
+        candle_core::Var::from_tensor(&self.running_mean)?.set(&new_mean)?;
+        candle_core::Var::from_tensor(&self.running_var)?.set(&new_var)?;
+        Ok(y)
     }
 }
 
@@ -308,5 +440,148 @@ impl PackedConv {
             data: out,
             dims: (b, oh, ow, n),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FrozenBatchNorm2d;
+    use crate::nn::store::ParamStore;
+    use candle_core::{DType, Device, Tensor, Var};
+
+    fn values(t: &Tensor) -> Vec<f64> {
+        t.flatten_all()
+            .unwrap()
+            .to_dtype(DType::F64)
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    }
+
+    /// The differentiable gather-and-matmul convolution equals candle's convolution, output
+    /// and both gradients, over strides, padding and dilation.
+    #[test]
+    fn gather_convolution_is_candle_convolution() {
+        let dev = Device::Cpu;
+        for (cin, cout, k, stride, dilation, h, w) in [
+            (3, 5, 7, 2, 1, 13, 11),
+            (4, 6, 3, 1, 2, 9, 10),
+            (4, 6, 3, 2, 1, 9, 9),
+            (6, 4, 1, 1, 1, 5, 7),
+            (6, 4, 1, 2, 1, 5, 7),
+        ] {
+            let spec = super::ConvSpec::same(cin, cout, k, stride).dilated(dilation);
+            let store = ParamStore::fresh(5, true, &dev);
+            let conv = super::Conv2d::new(store.var_builder(DType::F32), &spec).unwrap();
+            let x =
+                Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, cin, h, w), &dev).unwrap()).unwrap();
+            let ours = conv.forward(x.as_tensor()).unwrap();
+            let theirs = x
+                .as_tensor()
+                .conv2d(&conv.weight, spec.padding, stride, dilation, 1)
+                .unwrap();
+            assert_eq!(ours.dims(), theirs.dims());
+            let r = Tensor::randn(0f32, 1.0, ours.dims(), &dev).unwrap();
+            let g1 = (&ours * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            let g2 = (&theirs * &r)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let close = |a: &Tensor, b: &Tensor| {
+                let d = (a - b).unwrap().abs().unwrap().max_all().unwrap();
+                d.to_scalar::<f32>().unwrap()
+            };
+            assert!(close(&ours, &theirs) < 1e-4, "output {spec:?}");
+            for t in [x.as_tensor(), &conv.weight] {
+                let d = close(g1.get(t).unwrap(), g2.get(t).unwrap());
+                assert!(d < 1e-3, "gradient {spec:?}: {d}");
+            }
+        }
+    }
+
+    /// Training-mode batch norm against `nn.BatchNorm2d.train()`'s formulas in f64: output,
+    /// running statistics (momentum 0.1, unbiased variance), the three gradients; then
+    /// evaluation with the updated statistics.
+    #[test]
+    fn learned_batch_norm_is_torch_batch_norm() {
+        let dev = Device::Cpu;
+        let store = ParamStore::fresh(3, true, &dev);
+        let (b, c, h, w) = (3, 4, 5, 6);
+        let mut bn = FrozenBatchNorm2d::new(store.var_builder(DType::F32), c, 1e-5).unwrap();
+        // Non-trivial affine and statistics, so every term is exercised.
+        let set = |t: &Tensor, v: Tensor| Var::from_tensor(t).unwrap().set(&v).unwrap();
+        set(
+            &bn.weight,
+            Tensor::new(&[0.5f32, 1.5, -0.7, 2.0], &dev).unwrap(),
+        );
+        set(
+            &bn.bias,
+            Tensor::new(&[0.1f32, -0.3, 0.2, 1.0], &dev).unwrap(),
+        );
+        set(
+            &bn.running_mean,
+            Tensor::new(&[0.3f32, -1.0, 0.0, 2.0], &dev).unwrap(),
+        );
+        set(
+            &bn.running_var,
+            Tensor::new(&[1.2f32, 0.4, 2.0, 0.9], &dev).unwrap(),
+        );
+        bn.learn_statistics().unwrap();
+        let x = Var::from_tensor(
+            &(Tensor::randn(0f32, 2.0, (b, c, h, w), &dev).unwrap() + 0.7).unwrap(),
+        )
+        .unwrap();
+        let r = Tensor::randn(0f32, 1.0, (b, c, h, w), &dev).unwrap();
+        let (rm0, rv0) = (values(&bn.running_mean), values(&bn.running_var));
+        let y = bn.forward(x.as_tensor(), true).unwrap();
+        let grads = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let (xs, rs, ys) = (values(x.as_tensor()), values(&r), values(&y));
+        let (gamma, beta) = (values(&bn.weight), values(&bn.bias));
+        let gx = values(grads.get(x.as_tensor()).unwrap());
+        let gw = values(grads.get(&bn.weight).unwrap());
+        let gb = values(grads.get(&bn.bias).unwrap());
+        let n = (b * h * w) as f64;
+        let at = |bi: usize, ch: usize, i: usize| (bi * c + ch) * h * w + i;
+        let (rm, rv) = (values(&bn.running_mean), values(&bn.running_var));
+        for ch in 0..c {
+            let idx: Vec<usize> = (0..b)
+                .flat_map(|bi| (0..h * w).map(move |i| at(bi, ch, i)))
+                .collect();
+            let mean = idx.iter().map(|&i| xs[i]).sum::<f64>() / n;
+            let var = idx.iter().map(|&i| (xs[i] - mean).powi(2)).sum::<f64>() / n;
+            let inv = 1.0 / (var + 1e-5).sqrt();
+            let xhat = |i: usize| (xs[i] - mean) * inv;
+            for &i in &idx {
+                assert!((ys[i] - (xhat(i) * gamma[ch] + beta[ch])).abs() < 1e-5);
+            }
+            let sum_r: f64 = idx.iter().map(|&i| rs[i]).sum();
+            let sum_rx: f64 = idx.iter().map(|&i| rs[i] * xhat(i)).sum();
+            assert!((gb[ch] - sum_r).abs() < 1e-4, "bias grad {ch}");
+            assert!((gw[ch] - sum_rx).abs() < 1e-4, "weight grad {ch}");
+            for &i in &idx {
+                let want = gamma[ch] * inv * (rs[i] - sum_r / n - xhat(i) * sum_rx / n);
+                assert!(
+                    (gx[i] - want).abs() < 1e-4,
+                    "input grad {i}: {} vs {want}",
+                    gx[i]
+                );
+            }
+            assert!((rm[ch] - (0.9 * rm0[ch] + 0.1 * mean)).abs() < 1e-6);
+            assert!((rv[ch] - (0.9 * rv0[ch] + 0.1 * var * n / (n - 1.0))).abs() < 1e-5);
+        }
+        // Evaluation normalises by the updated running statistics, without moving them.
+        let e = values(&bn.forward(x.as_tensor(), false).unwrap());
+        for ch in 0..c {
+            let i = at(1, ch, 7);
+            let want = (xs[i] - rm[ch]) / (rv[ch] + 1e-5).sqrt() * gamma[ch] + beta[ch];
+            assert!((e[i] - want).abs() < 1e-5);
+        }
+        assert_eq!(values(&bn.running_mean), rm);
+        // A frozen (inference) store cannot learn statistics.
+        let frozen = ParamStore::fresh(3, false, &dev);
+        let mut f = FrozenBatchNorm2d::new(frozen.var_builder(DType::F32), c, 1e-5).unwrap();
+        assert!(f.learn_statistics().is_err());
     }
 }

@@ -48,7 +48,7 @@ impl CocoDir {
         })
     }
 
-    fn image_path(&self, file_name: &str) -> PathBuf {
+    pub(crate) fn image_path(&self, file_name: &str) -> PathBuf {
         self.images.join(file_name)
     }
 }
@@ -116,7 +116,7 @@ impl DetrTrainConfig {
 
 /// Targets of one image: classes are COCO category ids (DETR's convention: `num_labels`
 /// above the largest id); crowd boxes are left out, as transformers' `prepare_annotation` does.
-fn targets(
+pub(crate) fn targets(
     d: &CocoDir,
     image_id: u64,
     (oh, ow): (u32, u32),

@@ -1,7 +1,10 @@
 //! Training: the loop, evaluation every epoch, metrics, plots, checkpoints and resume; the
 //! recipes behind `tessera train` / `finetune` ([`recipes`], [`finetune`]), the seed-to-HF
 //! export ([`export`]), CLIP's contrastive training ([`contrastive`]) and its demo
-//! ([`shapes_demo`]).
+//! ([`shapes_demo`]); DETR's set loss, training, COCO scoring and `train-detr` ([`detr_loss`],
+//! [`detr_train`], [`coco_eval`], [`detr_run`]), with its backbone pretrained from scratch
+//! ([`backbone_pretrain`]).
+pub mod backbone_pretrain;
 pub mod coco_eval;
 pub mod contrastive;
 pub mod detr_loss;

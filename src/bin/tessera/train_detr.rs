@@ -15,6 +15,13 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<()> {
     let r = train_detr_run(&a.spec, &*super::common::bars())?;
+    let pretrain: f64 = r.pretrain.iter().map(|l| l.seconds).sum();
+    if pretrain > 0.0 {
+        eprintln!(
+            "backbone pretraining: {} epochs, {pretrain:.0} s",
+            r.pretrain.len()
+        );
+    }
     match &r.eval {
         Some(e) => eprintln!(
             "{} epochs, {:.0} s training ({} parameters, {} images); held-out mAP@[.5:.95] {:.3}, AP50 {:.3}, AP75 {:.3} (small {:.3}, medium {:.3}, large {:.3})",
