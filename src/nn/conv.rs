@@ -214,7 +214,7 @@ impl FrozenBatchNorm2d {
     }
 
     /// `(scale, shift)` `[1, C, 1, 1]` from the current statistics, no gradient.
-    fn frozen_affine(&self) -> Result<(Tensor, Tensor)> {
+    pub(crate) fn frozen_affine(&self) -> Result<(Tensor, Tensor)> {
         let c = self.weight.elem_count();
         let scale =
             (self.weight.detach() * (self.running_var.detach() + self.eps)?.sqrt()?.recip()?)?;
@@ -337,8 +337,10 @@ impl Nhwc {
 impl PackedConv {
     pub fn new(conv: &Conv2d, norm: &FrozenBatchNorm2d, relu: bool) -> crate::Result<Self> {
         let (cout, cin, k, _) = conv.weight.dims4()?;
-        let scale = norm.scale.flatten_all()?.to_vec1::<f32>()?;
-        let shift = norm.shift.flatten_all()?.to_vec1::<f32>()?;
+        // Folded from the current statistics (a norm that learned them has moved since).
+        let (scale, shift) = norm.frozen_affine()?;
+        let scale = scale.flatten_all()?.to_vec1::<f32>()?;
+        let shift = shift.flatten_all()?.to_vec1::<f32>()?;
         let w = conv
             .weight
             .permute((0, 2, 3, 1))?

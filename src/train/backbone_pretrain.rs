@@ -5,12 +5,13 @@
 //! the smallest box containing the cell's centre, or the box's own centre cell for a box too
 //! small to contain one, else background — a coarse segmentation learned from the COCO boxes
 //! alone. The head is discarded; the backbone (with its learned batch statistics) is DETR's.
-use super::detr_train::{targets, CocoDir};
+use super::detr_train::{load_batch, CocoDir};
 use super::optim::{AdamW, AdamWConfig};
 use crate::data::coco::CocoImage;
 use crate::image::ProcessorConfig;
 use crate::models::detr::Detr;
 use crate::models::Loaded;
+use crate::nn::layers::{Linear, Then};
 use crate::nn::store::ParamStore;
 use crate::nn::Ctx;
 use crate::{Error, Result};
@@ -33,7 +34,7 @@ pub struct PretrainConfig {
 impl Default for PretrainConfig {
     fn default() -> Self {
         PretrainConfig {
-            epochs: 3,
+            epochs: 10,
             batch_size: 16,
             lr: 1e-3,
             background_weight: 0.2,
@@ -117,14 +118,12 @@ pub fn pretrain_backbone(
     let channels = model.backbone_channels()?;
     let device = Device::Cpu;
     let head_store = ParamStore::fresh(cfg.seed ^ 0x5eed, true, &device);
-    let vb = head_store.var_builder(DType::F32);
-    let bound = 1.0 / (channels as f64).sqrt();
-    let init = candle_nn::Init::Uniform {
-        lo: -bound,
-        up: bound,
-    };
-    let head_w = vb.get_with_hints((num_labels + 1, channels), "weight", init)?;
-    let head_b = vb.get_with_hints(num_labels + 1, "bias", init)?;
+    let head = Linear::new(
+        head_store.var_builder(DType::F32),
+        channels,
+        num_labels + 1,
+        true,
+    )?;
     let mut params: Vec<_> = loaded
         .store
         .vars()
@@ -147,29 +146,16 @@ pub fn pretrain_backbone(
     );
     // Cell logits [B·h·w, K+1] of a batch and their labels.
     let cells = |d: &CocoDir, infos: &[&CocoImage], ctx: &mut Ctx| -> Result<(Tensor, Vec<u32>)> {
-        let imgs = infos
-            .iter()
-            .map(|im| crate::image::open(&d.image_path(&im.file_name)))
-            .collect::<Result<Vec<_>>>()?;
-        let batch = processor.batch_padded(&imgs, &device)?;
-        let (_, _, ph, pw) = batch.pixel_values.dims4()?;
+        let (batch, tgts) = load_batch(d, infos, processor, num_labels, &device)?;
         let map = model.backbone_map(&batch.pixel_values, ctx)?; // [B, C, h, w]
         let (b, c, h, w) = map.dims4()?;
         // [B, C, h, w] → [B·h·w, C] → [B·h·w, K+1]
         let flat = map.permute((0, 2, 3, 1))?.reshape((b * h * w, c))?;
-        let logits = flat.matmul(&head_w.t()?)?.broadcast_add(&head_b)?;
-        let mut labels = vec![];
-        for ((im, img), &rs) in infos.iter().zip(&imgs).zip(&batch.sizes) {
-            let t = targets(
-                d,
-                im.id,
-                (img.height(), img.width()),
-                rs,
-                (ph, pw),
-                num_labels,
-            )?;
-            labels.extend(cell_labels(&t, h, w, background));
-        }
+        let logits = head.forward(&flat, Then::none(), ctx)?;
+        let labels = tgts
+            .iter()
+            .flat_map(|t| cell_labels(t, h, w, background))
+            .collect();
         Ok((logits, labels))
     };
     let mut history = vec![];

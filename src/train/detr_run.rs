@@ -228,7 +228,8 @@ pub fn train_detr_run(spec: &DetrSpec, progress: &dyn Progress) -> Result<DetrRe
             ))
         }
         (Some(n), _) => n,
-        (None, frozen) => if frozen { 0 } else { 10 },
+        (None, true) => 0,
+        (None, false) => PretrainConfig::default().epochs,
     };
     let cfg = DetrTrainConfig {
         epochs: spec.epochs,

@@ -9,7 +9,7 @@ use super::fit::{
     append_metrics, latest_state, restore_checkpoint, save_checkpoint_as, write_metrics,
 };
 use super::optim::{clip_grad_norm, AdamW, AdamWConfig};
-use crate::data::coco::{CocoDataset, Detection};
+use crate::data::coco::{CocoDataset, CocoImage, Detection};
 use crate::image::boxes::{post_process_object_detection, DetectedBox};
 use crate::image::ProcessorConfig;
 use crate::models::detr::Detr;
@@ -116,7 +116,7 @@ impl DetrTrainConfig {
 
 /// Targets of one image: classes are COCO category ids (DETR's convention: `num_labels`
 /// above the largest id); crowd boxes are left out, as transformers' `prepare_annotation` does.
-pub(crate) fn targets(
+fn targets(
     d: &CocoDir,
     image_id: u64,
     (oh, ow): (u32, u32),
@@ -157,6 +157,38 @@ pub(crate) fn targets(
         ]);
     }
     Ok(t)
+}
+
+/// A batch of `d`'s images as the model's processor pads them, and their targets.
+pub(crate) fn load_batch(
+    d: &CocoDir,
+    infos: &[&CocoImage],
+    processor: &ProcessorConfig,
+    num_labels: usize,
+    device: &candle_core::Device,
+) -> Result<(crate::image::PaddedBatch, Vec<Target>)> {
+    let imgs = infos
+        .iter()
+        .map(|im| crate::image::open(&d.image_path(&im.file_name)))
+        .collect::<Result<Vec<_>>>()?;
+    let batch = processor.batch_padded(&imgs, device)?;
+    let (_, _, ph, pw) = batch.pixel_values.dims4()?;
+    let tgts = infos
+        .iter()
+        .zip(&imgs)
+        .zip(&batch.sizes)
+        .map(|((im, img), &rs)| {
+            targets(
+                d,
+                im.id,
+                (img.height(), img.width()),
+                rs,
+                (ph, pw),
+                num_labels,
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((batch, tgts))
 }
 
 /// One epoch's mean loss terms, and the held-out COCO numbers when it was evaluated.
@@ -282,27 +314,7 @@ pub fn train_detr(
                 .iter()
                 .map(|&i| &train.annotations.images[i])
                 .collect();
-            let imgs = infos
-                .iter()
-                .map(|im| crate::image::open(&train.image_path(&im.file_name)))
-                .collect::<Result<Vec<_>>>()?;
-            let batch = processor.batch_padded(&imgs, &device)?;
-            let (_, _, ph, pw) = batch.pixel_values.dims4()?;
-            let tgts = infos
-                .iter()
-                .zip(&imgs)
-                .zip(&batch.sizes)
-                .map(|((im, img), &rs)| {
-                    targets(
-                        train,
-                        im.id,
-                        (img.height(), img.width()),
-                        rs,
-                        (ph, pw),
-                        loss_cfg.num_labels,
-                    )
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let (batch, tgts) = load_batch(train, &infos, processor, loss_cfg.num_labels, &device)?;
             let out = model.forward(
                 &batch.pixel_values,
                 &batch.pixel_mask,
