@@ -13,6 +13,7 @@ fn cfg(p: f64) -> AttnConfig {
         qkv_bias: true,
         attn_dropout: p,
         proj_dropout: 0.0,
+        kv_dim: None,
     }
 }
 

@@ -19,6 +19,8 @@ pub enum Family {
     Clip,
     /// Hugging Face `DetrForObjectDetection` (`detr`): a detector, see [`crate::models::detr`].
     Detr,
+    /// Hugging Face BLIP (`blip`): a captioner or VQA model, see [`crate::models::blip`].
+    Blip,
 }
 
 impl Family {
@@ -29,6 +31,7 @@ impl Family {
             Family::Vit => "Hugging Face ViT",
             Family::Clip => "CLIP",
             Family::Detr => "DETR",
+            Family::Blip => "BLIP",
         }
     }
 
@@ -44,14 +47,16 @@ impl Family {
             (Some("vit"), _) => Ok(Family::Vit),
             (Some("clip"), _) => Ok(Family::Clip),
             (Some("detr"), _) => Ok(Family::Detr),
+            (Some("blip"), _) => Ok(Family::Blip),
             (None, Some(a)) if a.starts_with("ViT") => Ok(Family::Vit),
             (None, Some(a)) if a.starts_with("CLIP") => Ok(Family::Clip),
             (None, Some(a)) if a.starts_with("Detr") => Ok(Family::Detr),
+            (None, Some(a)) if a.starts_with("Blip") => Ok(Family::Blip),
             // Older tessera runs wrote no model_type; CLIP configs always have both towers.
             (None, None) if config.get("text_config").is_some() => Ok(Family::Clip),
             (None, None) => Ok(Family::SeedVit),
             (m, a) => Err(Error::Config(format!(
-                "model_type {:?} is not a model tessera reads (tessera-vit, vit, clip, detr)",
+                "model_type {:?} is not a model tessera reads (tessera-vit, vit, clip, detr, blip)",
                 m.or(a).unwrap_or("?")
             ))),
         }
@@ -94,6 +99,12 @@ impl AutoModel {
             Family::Detr => {
                 return Err(Error::Config(format!(
                     "{} is a DETR object detector: use `tessera detect` (ObjectDetection)",
+                    ckpt.dir.display()
+                )))
+            }
+            Family::Blip => {
+                return Err(Error::Config(format!(
+                    "{} is a BLIP captioning/VQA model: use models::blip (BlipCaptioner, BlipVqa)",
                     ckpt.dir.display()
                 )))
             }

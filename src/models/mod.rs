@@ -6,6 +6,7 @@
 //! load found. [`auto::AutoModel`] reads `config.json`'s `model_type` / `architectures` and
 //! loads whichever model it names.
 pub mod auto;
+pub mod blip;
 mod checks;
 pub mod clip;
 pub mod detr;

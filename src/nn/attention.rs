@@ -84,6 +84,9 @@ pub struct AttnConfig {
     /// Dropout on the output projection (before the residual add): timm's `proj_drop`,
     /// PyTorch's `dropout1`, HF's `ViTSelfOutput.dropout`.
     pub proj_dropout: f64,
+    /// Width of the key/value input when it differs from `dim` (a cross-attention over another
+    /// model's states: BLIP's text decoder over the vision tower). Separate projections only.
+    pub kv_dim: Option<usize>,
 }
 
 #[derive(Clone, Debug)]
@@ -125,12 +128,20 @@ impl Attention {
             QkvNames::FusedLinear(name) => {
                 Proj::Fused(Linear::new(vb.pp(name), dim, 3 * dim, bias)?)
             }
-            QkvNames::Separate { q, k, v } => Proj::Separate {
-                q: Linear::new(vb.pp(q), dim, dim, bias)?,
-                k: Linear::new(vb.pp(k), dim, dim, bias)?,
-                v: Linear::new(vb.pp(v), dim, dim, bias)?,
-            },
+            QkvNames::Separate { q, k, v } => {
+                let kv = cfg.kv_dim.unwrap_or(dim);
+                Proj::Separate {
+                    q: Linear::new(vb.pp(q), dim, dim, bias)?,
+                    k: Linear::new(vb.pp(k), kv, dim, bias)?,
+                    v: Linear::new(vb.pp(v), kv, dim, bias)?,
+                }
+            }
         };
+        if cfg.kv_dim.is_some_and(|kv| kv != dim) && !matches!(proj, Proj::Separate { .. }) {
+            candle_core::bail!(
+                "a key/value width other than the query's needs separate projections"
+            );
+        }
         let out = match names.qkv {
             // PyTorch zeroes out_proj.bias at init.
             QkvNames::TorchInProj => {
@@ -353,7 +364,7 @@ impl Attention {
         probs.matmul(&v)?.transpose(1, 2)?.reshape((b, n, d))
     }
 
-    /// Attention with separate query, key and value inputs ([B, N, D], [B, M, D], [B, M, D]),
+    /// Attention with separate query, key and value inputs ([B, N, D], [B, M, D'], [B, M, D']),
     /// composite ops.
     fn attention_inputs(
         &self,
@@ -363,31 +374,63 @@ impl Attention {
         mask: Option<&Tensor>,
         ctx: &mut Ctx,
     ) -> Result<Tensor> {
-        let (b, n, d) = q_in.dims3()?;
-        let (q, k, v) = match &self.proj {
-            Proj::Fused(lin) => {
-                let part = |i: usize| -> Result<Linear> {
-                    Ok(Linear::from_parts(
-                        lin.weight.narrow(0, i * d, d)?,
-                        lin.bias
-                            .as_ref()
-                            .map(|b| b.narrow(0, i * d, d))
-                            .transpose()?,
-                    ))
-                };
-                (
-                    self.split_heads(&part(0)?.forward(q_in, Then::none(), ctx)?)?,
-                    self.split_heads(&part(1)?.forward(k_in, Then::none(), ctx)?)?,
-                    self.split_heads(&part(2)?.forward(v_in, Then::none(), ctx)?)?,
-                )
-            }
-            Proj::Separate { q, k, v } => (
-                self.split_heads(&q.forward(q_in, Then::none(), ctx)?)?,
-                self.split_heads(&k.forward(k_in, Then::none(), ctx)?)?,
-                self.split_heads(&v.forward(v_in, Then::none(), ctx)?)?,
-            ),
+        let dims = q_in.dims3()?;
+        let q = self.project(0, q_in, ctx)?;
+        let k = self.project(1, k_in, ctx)?;
+        let v = self.project(2, v_in, ctx)?;
+        self.attend(q, k, v, dims, mask, ctx)
+    }
+
+    /// Projection `which` (0 = query, 1 = key, 2 = value) of `x` [B, N, D'], split into heads
+    /// [B, H, N, Dh].
+    fn project(&self, which: usize, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
+        let d = self.num_heads * self.head_dim;
+        let y = match &self.proj {
+            Proj::Fused(lin) => Linear::from_parts(
+                lin.weight.narrow(0, which * d, d)?,
+                lin.bias
+                    .as_ref()
+                    .map(|b| b.narrow(0, which * d, d))
+                    .transpose()?,
+            )
+            .forward(x, Then::none(), ctx)?,
+            Proj::Separate { q, k, v } => [q, k, v][which].forward(x, Then::none(), ctx)?,
         };
-        self.attend(q, k, v, (b, n, d), mask, ctx)
+        self.split_heads(&y)
+    }
+
+    /// Incremental decoding: `residual + out_proj(attention)` for the new positions `x`
+    /// [B, N, D] only. Self-attention (`context` `None`) appends this call's keys and values to
+    /// `cache` and attends over everything cached; cross-attention projects `context` [B, M, D']
+    /// on the first call and reuses it afterwards. `mask` is additive over the cached keys
+    /// ([B or 1, 1, N, T]). The probabilities go to the trace when one is on.
+    pub fn forward_cached(
+        &self,
+        x: &Tensor,
+        context: Option<&Tensor>,
+        cache: &mut KvCache,
+        mask: Option<&Tensor>,
+        residual: Option<&Tensor>,
+        ctx: &mut Ctx,
+    ) -> Result<Tensor> {
+        let dims = x.dims3()?;
+        let q = self.project(0, x, ctx)?;
+        let (k, v) = match (context, &cache.kv) {
+            (Some(_), Some((k, v))) => (k.clone(), v.clone()),
+            (Some(c), None) => (self.project(1, c, ctx)?, self.project(2, c, ctx)?),
+            (None, past) => {
+                let (k, v) = (self.project(1, x, ctx)?, self.project(2, x, ctx)?);
+                match past {
+                    // [B, H, T, Dh] ++ [B, H, N, Dh] along the positions
+                    Some((pk, pv)) => (Tensor::cat(&[pk, &k], 2)?, Tensor::cat(&[pv, &v], 2)?),
+                    None => (k, v),
+                }
+            }
+        };
+        cache.kv = Some((k.clone(), v.clone()));
+        let y = self.attend(q, k, v, dims, mask, ctx)?;
+        let then = Then::none().dropout(self.proj_dropout).residual(residual);
+        self.out.forward(&y, then, ctx)
     }
 
     /// [B, N, D] -> [B, H, N, Dh]
@@ -396,6 +439,32 @@ impl Attention {
         t.reshape((b, n, self.num_heads, self.head_dim))?
             .transpose(1, 2)?
             .contiguous()
+    }
+}
+
+/// The keys and values one attention layer has seen, [B, H, T, Dh] each, for incremental
+/// decoding (see [`Attention::forward_cached`]).
+#[derive(Clone, Debug, Default)]
+pub struct KvCache {
+    kv: Option<(Tensor, Tensor)>,
+}
+
+impl KvCache {
+    /// Positions cached (0 when empty).
+    pub fn len(&self) -> usize {
+        self.kv.as_ref().map_or(0, |(k, _)| k.dims()[2])
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.kv.is_none()
+    }
+
+    /// Keeps batch rows `rows` (u32 [R], repeats allowed): beam search's reorder.
+    pub fn select_rows(&mut self, rows: &Tensor) -> Result<()> {
+        if let Some((k, v)) = &self.kv {
+            self.kv = Some((k.index_select(rows, 0)?, v.index_select(rows, 0)?));
+        }
+        Ok(())
     }
 }
 

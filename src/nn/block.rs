@@ -164,6 +164,7 @@ impl EncoderBlock {
             qkv_bias: cfg.qkv_bias,
             attn_dropout: cfg.attn_dropout,
             proj_dropout: cfg.dropout,
+            kv_dim: None,
         };
         Ok(EncoderBlock {
             norm1: LayerNorm::new(vb.pp(names.norm1), cfg.dim, cfg.eps)?,
@@ -301,6 +302,7 @@ impl DecoderBlock {
             qkv_bias: cfg.qkv_bias,
             attn_dropout: cfg.attn_dropout,
             proj_dropout: cfg.dropout,
+            kv_dim: None,
         };
         Ok(DecoderBlock {
             self_attn: Attention::new(vb.pp(names.self_attn), names.attn_names, &attn)?,

@@ -22,6 +22,7 @@ pub mod cpu;
 pub mod ctx;
 pub mod dropout;
 pub mod encoder;
+pub mod generate;
 pub mod infer;
 pub mod interpolate;
 pub mod layers;
@@ -33,7 +34,8 @@ pub mod store;
 
 pub use activation::Activation;
 pub use attention::{
-    causal_mask, check_heads, padding_mask, Attention, AttnConfig, AttnNames, Positions, QkvNames,
+    causal_mask, check_heads, padding_mask, Attention, AttnConfig, AttnNames, KvCache, Positions,
+    QkvNames,
 };
 pub use block::{BlockConfig, BlockNames, DecoderBlock, DecoderNames, EncoderBlock, Mlp};
 pub use ctx::{Ctx, Path, Trace};

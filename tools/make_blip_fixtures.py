@@ -1,0 +1,140 @@
+"""Tiny random-init BLIP fixtures (captioning and VQA) for tessera's parity tests.
+
+Writes tests/fixtures/blip_{caption,vqa}/ (config.json + model.safetensors as save_pretrained
+writes them) and reference.safetensors / reference.json with inputs, logits and the ids that
+transformers' `generate` returns for greedy, beam search and the logits processors.
+
+Every parameter is redrawn (LayerNorm weights included), so no layer is an identity, and the
+end-of-text bias is raised so that some sequences stop early (exercising eos and padding).
+
+    .venv/bin/python tools/make_blip_fixtures.py
+"""
+import json
+import os
+
+import torch
+from safetensors.torch import save_file
+from transformers import BlipConfig, BlipForConditionalGeneration, BlipForQuestionAnswering
+
+ROOT = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures")
+VOCAB, BOS, SEP, PAD = 99, 97, 98, 0
+
+
+def config(text_hidden=24):
+    return BlipConfig(
+        vision_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+                           num_attention_heads=4, image_size=30, patch_size=6,
+                           layer_norm_eps=1e-5, hidden_act="gelu"),
+        text_config=dict(vocab_size=VOCAB, hidden_size=text_hidden, intermediate_size=37,
+                         num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=64,
+                         bos_token_id=BOS, sep_token_id=SEP, pad_token_id=PAD, eos_token_id=2,
+                         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0),
+        attn_implementation="eager",
+    )
+
+
+def randomise(model, seed):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("LayerNorm.weight") or "layer_norm" in name and name.endswith("weight") \
+                    or "layernorm" in name and name.endswith("weight"):
+                p.copy_(1.0 + 0.3 * torch.randn(p.shape, generator=g))
+            else:
+                p.copy_(0.3 * torch.randn(p.shape, generator=g))
+        # Stops some sequences after a few tokens.
+        model.text_decoder.cls.predictions.bias[SEP] += 2.5
+
+
+def gen(model, **kw):
+    out = model.generate(**kw)
+    return out.tolist()
+
+
+def caption():
+    torch.manual_seed(0)
+    model = BlipForConditionalGeneration(config()).eval()
+    randomise(model, 1)
+    d = os.path.join(ROOT, "blip_caption")
+    model.save_pretrained(d)
+    g = torch.Generator().manual_seed(2)
+    pixels = torch.randn(2, 3, 30, 30, generator=g)
+    # Prompts of different lengths, left padded: [bos, prompt...] (what `generate` passes on).
+    prompt = torch.tensor([[PAD, PAD, BOS, 11, 12], [BOS, 21, 22, 23, 24]])
+    mask = (prompt != PAD).long()
+    # Teacher-forced logits with right padding, as training sees them.
+    tf_ids = torch.tensor([[BOS, 5, 6, 7, SEP, PAD, PAD], [BOS, 8, 9, 10, 11, 12, SEP]])
+    tf_mask = (tf_ids != PAD).long()
+    tf_mask[:, 0] = 1
+    with torch.no_grad():
+        out = model(pixel_values=pixels, input_ids=tf_ids, attention_mask=tf_mask)
+        vis = model.vision_model(pixel_values=pixels)
+        image_embeds = vis.last_hidden_state
+        enc_mask = torch.ones(image_embeds.shape[:-1], dtype=torch.long)
+
+        def decode(**kw):
+            return model.text_decoder.generate(
+                input_ids=prompt, attention_mask=mask, eos_token_id=SEP, pad_token_id=PAD,
+                encoder_hidden_states=image_embeds, encoder_attention_mask=enc_mask, **kw).tolist()
+
+        runs = {
+            "greedy": dict(do_sample=False, max_new_tokens=8),
+            "greedy_penalised": dict(do_sample=False, max_new_tokens=8, repetition_penalty=1.5,
+                                     min_new_tokens=4),
+            "beam3": dict(do_sample=False, num_beams=3, max_new_tokens=8),
+            "beam4_early": dict(do_sample=False, num_beams=4, max_new_tokens=9, early_stopping=True,
+                                length_penalty=0.6),
+            "beam2_never": dict(do_sample=False, num_beams=2, max_new_tokens=7,
+                                early_stopping="never", length_penalty=1.5, num_return_sequences=2),
+        }
+        ref = {"prompt": prompt.tolist(), "prompt_mask": mask.tolist()}
+        for k, kw in runs.items():
+            ref[k] = {"settings": {a: b for a, b in kw.items() if a != "do_sample"}, "ids": decode(**kw)}
+        # BlipForConditionalGeneration.generate itself: unconditional (no prompt), batch of 2.
+        ref["unconditional"] = {"settings": {"max_new_tokens": 8},
+                                "ids": gen(model, pixel_values=pixels, max_new_tokens=8)}
+        ref["unconditional_beam"] = {"settings": {"max_new_tokens": 8, "num_beams": 3},
+                                     "ids": gen(model, pixel_values=pixels, max_new_tokens=8, num_beams=3)}
+    save_file({"pixel_values": pixels.contiguous(), "tf_ids": tf_ids, "tf_mask": tf_mask,
+               "logits": out.logits.contiguous(), "image_embeds": image_embeds.contiguous(),
+               "pooled": vis.pooler_output.contiguous()},
+              os.path.join(d, "reference.safetensors"))
+    with open(os.path.join(d, "reference.json"), "w") as f:
+        json.dump(ref, f, indent=1)
+
+
+def vqa():
+    torch.manual_seed(0)
+    # The answer decoder cross-attends to the question encoder's states, so BLIP VQA needs equal
+    # widths (as the real checkpoints have).
+    model = BlipForQuestionAnswering(config(text_hidden=32)).eval()
+    randomise(model, 3)
+    d = os.path.join(ROOT, "blip_vqa")
+    model.save_pretrained(d)
+    g = torch.Generator().manual_seed(4)
+    pixels = torch.randn(2, 3, 30, 30, generator=g)
+    q = torch.tensor([[101 % VOCAB, 31, 32, SEP, PAD, PAD], [101 % VOCAB, 41, 42, 43, 44, SEP]])
+    qmask = (q != PAD).long()
+    ans = torch.tensor([[BOS, 51, 52, SEP], [BOS, 61, SEP, PAD]])
+    amask = (ans != PAD).long()
+    with torch.no_grad():
+        vis = model.vision_model(pixel_values=pixels).last_hidden_state
+        qe = model.text_encoder(input_ids=q, attention_mask=qmask, encoder_hidden_states=vis,
+                                encoder_attention_mask=torch.ones(vis.shape[:-1], dtype=torch.long)).last_hidden_state
+        logits = model.text_decoder(input_ids=ans, attention_mask=amask, encoder_hidden_states=qe,
+                                    encoder_attention_mask=qmask).logits
+        ref = {"question": q.tolist(), "question_mask": qmask.tolist()}
+        for k, kw in {"greedy": dict(max_new_tokens=6),
+                      "beam3": dict(max_new_tokens=6, num_beams=3)}.items():
+            ref[k] = {"settings": kw, "ids": gen(model, input_ids=q, attention_mask=qmask,
+                                                 pixel_values=pixels, **kw)}
+    save_file({"pixel_values": pixels.contiguous(), "question_embeds": qe.contiguous(),
+               "answer_ids": ans, "answer_mask": amask, "logits": logits.contiguous()},
+              os.path.join(d, "reference.safetensors"))
+    with open(os.path.join(d, "reference.json"), "w") as f:
+        json.dump(ref, f, indent=1)
+
+
+if __name__ == "__main__":
+    caption()
+    vqa()
