@@ -138,3 +138,76 @@ def vqa():
 if __name__ == "__main__":
     caption()
     vqa()
+
+
+WORDS = ("a picture of the an on in with and two red blue green cat cats dog sitting couch "
+         "circle square triangle left right above below is what colour shape how many there "
+         "photo man woman riding frisbee grass park table small large ##s ##ing ##ed . , ? ! ' "
+         "- 0 1 2 3 yes no").split()
+
+
+def tokenizer_and_processor(d):
+    """A BERT WordPiece tokenizer over the fixture's 99 ids ([DEC] = bos 97, [SEP] 98), and
+    BlipImageProcessor for 30×30 inputs, saved as BlipProcessor saves them."""
+    from transformers import BertTokenizerFast, BlipImageProcessor, BlipProcessor
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[MASK]"] + WORDS
+    vocab += [f"[unused{i}]" for i in range(97 - len(vocab))] + ["[DEC]", "[SEP]"]
+    assert len(vocab) == VOCAB
+    # transformers 5 takes the vocabulary itself (`vocab_file` is ignored).
+    tok = BertTokenizerFast(vocab={t: i for i, t in enumerate(vocab)}, do_lower_case=True,
+                            bos_token="[DEC]")
+    ip = BlipImageProcessor(size={"height": 30, "width": 30})
+    proc = BlipProcessor(image_processor=ip, tokenizer=tok)
+    proc.save_pretrained(d)
+    return proc
+
+
+def end_to_end():
+    """Image file -> processor -> generate -> decoded text, as a user runs BLIP."""
+    from PIL import Image
+    import numpy as np
+    out = {}
+    rng = np.random.default_rng(5)
+    img = Image.fromarray(rng.integers(0, 255, (41, 53, 3), dtype=np.uint8))
+    for name, cls in [("blip_caption", BlipForConditionalGeneration), ("blip_vqa", BlipForQuestionAnswering)]:
+        d = os.path.join(ROOT, name)
+        proc = tokenizer_and_processor(d)
+        img.save(os.path.join(d, "image.png"))
+        model = cls.from_pretrained(d, attn_implementation="eager").eval()
+        runs = {}
+        with torch.no_grad():
+            if name == "blip_caption":
+                for prompt in [None, "a picture of"]:
+                    for beams in [1, 3]:
+                        inputs = proc(images=img, text=prompt, return_tensors="pt")
+                        ids = model.generate(**inputs, max_new_tokens=8, num_beams=beams)
+                        runs[f"{prompt}|{beams}"] = {
+                            "pixel_values": inputs["pixel_values"].flatten().tolist()[:16],
+                            "ids": ids[0].tolist(),
+                            "text": proc.decode(ids[0], skip_special_tokens=True)}
+            else:
+                for q in ["what colour is the cat?", "how many dogs are there"]:
+                    inputs = proc(images=img, text=q, return_tensors="pt")
+                    ids = model.generate(**inputs, max_new_tokens=6)
+                    runs[q] = {"ids": ids[0].tolist(),
+                               "text": proc.decode(ids[0], skip_special_tokens=True)}
+        with open(os.path.join(d, "end_to_end.json"), "w") as f:
+            json.dump(runs, f, indent=1)
+        # Tokenizer identity: ids and decoded text on assorted strings.
+        strings = ["a picture of", "A Picture OF two cats!", "what colour is the cat?",
+                   "the dog's frisbee, on grass.", "unknownword a", "  spaces   here ",
+                   "sitting riding", "cats-dogs", "2 red circles left of 3 blue squares",
+                   "yes", "no?", "", "Ä picture", "a\tpicture\nof", "[SEP] a [CLS]"]
+        tok = proc.tokenizer
+        cases = []
+        for s in strings:
+            for special in [True, False]:
+                ids = tok(s, add_special_tokens=special)["input_ids"]
+                cases.append({"text": s, "special": special, "ids": ids,
+                              "decoded": tok.decode(ids, skip_special_tokens=True)})
+        with open(os.path.join(d, "tokenizer_cases.json"), "w") as f:
+            json.dump(cases, f, indent=1)
+
+
+if __name__ == "__main__":
+    end_to_end()

@@ -12,10 +12,12 @@ pub mod clip;
 pub mod detr;
 mod load;
 pub mod resnet;
+pub mod text_tokenizer;
 pub mod vit;
 
 pub use auto::{AutoModel, Family};
 pub use load::{Checkpoint, LoadOptions, Loaded, Pretrained, Task};
+pub use text_tokenizer::TextTokenizer;
 
 use crate::nn::{Ctx, LayerNorm};
 use crate::Result;

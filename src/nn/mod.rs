@@ -11,7 +11,9 @@
 //!    backward), [`infer`] (the gradient-free inference linear on packed weights).
 //! 4. [`ctx`]: per-forward state and [`Ctx::path`], the one predicate that picks a module's path.
 //! 5. [`layers`] (Linear, LayerNorm), [`patch_embed`].
-//! 6. [`attention`] → 7. [`block`] (MLP, encoder block) → 8. [`encoder`].
+//! 6. [`attention`] (with its KV cache) → 7. [`block`] (MLP, encoder block) → 8. [`encoder`].
+//! 9. [`generate`]: the one generation loop (greedy, sampling, beam search) over any
+//!    [`generate::Decoder`].
 //!
 //! [`store`] (the parameter store behind every `VarBuilder`) stands apart: models use it to load.
 pub mod activation;

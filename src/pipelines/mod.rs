@@ -11,7 +11,10 @@
 //! - [`shards`]: a collection embedded by N machines into Parquet parts, merged into one
 //!   [`Index`].
 //! - [`ObjectDetection`], as `pipeline("object-detection")`, for DETR.
+//! - [`Captioning`], as `pipeline("image-to-text")` and `pipeline("visual-question-answering")`,
+//!   for BLIP.
 pub mod ann;
+pub mod caption;
 pub mod classify;
 pub mod detect;
 pub mod embed;
@@ -20,6 +23,7 @@ pub mod shards;
 pub mod source;
 pub mod zero_shot;
 
+pub use caption::{Caption, Captioning};
 pub use classify::ImageClassification;
 pub use detect::{Detection, ObjectDetection};
 pub use embed::ClipEmbedder;

@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 mod ask;
+mod caption;
 mod clip_demo;
 mod common;
 mod detect;
@@ -56,6 +57,10 @@ enum Cmd {
     Detect(detect::Args),
     /// Train DETR on generated shape scenes (default) or a COCO-format set; COCO mAP held out.
     TrainDetr(train_detr::Args),
+    /// Caption images with a BLIP checkpoint (optionally from a prompt; beams, sampling).
+    Caption(caption::Args),
+    /// Answer a question about an image with a BLIP VQA checkpoint.
+    Vqa(caption::VqaArgs),
     /// Ask a hosted or local multimodal model (Gemini, any OpenAI-compatible server) about images.
     Ask(ask::Args),
     /// Serve models over HTTP: OpenAI-shaped embeddings, zero-shot, classification and
@@ -89,6 +94,8 @@ fn main() {
         Cmd::Explain(a) => explain::run(a),
         Cmd::Ask(a) => ask::run(a),
         Cmd::Detect(a) => detect::run(a),
+        Cmd::Caption(a) => caption::run(a),
+        Cmd::Vqa(a) => caption::run_vqa(a),
         Cmd::TrainDetr(a) => train_detr::run(a),
         Cmd::Serve(a) => serve::run(a),
     };

@@ -169,6 +169,22 @@ impl ProcessorConfig {
         }
     }
 
+    /// `BlipImageProcessor` (BLIP and BLIP-2): `size`×`size`, bicubic, OpenAI CLIP's mean and
+    /// std, no crop.
+    pub fn blip(size: u32) -> Self {
+        ProcessorConfig {
+            image_processor_type: Some("BlipImageProcessor".into()),
+            size: Size::HeightWidth {
+                height: size,
+                width: size,
+            },
+            resample: 3,
+            image_mean: CLIP_MEAN.to_vec(),
+            image_std: CLIP_STD.to_vec(),
+            ..Default::default()
+        }
+    }
+
     /// `DetrImageProcessor`'s defaults: shortest edge 800, longest 1333, bilinear, ImageNet
     /// mean and std, padding with a pixel mask.
     pub fn detr() -> Self {
@@ -192,16 +208,29 @@ impl ProcessorConfig {
         }
     }
 
-    /// A checkpoint directory's `preprocessor_config.json` when it has one, else `default()`
-    /// (the processor the model family ships with).
+    /// A checkpoint directory's `preprocessor_config.json` when it has one, else the
+    /// `image_processor` of its `processor_config.json` (what transformers 5's multimodal
+    /// processors save), else `default()` (the processor the model family ships with).
     pub fn in_dir_or(dir: Option<&Path>, default: impl FnOnce() -> Self) -> Result<Self> {
-        match dir
-            .map(|d| d.join("preprocessor_config.json"))
-            .filter(|p| p.exists())
-        {
-            Some(p) => Self::load(&p),
-            None => Ok(default()),
+        let Some(dir) = dir else {
+            return Ok(default());
+        };
+        let pre = dir.join("preprocessor_config.json");
+        if pre.exists() {
+            return Self::load(&pre);
         }
+        let proc = dir.join("processor_config.json");
+        if proc.exists() {
+            let v: Value = crate::util::read_json(&proc)?;
+            if let Some(ip) = v.get("image_processor") {
+                let c: ProcessorConfig = serde_path_to_error::deserialize(ip.clone())
+                    .map_err(|e| Error::json(&proc, e))?;
+                c.validate()
+                    .map_err(|e| Error::Config(format!("{}: {}", proc.display(), config_msg(e))))?;
+                return Ok(c);
+            }
+        }
+        Ok(default())
     }
 
     pub fn load(path: &Path) -> Result<Self> {

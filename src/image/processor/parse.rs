@@ -83,6 +83,10 @@ pub(super) fn is_clip(base: Option<&str>) -> bool {
     base == Some("CLIPImageProcessor")
 }
 
+pub(super) fn is_blip(base: Option<&str>) -> bool {
+    base == Some("BlipImageProcessor")
+}
+
 pub(super) fn is_detr(base: Option<&str>) -> bool {
     base == Some("DetrImageProcessor")
 }
@@ -161,6 +165,8 @@ impl TryFrom<RawConfig> for ProcessorConfig {
             ProcessorConfig::clip(224)
         } else if detr {
             ProcessorConfig::detr()
+        } else if is_blip(class.as_deref()) {
+            ProcessorConfig::blip(384)
         } else {
             ProcessorConfig::vit(224)
         };

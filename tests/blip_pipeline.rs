@@ -1,0 +1,169 @@
+//! BLIP as a user runs it, against transformers 5 on the tiny fixtures
+//! (`tools/make_blip_fixtures.py`): `tokenizer.json` through the `tokenizers` crate gives
+//! transformers' ids and decoded text; image file → BlipProcessor → generate → decoded caption
+//! or answer equals transformers' (greedy and beam, with and without a prompt); the CLI.
+use serde_json::Value;
+use std::path::PathBuf;
+use tessera::image::Backend;
+use tessera::models::{LoadOptions, TextTokenizer};
+use tessera::nn::generate::GenerationConfig;
+use tessera::pipelines::{Captioning, ImageSource};
+
+fn dir(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn json(name: &str, file: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir(name).join(file)).unwrap()).unwrap()
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+#[test]
+fn tokenizer_json_gives_transformers_ids_and_text() {
+    let mut n = 0;
+    for name in ["blip_caption", "blip_vqa"] {
+        let tok = TextTokenizer::in_dir(&dir(name)).unwrap();
+        for c in json(name, "tokenizer_cases.json").as_array().unwrap() {
+            let text = c["text"].as_str().unwrap();
+            let special = c["special"].as_bool().unwrap();
+            let got = tok.encode(text, special).unwrap();
+            assert_eq!(got, ids(&c["ids"]), "{text:?} special={special}");
+            assert_eq!(
+                tok.decode(&got, true).unwrap(),
+                c["decoded"].as_str().unwrap()
+            );
+            n += 1;
+        }
+    }
+    assert!(n >= 30, "{n} cases");
+}
+
+#[test]
+fn captions_and_answers_equal_transformers_end_to_end() {
+    let opts = LoadOptions::default();
+    // The reference ran Pillow's backend (no torchvision in the reference venv).
+    let cap = Captioning::from_pretrained(dir("blip_caption"), &opts)
+        .unwrap()
+        .with_processor_backend(Some(Backend::Pil));
+    let img = ImageSource::parse(dir("blip_caption").join("image.png"));
+    let reference = json("blip_caption", "end_to_end.json");
+    for (key, want) in reference.as_object().unwrap() {
+        let (prompt, beams) = key.split_once('|').unwrap();
+        let prompt = (prompt != "None").then_some(prompt);
+        let cfg = GenerationConfig {
+            max_new_tokens: Some(8),
+            num_beams: beams.parse().unwrap(),
+            ..cap.defaults()
+        };
+        let got = cap
+            .caption(std::slice::from_ref(&img), prompt, &cfg, false)
+            .unwrap();
+        assert_eq!(got[0][0].ids, ids(&want["ids"]), "{key}");
+        assert_eq!(got[0][0].text, want["text"].as_str().unwrap(), "{key}");
+    }
+    let vqa = Captioning::from_pretrained(dir("blip_vqa"), &opts)
+        .unwrap()
+        .with_processor_backend(Some(Backend::Pil));
+    let img = ImageSource::parse(dir("blip_vqa").join("image.png"));
+    for (q, want) in json("blip_vqa", "end_to_end.json").as_object().unwrap() {
+        let cfg = GenerationConfig {
+            max_new_tokens: Some(6),
+            ..vqa.defaults()
+        };
+        let got = vqa.answer(std::slice::from_ref(&img), q, &cfg).unwrap();
+        assert_eq!(got[0][0].ids, ids(&want["ids"]), "{q}");
+        assert_eq!(got[0][0].text, want["text"].as_str().unwrap(), "{q}");
+    }
+    // The wrong task for a checkpoint is a clear error.
+    assert!(vqa
+        .caption(std::slice::from_ref(&img), None, &vqa.defaults(), false)
+        .is_err());
+    assert!(cap
+        .answer(std::slice::from_ref(&img), "why?", &cap.defaults())
+        .is_err());
+}
+
+#[test]
+fn caption_and_vqa_commands_print_what_the_pipeline_gives() {
+    let bin = env!("CARGO_BIN_EXE_tessera");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(bin).args(args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let model = dir("blip_caption");
+    let image = model.join("image.png");
+    let (m, i) = (model.to_str().unwrap(), image.to_str().unwrap());
+    let (code, out, err) = run(&[
+        "caption",
+        "--model",
+        m,
+        i,
+        "--prompt",
+        "a picture of",
+        "--max-new-tokens",
+        "8",
+        "--processor-backend",
+        "pil",
+        "--attention",
+        "--json",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let c = &v[0]["captions"][0];
+    assert_eq!(c["text"], "a picture of");
+    // One 5×5 map per generated word, each a distribution over the patches (class token
+    // excluded, so a little under 1).
+    for w in c["words"].as_array().unwrap() {
+        let a: Vec<f64> = w["attention"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        assert_eq!(a.len(), 25);
+        let s: f64 = a.iter().sum();
+        assert!(s > 0.0 && s <= 1.0 + 1e-6, "{s}");
+    }
+    let vqa = dir("blip_vqa");
+    let (code, out, err) = run(&[
+        "vqa",
+        "--model",
+        vqa.to_str().unwrap(),
+        vqa.join("image.png").to_str().unwrap(),
+        "what colour is the cat?",
+        "--max-new-tokens",
+        "6",
+        "--processor-backend",
+        "pil",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.trim(), "large large large large large large");
+    // Bad settings are one-line errors, not panics.
+    for bad in [
+        &["--beams", "0"][..],
+        &["--sample", "--top-p", "0"],
+        &["--beams", "2", "--attention"],
+    ] {
+        let mut args = vec!["caption", "--model", m, i];
+        args.extend_from_slice(bad);
+        let (code, _, err) = run(&args);
+        assert_eq!(code, Some(1), "{bad:?}: {err}");
+        assert!(
+            err.starts_with("error: ") && err.trim().lines().count() == 1,
+            "{err}"
+        );
+    }
+}
