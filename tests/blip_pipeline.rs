@@ -167,3 +167,33 @@ fn caption_and_vqa_commands_print_what_the_pipeline_gives() {
         );
     }
 }
+
+/// The real bert-base-uncased `tokenizer.json` (`tools/fetch_bert_vocab.sh`) through the
+/// `tokenizers` crate against transformers' `BertTokenizerFast` built from `vocab.txt` alone:
+/// punctuation, accents, CJK, Greek, Cyrillic, Arabic, emoji, control and zero-width
+/// characters, a 120-character word, special-token strings, empty.
+#[test]
+fn bert_base_uncased_tokenizer_equals_transformers() {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/bert-base-uncased/tokenizer.json");
+    assert!(path.exists(), "run tools/fetch_bert_vocab.sh");
+    let tok = TextTokenizer::from_file(&path).unwrap();
+    assert_eq!(tok.vocab_size(), 30522);
+    let cases: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir("bert_tokenizer_cases.json")).unwrap())
+            .unwrap();
+    let mut n = 0;
+    for c in cases.as_array().unwrap() {
+        let text = c["text"].as_str().unwrap();
+        let special = c["special"].as_bool().unwrap();
+        let got = tok.encode(text, special).unwrap();
+        assert_eq!(got, ids(&c["ids"]), "{text:?} special={special}");
+        assert_eq!(
+            tok.decode(&got, true).unwrap(),
+            c["decoded"].as_str().unwrap(),
+            "{text:?}"
+        );
+        n += 1;
+    }
+    assert_eq!(n, 72);
+}

@@ -7,7 +7,7 @@ transformers' `generate` returns for greedy, beam search and the logits processo
 Every parameter is redrawn (LayerNorm weights included), so no layer is an identity, and the
 end-of-text bias is raised so that some sequences stop early (exercising eos and padding).
 
-    .venv/bin/python tools/make_blip_fixtures.py
+    tools/fetch_bert_vocab.sh && .venv/bin/python tools/make_blip_fixtures.py
 """
 import json
 import os
@@ -135,10 +135,6 @@ def vqa():
         json.dump(ref, f, indent=1)
 
 
-if __name__ == "__main__":
-    caption()
-    vqa()
-
 
 WORDS = ("a picture of the an on in with and two red blue green cat cats dog sitting couch "
          "circle square triangle left right above below is what colour shape how many there "
@@ -209,5 +205,42 @@ def end_to_end():
             json.dump(cases, f, indent=1)
 
 
+
+def bert_cases():
+    """bert-base-uncased (BLIP's text side) through transformers' BertTokenizerFast built from
+    vocab.txt alone (tools/fetch_bert_vocab.sh), on assorted strings: the ids and decoded text
+    tessera's tokenizer.json path must reproduce."""
+    from transformers import BertTokenizerFast
+    path = os.path.join(ROOT, "..", "..", "assets", "bert-base-uncased", "vocab.txt")
+    vocab = {t: i for i, t in enumerate(open(path, encoding="utf-8").read().split("\n")[:-1])}
+    tok = BertTokenizerFast(vocab=vocab, do_lower_case=True)
+    strings = [
+        "a picture of", "a picture of two cats sleeping on a couch",
+        "How many cats are in the picture?", "what is the man riding?", "There's a dog!",
+        "The quick brown fox jumps over the lazy dog.", "don't stop, won't stop", "e-mail: me@example.com",
+        "3.14159 and 1,000,000", "naïve café résumé", "Übermäßig GROSS", "日本語のテキスト",
+        "中文字符 mixed with english", "Ελληνικά", "Привет, мир", "مرحبا بالعالم", "emoji 😀 🐱",
+        "tabs\tand\nnewlines", "   leading and trailing   ", "", "[CLS] [SEP] [MASK] [PAD]",
+        "unbelievably antidisestablishmentarianism", "COVID-19 vaccines", "#hashtag @mention",
+        "a (parenthesised) remark; a [bracketed] one", "ellipsis... and — dashes – here",
+        "\"quoted\" 'single'", "x" * 120, "a red circle left of a blue square",
+        "frisbee frisbees frisbeeing", "Salesforce/blip-image-captioning-base", "ＦＵＬＬＷＩＤＴＨ",
+        "control\u0007char", "zero\u200bwidth", "combining e\u0301", "$100 + 50% = ?",
+    ]
+    cases = []
+    for s in strings:
+        for special in [True, False]:
+            ids = tok(s, add_special_tokens=special)["input_ids"]
+            cases.append({"text": s, "special": special, "ids": ids,
+                          "decoded": tok.decode(ids, skip_special_tokens=True)})
+    with open(os.path.join(ROOT, "bert_tokenizer_cases.json"), "w") as f:
+        json.dump(cases, f, indent=0, ensure_ascii=False)
+    print(len(cases), "bert cases")
+
+
 if __name__ == "__main__":
+    # The models first: end_to_end reloads what caption() and vqa() saved.
+    caption()
+    vqa()
     end_to_end()
+    bert_cases()

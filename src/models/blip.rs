@@ -393,6 +393,7 @@ impl BlipText {
     /// Token ids [R, N] (u32) at `positions` [R, N] -> states [R, N, D]. `mask` is additive over
     /// the self-attention keys ([R or 1, 1, N, T], T = cached + N); `encoder_mask` over the
     /// encoder states [R, M, E] (additive, broadcastable to [R, H, N, M]).
+    #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
         ids: &Tensor,

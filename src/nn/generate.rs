@@ -508,11 +508,11 @@ fn beam_search(
         for bi in 0..b {
             // [K * V] accumulated log-probabilities.
             let mut acc = Vec::with_capacity(k * vocab);
-            for j in 0..k {
+            for (j, &beam_score) in running[bi].iter().enumerate() {
                 let r = bi * k + j;
                 let mut lps = log_softmax(&all[r]);
                 process(&mut lps, &rows.ids[r], cur_len - t0, cfg);
-                acc.extend(lps.into_iter().map(|v| v + running[bi][j]));
+                acc.extend(lps.into_iter().map(|v| v + beam_score));
             }
             let top = top_k(&acc, keep);
             let cand: Vec<(f32, usize, u32, bool)> = top
