@@ -31,6 +31,8 @@ const WORKLOADS: &[&str] = &[
     "vit_b16_finetune_b16",
     "detr_r50_800x1066_b1",
     "detr_r50_backbone_800x1066_b1",
+    "blip_caption_b1",
+    "blip_caption_b8",
 ];
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -287,6 +289,47 @@ fn run(workload: &str, dtype: DType) -> Run {
                 items: batch,
                 unit: "img",
                 gflop: 3.0 * batch as f64 * vit_gflop_per_image(&cfg, 37),
+            }
+        }
+        "blip_caption_b1" | "blip_caption_b8" => {
+            // BLIP-base's config (ViT-B/16 at 384, 12 BERT-style decoder layers), random
+            // weights; greedy, exactly 20 new tokens per image (min = max), the image encoded
+            // once per call: end-to-end new tokens per second.
+            use tessera::models::blip::{generation_defaults, BlipCaptioner, BlipConfig};
+            let b = if workload.ends_with("b8") { 8 } else { 1 };
+            let c = BlipConfig::default();
+            let m = BlipCaptioner::from_config(&c, &LoadOptions::default().dtype(dtype))
+                .expect("blip")
+                .model;
+            let cfg = tessera::nn::generate::GenerationConfig {
+                max_new_tokens: Some(20),
+                min_new_tokens: 20,
+                ..generation_defaults(&c.text_config)
+            };
+            let px = Tensor::randn(0f32, 1.0, (b, 3, 384, 384), &dev).expect("px");
+            let prompts = vec![vec![]; b];
+            let seconds = time(1, reps.min(3), || {
+                let g = m.generate(&px, &prompts, &cfg, false).expect("generate");
+                assert_eq!(g.generated.sequences[0].len(), 21);
+            });
+            let (v, t) = (&c.vision_config, &c.text_config);
+            let n = (v.image_size / v.patch_size).pow(2) + 1;
+            let vision = b as f64
+                * encoder_gflop(v.num_hidden_layers, n, v.hidden_size, v.intermediate_size);
+            // Per new token: self/cross projections, the MLP and the tied head.
+            let d = t.hidden_size as f64;
+            let per_token = t.num_hidden_layers as f64
+                * 2.0
+                * (4.0 * d * d
+                    + 2.0 * d * v.hidden_size as f64
+                    + 2.0 * d * t.intermediate_size as f64)
+                + 2.0 * d * (d + t.vocab_size as f64);
+            let gflop = vision + (b * 20) as f64 * per_token / 1e9;
+            Run {
+                seconds,
+                items: b * 20,
+                unit: "token",
+                gflop,
             }
         }
         "detr_r50_800x1066_b1" | "detr_r50_backbone_800x1066_b1" => {

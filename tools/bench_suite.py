@@ -104,6 +104,18 @@ def run(w):
                 with torch.no_grad():
                     m(pixel_values=px, pixel_mask=mask)
         return timed(f, 1, min(reps, 5)), 1, "img"
+    if w.startswith("blip_caption_b"):
+        from transformers import BlipConfig, BlipForConditionalGeneration
+        b = 8 if w.endswith("b8") else 1
+        m = BlipForConditionalGeneration(BlipConfig()).eval()
+        px = torch.randn(b, 3, 384, 384)
+
+        def f():
+            with torch.no_grad():
+                out = m.generate(pixel_values=px, max_new_tokens=20, min_new_tokens=20)
+            assert out.shape[1] == 21, out.shape
+
+        return timed(f, 1, min(reps, 3)), b * 20, "token"
     raise SystemExit(f"unknown workload {w}")
 
 
