@@ -459,7 +459,7 @@ impl KvCache {
         self.kv.is_none()
     }
 
-    /// Keeps batch rows `rows` (u32 [R], repeats allowed): beam search's reorder.
+    /// Keeps batch rows `rows` (u32, one per new row; repeats allowed): beam search's reorder.
     pub fn select_rows(&mut self, rows: &Tensor) -> Result<()> {
         if let Some((k, v)) = &self.kv {
             self.kv = Some((k.index_select(rows, 0)?, v.index_select(rows, 0)?));

@@ -18,7 +18,7 @@ pub trait Decoder {
     /// padding). Appends the new keys and values to the caches.
     fn step(&mut self, ids: &Tensor, positions: &Tensor, mask: &Tensor) -> Result<Tensor>;
 
-    /// Keeps rows `rows` (u32 [R'], repeats allowed) of every per-row state: caches and the
+    /// Keeps rows `rows` (u32, one per new row; repeats allowed) of every per-row state: caches and the
     /// encoder states attended to.
     fn select_rows(&mut self, rows: &Tensor) -> Result<()>;
 }
