@@ -4,6 +4,8 @@
 //! greedy decoding, the repetition penalty with `min_new_tokens`, and beam search (early
 //! stopping false / true / "never", length penalties, two returned sequences), on a batch of
 //! left-padded prompts of different lengths; captioning without a prompt; VQA.
+mod common;
+
 use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -22,20 +24,6 @@ fn reference(name: &str) -> (std::collections::HashMap<String, Tensor>, Value) {
         .unwrap();
     let j = std::fs::read_to_string(dir(name).join("reference.json")).unwrap();
     (t, serde_json::from_str(&j).unwrap())
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap()
 }
 
 fn rows(v: &Value) -> Vec<Vec<u32>> {
@@ -87,13 +75,13 @@ fn captioner_states_and_logits_equal_transformers() {
         .vision_model
         .forward(px, &mut tessera::nn::Ctx::inference())
         .unwrap();
-    let d = max_diff(&image, &r["image_embeds"]);
+    let d = common::max_abs_diff(&image, &r["image_embeds"]);
     assert!(d <= 1e-4, "image states differ by {d}");
     let ids = r["tf_ids"].to_dtype(DType::U32).unwrap();
     let keep = r["tf_mask"].to_dtype(DType::F32).unwrap();
     let logits = m.model.logits(px, &ids, Some(&keep)).unwrap();
     // Padded positions included: they see the same (masked) keys as in transformers.
-    let d = max_diff(&logits, &r["logits"]);
+    let d = common::max_abs_diff(&logits, &r["logits"]);
     assert!(d <= 1e-4, "logits differ by {d}");
 }
 
@@ -192,7 +180,7 @@ fn vqa_answers_as_transformers_does() {
     let qe = m
         .encode_question(px, &q, &keep, &mut tessera::nn::Ctx::inference())
         .unwrap();
-    let d = max_diff(&qe, &r["question_embeds"]);
+    let d = common::max_abs_diff(&qe, &r["question_embeds"]);
     assert!(d <= 1e-4, "question states differ by {d}");
     let ans = r["answer_ids"].to_dtype(DType::U32).unwrap();
     let akeep = r["answer_mask"].to_dtype(DType::F32).unwrap();
@@ -209,7 +197,7 @@ fn vqa_answers_as_transformers_does() {
             &mut tessera::nn::Ctx::inference(),
         )
         .unwrap();
-    let d = max_diff(&logits, &r["logits"]);
+    let d = common::max_abs_diff(&logits, &r["logits"]);
     assert!(d <= 1e-4, "answer logits differ by {d}");
     let base = generation_defaults(&m.config.text_config);
     for run in ["greedy", "beam3"] {

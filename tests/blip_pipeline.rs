@@ -27,22 +27,26 @@ fn ids(v: &Value) -> Vec<u32> {
         .collect()
 }
 
+/// Every case's ids (with or without special tokens) and decoded text; the count checked.
+fn check_cases(tok: &TextTokenizer, cases: &Value) -> usize {
+    let cases = cases.as_array().unwrap();
+    for c in cases {
+        let text = c["text"].as_str().unwrap();
+        let special = c["special"].as_bool().unwrap();
+        let got = tok.encode(text, special).unwrap();
+        assert_eq!(got, ids(&c["ids"]), "{text:?} special={special}");
+        let decoded = tok.decode(&got, true).unwrap();
+        assert_eq!(decoded, c["decoded"].as_str().unwrap(), "{text:?}");
+    }
+    cases.len()
+}
+
 #[test]
 fn tokenizer_json_gives_transformers_ids_and_text() {
     let mut n = 0;
     for name in ["blip_caption", "blip_vqa"] {
         let tok = TextTokenizer::in_dir(&dir(name)).unwrap();
-        for c in json(name, "tokenizer_cases.json").as_array().unwrap() {
-            let text = c["text"].as_str().unwrap();
-            let special = c["special"].as_bool().unwrap();
-            let got = tok.encode(text, special).unwrap();
-            assert_eq!(got, ids(&c["ids"]), "{text:?} special={special}");
-            assert_eq!(
-                tok.decode(&got, true).unwrap(),
-                c["decoded"].as_str().unwrap()
-            );
-            n += 1;
-        }
+        n += check_cases(&tok, &json(name, "tokenizer_cases.json"));
     }
     assert!(n >= 30, "{n} cases");
 }
@@ -182,18 +186,6 @@ fn bert_base_uncased_tokenizer_equals_transformers() {
     let cases: Value =
         serde_json::from_str(&std::fs::read_to_string(dir("bert_tokenizer_cases.json")).unwrap())
             .unwrap();
-    let mut n = 0;
-    for c in cases.as_array().unwrap() {
-        let text = c["text"].as_str().unwrap();
-        let special = c["special"].as_bool().unwrap();
-        let got = tok.encode(text, special).unwrap();
-        assert_eq!(got, ids(&c["ids"]), "{text:?} special={special}");
-        assert_eq!(
-            tok.decode(&got, true).unwrap(),
-            c["decoded"].as_str().unwrap(),
-            "{text:?}"
-        );
-        n += 1;
-    }
+    let n = check_cases(&tok, &cases);
     assert_eq!(n, 72);
 }

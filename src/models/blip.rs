@@ -447,14 +447,19 @@ pub struct BlipTextLm {
     transform: Linear,
     transform_act: Activation,
     transform_norm: LayerNorm,
-    bias: Tensor,
+    /// The word embeddings (tied) with `cls.predictions.bias`: built once, so a prepared model
+    /// packs it once instead of on every decoding step.
+    decoder: Linear,
 }
 
 impl BlipTextLm {
     pub fn new(vb: VarBuilder, c: &BlipTextConfig) -> Result<Self> {
         let head = vb.pp("cls.predictions");
+        let bert = BlipText::new(vb.pp("bert"), c)?;
+        let bias = head.get_with_hints(c.vocab_size, "bias", Init::Const(0.0))?;
         Ok(BlipTextLm {
-            bert: BlipText::new(vb.pp("bert"), c)?,
+            decoder: Linear::from_parts(bert.word_embeddings.clone(), Some(bias)),
+            bert,
             transform: Linear::new(
                 head.pp("transform.dense"),
                 c.hidden_size,
@@ -467,8 +472,13 @@ impl BlipTextLm {
                 c.hidden_size,
                 c.layer_norm_eps,
             )?,
-            bias: head.get_with_hints(c.vocab_size, "bias", Init::Const(0.0))?,
         })
+    }
+
+    /// Packs the head for inference in `dtype` (see [`Linear::prepare`]).
+    pub fn prepare(&mut self, dtype: DType) -> Result<()> {
+        self.transform.prepare(dtype)?;
+        Ok(self.decoder.prepare(dtype)?)
     }
 
     /// States [.., D] -> logits [.., V] (the decoder weight is the word embeddings).
@@ -477,8 +487,7 @@ impl BlipTextLm {
             .transform
             .forward(h, Then::act(self.transform_act), ctx)?;
         let h = self.transform_norm.forward(&h)?;
-        let lin = Linear::from_parts(self.bert.word_embeddings.clone(), Some(self.bias.clone()));
-        Ok(lin.forward(&h, Then::none(), ctx)?)
+        Ok(self.decoder.forward(&h, Then::none(), ctx)?)
     }
 
     /// Teacher-forced logits [B, T, V] of `ids` [B, T] (causal, `keep` [B, T] 0/1 padding)
@@ -785,66 +794,47 @@ fn config_json(c: &BlipConfig, architecture: &str) -> Result<serde_json::Value> 
     Ok(v)
 }
 
-impl Pretrained for BlipCaptioner {
-    type Config = BlipConfig;
-    const EXTRA_FILES: &'static [&'static str] = &[
-        "preprocessor_config.json",
-        "tokenizer.json",
-        "generation_config.json",
-    ];
+/// One `Pretrained` impl for both BLIP heads: they differ only in their constructor and the
+/// architecture `config.json` names.
+macro_rules! blip_pretrained {
+    ($model:ty, $architecture:literal) => {
+        impl Pretrained for $model {
+            type Config = BlipConfig;
+            const EXTRA_FILES: &'static [&'static str] = &[
+                "preprocessor_config.json",
+                "processor_config.json",
+                "tokenizer.json",
+                "generation_config.json",
+            ];
 
-    fn from_config(config: &BlipConfig, opts: &LoadOptions) -> Result<Loaded<Self>> {
-        fresh(opts, |vb| BlipCaptioner::new(vb, config))
-    }
+            fn from_config(config: &BlipConfig, opts: &LoadOptions) -> Result<Loaded<Self>> {
+                fresh(opts, |vb| <$model>::new(vb, config))
+            }
 
-    fn from_checkpoint(ckpt: Checkpoint, opts: &LoadOptions) -> Result<Loaded<Self>> {
-        ckpt.expect(crate::models::Family::Blip)?;
-        let config: BlipConfig = ckpt.config()?;
-        strict(ckpt, opts, keep_tensor, |vb| {
-            BlipCaptioner::new(vb, &config)
-        })
-    }
+            fn from_checkpoint(ckpt: Checkpoint, opts: &LoadOptions) -> Result<Loaded<Self>> {
+                ckpt.expect(crate::models::Family::Blip)?;
+                let config: BlipConfig = ckpt.config()?;
+                strict(ckpt, opts, keep_tensor, |vb| <$model>::new(vb, &config))
+            }
 
-    fn with_dtype(&self, dtype: DType) -> Result<Self> {
-        let mut m = self.clone();
-        m.vision_model.encoder.prepare(dtype)?;
-        Ok(m)
-    }
+            /// The vision encoder's linears and the LM head packed for `dtype`.
+            fn with_dtype(&self, dtype: DType) -> Result<Self> {
+                let mut m = self.clone();
+                m.vision_model.encoder.prepare(dtype)?;
+                m.text_decoder.prepare(dtype)?;
+                Ok(m)
+            }
 
-    fn config(&self) -> &BlipConfig {
-        &self.config
-    }
+            fn config(&self) -> &BlipConfig {
+                &self.config
+            }
 
-    fn config_json(&self) -> Result<serde_json::Value> {
-        config_json(&self.config, "BlipForConditionalGeneration")
-    }
+            fn config_json(&self) -> Result<serde_json::Value> {
+                config_json(&self.config, $architecture)
+            }
+        }
+    };
 }
 
-impl Pretrained for BlipVqa {
-    type Config = BlipConfig;
-    const EXTRA_FILES: &'static [&'static str] = BlipCaptioner::EXTRA_FILES;
-
-    fn from_config(config: &BlipConfig, opts: &LoadOptions) -> Result<Loaded<Self>> {
-        fresh(opts, |vb| BlipVqa::new(vb, config))
-    }
-
-    fn from_checkpoint(ckpt: Checkpoint, opts: &LoadOptions) -> Result<Loaded<Self>> {
-        ckpt.expect(crate::models::Family::Blip)?;
-        let config: BlipConfig = ckpt.config()?;
-        strict(ckpt, opts, keep_tensor, |vb| BlipVqa::new(vb, &config))
-    }
-
-    fn with_dtype(&self, dtype: DType) -> Result<Self> {
-        let mut m = self.clone();
-        m.vision_model.encoder.prepare(dtype)?;
-        Ok(m)
-    }
-
-    fn config(&self) -> &BlipConfig {
-        &self.config
-    }
-
-    fn config_json(&self) -> Result<serde_json::Value> {
-        config_json(&self.config, "BlipForQuestionAnswering")
-    }
-}
+blip_pretrained!(BlipCaptioner, "BlipForConditionalGeneration");
+blip_pretrained!(BlipVqa, "BlipForQuestionAnswering");
