@@ -11,7 +11,7 @@ use serde_json::Value;
 use std::path::PathBuf;
 use tessera::models::blip::{generation_defaults, BlipCaptioner, BlipVqa};
 use tessera::models::{LoadOptions, Pretrained};
-use tessera::nn::generate::{generate, EarlyStopping, GenerationConfig, Prompts};
+use tessera::nn::generate::{generate, GenerationConfig, Prompts};
 
 fn dir(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -24,44 +24,6 @@ fn reference(name: &str) -> (std::collections::HashMap<String, Tensor>, Value) {
         .unwrap();
     let j = std::fs::read_to_string(dir(name).join("reference.json")).unwrap();
     (t, serde_json::from_str(&j).unwrap())
-}
-
-fn rows(v: &Value) -> Vec<Vec<u32>> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            r.as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_u64().unwrap() as u32)
-                .collect()
-        })
-        .collect()
-}
-
-/// transformers' keyword arguments as a [`GenerationConfig`] on top of BLIP's defaults.
-fn settings(base: GenerationConfig, s: &Value) -> GenerationConfig {
-    let mut c = base;
-    for (k, v) in s.as_object().unwrap() {
-        match k.as_str() {
-            "max_new_tokens" => c.max_new_tokens = Some(v.as_u64().unwrap() as usize),
-            "min_new_tokens" => c.min_new_tokens = v.as_u64().unwrap() as usize,
-            "num_beams" => c.num_beams = v.as_u64().unwrap() as usize,
-            "num_return_sequences" => c.num_return_sequences = v.as_u64().unwrap() as usize,
-            "repetition_penalty" => c.repetition_penalty = v.as_f64().unwrap() as f32,
-            "length_penalty" => c.length_penalty = v.as_f64().unwrap() as f32,
-            "early_stopping" => {
-                c.early_stopping = match v {
-                    Value::Bool(true) => EarlyStopping::Yes,
-                    Value::Bool(false) => EarlyStopping::Heuristic,
-                    _ => EarlyStopping::Never,
-                }
-            }
-            other => panic!("setting {other} not mapped"),
-        }
-    }
-    c
 }
 
 #[test]
@@ -97,8 +59,8 @@ fn captioner_generates_the_ids_transformers_generates() {
         .forward(px, &mut tessera::nn::Ctx::inference())
         .unwrap();
     let prompts = Prompts {
-        ids: rows(&j["prompt"]),
-        mask: rows(&j["prompt_mask"])
+        ids: common::generation::rows(&j["prompt"]),
+        mask: common::generation::rows(&j["prompt_mask"])
             .into_iter()
             .map(|r| r.into_iter().map(|x| x as u8).collect())
             .collect(),
@@ -112,24 +74,32 @@ fn captioner_generates_the_ids_transformers_generates() {
         "beam4_early",
         "beam2_never",
     ] {
-        let cfg = settings(base.clone(), &j[run]["settings"]);
+        let cfg = common::generation::settings(base.clone(), &j[run]["settings"]);
         // Each run starts from fresh caches over the image states, repeated per beam inside.
         let mut dec = tessera::models::blip::BlipDecoding::new(&m.text_decoder, &image);
         let got = generate(&mut dec, &prompts, &cfg, &Device::Cpu).unwrap();
-        assert_eq!(got.sequences, rows(&j[run]["ids"]), "{run}: {cfg:?}");
+        assert_eq!(
+            got.sequences,
+            common::generation::rows(&j[run]["ids"]),
+            "{run}: {cfg:?}"
+        );
         checked += 1;
     }
     // BlipForConditionalGeneration.generate itself: no prompt, [BOS] first.
     for run in ["unconditional", "unconditional_beam"] {
-        let cfg = settings(base.clone(), &j[run]["settings"]);
+        let cfg = common::generation::settings(base.clone(), &j[run]["settings"]);
         let got = m.generate(px, &[vec![], vec![]], &cfg, false).unwrap();
-        assert_eq!(got.generated.sequences, rows(&j[run]["ids"]), "{run}");
+        assert_eq!(
+            got.generated.sequences,
+            common::generation::rows(&j[run]["ids"]),
+            "{run}"
+        );
         checked += 1;
     }
     assert_eq!(checked, 7);
     // The fixture exercises early stops: some sequence ends at [SEP] before max_new_tokens.
     let sep = m.config.text_config.sep_token_id;
-    assert!(rows(&j["greedy"]["ids"])[0].contains(&sep));
+    assert!(common::generation::rows(&j["greedy"]["ids"])[0].contains(&sep));
 }
 
 #[test]
@@ -172,8 +142,8 @@ fn vqa_answers_as_transformers_does() {
     let m = m.model;
     let (r, j) = reference("blip_vqa");
     let px = &r["pixel_values"];
-    let q = Tensor::new(rows(&j["question"]), &Device::Cpu).unwrap();
-    let keep = Tensor::new(rows(&j["question_mask"]), &Device::Cpu)
+    let q = Tensor::new(common::generation::rows(&j["question"]), &Device::Cpu).unwrap();
+    let keep = Tensor::new(common::generation::rows(&j["question_mask"]), &Device::Cpu)
         .unwrap()
         .to_dtype(DType::F32)
         .unwrap();
@@ -201,9 +171,13 @@ fn vqa_answers_as_transformers_does() {
     assert!(d <= 1e-4, "answer logits differ by {d}");
     let base = generation_defaults(&m.config.text_config);
     for run in ["greedy", "beam3"] {
-        let cfg = settings(base.clone(), &j[run]["settings"]);
+        let cfg = common::generation::settings(base.clone(), &j[run]["settings"]);
         let got = m.generate(px, &q, &keep, &cfg).unwrap();
-        assert_eq!(got.sequences, rows(&j[run]["ids"]), "{run}");
+        assert_eq!(
+            got.sequences,
+            common::generation::rows(&j[run]["ids"]),
+            "{run}"
+        );
     }
 }
 

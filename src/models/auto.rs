@@ -21,6 +21,10 @@ pub enum Family {
     Detr,
     /// Hugging Face BLIP (`blip`): a captioner or VQA model, see [`crate::models::blip`].
     Blip,
+    /// Hugging Face BLIP-2 with OPT (`blip-2`): a captioner, see [`crate::models::blip2`].
+    Blip2,
+    /// Hugging Face `OPTForCausalLM` (`opt`): a language model, see [`crate::models::opt`].
+    Opt,
 }
 
 impl Family {
@@ -32,6 +36,8 @@ impl Family {
             Family::Clip => "CLIP",
             Family::Detr => "DETR",
             Family::Blip => "BLIP",
+            Family::Blip2 => "BLIP-2",
+            Family::Opt => "OPT",
         }
     }
 
@@ -48,15 +54,18 @@ impl Family {
             (Some("clip"), _) => Ok(Family::Clip),
             (Some("detr"), _) => Ok(Family::Detr),
             (Some("blip"), _) => Ok(Family::Blip),
+            (Some("blip-2"), _) => Ok(Family::Blip2),
+            (Some("opt"), _) => Ok(Family::Opt),
             (None, Some(a)) if a.starts_with("ViT") => Ok(Family::Vit),
             (None, Some(a)) if a.starts_with("CLIP") => Ok(Family::Clip),
             (None, Some(a)) if a.starts_with("Detr") => Ok(Family::Detr),
+            (None, Some(a)) if a.starts_with("Blip2") => Ok(Family::Blip2),
             (None, Some(a)) if a.starts_with("Blip") => Ok(Family::Blip),
             // Older tessera runs wrote no model_type; CLIP configs always have both towers.
             (None, None) if config.get("text_config").is_some() => Ok(Family::Clip),
             (None, None) => Ok(Family::SeedVit),
             (m, a) => Err(Error::Config(format!(
-                "model_type {:?} is not a model tessera reads (tessera-vit, vit, clip, detr, blip)",
+                "model_type {:?} is not a model tessera reads (tessera-vit, vit, clip, detr, blip, blip-2, opt)",
                 m.or(a).unwrap_or("?")
             ))),
         }
@@ -102,9 +111,16 @@ impl AutoModel {
                     ckpt.dir.display()
                 )))
             }
-            Family::Blip => {
+            Family::Opt => {
                 return Err(Error::Config(format!(
-                    "{} is a BLIP captioning/VQA model: use models::blip (BlipCaptioner, BlipVqa)",
+                    "{} is an OPT language model: use models::opt::OptLm",
+                    ckpt.dir.display()
+                )))
+            }
+            Family::Blip | Family::Blip2 => {
+                return Err(Error::Config(format!(
+                    "{} is a captioning/VQA model: use `tessera caption` / `tessera vqa` \
+                     (pipelines::Captioning)",
                     ckpt.dir.display()
                 )))
             }

@@ -75,6 +75,19 @@ pub struct BlipTextConfig {
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
+impl BlipTextConfig {
+    fn sizes(&self) -> BertSizes {
+        BertSizes {
+            hidden: self.hidden_size,
+            heads: self.num_attention_heads,
+            intermediate: self.intermediate_size,
+            act: self.hidden_act,
+            eps: self.layer_norm_eps,
+            encoder_hidden: self.encoder_hidden_size,
+        }
+    }
+}
+
 impl Default for BlipTextConfig {
     fn default() -> Self {
         BlipTextConfig {
@@ -185,6 +198,11 @@ pub struct BlipVision {
 
 impl BlipVision {
     pub fn new(vb: VarBuilder, c: &BlipVisionConfig) -> Result<Self> {
+        Self::with_qkv_bias(vb, c, true)
+    }
+
+    /// The tower with or without the fused `qkv.bias` (BLIP-2's `qkv_bias`).
+    pub fn with_qkv_bias(vb: VarBuilder, c: &BlipVisionConfig, qkv_bias: bool) -> Result<Self> {
         check_patch_grid(c.image_size, c.patch_size)?;
         let d = c.hidden_size;
         let n = (c.image_size / c.patch_size).pow(2) + 1;
@@ -200,7 +218,7 @@ impl BlipVision {
             act: c.hidden_act,
             pre_norm: true,
             eps: c.layer_norm_eps,
-            qkv_bias: true,
+            qkv_bias,
             dropout: 0.0,
             mlp_dropout: 0.0,
             attn_dropout: 0.0,
@@ -218,6 +236,11 @@ impl BlipVision {
             post_layernorm: LayerNorm::new(vb.pp("post_layernorm"), d, c.layer_norm_eps)?,
             config: c.clone(),
         })
+    }
+
+    /// Packs the encoder's linears for inference in `dtype` (see [`Linear::prepare`]).
+    pub fn prepare(&mut self, dtype: DType) -> Result<()> {
+        Ok(self.encoder.prepare(dtype)?)
     }
 
     /// Pixel values [B, 3, S, S] -> every token's state [B, 1+Np, D].
@@ -238,6 +261,46 @@ impl BlipVision {
     }
 }
 
+/// Sizes of one BERT-style layer (BLIP's text layers, BLIP-2's Q-Former).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BertSizes {
+    pub hidden: usize,
+    pub heads: usize,
+    pub intermediate: usize,
+    pub act: Activation,
+    pub eps: f64,
+    /// The width of the states cross-attended to.
+    pub encoder_hidden: usize,
+}
+
+/// Checkpoint names of one BERT-style layer: only the names differ between BLIP's text layers
+/// and BLIP-2's Q-Former.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BertNames {
+    /// q/k/v and the output dense, under `attention` / `crossattention`.
+    pub attn: AttnNames,
+    pub intermediate: &'static str,
+    pub output: &'static str,
+    pub output_norm: &'static str,
+}
+
+impl BertNames {
+    /// `BertLayer` (BLIP's `BlipTextLayer`).
+    pub const BERT: BertNames = BertNames {
+        attn: AttnNames {
+            qkv: QkvNames::Separate {
+                q: "self.query",
+                k: "self.key",
+                v: "self.value",
+            },
+            out: "output.dense",
+        },
+        intermediate: "intermediate.dense",
+        output: "output.dense",
+        output_norm: "output.LayerNorm",
+    };
+}
+
 /// One BERT-style attention sub-layer: `LayerNorm(x + out(attention))` (`BlipTextAttention`).
 #[derive(Clone, Debug)]
 struct TextAttention {
@@ -245,28 +308,19 @@ struct TextAttention {
     norm: LayerNorm,
 }
 
-const BERT_ATTENTION: AttnNames = AttnNames {
-    qkv: QkvNames::Separate {
-        q: "self.query",
-        k: "self.key",
-        v: "self.value",
-    },
-    out: "output.dense",
-};
-
 impl TextAttention {
-    fn new(vb: VarBuilder, c: &BlipTextConfig, kv_dim: Option<usize>) -> Result<Self> {
+    fn new(vb: VarBuilder, names: AttnNames, c: &BertSizes, kv_dim: Option<usize>) -> Result<Self> {
         let cfg = AttnConfig {
-            dim: c.hidden_size,
-            heads: c.num_attention_heads,
+            dim: c.hidden,
+            heads: c.heads,
             qkv_bias: true,
             attn_dropout: 0.0,
             proj_dropout: 0.0,
             kv_dim,
         };
         Ok(TextAttention {
-            attn: Attention::new(vb.clone(), BERT_ATTENTION, &cfg)?,
-            norm: LayerNorm::new(vb.pp("output.LayerNorm"), c.hidden_size, c.layer_norm_eps)?,
+            attn: Attention::new(vb.clone(), names, &cfg)?,
+            norm: LayerNorm::new(vb.pp("output.LayerNorm"), c.hidden, c.eps)?,
         })
     }
 
@@ -285,11 +339,12 @@ impl TextAttention {
     }
 }
 
-/// `BlipTextLayer`: self-attention, cross-attention to the encoder states, feed-forward.
+/// One post-norm BERT-style layer: self-attention, cross-attention to the encoder states (when
+/// the layer has one), feed-forward.
 #[derive(Clone, Debug)]
-struct TextLayer {
+pub(crate) struct BertLayer {
     attention: TextAttention,
-    crossattention: TextAttention,
+    crossattention: Option<TextAttention>,
     mlp: Mlp,
     output_norm: LayerNorm,
 }
@@ -301,34 +356,37 @@ pub struct LayerCache {
     pub cross: KvCache,
 }
 
-impl TextLayer {
-    fn new(vb: VarBuilder, c: &BlipTextConfig) -> Result<Self> {
-        Ok(TextLayer {
-            attention: TextAttention::new(vb.pp("attention"), c, None)?,
-            crossattention: TextAttention::new(
-                vb.pp("crossattention"),
-                c,
-                Some(c.encoder_hidden_size),
-            )?,
+impl BertLayer {
+    pub fn new(vb: VarBuilder, names: &BertNames, c: &BertSizes, cross: bool) -> Result<Self> {
+        Ok(BertLayer {
+            attention: TextAttention::new(vb.pp("attention"), names.attn, c, None)?,
+            crossattention: cross
+                .then(|| {
+                    TextAttention::new(
+                        vb.pp("crossattention"),
+                        names.attn,
+                        c,
+                        Some(c.encoder_hidden),
+                    )
+                })
+                .transpose()?,
             mlp: Mlp::new(
                 vb.clone(),
-                "intermediate.dense",
-                "output.dense",
-                c.hidden_size,
-                c.intermediate_size,
-                c.hidden_act,
+                names.intermediate,
+                names.output,
+                c.hidden,
+                c.intermediate,
+                c.act,
                 0.0,
                 0.0,
             )?,
-            output_norm: LayerNorm::new(
-                vb.pp("output.LayerNorm"),
-                c.hidden_size,
-                c.layer_norm_eps,
-            )?,
+            output_norm: LayerNorm::new(vb.pp(names.output_norm), c.hidden, c.eps)?,
         })
     }
 
-    fn forward(
+    /// [B, N, D] -> [B, N, D]; `mask` additive over the self-attention keys, `encoder_mask` over
+    /// the `encoder` states [B, M, E] (used only by a layer with cross-attention).
+    pub fn forward(
         &self,
         x: &Tensor,
         mask: Option<&Tensor>,
@@ -337,10 +395,10 @@ impl TextLayer {
         cache: &mut LayerCache,
         ctx: &mut Ctx,
     ) -> Result<Tensor> {
-        let h = self.attention.forward(x, None, &mut cache.own, mask, ctx)?;
-        let h =
-            self.crossattention
-                .forward(&h, Some(encoder), &mut cache.cross, encoder_mask, ctx)?;
+        let mut h = self.attention.forward(x, None, &mut cache.own, mask, ctx)?;
+        if let Some(cross) = &self.crossattention {
+            h = cross.forward(&h, Some(encoder), &mut cache.cross, encoder_mask, ctx)?;
+        }
         Ok(self
             .output_norm
             .forward(&self.mlp.forward(&h, Some(&h), ctx)?)?)
@@ -355,7 +413,7 @@ pub struct BlipText {
     word_embeddings: Tensor,
     position_embeddings: Tensor,
     embed_norm: LayerNorm,
-    layers: Vec<TextLayer>,
+    layers: Vec<BertLayer>,
 }
 
 impl BlipText {
@@ -379,7 +437,14 @@ impl BlipText {
             )?,
             embed_norm: LayerNorm::new(emb.pp("LayerNorm"), d, c.layer_norm_eps)?,
             layers: (0..c.num_hidden_layers)
-                .map(|i| TextLayer::new(vb.pp(format!("encoder.layer.{i}")), c))
+                .map(|i| {
+                    BertLayer::new(
+                        vb.pp(format!("encoder.layer.{i}")),
+                        &BertNames::BERT,
+                        &c.sizes(),
+                        true,
+                    )
+                })
                 .collect::<Result<_>>()?,
             config: c.clone(),
         })
@@ -820,7 +885,7 @@ macro_rules! blip_pretrained {
             /// The vision encoder's linears and the LM head packed for `dtype`.
             fn with_dtype(&self, dtype: DType) -> Result<Self> {
                 let mut m = self.clone();
-                m.vision_model.encoder.prepare(dtype)?;
+                m.vision_model.prepare(dtype)?;
                 m.text_decoder.prepare(dtype)?;
                 Ok(m)
             }

@@ -7,10 +7,12 @@
 //! loads whichever model it names.
 pub mod auto;
 pub mod blip;
+pub mod blip2;
 mod checks;
 pub mod clip;
 pub mod detr;
 mod load;
+pub mod opt;
 pub mod resnet;
 pub mod text_tokenizer;
 pub mod vit;

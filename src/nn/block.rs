@@ -1,6 +1,6 @@
 //! The one MLP and the one transformer block (pre-norm or post-norm), for every model.
 use super::activation::Activation;
-use super::attention::{Attention, AttnConfig, AttnNames, Positions, QkvNames};
+use super::attention::{Attention, AttnConfig, AttnNames, KvCache, Positions, QkvNames};
 use super::ctx::Ctx;
 use super::layers::{LayerNorm, Linear, Then};
 use candle_core::{DType, Result, Tensor};
@@ -238,6 +238,35 @@ impl EncoderBlock {
                 Some(x),
                 ctx,
             )?)?;
+            self.norm2.forward(&self.mlp.forward(&x, Some(&x), ctx)?)
+        }
+    }
+}
+
+impl EncoderBlock {
+    /// Incremental decoding (a causal decoder's layer, OPT's): [`EncoderBlock::forward`] over
+    /// the new positions `x` [B, N, D] only, the attention appending their keys and values to
+    /// `cache` and attending over everything cached (`mask` additive, [B or 1, 1, N, T]).
+    pub fn forward_cached(
+        &self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        cache: &mut KvCache,
+        ctx: &mut Ctx,
+    ) -> Result<Tensor> {
+        if self.pre_norm {
+            // x + attn(norm1(x)), then x + mlp(norm2(x))
+            let h = self.norm1.forward(x)?;
+            let x = self
+                .attn
+                .forward_cached(&h, None, cache, mask, Some(x), ctx)?;
+            self.mlp.forward(&self.norm2.forward(&x)?, Some(&x), ctx)
+        } else {
+            // norm1(x + attn(x)), then norm2(x + mlp(x))
+            let h = self
+                .attn
+                .forward_cached(x, None, cache, mask, Some(x), ctx)?;
+            let x = self.norm1.forward(&h)?;
             self.norm2.forward(&self.mlp.forward(&x, Some(&x), ctx)?)
         }
     }

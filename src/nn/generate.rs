@@ -218,6 +218,44 @@ pub fn generate(
     })
 }
 
+/// Positions `cumsum(mask) - 1` of each row of a 0/1 keep mask (0 under padding), as
+/// transformers derives them.
+pub fn positions(mask: &[Vec<u8>]) -> Vec<Vec<u32>> {
+    mask.iter()
+        .map(|m| {
+            let mut c = 0u32;
+            m.iter()
+                .map(|&k| {
+                    c += k as u32;
+                    if k == 0 {
+                        0
+                    } else {
+                        c - 1
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The additive mask [R, 1, n, T] of the last `n` of T positions of rows with 0/1 keep `mask`
+/// [R][T]: causal and padding, `f32::MIN` where a key is hidden (a padding query's row keeps
+/// finite scores and is uniform, as transformers' `finfo.min` makes it).
+pub fn causal_padding_mask(mask: &[Vec<u8>], n: usize, device: &Device) -> Result<Tensor> {
+    let r = mask.len();
+    let t = mask.first().map_or(0, Vec::len);
+    let mut out = Vec::with_capacity(r * n * t);
+    for m in mask {
+        for i in 0..n {
+            let q = t - n + i;
+            for (j, &k) in m.iter().enumerate() {
+                out.push(if j > q || k == 0 { f32::MIN } else { 0.0 });
+            }
+        }
+    }
+    Tensor::from_vec(out, (r, 1, n, t), device)
+}
+
 /// Per-row state of the running sequences: ids, keep mask and the next position.
 struct Rows {
     ids: Vec<Vec<u32>>,
@@ -225,48 +263,17 @@ struct Rows {
 }
 
 impl Rows {
-    /// Positions `cumsum(mask) - 1` (0 under padding), as transformers derives them.
-    fn positions(&self) -> Vec<Vec<u32>> {
-        self.mask
-            .iter()
-            .map(|m| {
-                let mut c = 0u32;
-                m.iter()
-                    .map(|&k| {
-                        c += k as u32;
-                        if k == 0 {
-                            0
-                        } else {
-                            c - 1
-                        }
-                    })
-                    .collect()
-            })
-            .collect()
-    }
-
     /// The forward of the last `n` tokens: ids, positions and the additive mask [R, 1, n, T].
     fn step(&self, decoder: &mut dyn Decoder, n: usize, device: &Device) -> Result<Tensor> {
         let r = self.ids.len();
         let t = self.ids[0].len();
-        let pos = self.positions();
+        let pos = positions(&self.mask);
         let last = |v: &Vec<u32>| v[t - n..].to_vec();
         let ids: Vec<u32> = self.ids.iter().flat_map(last).collect();
         let ps: Vec<u32> = pos.iter().flat_map(last).collect();
-        let mut mask = Vec::with_capacity(r * n * t);
-        for m in &self.mask {
-            for i in 0..n {
-                let q = t - n + i;
-                for (j, &k) in m.iter().enumerate() {
-                    // Causal and padding; a fully masked row (a padding query) keeps finite
-                    // scores, as transformers' finfo.min does.
-                    mask.push(if j > q || k == 0 { f32::MIN } else { 0.0 });
-                }
-            }
-        }
         let ids = Tensor::from_vec(ids, (r, n), device)?;
         let ps = Tensor::from_vec(ps, (r, n), device)?;
-        let mask = Tensor::from_vec(mask, (r, 1, n, t), device)?;
+        let mask = causal_padding_mask(&self.mask, n, device)?;
         decoder.step(&ids, &ps, &mask)?.to_dtype(DType::F32)
     }
 

@@ -1,4 +1,5 @@
 #![allow(dead_code)]
+pub mod generation;
 pub mod images;
 use candle_core::{Device, Tensor};
 use std::collections::HashMap;
