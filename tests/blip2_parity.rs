@@ -95,7 +95,7 @@ fn generates_the_ids_transformers_generates() {
             "beam2_never",
         ] {
             let cfg = settings(base.clone(), &j[run]["settings"]);
-            let got = m.generate(px, &p, &cfg).unwrap();
+            let got = m.generate(px, &p, &cfg, false).unwrap().generated;
             assert_eq!(got.sequences, rows(&j[run]["ids"]), "{name} {run}: {cfg:?}");
             checked += 1;
         }
@@ -103,7 +103,7 @@ fn generates_the_ids_transformers_generates() {
         let empty = m.prompts(&[vec![], vec![]]).unwrap();
         for run in ["unconditional", "unconditional_beam"] {
             let cfg = settings(base.clone(), &j[run]["settings"]);
-            let got = m.generate(px, &empty, &cfg).unwrap();
+            let got = m.generate(px, &empty, &cfg, false).unwrap().generated;
             assert_eq!(got.sequences, rows(&j[run]["ids"]), "{name} {run}");
             checked += 1;
         }
@@ -131,20 +131,23 @@ fn bad_blip2_inputs_are_errors() {
     };
     let px = Tensor::zeros((1, 3, 30, 30), DType::F32, &Device::Cpu).unwrap();
     let one = m.prompts(&[vec![]]).unwrap();
-    assert!(m.generate(&px, &one, &cfg).is_ok());
+    assert!(m.generate(&px, &one, &cfg, false).is_ok());
     // Wrong image size; a prompt count that does not match; an id outside the vocabulary.
     let small = Tensor::zeros((1, 3, 12, 12), DType::F32, &Device::Cpu).unwrap();
-    assert!(m.generate(&small, &one, &cfg).is_err());
+    assert!(m.generate(&small, &one, &cfg, false).is_err());
     let two = m.prompts(&[vec![], vec![]]).unwrap();
-    assert!(m.generate(&px, &two, &cfg).is_err());
+    assert!(m.generate(&px, &two, &cfg, false).is_err());
     let far = m.prompts(&[vec![2, 5000]]).unwrap();
-    assert!(m.generate(&px, &far, &cfg).is_err());
+    assert!(m.generate(&px, &far, &cfg, false).is_err());
     // Image tokens that do not number num_query_tokens: an error naming them, not shifted
     // features.
     let mut short = one.clone();
     short.ids[0].remove(0);
     short.mask[0].remove(0);
-    let e = m.generate(&px, &short, &cfg).unwrap_err().to_string();
+    let e = m
+        .generate(&px, &short, &cfg, false)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("image tokens"), "{e}");
     // Configs that cannot be built or run name the field.
     let mut c = m.config.clone();
@@ -209,4 +212,47 @@ fn opt_in_opt_350m_layout_equals_transformers() {
         packed.generate(&p, &cfg).unwrap().sequences,
         rows(&j["greedy"]["ids"])
     );
+}
+
+#[test]
+fn per_word_maps_equal_the_formula_on_transformers_attentions() {
+    // transformers' `output_attentions` of generate (OPT's self-attention per step) and the
+    // Q-Former's `cross_attentions`, combined in Python by the same formula.
+    for name in FIXTURES {
+        let m = Blip2Captioner::load(dir(name), &LoadOptions::default())
+            .unwrap()
+            .model;
+        let (r, j) = reference(name);
+        let p = prompts(&j["prompt"], &j["prompt_mask"]);
+        let cfg = settings(generation_defaults(&m.config), &j["word_maps"]["settings"]);
+        let g = m.generate(&r["pixel_values"], &p, &cfg, true).unwrap();
+        assert_eq!(
+            g.generated.sequences,
+            rows(&j["word_maps"]["ids"]),
+            "{name}"
+        );
+        let maps = Tensor::stack(&g.cross_attention.unwrap(), 0).unwrap();
+        let d = common::max_abs_diff(&maps, &r["word_maps"]);
+        assert!(d <= 1e-4, "{name}: word maps differ by {d}");
+        // One distribution over the image tokens per row and step.
+        let sums: Vec<f32> = maps
+            .sum(2)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-4), "{sums:?}");
+    }
+    let m = Blip2Captioner::load(dir("blip2_opt"), &LoadOptions::default())
+        .unwrap()
+        .model;
+    let (r, j) = reference("blip2_opt");
+    let p = prompts(&j["prompt"], &j["prompt_mask"]);
+    let beams = GenerationConfig {
+        num_beams: 2,
+        max_new_tokens: Some(3),
+        ..generation_defaults(&m.config)
+    };
+    assert!(m.generate(&r["pixel_values"], &p, &beams, true).is_err());
 }

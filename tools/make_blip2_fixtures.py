@@ -105,13 +105,32 @@ def build(name, post_norm, seed):
                       "unconditional_beam": dict(max_new_tokens=8, num_beams=3)}.items():
             ref[k] = {"settings": kw,
                       "ids": model.generate(pixel_values=pixels, do_sample=False, **kw).tolist()}
+        # Per-word maps: each new token's attention to the image tokens (mean over OPT's heads
+        # and layers, renormalised) weighting the queries' cross-attention over the image (mean
+        # over heads and cross-attention layers).
+        q_out = model.qformer(query_embeds=model.query_tokens.expand(2, -1, -1),
+                              encoder_hidden_states=feats.vision_outputs.last_hidden_state,
+                              output_attentions=True, return_dict=True)
+        qmaps = torch.stack([a.mean(1) for a in q_out.cross_attentions]).mean(0)  # [B, Q, M]
+        g = model.generate(pixel_values=pixels, input_ids=ids, attention_mask=mask,
+                           do_sample=False, max_new_tokens=5, output_attentions=True,
+                           return_dict_in_generate=True)
+        cols = (ids[0] == IMAGE).nonzero().flatten()
+        maps = []
+        for step in g.attentions:
+            a = torch.stack([l[:, :, -1].mean(1) for l in step]).mean(0)  # [B, T]
+            w = a[:, cols]
+            w = w / w.sum(1, keepdim=True)
+            maps.append(torch.einsum("bq,bqm->bm", w, qmaps))
+        ref["word_maps"] = {"settings": {"max_new_tokens": 5}, "ids": g.sequences.tolist()}
     stopped = sum(EOS in r[len(ids[0]):] for r in ref["greedy"]["ids"])
     print(name, "greedy rows that stopped at eos:", stopped)
     save_file({"pixel_values": pixels.contiguous(),
                "image_embeds": feats.vision_outputs.last_hidden_state.contiguous(),
                "qformer": feats.qformer_outputs.last_hidden_state.contiguous(),
                "image_features": feats.pooler_output.contiguous(),
-               "ids": ids, "mask": mask, "logits": out.logits.contiguous()},
+               "ids": ids, "mask": mask, "logits": out.logits.contiguous(),
+               "word_maps": torch.stack(maps).contiguous()},
               os.path.join(d, "reference.safetensors"))
     with open(os.path.join(d, "reference.json"), "w") as f:
         json.dump(ref, f, indent=1)

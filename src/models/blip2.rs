@@ -9,11 +9,13 @@
 //! embedding space, and — as transformers 5 does — they replace the embeddings of the
 //! `image_token_index` tokens, which `Blip2Processor` puts before the text (BOS included).
 //! Generation runs through [`crate::nn::generate`] on [`OptLm`] with its KV caches.
-use crate::models::blip::{BertLayer, BertNames, BertSizes, BlipVision, BlipVisionConfig};
+use crate::models::blip::{
+    BertLayer, BertNames, BertSizes, BlipVision, BlipVisionConfig, Generation,
+};
 use crate::models::checks;
 use crate::models::load::{fresh, strict, Checkpoint, LoadOptions, Loaded, Pretrained};
 use crate::models::opt::{place_features, OptConfig, OptDecoding, OptLm};
-use crate::nn::generate::{self, causal_padding_mask, Generated, GenerationConfig};
+use crate::nn::generate::{self, causal_padding_mask, GenerationConfig};
 use crate::nn::{
     check_heads, check_patch_grid, Activation, AttnNames, Ctx, LayerNorm, Linear, QkvNames, Then,
 };
@@ -410,13 +412,15 @@ impl Blip2Captioner {
 
     /// Generates from `pixels` [B, 3, S, S] and `prompts` (one row per image, with its image
     /// tokens: see [`Blip2Captioner::prompts`]). Sequences include the prompt, as transformers
-    /// returns them.
+    /// returns them. With `attention` (greedy or sampling), each generated token's map over the
+    /// image tokens (see [`Blip2Captioner::word_maps`]).
     pub fn generate(
         &self,
         pixels: &Tensor,
         prompts: &generate::Prompts,
         cfg: &GenerationConfig,
-    ) -> Result<Generated> {
+        attention: bool,
+    ) -> Result<Generation> {
         let b = pixels.dims4()?.0;
         if prompts.ids.len() != b {
             return Err(Error::Shape(format!(
@@ -424,10 +428,129 @@ impl Blip2Captioner {
                 prompts.ids.len()
             )));
         }
-        let f = self.image_features(pixels, &mut Ctx::inference())?;
-        let mut dec = OptDecoding::new(&self.language_model)
-            .with_features(f.features, self.config.image_token()?);
-        generate::generate(&mut dec, prompts, cfg, pixels.device())
+        if attention && cfg.num_beams > 1 {
+            return Err(Error::Config(
+                "per-word attention needs greedy decoding or sampling (num_beams 1)".into(),
+            ));
+        }
+        let mut trace = crate::nn::Trace::default();
+        let f = if attention {
+            self.image_features_traced(pixels, &mut trace)?
+        } else {
+            self.image_features(pixels, &mut Ctx::inference())?
+        };
+        let token = self.config.image_token()?;
+        let mut dec = OptDecoding::new(&self.language_model).with_features(f.features, token);
+        if attention {
+            dec = dec.with_attention();
+        }
+        let generated = generate::generate(&mut dec, prompts, cfg, pixels.device())?;
+        let cross_attention = match dec.attention {
+            Some(steps) => Some(self.word_maps(
+                &self.query_maps(&trace)?,
+                &steps,
+                &prompts.ids,
+                cfg.num_return_sequences,
+            )?),
+            None => None,
+        };
+        Ok(Generation {
+            generated,
+            cross_attention,
+        })
+    }
+
+    /// [`Blip2Captioner::image_features`] with the Q-Former's attentions in `trace` (the vision
+    /// tower untraced).
+    fn image_features_traced(
+        &self,
+        pixels: &Tensor,
+        trace: &mut crate::nn::Trace,
+    ) -> Result<ImageFeatures> {
+        let image_embeds = self.vision_model.forward(pixels, &mut Ctx::inference())?;
+        let b = image_embeds.dims()[0];
+        let (_, q, dq) = self.query_tokens.dims3()?;
+        let queries = self.query_tokens.expand((b, q, dq))?.contiguous()?;
+        let mut ctx = Ctx::inference().with_trace(trace);
+        let qformer = self.qformer.forward(&queries, &image_embeds, &mut ctx)?;
+        let features = self
+            .language_projection
+            .forward(&qformer, Then::none(), &mut ctx)?;
+        Ok(ImageFeatures {
+            image_embeds,
+            qformer,
+            features,
+        })
+    }
+
+    /// Where each query looked: the Q-Former's cross-attention over the image tokens, mean over
+    /// heads and cross-attention layers, [B, Q, M] (class token first), from a traced forward.
+    fn query_maps(&self, trace: &crate::nn::Trace) -> Result<Tensor> {
+        let freq = self.config.qformer_config.cross_attention_frequency;
+        let mut at = 0;
+        let mut cross = vec![];
+        for i in 0..self.config.qformer_config.num_hidden_layers {
+            at += 1; // the layer's self-attention
+            if i % freq == 0 {
+                let a = trace.attentions.get(at).ok_or_else(|| {
+                    Error::Msg("the Q-Former's trace has fewer attentions than layers".into())
+                })?;
+                cross.push(a.mean(1)?); // [B, H, Q, M] -> [B, Q, M]
+                at += 1;
+            }
+        }
+        Ok((Tensor::stack(&cross, 0)?.sum(0)? / cross.len() as f64)?)
+    }
+
+    /// Per generated token, where it looked in the image: its attention to each image token
+    /// (mean over OPT's heads and layers, renormalised over the Q image tokens) weighting that
+    /// query's map over the image, `Σ_q w_q · A_q` -> [R, M] per step. `steps`: each step's
+    /// attention over every position [R, T]; `ids`: the prompts (image tokens at the same
+    /// columns in every row); `per`: rows per image.
+    pub fn word_maps(
+        &self,
+        query_maps: &Tensor,
+        steps: &[Tensor],
+        ids: &[Vec<u32>],
+        per: usize,
+    ) -> Result<Vec<Tensor>> {
+        let token = self.config.image_token()?;
+        let cols: Vec<u32> = ids
+            .first()
+            .map(|r| {
+                r.iter()
+                    .enumerate()
+                    .filter(|(_, &i)| i == token)
+                    .map(|(j, _)| j as u32)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if ids.iter().any(|r| {
+            r.iter()
+                .enumerate()
+                .filter(|(_, &i)| i == token)
+                .map(|(j, _)| j as u32)
+                .ne(cols.iter().copied())
+        }) {
+            return Err(Error::Shape(
+                "per-word maps need the image tokens at the same positions in every prompt".into(),
+            ));
+        }
+        let dev = query_maps.device();
+        let cols = Tensor::new(cols, dev)?;
+        steps
+            .iter()
+            .map(|a| {
+                let r = a.dims()[0];
+                // Row r's image is r / per (sampling may return several rows per image).
+                let rows: Vec<u32> = (0..r).map(|i| (i / per.max(1)) as u32).collect();
+                let maps = query_maps.index_select(&Tensor::new(rows, dev)?, 0)?; // [R, Q, M]
+                let w = a.index_select(&cols, 1)?; // [R, Q]
+                let w = w.broadcast_div(&w.sum_keepdim(1)?)?;
+                // [R, 1, Q] @ [R, Q, M] -> [R, M]
+                Ok(w.unsqueeze(1)?.matmul(&maps)?.squeeze(1)?)
+            })
+            .collect()
     }
 }
 

@@ -417,6 +417,9 @@ pub struct OptDecoding<'a> {
     caches: Vec<KvCache>,
     features: Option<(Tensor, u32)>,
     started: bool,
+    /// When set, each step's self-attention of the last new token over every position so far,
+    /// mean over heads and layers: [R, T] per step (T grows by one a step).
+    pub attention: Option<Vec<Tensor>>,
 }
 
 impl<'a> OptDecoding<'a> {
@@ -426,6 +429,7 @@ impl<'a> OptDecoding<'a> {
             caches: lm.caches(),
             features: None,
             started: false,
+            attention: None,
         }
     }
 
@@ -433,6 +437,14 @@ impl<'a> OptDecoding<'a> {
     pub fn with_features(self, features: Tensor, token: u32) -> Self {
         OptDecoding {
             features: Some((features, token)),
+            ..self
+        }
+    }
+
+    /// Records each step's attention (see [`OptDecoding::attention`]).
+    pub fn with_attention(self) -> Self {
+        OptDecoding {
+            attention: Some(vec![]),
             ..self
         }
     }
@@ -445,8 +457,13 @@ impl Decoder for OptDecoding<'_> {
         positions: &Tensor,
         mask: &Tensor,
     ) -> candle_core::Result<Tensor> {
-        let mut run = || -> Result<Tensor> {
+        let mut trace = crate::nn::Trace::default();
+        let tracing = self.attention.is_some();
+        let mut run = |trace: &mut crate::nn::Trace| -> Result<Tensor> {
             let mut ctx = Ctx::inference();
+            if tracing {
+                ctx = ctx.with_trace(trace);
+            }
             let mut x = self.lm.embed(ids)?;
             if let (false, Some((f, token))) = (self.started, &self.features) {
                 x = place_features(&x, ids, f, *token)?;
@@ -459,8 +476,17 @@ impl Decoder for OptDecoding<'_> {
             let n = h.dims()[1];
             self.lm.head(&h.i((.., n - 1))?, &mut ctx)
         };
-        let logits = run().map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let logits = run(&mut trace).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         self.started = true;
+        if let Some(steps) = self.attention.as_mut() {
+            // Per layer [R, H, N, T] -> the last query, mean over heads [R, T]; mean over layers.
+            let per_layer = trace
+                .attentions
+                .iter()
+                .map(|a| a.i((.., .., a.dims()[2] - 1))?.mean(1))
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            steps.push((Tensor::stack(&per_layer, 0)?.sum(0)? / per_layer.len() as f64)?);
+        }
         Ok(logits)
     }
 
@@ -470,6 +496,9 @@ impl Decoder for OptDecoding<'_> {
         }
         for c in &mut self.caches {
             c.select_rows(rows)?;
+        }
+        for t in self.attention.iter_mut().flatten() {
+            *t = t.index_select(rows, 0)?;
         }
         Ok(())
     }
