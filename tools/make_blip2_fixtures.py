@@ -205,7 +205,8 @@ def end_to_end():
     with open(os.path.join(d, "end_to_end.json"), "w") as f:
         json.dump(runs, f, indent=1)
     strings = CORPUS + ["a picture of", " a picture", "a  picture   of ", "", "cats?", "<image>",
-                        "</s>a dog", "Answer:", "red, blue; green", "yes no yes"]
+                        "</s>a dog", "Answer:", "red, blue; green", "yes no yes",
+                        "Question:Answer:", "a picture of two cats in the park"]
     with open(os.path.join(d, "tokenizer_cases.json"), "w") as f:
         json.dump(tokenizer_cases(proc.tokenizer, strings), f, indent=0)
 

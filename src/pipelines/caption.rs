@@ -1,20 +1,25 @@
 //! Captioning and visual question answering, as transformers' `pipeline("image-to-text")` and
-//! `pipeline("visual-question-answering")` with BLIP: the checkpoint's image processor and
-//! `tokenizer.json`, generation through the one loop, ids decoded with special tokens skipped.
+//! `pipeline("visual-question-answering")` with BLIP and BLIP-2 (OPT): the checkpoint's image
+//! processor and `tokenizer.json`, generation through the one loop, ids decoded with special
+//! tokens skipped. BLIP-2's prompts are laid out as `Blip2Processor` does (image tokens, then
+//! the text with OPT's BOS), and its questions are asked as "Question: … Answer:".
 use super::ImageSource;
 use crate::image::ProcessorConfig;
-use crate::models::blip::{generation_defaults, BlipCaptioner, BlipVqa};
+use crate::models::blip::{generation_defaults, BlipCaptioner, BlipVqa, Generation};
+use crate::models::blip2::{self, Blip2Captioner};
 use crate::models::{Checkpoint, Family, LoadOptions, Pretrained, TextTokenizer};
 use crate::nn::generate::GenerationConfig;
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
 use std::ffi::OsStr;
 
-/// Which BLIP head a checkpoint holds.
+/// Which captioning model a checkpoint holds.
 #[derive(Clone, Debug)]
 pub enum BlipModel {
     Caption(BlipCaptioner),
     Vqa(BlipVqa),
+    /// BLIP-2 captions, and answers questions asked in its prompt.
+    Blip2(Box<Blip2Captioner>),
 }
 
 /// One generated text.
@@ -44,8 +49,9 @@ pub struct Captioning {
 }
 
 impl Captioning {
-    /// A BLIP directory or hub id: `BlipForConditionalGeneration` or
-    /// `BlipForQuestionAnswering` as `architectures` names it.
+    /// A BLIP or BLIP-2 directory or hub id: `BlipForConditionalGeneration`,
+    /// `BlipForQuestionAnswering` (as `architectures` names it) or
+    /// `Blip2ForConditionalGeneration`.
     pub fn from_pretrained(source: impl AsRef<OsStr>, opts: &LoadOptions) -> Result<Self> {
         let ckpt = Checkpoint::read(
             source,
@@ -53,7 +59,14 @@ impl Captioning {
             &opts.device,
             &*opts.progress,
         )?;
-        ckpt.expect(Family::Blip)?;
+        let family = Family::of(&ckpt.config)?;
+        if !matches!(family, Family::Blip | Family::Blip2) {
+            return Err(Error::Config(format!(
+                "{}: this is a {} checkpoint, not a BLIP or BLIP-2 one",
+                ckpt.dir.join("config.json").display(),
+                family.name()
+            )));
+        }
         let vqa = ckpt
             .config
             .get("architectures")
@@ -61,12 +74,15 @@ impl Captioning {
             .and_then(|a| a.as_str())
             .is_some_and(|a| a.contains("QuestionAnswering"));
         let dir = ckpt.dir.clone();
-        let processor = ProcessorConfig::in_dir_or(Some(&dir), || ProcessorConfig::blip(384))?;
+        let size = if family == Family::Blip2 { 224 } else { 384 };
+        let processor = ProcessorConfig::in_dir_or(Some(&dir), || ProcessorConfig::blip(size))?;
         let tokenizer = TextTokenizer::in_dir(&dir)?;
-        let model = if vqa {
-            BlipModel::Vqa(BlipVqa::from_checkpoint(ckpt, opts)?.model)
-        } else {
-            BlipModel::Caption(BlipCaptioner::from_checkpoint(ckpt, opts)?.model)
+        let model = match (family, vqa) {
+            (Family::Blip2, _) => {
+                BlipModel::Blip2(Box::new(Blip2Captioner::from_checkpoint(ckpt, opts)?.model))
+            }
+            (_, true) => BlipModel::Vqa(BlipVqa::from_checkpoint(ckpt, opts)?.model),
+            (_, false) => BlipModel::Caption(BlipCaptioner::from_checkpoint(ckpt, opts)?.model),
         };
         Ok(Captioning {
             model,
@@ -81,16 +97,33 @@ impl Captioning {
         self
     }
 
-    /// BLIP's generation settings (stop at `[SEP]`, pad id) for this checkpoint.
+    /// The model's generation settings (BLIP: stop at `[SEP]`; BLIP-2: OPT's eos), with its pad
+    /// id.
     pub fn defaults(&self) -> GenerationConfig {
-        generation_defaults(&self.config().text_config)
+        match &self.model {
+            BlipModel::Caption(m) => generation_defaults(&m.config.text_config),
+            BlipModel::Vqa(m) => generation_defaults(&m.config.text_config),
+            BlipModel::Blip2(m) => blip2::generation_defaults(&m.config),
+        }
     }
 
-    fn config(&self) -> &crate::models::blip::BlipConfig {
-        match &self.model {
-            BlipModel::Caption(m) => &m.config,
-            BlipModel::Vqa(m) => &m.config,
-        }
+    /// The side of the image-token grid the per-word maps are on.
+    pub fn grid(&self) -> usize {
+        let (s, p) = match &self.model {
+            BlipModel::Caption(m) => (
+                m.config.vision_config.image_size,
+                m.config.vision_config.patch_size,
+            ),
+            BlipModel::Vqa(m) => (
+                m.config.vision_config.image_size,
+                m.config.vision_config.patch_size,
+            ),
+            BlipModel::Blip2(m) => (
+                m.config.vision_config.image_size,
+                m.config.vision_config.patch_size,
+            ),
+        };
+        s / p
     }
 
     fn pixels(&self, images: &[ImageSource]) -> Result<Tensor> {
@@ -122,25 +155,54 @@ impl Captioning {
         cfg: &GenerationConfig,
         attention: bool,
     ) -> Result<Vec<Vec<Caption>>> {
-        let BlipModel::Caption(m) = &self.model else {
-            return Err(Error::Config(
-                "this is a BLIP VQA checkpoint: ask it a question (`tessera vqa`)".into(),
-            ));
-        };
         if images.is_empty() {
             return Ok(vec![]);
         }
-        let px = self.pixels(images)?;
-        let p = match prompt {
-            Some(t) => self.tokenizer.encode(t, false)?,
-            None => vec![],
+        let g = match &self.model {
+            BlipModel::Caption(m) => {
+                let px = self.pixels(images)?;
+                let p = match prompt {
+                    Some(t) => self.tokenizer.encode(t, false)?,
+                    None => vec![],
+                };
+                m.generate(&px, &vec![p; images.len()], cfg, attention)?
+            }
+            BlipModel::Blip2(m) => {
+                let px = self.pixels(images)?;
+                // OPT's tokenizer puts its BOS first; no prompt is `[bos]` alone.
+                let p = match prompt {
+                    Some(t) => self.tokenizer.encode(t, true)?,
+                    None => vec![],
+                };
+                m.generate(&px, &m.prompts(&vec![p; images.len()])?, cfg, attention)?
+            }
+            BlipModel::Vqa(_) => {
+                return Err(Error::Config(
+                    "this is a BLIP VQA checkpoint: ask it a question (`tessera vqa`)".into(),
+                ))
+            }
         };
-        let g = m.generate(&px, &vec![p; images.len()], cfg, attention)?;
-        let per = cfg.num_return_sequences;
-        let grid = m.config.vision_config.image_size / m.config.vision_config.patch_size;
-        let mut out: Vec<Vec<Caption>> = vec![vec![]; images.len()];
+        self.captions(&g, images.len(), cfg.num_return_sequences, false)
+    }
+
+    /// Each returned sequence decoded, grouped per image; `answer_only` decodes the new tokens
+    /// alone (a BLIP-2 answer without its question).
+    fn captions(
+        &self,
+        g: &Generation,
+        images: usize,
+        per: usize,
+        answer_only: bool,
+    ) -> Result<Vec<Vec<Caption>>> {
+        let grid = self.grid();
+        let plen = g.generated.prompt_len;
+        let mut out: Vec<Vec<Caption>> = vec![vec![]; images];
         for (r, ids) in g.generated.sequences.iter().enumerate() {
-            let (text, mut words) = self.decode(ids, g.generated.prompt_len)?;
+            let (mut text, mut words) = self.decode(ids, plen)?;
+            if answer_only {
+                text = self.tokenizer.decode(&ids[plen.min(ids.len())..], true)?;
+                text = text.trim().to_string();
+            }
             if let Some(maps) = &g.cross_attention {
                 for (w, step) in words.iter_mut().zip(maps) {
                     // [R, 1+Np] -> this row's patches (the class token dropped)
@@ -159,37 +221,43 @@ impl Captioning {
         Ok(out)
     }
 
-    /// Answers `question` about each image.
+    /// Answers `question` about each image (BLIP-2: generated after "Question: {question}
+    /// Answer:", the answer alone returned).
     pub fn answer(
         &self,
         images: &[ImageSource],
         question: &str,
         cfg: &GenerationConfig,
     ) -> Result<Vec<Vec<Caption>>> {
-        let BlipModel::Vqa(m) = &self.model else {
-            return Err(Error::Config(
-                "this is a BLIP captioning checkpoint, not a VQA one (`tessera caption`)".into(),
-            ));
-        };
         if images.is_empty() {
             return Ok(vec![]);
         }
-        let px = self.pixels(images)?;
-        let q = self.tokenizer.encode(question, true)?;
         let n = images.len();
-        let ids = Tensor::new(vec![q.clone(); n], &self.device)?;
-        let keep = Tensor::ones((n, q.len()), DType::F32, &self.device)?;
-        let g = m.generate(&px, &ids, &keep, cfg)?;
         let per = cfg.num_return_sequences;
-        let mut out: Vec<Vec<Caption>> = vec![vec![]; n];
-        for (r, ids) in g.sequences.iter().enumerate() {
-            let (text, words) = self.decode(ids, g.prompt_len)?;
-            out[r / per].push(Caption {
-                text,
-                ids: ids.clone(),
-                words,
-            });
+        match &self.model {
+            BlipModel::Vqa(m) => {
+                let px = self.pixels(images)?;
+                let q = self.tokenizer.encode(question, true)?;
+                let ids = Tensor::new(vec![q.clone(); n], &self.device)?;
+                let keep = Tensor::ones((n, q.len()), DType::F32, &self.device)?;
+                let generated = m.generate(&px, &ids, &keep, cfg)?;
+                let g = Generation {
+                    generated,
+                    cross_attention: None,
+                };
+                self.captions(&g, n, per, false)
+            }
+            BlipModel::Blip2(m) => {
+                let px = self.pixels(images)?;
+                let p = self
+                    .tokenizer
+                    .encode(&format!("Question: {question} Answer:"), true)?;
+                let g = m.generate(&px, &m.prompts(&vec![p; n])?, cfg, false)?;
+                self.captions(&g, n, per, true)
+            }
+            BlipModel::Caption(_) => Err(Error::Config(
+                "this is a BLIP captioning checkpoint, not a VQA one (`tessera caption`)".into(),
+            )),
         }
-        Ok(out)
     }
 }
