@@ -155,6 +155,43 @@ fn caption_and_vqa_commands_print_what_the_pipeline_gives() {
     ]);
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(out.trim(), "large large large large large large");
+    // BLIP-2: the words strip, one 192-pixel panel per generated word, and a question.
+    let b2 = dir("blip2_opt");
+    let tmp = tempfile::tempdir().unwrap();
+    let png = tmp.path().join("words.png");
+    let (code, out, err) = run(&[
+        "caption",
+        "--model",
+        b2.to_str().unwrap(),
+        b2.join("image.png").to_str().unwrap(),
+        "--prompt",
+        "a picture of",
+        "--max-new-tokens",
+        "4",
+        "--processor-backend",
+        "pil",
+        "--explain",
+        png.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let words = v[0]["captions"][0]["words"].as_array().unwrap().len();
+    let strip = image::open(&png).unwrap();
+    assert_eq!(strip.width() as usize, 192 * words.min(8));
+    let (code, out, err) = run(&[
+        "vqa",
+        "--model",
+        b2.to_str().unwrap(),
+        b2.join("image.png").to_str().unwrap(),
+        "what colour is the cat?",
+        "--max-new-tokens",
+        "6",
+        "--processor-backend",
+        "pil",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.trim(), "cat cat cat catriding");
     // Bad settings are one-line errors, not panics.
     for bad in [
         &["--beams", "0"][..],

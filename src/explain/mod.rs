@@ -3,13 +3,15 @@
 //! "generic attention-model explainability"), as patch-grid maps; rendering them over the
 //! image ([`render`]); and [`Explainer`], which runs a classifier or CLIP on an image and
 //! returns the map of what it looked at, or a detector and each detection's decoder attention
-//! ([`detection_attention`]).
+//! ([`detection_attention`]); a caption's words each with its map ([`render_word_maps`]).
 mod detection;
 mod explainer;
 pub mod render;
+mod words;
 
 pub use detection::{detection_attention, render_detection_attention, DetectionAttention};
 pub use explainer::{Explainer, Explanation, Method, Request};
+pub use words::render_word_maps;
 
 use crate::nn::Trace;
 use crate::{Error, Result};

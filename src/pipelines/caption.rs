@@ -36,7 +36,10 @@ pub struct Caption {
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Word {
+    /// The vocabulary entry (`Ġcat`, `##s`).
     pub token: String,
+    /// The token decoded alone, trimmed (`cat`, `s`, `</s>`).
+    pub text: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attention: Option<Vec<f32>>,
 }
@@ -138,11 +141,14 @@ impl Captioning {
         let text = self.tokenizer.decode(ids, true)?;
         let words = ids[prompt_len.min(ids.len())..]
             .iter()
-            .map(|&i| Word {
-                token: self.tokenizer.token(i).unwrap_or_default(),
-                attention: None,
+            .map(|&i| {
+                Ok(Word {
+                    token: self.tokenizer.token(i).unwrap_or_default(),
+                    text: self.tokenizer.decode(&[i], false)?.trim().to_string(),
+                    attention: None,
+                })
             })
-            .collect();
+            .collect::<Result<_>>()?;
         Ok((text, words))
     }
 

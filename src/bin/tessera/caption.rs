@@ -1,4 +1,4 @@
-//! `tessera caption` and `tessera vqa`: BLIP captions and answers.
+//! `tessera caption` and `tessera vqa`: BLIP and BLIP-2 captions and answers.
 use anyhow::Result;
 use clap::Parser;
 use serde_json::json;
@@ -65,9 +65,14 @@ pub struct Args {
     prompt: Option<String>,
     #[command(flatten)]
     decoding: Decoding,
-    /// Each word with its cross-attention map over the image patches (greedy or sampling).
+    /// Each word with its map over the image patches (greedy or sampling): BLIP's
+    /// cross-attention, BLIP-2's queries weighted by the word's attention to them.
     #[arg(long)]
     attention: bool,
+    /// Writes each word's map over the image as a strip of panels (implies --attention); with
+    /// several images, `NAME-<i>.png`.
+    #[arg(long, value_name = "PNG")]
+    explain: Option<std::path::PathBuf>,
     #[arg(long)]
     json: bool,
 }
@@ -81,7 +86,22 @@ pub fn run(a: Args) -> Result<()> {
     let pipe = load(&a.model)?;
     let cfg = a.decoding.config(pipe.defaults());
     let sources: Vec<ImageSource> = a.images.iter().map(ImageSource::parse).collect();
-    let out = pipe.caption(&sources, a.prompt.as_deref(), &cfg, a.attention)?;
+    let attention = a.attention || a.explain.is_some();
+    let out = pipe.caption(&sources, a.prompt.as_deref(), &cfg, attention)?;
+    if let Some(path) = &a.explain {
+        for (i, (s, caps)) in sources.iter().zip(&out).enumerate() {
+            let target = if sources.len() == 1 {
+                path.clone()
+            } else {
+                let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+                path.with_file_name(format!("{stem}-{i}.png"))
+            };
+            let img = s.load()?.to_rgb8();
+            let strip = tessera::explain::render_word_maps(&img, &caps[0], pipe.grid(), 8)?;
+            tessera::explain::render::save_png(&strip, &target)?;
+            eprintln!("wrote {}", target.display());
+        }
+    }
     if a.json {
         let v: Vec<_> = sources
             .iter()
