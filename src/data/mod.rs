@@ -2,6 +2,7 @@
 //!
 //! A [`Dataset`] hands out images as CHW floats in [0, 1] with a class index; [`Loader`] turns
 //! it into shuffled (seeded), augmented, normalised batches.
+pub mod caption_scenes;
 pub mod coco;
 pub mod detection_scenes;
 mod digits;

@@ -720,9 +720,19 @@ impl BlipCaptioner {
 
     /// `forward(pixel_values, input_ids, attention_mask).logits` [B, T, V].
     pub fn logits(&self, pixels: &Tensor, ids: &Tensor, keep: Option<&Tensor>) -> Result<Tensor> {
-        let mut ctx = Ctx::inference();
-        let image = self.vision_model.forward(pixels, &mut ctx)?;
-        self.text_decoder.logits(ids, keep, &image, None, &mut ctx)
+        self.forward(pixels, ids, keep, &mut Ctx::inference())
+    }
+
+    /// [`BlipCaptioner::logits`] under `ctx` (training: gradients reach every parameter).
+    pub fn forward(
+        &self,
+        pixels: &Tensor,
+        ids: &Tensor,
+        keep: Option<&Tensor>,
+        ctx: &mut Ctx,
+    ) -> Result<Tensor> {
+        let image = self.vision_model.forward(pixels, ctx)?;
+        self.text_decoder.logits(ids, keep, &image, None, ctx)
     }
 
     /// Captions `pixels` [B, 3, S, S]. `prompts`: per image, the prompt's ids without `[CLS]`

@@ -5,6 +5,7 @@
 //! [`detr_train`], [`coco_eval`], [`detr_run`]), with its backbone pretrained from scratch
 //! ([`backbone_pretrain`]).
 pub mod backbone_pretrain;
+pub mod captioner;
 pub mod coco_eval;
 pub mod contrastive;
 pub mod detr_loss;

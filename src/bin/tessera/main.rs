@@ -16,6 +16,7 @@ mod predict;
 mod search;
 mod serve;
 mod train;
+mod train_captioner;
 mod train_detr;
 mod zero_shot;
 
@@ -57,6 +58,8 @@ enum Cmd {
     Detect(detect::Args),
     /// Train DETR on generated shape scenes (default) or a COCO-format set; COCO mAP held out.
     TrainDetr(train_detr::Args),
+    /// Train a BLIP-style captioner from scratch on generated shape scenes (pointing game).
+    TrainCaptioner(train_captioner::Args),
     /// Caption images with a BLIP checkpoint (optionally from a prompt; beams, sampling).
     Caption(caption::Args),
     /// Answer a question about an image with a BLIP VQA checkpoint.
@@ -97,6 +100,7 @@ fn main() {
         Cmd::Caption(a) => caption::run(a),
         Cmd::Vqa(a) => caption::run_vqa(a),
         Cmd::TrainDetr(a) => train_detr::run(a),
+        Cmd::TrainCaptioner(a) => train_captioner::run(a),
         Cmd::Serve(a) => serve::run(a),
     };
     if let Err(e) = r {
