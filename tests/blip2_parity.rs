@@ -256,3 +256,21 @@ fn per_word_maps_equal_the_formula_on_transformers_attentions() {
     };
     assert!(m.generate(&r["pixel_values"], &p, &beams, true).is_err());
 }
+
+#[test]
+fn parameter_count_from_the_config_is_exact() {
+    for name in FIXTURES {
+        let m = Blip2Captioner::load(dir(name), &LoadOptions::default()).unwrap();
+        let held: usize = m
+            .store
+            .named_tensors()
+            .iter()
+            .map(|(_, t)| t.elem_count())
+            .sum();
+        assert_eq!(m.model.config.parameter_count(), held, "{name}");
+    }
+    // Salesforce/blip2-opt-2.7b's sizes: transformers counts 3,744,761,856 parameters
+    // (`sum(p.numel())` of the model built on the meta device, tools/make_blip2_fixtures.py).
+    let n = tessera::models::blip2::Blip2Config::opt_2_7b().parameter_count();
+    assert_eq!(n, 3_744_761_856);
+}

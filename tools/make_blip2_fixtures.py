@@ -280,9 +280,22 @@ def randomise_lm(model, seed):
                 p.copy_(0.3 * torch.randn(p.shape, generator=g))
 
 
+def opt_2_7b_parameters():
+    """Salesforce/blip2-opt-2.7b's parameter count from its sizes (meta device: no memory), the
+    number tests/blip2_parity.rs checks tessera's count from the config against."""
+    c = Blip2Config(text_config=dict(model_type="opt", vocab_size=50304, hidden_size=2560,
+                                     num_hidden_layers=32, ffn_dim=10240, num_attention_heads=32,
+                                     max_position_embeddings=2048, word_embed_proj_dim=2560),
+                    image_token_index=50265)
+    with torch.device("meta"):
+        m = Blip2ForConditionalGeneration(c)
+    print("blip2-opt-2.7b parameters:", sum(p.numel() for p in m.parameters()))
+
+
 if __name__ == "__main__":
     build("blip2_opt", post_norm=False, seed=11)
     build("blip2_opt_postnorm", post_norm=True, seed=21)
     end_to_end()
     opt_alone()
     gpt2_cases()
+    opt_2_7b_parameters()

@@ -210,6 +210,79 @@ impl Blip2Config {
         }
     }
 
+    /// Parameters of `Blip2ForConditionalGeneration` with this config, counted from the sizes
+    /// alone (a tied LM head counted once): what a load must hold, before any tensor exists.
+    pub fn parameter_count(&self) -> usize {
+        let (v, q, t) = (&self.vision_config, &self.qformer_config, &self.text_config);
+        let lin = |i: usize, o: usize| i * o + o;
+        let (d, n) = (v.hidden_size, (v.image_size / v.patch_size).pow(2) + 1);
+        let vision_layer = 2 * d
+            + 3 * d * d
+            + if v.qkv_bias { 3 * d } else { 0 }
+            + lin(d, d)
+            + 2 * d
+            + lin(d, v.intermediate_size)
+            + lin(v.intermediate_size, d);
+        let vision = d
+            + 3 * v.patch_size * v.patch_size * d
+            + d
+            + n * d
+            + v.num_hidden_layers * vision_layer
+            + 2 * d;
+        let (dq, e) = (q.hidden_size, v.hidden_size);
+        let attention = |kv: usize| lin(dq, dq) + 2 * lin(kv, dq) + lin(dq, dq) + 2 * dq;
+        let qformer_layers: usize = (0..q.num_hidden_layers)
+            .map(|i| {
+                attention(dq)
+                    + if i % q.cross_attention_frequency.max(1) == 0 {
+                        attention(e)
+                    } else {
+                        0
+                    }
+                    + lin(dq, q.intermediate_size)
+                    + lin(q.intermediate_size, dq)
+                    + 2 * dq
+            })
+            .sum();
+        let qformer = self.num_query_tokens * dq + 2 * dq + qformer_layers;
+        let (h, dw) = (t.hidden_size, t.embed_dim());
+        let opt_layer = 4 * lin(h, h) + 4 * h + lin(h, t.ffn_dim) + lin(t.ffn_dim, h);
+        let opt = t.vocab_size * dw
+            + (t.max_position_embeddings + crate::models::opt::POSITION_OFFSET) * h
+            + if dw != h { 2 * dw * h } else { 0 }
+            + if t.do_layer_norm_before && !t.remove_final_layer_norm {
+                2 * h
+            } else {
+                0
+            }
+            + t.num_hidden_layers * opt_layer
+            + if t.tie_word_embeddings {
+                0
+            } else {
+                t.vocab_size * dw
+            };
+        vision + qformer + lin(dq, h) + opt
+    }
+
+    /// The `Salesforce/blip2-opt-2.7b` sizes (ViT-g/14, BERT-base Q-Former, OPT-2.7b; the hub
+    /// config's vocabulary of 50304 with `<image>` at 50265).
+    pub fn opt_2_7b() -> Blip2Config {
+        Blip2Config {
+            text_config: OptConfig {
+                vocab_size: 50304,
+                hidden_size: 2560,
+                num_hidden_layers: 32,
+                ffn_dim: 10240,
+                num_attention_heads: 32,
+                max_position_embeddings: 2048,
+                word_embed_proj_dim: Some(2560),
+                ..OptConfig::default()
+            },
+            image_token_index: Some(50265),
+            ..Blip2Config::default()
+        }
+    }
+
     fn qformer_sizes(&self) -> BertSizes {
         let q = &self.qformer_config;
         BertSizes {
