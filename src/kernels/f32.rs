@@ -98,14 +98,26 @@ pub fn has_avx512f() -> bool {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Isa {
     Portable,
+    /// AVX2 + FMA (CPUs without AVX-512: Zen 3, Intel before Skylake-SP / Ice Lake).
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
     #[cfg(target_arch = "x86_64")]
     Avx512,
+}
+
+/// Whether this CPU runs the AVX2 + FMA path (the fallback where AVX-512F is missing).
+pub fn has_avx2_fma() -> bool {
+    super::x86_features!("avx2", "fma")
 }
 
 fn best_isa() -> Isa {
     #[cfg(target_arch = "x86_64")]
     if has_avx512f() {
         return Isa::Avx512;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        return Isa::Avx2;
     }
     Isa::Portable
 }
@@ -208,6 +220,9 @@ unsafe impl super::GemmWeight for PackedF32 {
             // SAFETY: forwarded contract.
             Isa::Portable => unsafe { kernel_portable(t) },
             #[cfg(target_arch = "x86_64")]
+            // SAFETY: forwarded contract; the Avx2 isa is only chosen when detected.
+            Isa::Avx2 => unsafe { avx2::kernel(t) },
+            #[cfg(target_arch = "x86_64")]
             // SAFETY: forwarded contract; the Avx512 isa is only chosen when detected.
             Isa::Avx512 => unsafe { super::dispatch_rows!(avx512::kernel, t.mr, t) },
         }
@@ -230,6 +245,72 @@ unsafe fn kernel_portable(t: &Tile<f32>) {
                 }
             }
         })
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::super::{load_tile, store_tile, AccTile, Tile};
+    use super::{MR, NR};
+    use std::arch::x86_64::*;
+
+    /// The microkernel: the tile's rows two at a time, each pair's 2 × 32 columns in 8 ymm
+    /// accumulators across all of `kc` (four weight loads and two broadcasts feed 8 FMAs).
+    ///
+    /// # Safety
+    /// The CPU has avx2 and fma; `t` is valid (see [`Tile`]).
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn kernel(t: &Tile<f32>) {
+        // SAFETY: the Tile contract: C's tile is mr × nr with row stride ldc.
+        let mut acc = unsafe { load_tile(t.first, t.c, t.ldc, t.mr, t.nr) };
+        let mut i = 0;
+        while i < t.mr {
+            // SAFETY: rows i (and i + 1) < mr ≤ MR; the Tile contract covers A and W.
+            unsafe {
+                if i + 1 < t.mr {
+                    rows::<2>(&mut acc, t, i);
+                } else {
+                    rows::<1>(&mut acc, t, i);
+                }
+            }
+            i += 2;
+        }
+        // SAFETY: as above; the bias, when set, has nr values.
+        unsafe { store_tile(&acc, t.bias, t.c, t.ldc, t.mr, t.nr) };
+    }
+
+    /// Rows `i..i + R` of the tile over all of `kc`.
+    ///
+    /// # Safety
+    /// As [`kernel`], with `i + R ≤ t.mr`.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn rows<const R: usize>(acc: &mut AccTile, t: &Tile<f32>, i: usize) {
+        // SAFETY: acc rows i..i+R exist (R ≤ 2, i + R ≤ mr ≤ MR), 32 floats each; the weight
+        // slice has kc · NR floats, 64-byte aligned; the A strip kc · MR.
+        unsafe {
+            let mut c = [[_mm256_setzero_ps(); 4]; R];
+            for (r, row) in c.iter_mut().enumerate() {
+                for (j, v) in row.iter_mut().enumerate() {
+                    *v = _mm256_loadu_ps(acc[i + r].as_ptr().add(8 * j));
+                }
+            }
+            for kk in 0..t.kc {
+                let wk = t.w.add(kk * NR);
+                let w = [0, 1, 2, 3].map(|j| _mm256_load_ps(wk.add(8 * j)));
+                let ak = t.a.add(kk * MR + i);
+                for (r, row) in c.iter_mut().enumerate() {
+                    let b = _mm256_set1_ps(*ak.add(r));
+                    for (v, wj) in row.iter_mut().zip(w) {
+                        *v = _mm256_fmadd_ps(b, wj, *v);
+                    }
+                }
+            }
+            for (r, row) in c.iter().enumerate() {
+                for (j, v) in row.iter().enumerate() {
+                    _mm256_storeu_ps(acc[i + r].as_mut_ptr().add(8 * j), *v);
+                }
+            }
+        }
     }
 }
 
@@ -274,10 +355,17 @@ mod tests {
     use super::super::testing::{assert_close, epilogue, reference, rvec};
     use super::*;
 
+    /// Every path this CPU runs.
     fn isas() -> Vec<Isa> {
         let mut v = vec![Isa::Portable];
-        if best_isa() != Isa::Portable {
-            v.push(best_isa());
+        #[cfg(target_arch = "x86_64")]
+        {
+            if has_avx2_fma() {
+                v.push(Isa::Avx2);
+            }
+            if has_avx512f() {
+                v.push(Isa::Avx512);
+            }
         }
         v
     }
@@ -388,9 +476,14 @@ mod tests {
             1,
         )
         .unwrap();
-        super::super::gemm(best_isa(), &a, m, k, &packed, Some(&bias), &mut c1, None, 2).unwrap();
-        for (x, y) in c0.iter().zip(&c1) {
-            assert!((x - y).abs() <= 1e-4 * (1.0 + x.abs()), "{x} vs {y}");
+        for isa in isas().into_iter().skip(1) {
+            super::super::gemm(isa, &a, m, k, &packed, Some(&bias), &mut c1, None, 2).unwrap();
+            for (x, y) in c0.iter().zip(&c1) {
+                assert!(
+                    (x - y).abs() <= 1e-4 * (1.0 + x.abs()),
+                    "{isa:?}: {x} vs {y}"
+                );
+            }
         }
     }
 

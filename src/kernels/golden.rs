@@ -89,6 +89,16 @@ fn outputs_match_golden_hashes() {
         if f32::has_avx512f() {
             got[1] = Some(hash(f32::Isa::Avx512, &pf, m, n, k));
         }
+        #[cfg(target_arch = "x86_64")]
+        if f32::has_avx2_fma() {
+            // The AVX2 path does the AVX-512 path's FMAs in the same order: the same bits.
+            let h = hash(f32::Isa::Avx2, &pf, m, n, k);
+            if h != want_of(m, n, k)[1] {
+                bad.push(format!(
+                    "f32 avx2 {m}x{n}x{k}: got {h:#018x}, want the avx512 hash"
+                ));
+            }
+        }
         got[2] = Some(hash(bf16::Isa::Portable, &pb, m, n, k));
         #[cfg(target_arch = "x86_64")]
         if bf16::has_avx512_bf16() {
@@ -108,6 +118,14 @@ fn outputs_match_golden_hashes() {
         }
     }
     assert!(bad.is_empty(), "outputs changed:\n{}", bad.join("\n"));
+}
+
+fn want_of(m: usize, n: usize, k: usize) -> [u64; 3] {
+    GOLDEN
+        .iter()
+        .find(|g| (g.0, g.1, g.2) == (m, n, k))
+        .map(|g| g.3)
+        .expect("a golden shape")
 }
 
 /// Per shape (M, N, K): the hashes of the f32 portable path, the f32 AVX-512 path and the bf16
