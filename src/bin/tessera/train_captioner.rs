@@ -26,9 +26,51 @@ pub struct Args {
     hidden: usize,
     #[arg(long, default_value_t = CaptionerConfig::default().seed)]
     seed: u64,
+    /// Held-out scenes (of each set: seen and unseen pairs) drawn with each word's map into
+    /// the output directory as `words_{seen,unseen}_<i>.png`.
+    #[arg(long, default_value_t = 3)]
+    examples: usize,
     /// End with the report as one JSON object on stdout.
     #[arg(long)]
     json: bool,
+}
+
+/// The first `n` scenes of each held-out set, captioned by the saved checkpoint with each word's
+/// map, as strips.
+fn strips(out: &std::path::Path, cfg: &CaptionerConfig, n: usize) -> Result<()> {
+    use tessera::data::caption_scenes::scenes;
+    use tessera::data::shape_scenes::HELD_OUT;
+    let pipe = tessera::pipelines::Captioning::from_pretrained(
+        out,
+        &tessera::models::LoadOptions::default(),
+    )?;
+    let dir = out.join("examples");
+    std::fs::create_dir_all(&dir)?;
+    for (name, unseen, seed) in [("seen", false, 1_000_001), ("unseen", true, 2_000_003)] {
+        // The evaluation's own scenes (same seeds), so the pictures are of scored scenes.
+        for (i, s) in scenes(n, cfg.image_size, &HELD_OUT, unseen, cfg.seed + seed)
+            .iter()
+            .enumerate()
+        {
+            let side = cfg.image_size as u32;
+            let img = image::RgbImage::from_raw(side, side, s.rgb.clone())
+                .ok_or_else(|| anyhow::anyhow!("scene pixels"))?;
+            let png = dir.join(format!("{name}_{i}.png"));
+            img.save(&png)?;
+            let src = tessera::pipelines::ImageSource::parse(&png);
+            let caps = pipe.caption(std::slice::from_ref(&src), None, &pipe.defaults(), true)?;
+            let strip = tessera::explain::render_word_maps(&img, &caps[0][0], pipe.grid(), 8)?;
+            let target = out.join(format!("words_{name}_{i}.png"));
+            tessera::explain::render::save_png(&strip, &target)?;
+            eprintln!(
+                "{}: \"{}\" (truth: \"{}\")",
+                target.display(),
+                caps[0][0].text,
+                s.caption
+            );
+        }
+    }
+    Ok(())
 }
 
 fn line(name: &str, s: &Score) -> String {
@@ -59,6 +101,9 @@ pub fn run(a: Args) -> Result<()> {
     eprintln!("{}", line("seen pairs", &r.seen));
     eprintln!("{}", line("unseen pairs", &r.unseen));
     eprintln!("model in {}", a.output.display());
+    if a.examples > 0 {
+        strips(&a.output, &cfg, a.examples)?;
+    }
     if a.json {
         println!("{}", serde_json::to_string(&r)?);
     }
