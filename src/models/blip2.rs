@@ -3,7 +3,7 @@
 //!
 //! Vision: BLIP's pre-norm ViT ([`BlipVision`]: fused `qkv` whose bias has a zero key part,
 //! `post_layernorm` over every token). Q-Former: `num_query_tokens` learned queries, LayerNorm,
-//! then post-norm BERT layers ([`BertLayer`]) with self-attention, cross-attention to the image
+//! then post-norm BERT layers (BLIP's `BertLayer`) with self-attention, cross-attention to the image
 //! every `cross_attention_frequency`-th layer (0, f, 2f, …) and the queries' own feed-forward
 //! (`intermediate_query` / `output_query`). `language_projection` maps the queries into OPT's
 //! embedding space, and — as transformers 5 does — they replace the embeddings of the

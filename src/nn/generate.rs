@@ -239,7 +239,7 @@ pub fn positions(mask: &[Vec<u8>]) -> Vec<Vec<u32>> {
 }
 
 /// The additive mask [R, 1, n, T] of the last `n` of T positions of rows with 0/1 keep `mask`
-/// [R][T]: causal and padding, `f32::MIN` where a key is hidden (a padding query's row keeps
+/// (R rows of T): causal and padding, `f32::MIN` where a key is hidden (a padding query's row keeps
 /// finite scores and is uniform, as transformers' `finfo.min` makes it).
 pub fn causal_padding_mask(mask: &[Vec<u8>], n: usize, device: &Device) -> Result<Tensor> {
     let r = mask.len();

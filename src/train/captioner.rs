@@ -71,7 +71,10 @@ impl Default for CaptionerConfig {
 impl CaptionerConfig {
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(m));
-        if self.image_size == 0 || self.patch_size == 0 || self.image_size % self.patch_size != 0 {
+        if self.image_size == 0
+            || self.patch_size == 0
+            || !self.image_size.is_multiple_of(self.patch_size)
+        {
             return bad(format!(
                 "image size {} must be a positive multiple of the patch size {}",
                 self.image_size, self.patch_size
@@ -256,11 +259,14 @@ pub struct Score {
     pub pointed_words: usize,
 }
 
+/// What a caption says of one object: its colour and shape, when named.
+type Slot = (Option<usize>, Option<usize>);
+
 /// One generated caption read back as (colour, shape) slots and the relation words used.
-fn parse(words: &[&str]) -> (Vec<(Option<usize>, Option<usize>)>, Vec<usize>) {
+fn parse(words: &[&str]) -> (Vec<Slot>, Vec<usize>) {
     let mut slots = vec![];
     let mut relations = vec![];
-    let mut cur: Option<(Option<usize>, Option<usize>)> = None;
+    let mut cur: Option<Slot> = None;
     let mut i = 0;
     while i < words.len() {
         let w = words[i];
