@@ -201,3 +201,38 @@ fn bad_blip_inputs_are_errors() {
         .unwrap();
     assert!(e.to_string().contains("num_attention_heads"), "{e}");
 }
+
+#[test]
+fn gradient_weighted_word_maps_equal_torch_autograd() {
+    // tools/make_blip2_fixtures.py: (∇A ⊙ A)⁺ of each word's logit over transformers' cross-
+    // attention maps (`retain_grad` + backward), mean over heads and layers, normalised.
+    let m = BlipCaptioner::load(dir("blip_caption"), &LoadOptions::default())
+        .unwrap()
+        .model;
+    let (r, _) = reference("blip_caption");
+    let j: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir("blip_caption").join("word_relevance.json")).unwrap(),
+    )
+    .unwrap();
+    let ids: Vec<u32> = j["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect();
+    let px = r["pixel_values"].narrow(0, 1, 1).unwrap();
+    let got = m.word_relevance(&px, &ids, 1).unwrap();
+    let want = j["maps"].as_array().unwrap();
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(want) {
+        let w: Vec<f32> = w
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect();
+        let w = Tensor::new(w, &Device::Cpu).unwrap();
+        let d = common::max_abs_diff(g, &w);
+        assert!(d <= 1e-4, "relevance differs by {d}");
+    }
+}

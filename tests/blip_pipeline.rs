@@ -122,11 +122,16 @@ fn caption_and_vqa_commands_print_what_the_pipeline_gives() {
         "--processor-backend",
         "pil",
         "--attention",
+        "--relevance",
         "--json",
     ]);
     assert_eq!(code, Some(0), "{err}");
     let v: Value = serde_json::from_str(&out).unwrap();
     let c = &v[0]["captions"][0];
+    // Gradient-weighted maps too, one per word over the 25 patches.
+    for w in c["words"].as_array().unwrap() {
+        assert_eq!(w["relevance"].as_array().unwrap().len(), 25);
+    }
     assert_eq!(c["text"], "a picture of");
     // One 5×5 map per generated word, each a distribution over the patches (class token
     // excluded, so a little under 1).

@@ -280,6 +280,37 @@ def randomise_lm(model, seed):
                 p.copy_(0.3 * torch.randn(p.shape, generator=g))
 
 
+def blip_word_relevance():
+    """BLIP's gradient-weighted per-word maps on the BLIP captioning fixture
+    (tools/make_blip_fixtures.py): for each generated word j, the gradient of its logit (at
+    position j-1) with respect to every cross-attention map, times the map, positive part, mean
+    over heads, row j-1, mean over layers, normalised to sum 1."""
+    from safetensors.torch import load_file
+    from transformers import BlipForConditionalGeneration
+    d = os.path.join(ROOT, "blip_caption")
+    model = BlipForConditionalGeneration.from_pretrained(d, attn_implementation="eager").eval()
+    r = load_file(os.path.join(d, "reference.safetensors"))
+    ref = json.load(open(os.path.join(d, "reference.json")))
+    seq = ref["unconditional"]["ids"][1]  # the row that runs to max_new_tokens
+    with torch.no_grad():
+        image = model.vision_model(pixel_values=r["pixel_values"][1:2]).last_hidden_state
+    ids = torch.tensor([seq])
+    out = model.text_decoder(input_ids=ids, encoder_hidden_states=image, output_attentions=True,
+                             return_dict=True)
+    cross = out.cross_attentions
+    for a in cross:
+        a.retain_grad()
+    maps = []
+    for j in range(1, len(seq)):
+        for a in cross:
+            a.grad = None
+        out.logits[0, j - 1, seq[j]].backward(retain_graph=True)
+        m = torch.stack([(a.grad[0] * a[0]).clamp(min=0).mean(0)[j - 1] for a in cross]).mean(0)
+        maps.append((m / m.sum()).tolist())
+    with open(os.path.join(d, "word_relevance.json"), "w") as f:
+        json.dump({"ids": seq, "from": 1, "maps": maps}, f)
+
+
 def opt_2_7b_parameters():
     """Salesforce/blip2-opt-2.7b's parameter count from its sizes (meta device: no memory), the
     number tests/blip2_parity.rs checks tessera's count from the config against."""
@@ -299,3 +330,4 @@ if __name__ == "__main__":
     opt_alone()
     gpt2_cases()
     opt_2_7b_parameters()
+    blip_word_relevance()

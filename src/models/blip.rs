@@ -779,6 +779,70 @@ impl BlipCaptioner {
     }
 }
 
+impl BlipCaptioner {
+    /// Gradient-weighted cross-attention per word (Chefer et al.'s (∇A ⊙ A)⁺ read at the
+    /// word): for each token `ids[j]`, j ≥ `from`, of one image's sequence (`pixels` [1, 3, S,
+    /// S]), the gradient of its logit (predicted at position j − 1) with respect to each
+    /// cross-attention map, times the map, positive part, mean over heads, row j − 1, mean over
+    /// layers, normalised to sum 1 (uniform when nothing is positive): [1+Np] per word, class
+    /// token first. One teacher-forced forward, one backward per word.
+    pub fn word_relevance(&self, pixels: &Tensor, ids: &[u32], from: usize) -> Result<Vec<Tensor>> {
+        if pixels.dims4()?.0 != 1 {
+            return Err(Error::Shape(
+                "word relevance takes one image at a time".into(),
+            ));
+        }
+        if from == 0 || from > ids.len() {
+            return Err(Error::Shape(format!(
+                "words from {from} of a {}-token sequence (the first is predicted from nothing)",
+                ids.len()
+            )));
+        }
+        let image = self.vision_model.forward(pixels, &mut Ctx::inference())?;
+        let dev = pixels.device();
+        let seq = Tensor::new(ids, dev)?.unsqueeze(0)?;
+        let mut trace = crate::nn::Trace::with_gradients();
+        let logits = {
+            let mut ctx = Ctx::eval().with_trace(&mut trace);
+            self.text_decoder
+                .logits(&seq, None, &image, None, &mut ctx)?
+        };
+        let probes = trace
+            .probes
+            .as_ref()
+            .ok_or_else(|| Error::Msg("the trace kept no gradient probes".into()))?;
+        // Per layer: self-attention, then cross-attention.
+        let cross: Vec<usize> = (1..trace.attentions.len()).step_by(2).collect();
+        (from..ids.len())
+            .map(|j| {
+                let y = logits.i((0, j - 1, ids[j] as usize))?;
+                let grads = y.backward()?;
+                let mut sum: Option<Tensor> = None;
+                for &l in &cross {
+                    let a = trace.attentions[l].i((0, .., j - 1))?; // [H, M]
+                    let g = grads
+                        .get(&probes[l])
+                        .ok_or_else(|| Error::Msg(format!("no gradient reached attention {l}")))?
+                        .i((0, .., j - 1))?;
+                    let cam = (g * a)?.relu()?.mean(0)?; // [M]
+                    sum = Some(match sum {
+                        Some(s) => (s + cam)?,
+                        None => cam,
+                    });
+                }
+                let m = sum.ok_or_else(|| Error::Msg("the decoder has no layers".into()))?;
+                let total = m.sum_all()?.to_scalar::<f32>()?;
+                Ok(if total > 0.0 {
+                    (m / total as f64)?
+                } else {
+                    let n = m.dims1()?;
+                    Tensor::full(1.0 / n as f32, n, dev)?
+                })
+            })
+            .collect()
+    }
+}
+
 /// `BlipForQuestionAnswering`: the question is encoded over the image, the answer decoded over
 /// the question.
 #[derive(Clone, Debug)]

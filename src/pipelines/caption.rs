@@ -42,6 +42,10 @@ pub struct Word {
     pub text: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attention: Option<Vec<f32>>,
+    /// Gradient-weighted cross-attention over the patches (BLIP; see
+    /// [`BlipCaptioner::word_relevance`]), when asked for ([`Captioning::add_relevance`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relevance: Option<Vec<f32>>,
 }
 
 pub struct Captioning {
@@ -146,6 +150,7 @@ impl Captioning {
                     token: self.tokenizer.token(i).unwrap_or_default(),
                     text: self.tokenizer.decode(&[i], false)?.trim().to_string(),
                     attention: None,
+                    relevance: None,
                 })
             })
             .collect::<Result<_>>()?;
@@ -189,6 +194,40 @@ impl Captioning {
             }
         };
         self.captions(&g, images.len(), cfg.num_return_sequences, false)
+    }
+
+    /// Fills each word's gradient-weighted map (`Word::relevance`) of `captions` (as
+    /// [`Captioning::caption`] returned them for `images`): one teacher-forced forward and a
+    /// backward per word, per caption. BLIP captioning checkpoints only.
+    pub fn add_relevance(
+        &self,
+        images: &[ImageSource],
+        captions: &mut [Vec<Caption>],
+    ) -> Result<()> {
+        let BlipModel::Caption(m) = &self.model else {
+            return Err(Error::Config(
+                "gradient-weighted word maps are built for BLIP captioning checkpoints only".into(),
+            ));
+        };
+        if images.len() != captions.len() {
+            return Err(Error::Shape(format!(
+                "{} caption lists for {} images",
+                captions.len(),
+                images.len()
+            )));
+        }
+        for (src, caps) in images.iter().zip(captions.iter_mut()) {
+            let px = self.pixels(std::slice::from_ref(src))?;
+            for c in caps.iter_mut() {
+                let from = c.ids.len() - c.words.len();
+                let maps = m.word_relevance(&px, &c.ids, from.max(1))?;
+                for (w, map) in c.words.iter_mut().zip(maps) {
+                    let v: Vec<f32> = map.to_dtype(DType::F32)?.to_vec1()?;
+                    w.relevance = Some(v[1..].to_vec());
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Each returned sequence decoded, grouped per image; `answer_only` decodes the new tokens

@@ -73,6 +73,9 @@ pub struct Args {
     /// several images, `NAME-<i>.png`.
     #[arg(long, value_name = "PNG")]
     explain: Option<std::path::PathBuf>,
+    /// Also each word's gradient-weighted cross-attention (BLIP; --explain then draws it).
+    #[arg(long)]
+    relevance: bool,
     #[arg(long)]
     json: bool,
 }
@@ -87,7 +90,10 @@ pub fn run(a: Args) -> Result<()> {
     let cfg = a.decoding.config(pipe.defaults());
     let sources: Vec<ImageSource> = a.images.iter().map(ImageSource::parse).collect();
     let attention = a.attention || a.explain.is_some();
-    let out = pipe.caption(&sources, a.prompt.as_deref(), &cfg, attention)?;
+    let mut out = pipe.caption(&sources, a.prompt.as_deref(), &cfg, attention)?;
+    if a.relevance {
+        pipe.add_relevance(&sources, &mut out)?;
+    }
     if let Some(path) = &a.explain {
         for (i, (s, caps)) in sources.iter().zip(&out).enumerate() {
             let target = if sources.len() == 1 {
@@ -97,7 +103,13 @@ pub fn run(a: Args) -> Result<()> {
                 path.with_file_name(format!("{stem}-{i}.png"))
             };
             let img = s.load()?.to_rgb8();
-            let strip = tessera::explain::render_word_maps(&img, &caps[0], pipe.grid(), 8)?;
+            let mut shown = caps[0].clone();
+            if a.relevance {
+                for w in &mut shown.words {
+                    w.attention = w.relevance.clone();
+                }
+            }
+            let strip = tessera::explain::render_word_maps(&img, &shown, pipe.grid(), 8)?;
             tessera::explain::render::save_png(&strip, &target)?;
             eprintln!("wrote {}", target.display());
         }
