@@ -30,6 +30,12 @@ pub struct Args {
     /// the output directory as `words_{seen,unseen}_<i>.png`.
     #[arg(long, default_value_t = 3)]
     examples: usize,
+    /// Only draw the examples of a finished run in --output (no training).
+    #[arg(long)]
+    draw_only: bool,
+    /// Also draw each word's gradient-weighted map (`words_*_relevance.png`).
+    #[arg(long)]
+    relevance: bool,
     /// End with the report as one JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -37,7 +43,7 @@ pub struct Args {
 
 /// The first `n` scenes of each held-out set, captioned by the saved checkpoint with each word's
 /// map, as strips.
-fn strips(out: &std::path::Path, cfg: &CaptionerConfig, n: usize) -> Result<()> {
+fn strips(out: &std::path::Path, cfg: &CaptionerConfig, n: usize, relevance: bool) -> Result<()> {
     use tessera::data::caption_scenes::scenes;
     use tessera::data::shape_scenes::HELD_OUT;
     let pipe = tessera::pipelines::Captioning::from_pretrained(
@@ -58,10 +64,21 @@ fn strips(out: &std::path::Path, cfg: &CaptionerConfig, n: usize) -> Result<()> 
             let png = dir.join(format!("{name}_{i}.png"));
             img.save(&png)?;
             let src = tessera::pipelines::ImageSource::parse(&png);
-            let caps = pipe.caption(std::slice::from_ref(&src), None, &pipe.defaults(), true)?;
+            let mut caps =
+                pipe.caption(std::slice::from_ref(&src), None, &pipe.defaults(), true)?;
             let strip = tessera::explain::render_word_maps(&img, &caps[0][0], pipe.grid(), 8)?;
             let target = out.join(format!("words_{name}_{i}.png"));
             tessera::explain::render::save_png(&strip, &target)?;
+            if relevance {
+                pipe.add_relevance(std::slice::from_ref(&src), &mut caps)?;
+                let mut shown = caps[0][0].clone();
+                for w in &mut shown.words {
+                    w.attention = w.relevance.clone();
+                }
+                let strip = tessera::explain::render_word_maps(&img, &shown, pipe.grid(), 8)?;
+                let t = out.join(format!("words_{name}_{i}_relevance.png"));
+                tessera::explain::render::save_png(&strip, &t)?;
+            }
             eprintln!(
                 "{}: \"{}\" (truth: \"{}\")",
                 target.display(),
@@ -91,6 +108,9 @@ pub fn run(a: Args) -> Result<()> {
         seed: a.seed,
         ..CaptionerConfig::default()
     };
+    if a.draw_only {
+        return strips(&a.output, &cfg, a.examples.max(1), a.relevance);
+    }
     let r = train(&cfg, &a.output, &*super::common::bars())?;
     eprintln!(
         "{} epochs, {:.0} s training, {} parameters",
@@ -102,7 +122,7 @@ pub fn run(a: Args) -> Result<()> {
     eprintln!("{}", line("unseen pairs", &r.unseen));
     eprintln!("model in {}", a.output.display());
     if a.examples > 0 {
-        strips(&a.output, &cfg, a.examples)?;
+        strips(&a.output, &cfg, a.examples, a.relevance)?;
     }
     if a.json {
         println!("{}", serde_json::to_string(&r)?);
