@@ -132,6 +132,10 @@ struct Inner {
     rng: ChaCha8Rng,
     /// Bytes of the freshly initialised tensors so far.
     fresh_bytes: u64,
+    /// The memory available when the first fresh tensor was made: what all of them together
+    /// may take (available memory shrinks as they are allocated, so each is not checked against
+    /// what is left).
+    fresh_budget: Option<u64>,
 }
 
 /// Parameters of one model, keyed by checkpoint name.
@@ -169,6 +173,7 @@ impl ParamStore {
                 mismatched: vec![],
                 rng: ChaCha8Rng::seed_from_u64(seed),
                 fresh_bytes: 0,
+                fresh_budget: None,
             })),
             source: Arc::new(tensors),
             trainable,
@@ -267,13 +272,18 @@ impl ParamStore {
         // aborts the process): fresh tensors are counted against the memory the machine has.
         let bytes = (n as u64).saturating_mul(4);
         inner.fresh_bytes = inner.fresh_bytes.saturating_add(bytes);
-        crate::util::check_alloc(
-            inner.fresh_bytes,
-            &format!(
-                "the model's parameters (up to {name} {shape:?}, {}; check the config's sizes)",
-                crate::util::human_bytes(bytes)
-            ),
-        )?;
+        if inner.fresh_budget.is_none() {
+            inner.fresh_budget = crate::util::available_memory();
+        }
+        if let Some(budget) = inner.fresh_budget.filter(|&b| inner.fresh_bytes > b) {
+            return Err(Error::Config(format!(
+                "the model's parameters (up to {name} {shape:?}, {}; check the config's sizes) \
+                 would need {} of memory; {} was available",
+                crate::util::human_bytes(bytes),
+                crate::util::human_bytes(inner.fresh_bytes),
+                crate::util::human_bytes(budget)
+            )));
+        }
         let data: Vec<f32> = match h {
             Init::Const(c) => vec![c as f32; n],
             Init::Uniform { lo, up } => {
