@@ -186,15 +186,9 @@ pub fn pixels(
     processor: &ProcessorConfig,
     device: &Device,
 ) -> Result<Tensor> {
-    let imgs: Vec<image::DynamicImage> = scenes
-        .iter()
-        .map(|s| {
-            image::RgbImage::from_raw(s.size as u32, s.size as u32, s.rgb.clone())
-                .map(image::DynamicImage::ImageRgb8)
-                .ok_or_else(|| Error::Shape("scene pixels do not match the size".into()))
-        })
-        .collect::<Result<_>>()?;
-    processor.batch(&imgs, device)
+    let size = scenes.first().map_or(0, |s| s.size);
+    let rgb: Vec<&[u8]> = scenes.iter().map(|s| s.rgb.as_slice()).collect();
+    super::contrastive::rgb_pixels(&rgb, size, processor, device)
 }
 
 /// Teacher-forced language-modelling loss of a batch: every caption token after `[DEC]`

@@ -67,10 +67,21 @@ pub fn scene_pixels(
     processor: &ProcessorConfig,
     device: &Device,
 ) -> Result<Tensor> {
-    let imgs: Vec<image::DynamicImage> = scenes
+    let rgb: Vec<&[u8]> = scenes.iter().map(|s| s.rgb.as_slice()).collect();
+    rgb_pixels(&rgb, size, processor, device)
+}
+
+/// Pixel batch [B, 3, H, W] of `size`×`size` HWC RGB buffers, through `processor`.
+pub fn rgb_pixels(
+    rgb: &[&[u8]],
+    size: usize,
+    processor: &ProcessorConfig,
+    device: &Device,
+) -> Result<Tensor> {
+    let imgs: Vec<image::DynamicImage> = rgb
         .iter()
-        .map(|s| {
-            image::RgbImage::from_raw(size as u32, size as u32, s.rgb.clone())
+        .map(|px| {
+            image::RgbImage::from_raw(size as u32, size as u32, px.to_vec())
                 .map(image::DynamicImage::ImageRgb8)
                 .ok_or_else(|| Error::Shape("scene pixels do not match the size".into()))
         })
