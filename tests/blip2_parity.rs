@@ -196,7 +196,7 @@ fn opt_in_opt_350m_layout_equals_transformers() {
     let (r, j) = reference("opt_350m_like");
     let p = prompts(&j["prompt"], &j["prompt_mask"]);
     let ids = Tensor::new(p.ids.clone(), &Device::Cpu).unwrap();
-    let logits = m.logits(&ids, Some(&p.mask)).unwrap();
+    let logits = m.logits(&ids, Some(&p.mask), None).unwrap();
     // Padded positions included (OPT embeds them at position -1).
     let d = common::max_abs_diff(&logits, &r["logits"]);
     assert!(d <= 1e-4, "logits differ by {d}");

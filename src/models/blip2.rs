@@ -14,8 +14,8 @@ use crate::models::blip::{
 };
 use crate::models::checks;
 use crate::models::load::{fresh, strict, Checkpoint, LoadOptions, Loaded, Pretrained};
-use crate::models::opt::{place_features, OptConfig, OptDecoding, OptLm};
-use crate::nn::generate::{self, causal_padding_mask, GenerationConfig};
+use crate::models::opt::{OptConfig, OptDecoding, OptLm};
+use crate::nn::generate::{self, GenerationConfig};
 use crate::nn::{
     check_heads, check_patch_grid, Activation, AttnNames, Ctx, LayerNorm, Linear, QkvNames, Then,
 };
@@ -409,9 +409,15 @@ impl Blip2Captioner {
     /// `get_image_features`: pixels [B, 3, S, S] -> vision states, Q-Former output, features.
     pub fn image_features(&self, pixels: &Tensor, ctx: &mut Ctx) -> Result<ImageFeatures> {
         let image_embeds = self.vision_model.forward(pixels, ctx)?;
+        self.query_features(image_embeds, ctx)
+    }
+
+    /// The Q-Former's queries over `image_embeds` [B, 1+Np, Dv], projected into OPT's space.
+    fn query_features(&self, image_embeds: Tensor, ctx: &mut Ctx) -> Result<ImageFeatures> {
         let b = image_embeds.dims()[0];
         let (_, q, dq) = self.query_tokens.dims3()?;
-        let queries = self.query_tokens.expand((b, q, dq))?.contiguous()?;
+        // [1, Q, Dq] -> [B, Q, Dq]
+        let queries = self.query_tokens.expand((b, q, dq))?;
         let qformer = self.qformer.forward(&queries, &image_embeds, ctx)?;
         let features = self
             .language_projection
@@ -427,30 +433,21 @@ impl Blip2Captioner {
     /// `num_query_tokens` image tokens per row (as `Blip2Processor` makes them), `keep` [B, T]
     /// is the 0/1 attention mask (all ones when `None`).
     pub fn logits(&self, pixels: &Tensor, ids: &Tensor, keep: Option<&Tensor>) -> Result<Tensor> {
-        let mut ctx = Ctx::inference();
-        let f = self.image_features(pixels, &mut ctx)?;
-        let ids = ids.to_dtype(DType::U32)?;
-        let (b, t) = ids.dims2()?;
-        let keep: Vec<Vec<u8>> = match keep {
-            Some(k) => k
-                .to_dtype(DType::F32)?
-                .to_vec2::<f32>()?
-                .into_iter()
-                .map(|r| r.into_iter().map(|x| u8::from(x != 0.0)).collect())
-                .collect(),
-            None => vec![vec![1; t]; b],
-        };
-        let lm = &self.language_model;
-        let x = place_features(
-            &lm.embed(&ids)?,
-            &ids,
-            &f.features,
-            self.config.image_token()?,
-        )?;
-        let pos = Tensor::new(OptLm::table_rows(&keep), ids.device())?;
-        let mask = causal_padding_mask(&keep, t, ids.device())?;
-        let h = lm.forward_embeds(&x, &pos, Some(&mask), &mut lm.caches(), &mut ctx)?;
-        lm.head(&h, &mut ctx)
+        let f = self.image_features(pixels, &mut Ctx::inference())?;
+        let keep: Option<Vec<Vec<u8>>> = keep
+            .map(|k| -> Result<_> {
+                Ok(k.to_dtype(DType::F32)?
+                    .to_vec2::<f32>()?
+                    .into_iter()
+                    .map(|r| r.into_iter().map(|x| u8::from(x != 0.0)).collect())
+                    .collect())
+            })
+            .transpose()?;
+        self.language_model.logits(
+            ids,
+            keep.as_deref(),
+            Some((&f.features, self.config.image_token()?)),
+        )
     }
 
     /// The prompts `Blip2Processor` builds from tokenized texts (BOS included, as the OPT
@@ -507,10 +504,14 @@ impl Blip2Captioner {
             ));
         }
         let mut trace = crate::nn::Trace::default();
-        let f = if attention {
-            self.image_features_traced(pixels, &mut trace)?
-        } else {
-            self.image_features(pixels, &mut Ctx::inference())?
+        let image = self.vision_model.forward(pixels, &mut Ctx::inference())?;
+        let f = {
+            // With `attention`, the Q-Former traced (the vision tower's maps are not wanted).
+            let mut ctx = Ctx::inference();
+            if attention {
+                ctx = ctx.with_trace(&mut trace);
+            }
+            self.query_features(image, &mut ctx)?
         };
         let token = self.config.image_token()?;
         let mut dec = OptDecoding::new(&self.language_model).with_features(f.features, token);
@@ -530,29 +531,6 @@ impl Blip2Captioner {
         Ok(Generation {
             generated,
             cross_attention,
-        })
-    }
-
-    /// [`Blip2Captioner::image_features`] with the Q-Former's attentions in `trace` (the vision
-    /// tower untraced).
-    fn image_features_traced(
-        &self,
-        pixels: &Tensor,
-        trace: &mut crate::nn::Trace,
-    ) -> Result<ImageFeatures> {
-        let image_embeds = self.vision_model.forward(pixels, &mut Ctx::inference())?;
-        let b = image_embeds.dims()[0];
-        let (_, q, dq) = self.query_tokens.dims3()?;
-        let queries = self.query_tokens.expand((b, q, dq))?.contiguous()?;
-        let mut ctx = Ctx::inference().with_trace(trace);
-        let qformer = self.qformer.forward(&queries, &image_embeds, &mut ctx)?;
-        let features = self
-            .language_projection
-            .forward(&qformer, Then::none(), &mut ctx)?;
-        Ok(ImageFeatures {
-            image_embeds,
-            qformer,
-            features,
         })
     }
 
@@ -588,23 +566,13 @@ impl Blip2Captioner {
         per: usize,
     ) -> Result<Vec<Tensor>> {
         let token = self.config.image_token()?;
-        let cols: Vec<u32> = ids
-            .first()
-            .map(|r| {
-                r.iter()
-                    .enumerate()
-                    .filter(|(_, &i)| i == token)
-                    .map(|(j, _)| j as u32)
-                    .collect()
-            })
-            .unwrap_or_default();
-        if ids.iter().any(|r| {
-            r.iter()
-                .enumerate()
-                .filter(|(_, &i)| i == token)
-                .map(|(j, _)| j as u32)
-                .ne(cols.iter().copied())
-        }) {
+        let columns = |r: &Vec<u32>| -> Vec<u32> {
+            (0..r.len() as u32)
+                .filter(|&j| r[j as usize] == token)
+                .collect()
+        };
+        let cols = ids.first().map(columns).unwrap_or_default();
+        if ids.iter().any(|r| columns(r) != cols) {
             return Err(Error::Shape(
                 "per-word maps need the image tokens at the same positions in every prompt".into(),
             ));

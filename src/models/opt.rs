@@ -320,7 +320,15 @@ impl OptLm {
 
     /// Teacher-forced logits [B, T, V] of `ids` [B, T] (u32) with 0/1 keep rows `keep` (left or
     /// right padding; all ones when `None`), as `OPTForCausalLM(input_ids, attention_mask)`.
-    pub fn logits(&self, ids: &Tensor, keep: Option<&[Vec<u8>]>) -> Result<Tensor> {
+    /// `features` ([B, Q, Dw] and their placeholder id) replace the placeholders' embeddings
+    /// (see [`place_features`]), as a multimodal model's forward does.
+    pub fn logits(
+        &self,
+        ids: &Tensor,
+        keep: Option<&[Vec<u8>]>,
+        features: Option<(&Tensor, u32)>,
+    ) -> Result<Tensor> {
+        let ids = ids.to_dtype(DType::U32)?;
         let (b, t) = ids.dims2()?;
         let ones = vec![vec![1u8; t]; b];
         let keep = keep.unwrap_or(&ones);
@@ -333,7 +341,10 @@ impl OptLm {
         let pos = Tensor::new(Self::table_rows(keep), dev)?;
         let mask = crate::nn::generate::causal_padding_mask(keep, t, dev)?;
         let mut ctx = Ctx::inference();
-        let x = self.embed(&ids.to_dtype(DType::U32)?)?;
+        let mut x = self.embed(&ids)?;
+        if let Some((f, token)) = features {
+            x = place_features(&x, &ids, f, token)?;
+        }
         let h = self.forward_embeds(&x, &pos, Some(&mask), &mut self.caches(), &mut ctx)?;
         self.head(&h, &mut ctx)
     }

@@ -141,9 +141,21 @@ impl Captioning {
         self.processor.batch(&decoded, &self.device)
     }
 
-    fn decode(&self, ids: &[u32], prompt_len: usize) -> Result<(String, Vec<Word>)> {
-        let text = self.tokenizer.decode(ids, true)?;
-        let words = ids[prompt_len.min(ids.len())..]
+    /// The text of `ids` (all of them, or only the new ones with `answer_only`, trimmed) and
+    /// the words after the prompt.
+    fn decode(
+        &self,
+        ids: &[u32],
+        prompt_len: usize,
+        answer_only: bool,
+    ) -> Result<(String, Vec<Word>)> {
+        let new = &ids[prompt_len.min(ids.len())..];
+        let text = if answer_only {
+            self.tokenizer.decode(new, true)?.trim().to_string()
+        } else {
+            self.tokenizer.decode(ids, true)?
+        };
+        let words = new
             .iter()
             .map(|&i| {
                 Ok(Word {
@@ -243,11 +255,7 @@ impl Captioning {
         let plen = g.generated.prompt_len;
         let mut out: Vec<Vec<Caption>> = vec![vec![]; images];
         for (r, ids) in g.generated.sequences.iter().enumerate() {
-            let (mut text, mut words) = self.decode(ids, plen)?;
-            if answer_only {
-                text = self.tokenizer.decode(&ids[plen.min(ids.len())..], true)?;
-                text = text.trim().to_string();
-            }
+            let (text, mut words) = self.decode(ids, plen, answer_only)?;
             if let Some(maps) = &g.cross_attention {
                 for (w, step) in words.iter_mut().zip(maps) {
                     // [R, 1+Np] -> this row's patches (the class token dropped)
