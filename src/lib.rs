@@ -44,6 +44,7 @@ pub fn keep_freed_memory() {
 }
 
 pub mod data;
+pub mod device;
 pub mod error;
 pub mod explain;
 pub mod hosted;

@@ -145,6 +145,7 @@ fn error_message(v: &Value) -> &str {
 
 fn settings() -> LoadSettings {
     LoadSettings {
+        device: candle_core::Device::Cpu,
         dtype: DType::F32,
         backend: None,
         bpe: bpe(),

@@ -312,6 +312,11 @@ pub struct Detr {
 }
 
 impl Detr {
+    /// Where the model's weights live (inputs go there).
+    pub fn device(&self) -> &candle_core::Device {
+        self.query_pos.device()
+    }
+
     /// The CNN backbone (to time or run it alone).
     pub fn backbone(&self) -> &ResNet {
         &self.backbone

@@ -424,9 +424,11 @@ impl ResNet {
     /// fp32 GEMM; later gradient-free CPU f32 forwards run on them (NHWC, im2col rows, ReLU in
     /// the GEMM's epilogue). Differentiable forwards keep the composite ops.
     ///
-    /// Trainable weights are left unpacked: a copy would go stale as they train.
+    /// Trainable weights are left unpacked: a copy would go stale as they train; so are weights
+    /// off the CPU.
     pub fn prepare(&mut self) -> Result<()> {
-        if self.stem.conv.weight.track_op() {
+        // Packed convolutions are for tessera's CPU kernels only (a GPU runs candle's conv).
+        if self.stem.conv.weight.track_op() || !crate::nn::cpu::kernels_apply(&self.stem.conv.weight) {
             return Ok(());
         }
         self.stem.prepare()?;

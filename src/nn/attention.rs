@@ -1,5 +1,6 @@
 //! The one multi-head attention of the project (self and cross, additive masks), for every
 //! model, and the masks it takes.
+use super::cpu::kernels_apply;
 use super::ctx::{Ctx, Path};
 use super::dropout::DropoutMask;
 use super::infer::{self, PackedWeight, Weight};
@@ -191,6 +192,11 @@ impl Attention {
         self.qkv_packed = None;
         match &mut self.proj {
             Proj::Fused(lin) => lin.prepare(dtype)?,
+            Proj::Separate { q, k, v } if !kernels_apply(&q.weight) => {
+                for lin in [q, k, v] {
+                    lin.prepare(dtype)?;
+                }
+            }
             Proj::Separate { q, k, v } => {
                 // [3D, D]: one kernel call gives q|k|v side by side.
                 let w = Tensor::cat(&[&q.weight, &k.weight, &v.weight], 0)?;

@@ -9,7 +9,28 @@ use candle_core::{CpuStorage, DType, Layout, Result, Storage, Tensor};
 /// the differentiable ops fall back to composite candle ops elsewhere, and [`super::Ctx::path`]
 /// builds on it.
 pub fn kernels_apply(t: &Tensor) -> bool {
-    t.device().is_cpu() && t.dtype() == DType::F32
+    t.device().is_cpu() && t.dtype() == DType::F32 && kernels_enabled()
+}
+
+static KERNELS_OFF: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether tessera's CPU kernels may run at all: on unless [`set_kernels_enabled`]`(false)` or
+/// `TESSERA_KERNELS=off` in the environment. Off, every CPU forward and backward takes the
+/// composite candle ops — exactly the path a GPU runs — so that path is checked on machines
+/// without one (`tests/device_paths.rs`).
+pub fn kernels_enabled() -> bool {
+    static ENV_OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let env_off = *ENV_OFF.get_or_init(|| {
+        std::env::var("TESSERA_KERNELS")
+            .map(|v| matches!(v.to_ascii_lowercase().as_str(), "0" | "off" | "false" | "no"))
+            .unwrap_or(false)
+    });
+    !(env_off || KERNELS_OFF.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+/// Turns tessera's CPU kernels off (or back on) for the whole process (see [`kernels_enabled`]).
+pub fn set_kernels_enabled(on: bool) {
+    KERNELS_OFF.store(!on, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Reads a CPU f32 tensor as a contiguous slice for the duration of `f`.

@@ -103,13 +103,18 @@ impl<'a> Ctx<'a> {
     pub fn path<'w>(&self, x: &Tensor, params: impl FnOnce() -> Vec<&'w Tensor>) -> Path {
         if self.trace.is_some() || !kernels_apply(x) {
             Path::Composite
-        } else if !self.train
-            && (self.no_grad || !(x.track_op() || params().iter().any(|w| w.track_op())))
-        {
+        } else if self.gradient_free(x, params) {
             Path::Inference
         } else {
             Path::Kernels
         }
+    }
+
+    /// True in evaluation when no gradient can be wanted through a module with input `x` and
+    /// parameters `params`: promised ([`Ctx::inference`]) or nothing tracks one. Weights
+    /// prepared in another dtype (see [`super::Linear::prepare`]) are used only then.
+    pub fn gradient_free<'w>(&self, x: &Tensor, params: impl FnOnce() -> Vec<&'w Tensor>) -> bool {
+        !self.train && (self.no_grad || !(x.track_op() || params().iter().any(|w| w.track_op())))
     }
 
     /// A fresh seed for one dropout mask, when this forward drops anything at rate `p`.

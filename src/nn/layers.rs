@@ -1,5 +1,6 @@
 //! Linear and LayerNorm, with PyTorch's tensor names and default initialisation.
 use super::activation::Activation;
+use super::cpu::kernels_apply;
 use super::ctx::{Ctx, Path};
 use super::infer::{self, PackedWeight, Weight};
 use super::ops;
@@ -47,6 +48,10 @@ pub struct Linear {
     /// The weight packed once for tessera's inference GEMMs, f32 or bf16 (see
     /// [`Linear::prepare`]); the inference path uses it instead of `weight`.
     pub packed: Option<Arc<PackedWeight>>,
+    /// Where tessera's CPU kernels do not run (a GPU): the weight in the inference dtype
+    /// (bf16), multiplied in that dtype and the result read back in the input's dtype, as
+    /// PyTorch's autocast does for linears (norms, softmax and residuals stay in f32).
+    pub cast: Option<Tensor>,
 }
 
 impl Linear {
@@ -78,6 +83,7 @@ impl Linear {
             weight,
             bias,
             packed: None,
+            cast: None,
         }
     }
 
@@ -92,11 +98,17 @@ impl Linear {
             .collect()
     }
 
-    /// Prepares the layer for inference in `dtype`: packs the weight once, as f32 panels
-    /// for the AVX-512 FMA kernel or as bf16 for the AVX512_BF16 kernel (fp32 accumulation).
-    /// The unpacked `weight` stays for training and traced forwards.
+    /// Prepares the layer for inference in `dtype`. Where tessera's CPU kernels run, packs the
+    /// weight once, as f32 panels for the FMA kernel or as bf16 for the AVX512_BF16 kernel
+    /// (fp32 accumulation). Elsewhere (a GPU) keeps a copy of the weight in `dtype` when it
+    /// differs (bf16: autocast-style linears). The original `weight` stays for training and
+    /// traced forwards.
     pub fn prepare(&mut self, dtype: DType) -> Result<()> {
-        self.packed = Some(Arc::new(PackedWeight::new(&self.weight, dtype)?));
+        if kernels_apply(&self.weight) {
+            self.packed = Some(Arc::new(PackedWeight::new(&self.weight, dtype)?));
+        } else if dtype != self.weight.dtype() {
+            self.cast = Some(self.weight.to_dtype(dtype)?);
+        }
         Ok(())
     }
 
@@ -120,11 +132,18 @@ impl Linear {
         let in_dim = *dims.last().unwrap_or(&0);
         let rows = x.elem_count() / in_dim.max(1);
         // [.., in] -> [rows, in] @ [in, out] -> [rows, out] -> [.., out]
-        let y = ops::linear(
-            &x.reshape((rows, in_dim))?,
-            &self.weight,
-            self.bias.as_ref(),
-        )?;
+        let x2 = x.reshape((rows, in_dim))?;
+        let y = match &self.cast {
+            // [rows, in] @ [in, out] in the prepared dtype, back to x's dtype for the bias.
+            Some(w) if ctx.gradient_free(x, inputs) => {
+                let y = x2.to_dtype(w.dtype())?.matmul(&w.t()?)?.to_dtype(x.dtype())?;
+                match &self.bias {
+                    Some(b) => y.broadcast_add(b)?,
+                    None => y,
+                }
+            }
+            _ => ops::linear(&x2, &self.weight, self.bias.as_ref())?,
+        };
         let mut out_dims = dims;
         *out_dims.last_mut().unwrap_or(&mut 0) = self.out_dim();
         let mut y = y.reshape(out_dims)?;

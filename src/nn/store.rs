@@ -152,6 +152,11 @@ pub struct ParamStore {
 
 impl ParamStore {
     /// A store that initialises every tensor from `seed` (training from scratch).
+    /// Where this store's tensors live.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
     pub fn fresh(seed: u64, trainable: bool, device: &Device) -> Self {
         Self::with_source(HashMap::new(), seed, trainable, device)
     }

@@ -54,6 +54,9 @@ impl ModelSpec {
 /// How every model is loaded.
 #[derive(Clone, Debug)]
 pub struct LoadSettings {
+    /// Where every model runs; requests are decoded and preprocessed on CPU threads and each
+    /// batch is moved here once.
+    pub device: Device,
     pub dtype: DType,
     pub backend: Option<crate::image::Backend>,
     /// OpenAI's BPE merges, for CLIP checkpoints without vocab.json/merges.txt.
@@ -161,7 +164,10 @@ pub fn load(
     policy: BatchPolicy,
     metrics: &Arc<Metrics>,
 ) -> Result<Served> {
-    let opts = LoadOptions::default().dtype(settings.dtype);
+    let opts = LoadOptions::default()
+        .device(&settings.device)
+        .dtype(settings.dtype);
+    let dev = settings.device.clone();
     let ckpt = crate::models::AutoModel::read(&spec.source, &opts)?;
     let name = spec.name.as_str();
     let served = match Family::of(&ckpt.config)? {
@@ -171,9 +177,10 @@ pub fn load(
             e.batch_size = policy.max_batch;
             let e = Arc::new(e);
             let ie = e.clone();
+            let d = dev.clone();
             let images =
                 Batcher::start(labels(name, "image"), policy, metrics.clone(), move |px| {
-                    let x = Tensor::cat(&px, 0).map_err(err)?;
+                    let x = Tensor::cat(&px, 0).and_then(|x| x.to_device(&d)).map_err(err)?;
                     let out = ie
                         .model
                         .image_embeds(&x, &mut Ctx::inference())
@@ -218,7 +225,7 @@ pub fn load(
             let pm = p.clone();
             let images =
                 Batcher::start(labels(name, "image"), policy, metrics.clone(), move |px| {
-                    let x = Tensor::cat(&px, 0).map_err(err)?;
+                    let x = Tensor::cat(&px, 0).and_then(|x| x.to_device(&dev)).map_err(err)?;
                     rows(&pm.probabilities(&x, &mut Ctx::inference()).map_err(err)?)
                 })
                 .map_err(thread_err)?;
@@ -258,11 +265,13 @@ fn detect_batch(p: &ObjectDetection, xs: Vec<DetrInput>) -> Result<Vec<Vec<Detec
                 .map(|&i| xs[i].pixels.clone())
                 .collect::<Vec<_>>(),
             0,
-        )?;
+        )?
+        .to_device(&p.device)?;
         let mask = Tensor::cat(
             &idx.iter().map(|&i| xs[i].mask.clone()).collect::<Vec<_>>(),
             0,
-        )?;
+        )?
+        .to_device(&p.device)?;
         let o = p.model.forward(&px, &mask, &mut Ctx::inference())?;
         let targets: Vec<(u32, u32)> = idx.iter().map(|&i| xs[i].target).collect();
         let boxes = post_process_object_detection(&o.logits, &o.pred_boxes, 0.0, Some(&targets))?;

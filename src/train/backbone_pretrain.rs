@@ -15,7 +15,7 @@ use crate::nn::layers::{Linear, Then};
 use crate::nn::store::ParamStore;
 use crate::nn::Ctx;
 use crate::{Error, Result};
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Tensor, D};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -116,7 +116,7 @@ pub fn pretrain_backbone(
     let num_labels = model.config.num_labels();
     let background = num_labels as u32;
     let channels = model.backbone_channels()?;
-    let device = Device::Cpu;
+    let device = loaded.store.device().clone();
     let head_store = ParamStore::fresh(cfg.seed ^ 0x5eed, true, &device);
     let head = Linear::new(
         head_store.var_builder(DType::F32),

@@ -396,14 +396,22 @@ pub struct CaptionerReport {
 }
 
 /// Trains a captioner from scratch on generated scenes and writes the checkpoint, the report
-/// (`report.json`) and per-epoch metrics (`metrics.jsonl`) into `out`.
-pub fn run(cfg: &CaptionerConfig, out: &Path, progress: &dyn Progress) -> Result<CaptionerReport> {
+/// (`report.json`) and per-epoch metrics (`metrics.jsonl`) into `out`; trains on `device`.
+pub fn run(
+    cfg: &CaptionerConfig,
+    out: &Path,
+    device: &Device,
+    progress: &dyn Progress,
+) -> Result<CaptionerReport> {
     cfg.validate()?;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    let device = Device::Cpu;
+    let device = device.clone();
     let config = cfg.blip();
-    let loaded =
-        BlipCaptioner::from_config(&config, &LoadOptions::default().trainable().seed(cfg.seed))?;
+    let opts = LoadOptions::default()
+        .device(&device)
+        .trainable()
+        .seed(cfg.seed);
+    let loaded = BlipCaptioner::from_config(&config, &opts)?;
     let (model, store) = (loaded.model, loaded.store);
     let processor = ProcessorConfig::blip(cfg.image_size as u32);
     let vars = store.vars();

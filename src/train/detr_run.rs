@@ -96,6 +96,10 @@ pub struct DetrSpec {
     /// Stop after this many epochs (checkpointed; `--resume` continues the same schedule).
     #[arg(long)]
     pub stop_after: Option<usize>,
+    /// Where to train: auto (the first GPU in a CUDA build when one is present, else the CPU),
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
 }
 
 impl Default for DetrSpec {
@@ -282,7 +286,11 @@ pub fn train_detr_run(spec: &DetrSpec, progress: &dyn Progress) -> Result<DetrRe
         (open_coco(&spec.dataset, spec.images.as_deref())?, val)
     };
     let labels = coco_labels(&train.annotations)?;
-    let opts = LoadOptions::default().trainable().seed(spec.seed);
+    let device = crate::device::open(&spec.device)?;
+    let opts = LoadOptions::default()
+        .device(&device)
+        .trainable()
+        .seed(spec.seed);
     let (mut loaded, processor) = match &spec.model {
         None => {
             let cfg = small_detr(labels, spec.num_queries)?;

@@ -277,7 +277,8 @@ pub fn train_detr(
         history: vec![],
         config: cfg.clone(),
     };
-    let device = candle_core::Device::Cpu;
+    // Training runs where the model was built (`LoadOptions::device`).
+    let device = loaded.store.device().clone();
     if let Some(out) = opts.out {
         std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
         if opts.resume {
@@ -446,7 +447,7 @@ pub fn detections(
             processor,
             &imgs,
             0.0,
-            &candle_core::Device::Cpu,
+            model.device(),
         )?) {
             for d in dets {
                 let [x0, y0, x1, y1] = d.bbox.map(|v| v as f64);

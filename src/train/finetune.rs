@@ -9,7 +9,6 @@ use crate::models::vit::hf::{HfVit, HfVitConfig};
 use crate::models::{Checkpoint, LoadOptions, Pretrained};
 use crate::progress::Progress;
 use crate::{Error, Result};
-use candle_core::Device;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
@@ -81,11 +80,23 @@ pub struct FinetuneSpec {
     /// checkpoint's processor config chooses.
     #[arg(long)]
     pub processor_backend: Option<crate::image::Backend>,
+    /// Where to train: auto (the first GPU in a CUDA build when one is present, else the CPU),
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Data parallelism: one process per listed device (`0,1,2,3`: CUDA ordinals, NCCL
+    /// between them; `cpu,cpu`: CPU processes over TCP), each training on its shard with
+    /// `--batch-size` items per step, gradients averaged. Also runs under torchrun
+    /// (`RANK`, `WORLD_SIZE`, `MASTER_ADDR`, `MASTER_PORT`).
+    #[arg(long)]
+    pub devices: Option<String>,
 }
 
 impl Default for FinetuneSpec {
     fn default() -> Self {
         FinetuneSpec {
+            device: "auto".into(),
+            devices: None,
             model: OsString::new(),
             dataset: PathBuf::new(),
             labels: None,
@@ -126,7 +137,7 @@ pub struct FinetuneReport {
 pub fn finetune(spec: &FinetuneSpec, progress: &dyn Progress) -> Result<FinetuneReport> {
     let threads = threads_or_cores(spec.threads);
     super::single_threaded_ops();
-    let device = Device::Cpu;
+    let (device, dist) = super::dist::setup_rank(&spec.device, spec.devices.as_deref())?;
     // Settings first: a bad one fails before anything is read or loaded.
     let tc = TrainConfig {
         epochs: spec.epochs,
@@ -282,6 +293,7 @@ pub fn finetune(spec: &FinetuneSpec, progress: &dyn Progress) -> Result<Finetune
             threads,
             save_every_steps: spec.save_steps,
             progress,
+            dist: dist.as_deref(),
         },
         &device,
     )?;

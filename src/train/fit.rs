@@ -4,6 +4,7 @@ use super::{
     clip_grad_norm, cross_entropy, lr_at, plot_history, AdamW, EpochMetrics, TrainConfig,
     TrainSummary, TrainerState,
 };
+use super::dist::{all_reduce_grads, broadcast_vars, shard, sum_scalars, Collective, BUCKET_BYTES};
 use crate::data::Loader;
 use crate::models::ImageClassifier;
 use crate::nn::{Ctx, ParamStore};
@@ -26,7 +27,24 @@ pub fn evaluate(
     threads: usize,
     device: &Device,
 ) -> Result<(f64, f64)> {
+    evaluate_shard(model, loader, threads, device, None)
+}
+
+/// [`evaluate`] with the loader's items split over the ranks of `dist` (each scores its
+/// share; the sums are added up), the whole set without one.
+pub fn evaluate_shard(
+    model: &dyn ImageClassifier,
+    loader: &Loader,
+    threads: usize,
+    device: &Device,
+    dist: Option<&dyn Collective>,
+) -> Result<(f64, f64)> {
     let order = loader.order(0, false);
+    // No padding here: every item once, on one rank.
+    let order: Vec<usize> = match dist {
+        Some(c) => order.into_iter().skip(c.rank()).step_by(c.world()).collect(),
+        None => order,
+    };
     let (mut loss_sum, mut correct, mut n) = (0f64, 0usize, 0usize);
     let run = |part: &[usize]| -> Result<(f64, usize)> {
         let batch = loader.batch(part, false, 0, device)?;
@@ -49,6 +67,10 @@ pub fn evaluate(
             correct += c;
         }
         n += idx.len();
+    }
+    if let Some(c) = dist {
+        let s = sum_scalars(c, &[loss_sum, correct as f64, n as f64])?;
+        (loss_sum, correct, n) = (s[0], s[1].round() as usize, s[2].round() as usize);
     }
     Ok((loss_sum / n.max(1) as f64, correct as f64 / n.max(1) as f64))
 }
@@ -218,6 +240,10 @@ pub struct FitOptions<'a> {
     pub save_every_steps: usize,
     /// Where steps (one phase per epoch, in batches), epoch results and notes go.
     pub progress: &'a dyn Progress,
+    /// Data parallelism over ranks (processes, one per GPU): each rank trains on its shard of
+    /// every epoch with `train.batch_size` items per step, gradients are averaged over the
+    /// ranks, and only rank 0 writes. `None`: this process alone.
+    pub dist: Option<&'a dyn Collective>,
 }
 
 impl Default for FitOptions<'_> {
@@ -228,6 +254,7 @@ impl Default for FitOptions<'_> {
             threads: 0,
             save_every_steps: 0,
             progress: &Silent,
+            dist: None,
         }
     }
 }
@@ -347,6 +374,14 @@ pub fn fit(
         return Err(Error::Msg("the model has no trainable parameters".into()));
     }
     let var_list: Vec<_> = vars.iter().map(|(_, v)| v.clone()).collect();
+    let dist = opts.dist.filter(|c| c.world() > 1);
+    let main = dist.is_none_or(|c| c.is_main());
+    let progress: &dyn Progress = if main { progress } else { &Silent };
+    // One start for every rank (a resume then loads the same checkpoint everywhere).
+    if let Some(c) = dist {
+        broadcast_vars(&vars, c)?;
+    }
+    let named_vars = vars.clone();
     let mut opt = AdamW::with_layer_norms(vars, cfg.optim, &model.layer_norms());
     for (prefix, scale) in &cfg.lr_scales {
         opt.set_lr_scale(prefix, *scale);
@@ -370,7 +405,9 @@ pub fn fit(
         restore_checkpoint(&dir, store, &mut opt, saved.global_step, device)?;
         state = saved;
         state.config.epochs = cfg.epochs;
-        write_metrics(&metrics_path, &state.history)?;
+        if main {
+            write_metrics(&metrics_path, &state.history)?;
+        }
         progress.note(&format!(
             "resumed from {} (epoch {}, batch {}, step {})",
             dir.display(),
@@ -378,12 +415,20 @@ pub fn fit(
             state.batches_done,
             state.global_step
         ));
-    } else {
+    } else if main {
         atomic_write(&metrics_path, b"")?;
     }
     let cfg = state.config.clone();
     opt.config = cfg.optim;
-    let steps_per_epoch = train.num_batches();
+    // This rank's items per epoch (all of them without ranks).
+    let per_rank = |order: Vec<usize>| match dist {
+        Some(c) => shard(&order, c.rank(), c.world()),
+        None => order,
+    };
+    let steps_per_epoch = match dist {
+        Some(c) => train.dataset.len().div_ceil(c.world()).div_ceil(train.batch_size.max(1)),
+        None => train.num_batches(),
+    };
     let total_steps = steps_per_epoch.div_ceil(cfg.grad_accum.max(1)) * cfg.epochs;
     let warmup = (cfg.warmup_fraction * total_steps as f64).round() as usize;
     let mut last_dir = latest_checkpoint(out).unwrap_or_else(|| out.to_path_buf());
@@ -406,7 +451,7 @@ pub fn fit(
             Some(steps_per_epoch as u64),
         );
         progress.advance(resume_at as u64, "");
-        let order = train.order(epoch, true);
+        let order = per_rank(train.order(epoch, true));
         let mut lr = cfg.optim.lr;
         let accum = cfg.grad_accum.max(1);
         let batches: Vec<&[usize]> = order.chunks(train.batch_size.max(1)).collect();
@@ -428,6 +473,19 @@ pub fn fit(
                 opts.threads,
                 device,
             )?;
+            let mut step = step;
+            let mut items = idx.len();
+            if let Some(c) = dist {
+                all_reduce_grads(&mut step.grads, &named_vars, c, BUCKET_BYTES)?;
+                // Logged over the world's batch: (Σ loss·n, Σ correct, Σ n) / world.
+                let s = sum_scalars(
+                    c,
+                    &[step.loss * idx.len() as f64, step.correct as f64, idx.len() as f64],
+                )?;
+                items = s[2].round() as usize;
+                step.loss = s[0] / s[2].max(1.0);
+                step.correct = s[1].round() as usize;
+            }
             // Before any update: a NaN loss must not reach the weights (or a checkpoint).
             if !step.loss.is_finite() {
                 return Err(Error::Msg(format!(
@@ -435,9 +493,9 @@ pub fn fit(
                     step.loss, state.global_step
                 )));
             }
-            loss_sum += step.loss * idx.len() as f64;
+            loss_sum += step.loss * items as f64;
             correct += step.correct;
-            seen += idx.len();
+            seen += items;
             // Average over the micro-batches of one optimizer step.
             let group = accum.min(batches.len() - (bi - micro));
             // GradStore has no public constructor: the first micro-batch's store accumulates.
@@ -500,7 +558,9 @@ pub fn fit(
                         seen,
                         seconds_before + t0.elapsed().as_secs_f64(),
                     );
-                    save_checkpoint(out, store, &opt, &state, model_config)?;
+                    if main {
+                        save_checkpoint(out, store, &opt, &state, model_config)?;
+                    }
                     // Only the checkpoint carries them: the epoch goes on with its own sums.
                     state.batches_done = 0;
                     state.partial = Default::default();
@@ -518,7 +578,8 @@ pub fn fit(
         }
         progress.finish();
         let seconds = seconds_before + t0.elapsed().as_secs_f64();
-        let (test_loss, test_accuracy) = evaluate(model, test, opts.threads, device)?;
+        let (test_loss, test_accuracy) =
+            evaluate_shard(model, test, opts.threads, device, dist)?;
         state.epoch = epoch + 1;
         state.train_seconds += seconds;
         let m = EpochMetrics {
@@ -532,20 +593,32 @@ pub fn fit(
             images_per_second: seen as f64 / seconds,
         };
         progress.note(&format!("epoch {}/{}: {m}", m.epoch, cfg.epochs));
-        append_metrics(&metrics_path, &m)?;
+        if main {
+            append_metrics(&metrics_path, &m)?;
+        }
         state.history.push(m.clone());
         if state.best_test_accuracy.is_none_or(|b| test_accuracy > b) {
             state.best_test_accuracy = Some(test_accuracy);
-            save_model(&out.join("best"), store, model_config)?;
+            if main {
+                save_model(&out.join("best"), store, model_config)?;
+            }
         }
-        last_dir = save_checkpoint(out, store, &opt, &state, model_config)?;
-        if let Err(e) = plot_history(&state.history, &out.join("curves.png")) {
-            progress.note(&format!("warning: could not draw the plot: {e}"));
+        if main {
+            last_dir = save_checkpoint(out, store, &opt, &state, model_config)?;
+            if let Err(e) = plot_history(&state.history, &out.join("curves.png")) {
+                progress.note(&format!("warning: could not draw the plot: {e}"));
+            }
+        } else {
+            last_dir = out.join(format!("checkpoint-{}", state.epoch));
         }
         last = Some(m);
     }
-    if state.epoch >= cfg.epochs {
+    if state.epoch >= cfg.epochs && main {
         save_model(out, store, model_config)?;
+    }
+    // Rank 0's files are complete before any rank returns.
+    if let Some(c) = dist {
+        c.barrier()?;
     }
     let last = last.ok_or_else(|| Error::Msg("no epoch was run (epochs = 0?)".into()))?;
     Ok(TrainSummary {

@@ -11,6 +11,7 @@ pub mod contrastive;
 pub mod detr_loss;
 pub mod detr_run;
 pub mod detr_train;
+pub mod dist;
 pub mod export;
 pub mod finetune;
 mod fit;

@@ -6,7 +6,6 @@ use crate::models::vit::{VisionTransformer, VitConfig};
 use crate::models::{LoadOptions, Pretrained};
 use crate::progress::Progress;
 use crate::{Error, Result};
-use candle_core::Device;
 use std::path::PathBuf;
 
 /// Per-dataset preset and hyper-parameters.
@@ -134,11 +133,23 @@ pub struct TrainSpec {
     /// resuming continues mid-epoch, bit for bit.
     #[arg(long, default_value_t = 0)]
     pub save_steps: usize,
+    /// Where to train: auto (the first GPU in a CUDA build when one is present, else the CPU),
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Data parallelism: one process per listed device (`0,1,2,3`: CUDA ordinals, NCCL
+    /// between them; `cpu,cpu`: CPU processes over TCP), each training on its shard with
+    /// `--batch-size` items per step, gradients averaged. Also runs under torchrun
+    /// (`RANK`, `WORLD_SIZE`, `MASTER_ADDR`, `MASTER_PORT`).
+    #[arg(long)]
+    pub devices: Option<String>,
 }
 
 impl Default for TrainSpec {
     fn default() -> Self {
         TrainSpec {
+            device: "auto".into(),
+            devices: None,
             dataset: "digits".into(),
             preset: None,
             image_size: None,
@@ -253,7 +264,7 @@ pub fn train_vit(spec: &TrainSpec, progress: &dyn Progress) -> Result<TrainRepor
     let threads = threads_or_cores(spec.threads);
     // Small models: one thread per batch shard beats candle's per-op threading (measured 2x).
     super::single_threaded_ops();
-    let device = Device::Cpu;
+    let (device, dist) = super::dist::setup_rank(&spec.device, spec.devices.as_deref())?;
     let r = recipe(&spec.dataset);
     let preset = spec.preset.clone().unwrap_or_else(|| r.preset.to_string());
     let mut cfg = VitConfig::preset(&preset)?;
@@ -369,6 +380,7 @@ pub fn train_vit(spec: &TrainSpec, progress: &dyn Progress) -> Result<TrainRepor
             threads,
             save_every_steps: spec.save_steps,
             progress,
+            dist: dist.as_deref(),
         },
         &device,
     )?;

@@ -10,6 +10,8 @@ use tessera::train::shapes_demo::{self, Accuracies, DemoConfig};
 #[derive(Parser)]
 #[command(allow_negative_numbers = true)]
 pub struct Args {
+    #[command(flatten)]
+    device: super::common::Device,
     #[arg(long, default_value_t = DemoConfig::default().epochs)]
     epochs: usize,
     /// Training scenes per epoch.
@@ -87,7 +89,7 @@ pub fn run(a: Args) -> Result<()> {
             .join(", ")
     );
     let bars = super::common::bars();
-    let r = shapes_demo::run(&cfg, &tok, &a.output, &candle_core::Device::Cpu, &*bars)?;
+    let r = shapes_demo::run(&cfg, &tok, &a.output, &a.device.open()?, &*bars)?;
     let show = |x: &Accuracies| {
         format!(
             "joint {:.3}, factored {:.3} (colour {:.3}, shape {:.3})",

@@ -80,33 +80,53 @@ pub fn bars() -> Observer {
     Observer::new(Bars::default())
 }
 
-/// `--dtype f32|bf16|auto`, with a warning when bf16 would run on the slow portable kernel.
-pub fn dtype(name: &str) -> Result<DType> {
-    let dtype = tessera::nn::inference_dtype(name)?;
-    if dtype == DType::BF16 && !tessera::kernels::bf16::has_avx512_bf16() {
+/// `--dtype f32|bf16|auto` on `device`, with a warning when bf16 would run on the CPU's slow
+/// portable kernel.
+pub fn dtype(name: &str, device: &candle_core::Device) -> Result<DType> {
+    let dtype = tessera::device::inference_dtype(name, device)?;
+    if dtype == DType::BF16 && device.is_cpu() && !tessera::kernels::bf16::has_avx512_bf16() {
         eprintln!("warning: this CPU has no AVX512_BF16; bf16 runs on the (slow) portable kernel");
     }
     Ok(dtype)
 }
 
-/// Loading for inference: downloads drawn as bars.
-pub fn inference_load() -> LoadOptions {
-    LoadOptions::default().progress(bars())
+/// Loading for inference on `device`: downloads drawn as bars.
+pub fn inference_load(device: &candle_core::Device) -> LoadOptions {
+    LoadOptions::default().device(device).progress(bars())
 }
 
-/// `--dtype`.
+/// `--device`: where a command's model runs (and trains).
+#[derive(clap::Args, Clone)]
+pub struct Device {
+    /// auto (the first GPU in a CUDA build when one is present, else the CPU), cpu, cuda or
+    /// cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+}
+
+impl Device {
+    /// Opens the device (auto falls back to the CPU; an explicit cuda fails with the reason).
+    pub fn open(&self) -> Result<candle_core::Device> {
+        Ok(tessera::device::open(&self.device)?)
+    }
+}
+
+/// `--device` and `--dtype`: where and in which precision an inference command runs.
 #[derive(clap::Args)]
 pub struct Dtype {
-    /// Inference dtype: f32 (exact), bf16 (AVX512_BF16 linears, fp32 accumulation) or auto
-    /// (bf16 where the CPU has native bf16 dot products, else f32).
+    /// Inference dtype: f32 (exact), bf16 (bf16 linears, fp32 accumulation; AVX512_BF16 on a
+    /// CPU) or auto (bf16 on a GPU and where the CPU has native bf16 dot products, else f32).
     #[arg(long, default_value = "f32")]
     pub dtype: String,
+    #[command(flatten)]
+    pub device: Device,
 }
 
 impl Dtype {
-    /// Loading for inference in this dtype.
+    /// Loading for inference on this device in this dtype.
     pub fn options(&self) -> Result<LoadOptions> {
-        Ok(inference_load().dtype(dtype(&self.dtype)?))
+        let device = self.device.open()?;
+        Ok(inference_load(&device).dtype(dtype(&self.dtype, &device)?))
     }
 }
 

@@ -22,6 +22,8 @@ pub struct Args {
     #[arg(long)]
     model: OsString,
     image: OsString,
+    #[command(flatten)]
+    device: super::common::Device,
     #[arg(long, value_enum, default_value = "relevance")]
     method: MethodArg,
     /// Class to explain (name or index; default: the top prediction).
@@ -75,8 +77,9 @@ pub fn run(a: Args) -> Result<()> {
         text: a.text,
     };
     req.validate()?;
+    let device = a.device.open()?;
     let explainer =
-        Explainer::from_pretrained(&a.model, &a.bpe.bpe, &super::common::inference_load())?
+        Explainer::from_pretrained(&a.model, &a.bpe.bpe, &super::common::inference_load(&device))?
             .with_processor_backend(a.processor.backend);
     let img = ImageSource::parse(&a.image).load()?;
     if let Explainer::Detector(det) = &explainer {

@@ -17,7 +17,13 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let r = finetune(&a.spec, &*super::common::bars())?;
+    if super::launch::ranks(a.spec.devices.as_deref())? {
+        return Ok(());
+    }
+    let r = finetune(&a.spec, &*super::launch::bars())?;
+    if !super::launch::reports() {
+        return Ok(());
+    }
     eprintln!("{}; HF checkpoint in {}", r.summary, r.model_dir.display());
     if a.json {
         println!("{}", serde_json::to_string(&r)?);

@@ -12,6 +12,7 @@ mod explain;
 mod export;
 mod finetune;
 mod index;
+mod launch;
 mod predict;
 mod search;
 mod serve;

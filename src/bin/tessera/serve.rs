@@ -76,8 +76,10 @@ pub fn run(a: Args) -> Result<()> {
         .api_key
         .clone()
         .or_else(|| std::env::var(API_KEY_ENV).ok());
+    let device = a.dtype.device.open()?;
     let load = LoadSettings {
-        dtype: super::common::dtype(&a.dtype.dtype)?,
+        dtype: super::common::dtype(&a.dtype.dtype, &device)?,
+        device,
         backend: a.processor.backend,
         bpe: a.bpe.bpe.clone(),
     };

@@ -14,7 +14,13 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let r = train_vit(&a.spec, &*super::common::bars())?;
+    if super::launch::ranks(a.spec.devices.as_deref())? {
+        return Ok(());
+    }
+    let r = train_vit(&a.spec, &*super::launch::bars())?;
+    if !super::launch::reports() {
+        return Ok(());
+    }
     eprintln!("{}; model in {}", r.summary, r.model_dir.display());
     if a.json {
         println!("{}", serde_json::to_string(&r)?);

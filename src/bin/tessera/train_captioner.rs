@@ -8,6 +8,8 @@ use tessera::train::captioner::{run as train, CaptionerConfig, Score};
 
 #[derive(Parser)]
 pub struct Args {
+    #[command(flatten)]
+    device: super::common::Device,
     /// Where the checkpoint (loadable by `tessera caption`), report.json and metrics go.
     #[arg(long, default_value = "runs/captioner")]
     output: PathBuf,
@@ -111,7 +113,7 @@ pub fn run(a: Args) -> Result<()> {
     if a.draw_only {
         return strips(&a.output, &cfg, a.examples.max(1), a.relevance);
     }
-    let r = train(&cfg, &a.output, &*super::common::bars())?;
+    let r = train(&cfg, &a.output, &a.device.open()?, &*super::common::bars())?;
     eprintln!(
         "{} epochs, {:.0} s training, {} parameters",
         r.epochs.len(),
