@@ -116,14 +116,19 @@ pub fn parse_devices(list: &str) -> Result<Vec<DeviceSpec>> {
             }
         })
         .collect::<Result<Vec<_>>>()?;
-    let gpus: Vec<_> = out.iter().filter(|d| matches!(d, DeviceSpec::Cuda(_))).collect();
+    let gpus: Vec<_> = out
+        .iter()
+        .filter(|d| matches!(d, DeviceSpec::Cuda(_)))
+        .collect();
     if gpus.len() != out.len() && !gpus.is_empty() {
         return Err(Error::Config(format!(
             "--devices {list}: all GPUs or all cpu, not a mix"
         )));
     }
     if (1..gpus.len()).any(|i| gpus[..i].contains(&gpus[i])) {
-        return Err(Error::Config(format!("--devices {list}: a GPU is listed twice")));
+        return Err(Error::Config(format!(
+            "--devices {list}: a GPU is listed twice"
+        )));
     }
     Ok(out)
 }
@@ -162,8 +167,14 @@ mod tests {
     #[test]
     fn device_lists_are_gpus_or_cpus() {
         use DeviceSpec::*;
-        assert_eq!(parse_devices("0,1, 3").unwrap(), vec![Cuda(0), Cuda(1), Cuda(3)]);
-        assert_eq!(parse_devices("cuda:2,cuda:0").unwrap(), vec![Cuda(2), Cuda(0)]);
+        assert_eq!(
+            parse_devices("0,1, 3").unwrap(),
+            vec![Cuda(0), Cuda(1), Cuda(3)]
+        );
+        assert_eq!(
+            parse_devices("cuda:2,cuda:0").unwrap(),
+            vec![Cuda(2), Cuda(0)]
+        );
         assert_eq!(parse_devices("cpu,cpu").unwrap(), vec![Cpu, Cpu]);
         for bad in ["", "0,0", "0,cpu", "auto", "0,x"] {
             assert!(parse_devices(bad).is_err(), "{bad}");

@@ -67,7 +67,13 @@ fn every_parameter_learns_and_the_loss_falls() {
 #[test]
 fn a_run_writes_a_checkpoint_the_pipeline_captions_with() {
     let out = tempfile::tempdir().unwrap();
-    let r = run(&tiny(), out.path(), &candle_core::Device::Cpu, &tessera::progress::Silent).unwrap();
+    let r = run(
+        &tiny(),
+        out.path(),
+        &candle_core::Device::Cpu,
+        &tessera::progress::Silent,
+    )
+    .unwrap();
     assert_eq!(r.epochs.len(), 1);
     assert_eq!(r.seen.scenes, 12);
     assert_eq!(r.unseen.scenes, 12);
@@ -117,6 +123,12 @@ fn a_run_writes_a_checkpoint_the_pipeline_captions_with() {
             ..tiny()
         },
     ] {
-        assert!(run(&bad, out.path(), &candle_core::Device::Cpu, &tessera::progress::Silent).is_err());
+        assert!(run(
+            &bad,
+            out.path(),
+            &candle_core::Device::Cpu,
+            &tessera::progress::Silent
+        )
+        .is_err());
     }
 }

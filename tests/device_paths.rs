@@ -61,6 +61,8 @@ fn seed_vit_training_steps_match_pytorch() {
         ..Default::default()
     };
     let mut opt = AdamW::new(store.vars(), cfg);
+    // The GPU's optimizer: moments as tensors, updated with tensor ops.
+    assert!(opt.moments_on_device());
     let vars: Vec<_> = store.vars().into_iter().map(|(_, v)| v).collect();
     let want = io["losses"].to_vec1::<f64>().unwrap();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
@@ -71,7 +73,10 @@ fn seed_vit_training_steps_match_pytorch() {
             .unwrap();
         let loss = cross_entropy(&logits, &y, 0.0).unwrap();
         let l = loss.to_scalar::<f32>().unwrap() as f64;
-        assert!((l - want).abs() <= 1e-4 * want.abs(), "step {s}: {l} vs {want}");
+        assert!(
+            (l - want).abs() <= 1e-4 * want.abs(),
+            "step {s}: {l} vs {want}"
+        );
         let mut grads = loss.backward().unwrap();
         assert_eq!(opt.missing_grads(&grads), Vec::<String>::new());
         clip_grad_norm(&mut grads, &vars, 1.0).unwrap();
@@ -81,8 +86,16 @@ fn seed_vit_training_steps_match_pytorch() {
     let (mut worst, mut exempt, mut total) = (0f32, 0usize, 0usize);
     for (name, t) in store.named_tensors() {
         let got = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let want = after[&name].flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let g = min_g[&name].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let want = after[&name]
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let g = min_g[&name]
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         for i in 0..got.len() {
             total += 1;
             if g[i] < 1e-8 {
@@ -133,7 +146,12 @@ fn clip_embeddings_match_in_f32_and_agree_in_bf16() {
     for (dtype, tol) in [(DType::F32, 1e-4), (DType::BF16, 1e-2)] {
         let m = model.with_dtype(dtype).unwrap();
         let out = m
-            .forward(&io["pixel_values"], &ids, Some(&mask), &mut Ctx::inference())
+            .forward(
+                &io["pixel_values"],
+                &ids,
+                Some(&mask),
+                &mut Ctx::inference(),
+            )
             .unwrap();
         let di = max_abs_diff(&out.image_embeds, &io["image_embeds"]);
         let dt = max_abs_diff(&out.text_embeds, &io["text_embeds"]);

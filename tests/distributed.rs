@@ -11,8 +11,19 @@ use std::process::Command;
 fn train(out: &Path, extra: &[&str]) -> (bool, String, String) {
     let o = Command::new(env!("CARGO_BIN_EXE_tessera"))
         .args([
-            "train", "--dataset", "digits", "--epochs", "2", "--dropout", "0", "--threads", "1",
-            "--device", "cpu", "--json", "--output",
+            "train",
+            "--dataset",
+            "digits",
+            "--epochs",
+            "2",
+            "--dropout",
+            "0",
+            "--threads",
+            "1",
+            "--device",
+            "cpu",
+            "--json",
+            "--output",
         ])
         .arg(out)
         .args(extra)
@@ -72,7 +83,10 @@ fn two_ranks_train_what_one_process_trains_with_their_joint_batch() {
     let r1: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     let (w2, w1) = (weights(&two), weights(&one));
     let diff = rms_diff(&w2, &w1);
-    eprintln!("two ranks vs one: rms {diff:.3e}, max {:.3e}", max_diff(&w2, &w1));
+    eprintln!(
+        "two ranks vs one: rms {diff:.3e}, max {:.3e}",
+        max_diff(&w2, &w1)
+    );
     let acc = |r: &serde_json::Value| r["test_accuracy"].as_f64().unwrap();
     assert!((acc(&r2) - acc(&r1)).abs() < 0.01, "{r2} vs {r1}");
     // Different data per rank would not be equivalent: a batch of 16 in one process is not.
@@ -101,7 +115,11 @@ fn two_ranks_resume_bit_for_bit() {
     // The same epochs logged once each (rank 0 writes), with the same numbers but the timing.
     let strip = |s: String| -> Vec<f64> {
         s.lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["test_loss"].as_f64().unwrap())
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["test_loss"]
+                    .as_f64()
+                    .unwrap()
+            })
             .collect()
     };
     assert_eq!(strip(metrics(&whole)), strip(metrics(&parts)));

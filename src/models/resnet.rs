@@ -428,7 +428,9 @@ impl ResNet {
     /// off the CPU.
     pub fn prepare(&mut self) -> Result<()> {
         // Packed convolutions are for tessera's CPU kernels only (a GPU runs candle's conv).
-        if self.stem.conv.weight.track_op() || !crate::nn::cpu::kernels_apply(&self.stem.conv.weight) {
+        if self.stem.conv.weight.track_op()
+            || !crate::nn::cpu::kernels_apply(&self.stem.conv.weight)
+        {
             return Ok(());
         }
         self.stem.prepare()?;

@@ -22,7 +22,12 @@ pub fn kernels_enabled() -> bool {
     static ENV_OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let env_off = *ENV_OFF.get_or_init(|| {
         std::env::var("TESSERA_KERNELS")
-            .map(|v| matches!(v.to_ascii_lowercase().as_str(), "0" | "off" | "false" | "no"))
+            .map(|v| {
+                matches!(
+                    v.to_ascii_lowercase().as_str(),
+                    "0" | "off" | "false" | "no"
+                )
+            })
             .unwrap_or(false)
     });
     !(env_off || KERNELS_OFF.load(std::sync::atomic::Ordering::Relaxed))

@@ -136,7 +136,10 @@ impl Linear {
         let y = match &self.cast {
             // [rows, in] @ [in, out] in the prepared dtype, back to x's dtype for the bias.
             Some(w) if ctx.gradient_free(x, inputs) => {
-                let y = x2.to_dtype(w.dtype())?.matmul(&w.t()?)?.to_dtype(x.dtype())?;
+                let y = x2
+                    .to_dtype(w.dtype())?
+                    .matmul(&w.t()?)?
+                    .to_dtype(x.dtype())?;
                 match &self.bias {
                     Some(b) => y.broadcast_add(b)?,
                     None => y,

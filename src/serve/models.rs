@@ -180,7 +180,9 @@ pub fn load(
             let d = dev.clone();
             let images =
                 Batcher::start(labels(name, "image"), policy, metrics.clone(), move |px| {
-                    let x = Tensor::cat(&px, 0).and_then(|x| x.to_device(&d)).map_err(err)?;
+                    let x = Tensor::cat(&px, 0)
+                        .and_then(|x| x.to_device(&d))
+                        .map_err(err)?;
                     let out = ie
                         .model
                         .image_embeds(&x, &mut Ctx::inference())
@@ -225,7 +227,9 @@ pub fn load(
             let pm = p.clone();
             let images =
                 Batcher::start(labels(name, "image"), policy, metrics.clone(), move |px| {
-                    let x = Tensor::cat(&px, 0).and_then(|x| x.to_device(&dev)).map_err(err)?;
+                    let x = Tensor::cat(&px, 0)
+                        .and_then(|x| x.to_device(&dev))
+                        .map_err(err)?;
                     rows(&pm.probabilities(&x, &mut Ctx::inference()).map_err(err)?)
                 })
                 .map_err(thread_err)?;

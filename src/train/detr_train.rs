@@ -442,13 +442,10 @@ pub fn detections(
             .iter()
             .map(|im| crate::image::open(&data.image_path(&im.file_name)))
             .collect::<Result<Vec<_>>>()?;
-        for (im, dets) in chunk.iter().zip(predict(
-            model,
-            processor,
-            &imgs,
-            0.0,
-            model.device(),
-        )?) {
+        for (im, dets) in chunk
+            .iter()
+            .zip(predict(model, processor, &imgs, 0.0, model.device())?)
+        {
             for d in dets {
                 let [x0, y0, x1, y1] = d.bbox.map(|v| v as f64);
                 out.push(Detection {

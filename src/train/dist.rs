@@ -129,12 +129,21 @@ impl Collective for Local {
 
     fn broadcast(&self, t: &Tensor, root: usize) -> Result<Tensor> {
         if root >= self.world {
-            return Err(Error::Msg(format!("broadcast from rank {root} of {}", self.world)));
+            return Err(Error::Msg(format!(
+                "broadcast from rank {root} of {}",
+                self.world
+            )));
         }
-        let mine = if self.rank == root { host_f32(t)? } else { vec![] };
+        let mine = if self.rank == root {
+            host_f32(t)?
+        } else {
+            vec![]
+        };
         let v = self.exchange(mine, |slots| slots[root].clone())?;
         if v.len() != t.elem_count() {
-            return Err(Error::Msg("broadcast: the ranks' tensors differ in size".into()));
+            return Err(Error::Msg(
+                "broadcast: the ranks' tensors differ in size".into(),
+            ));
         }
         like(v, t)
     }
@@ -212,7 +221,8 @@ impl RankEnv {
 
 /// A free TCP port on this machine (for a launcher's `MASTER_PORT`).
 pub fn free_port() -> Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| Error::Msg(format!("no free port: {e}")))?;
+    let l =
+        TcpListener::bind("127.0.0.1:0").map_err(|e| Error::Msg(format!("no free port: {e}")))?;
     Ok(l.local_addr()
         .map_err(|e| Error::Msg(format!("no free port: {e}")))?
         .port())
@@ -249,13 +259,18 @@ impl Tcp {
                 match listener.accept() {
                     Ok((s, _)) => {
                         s.set_nonblocking(false).map_err(|e| net("accept", e))?;
-                        s.set_read_timeout(Some(timeout)).map_err(|e| net("accept", e))?;
+                        s.set_read_timeout(Some(timeout))
+                            .map_err(|e| net("accept", e))?;
                         let mut hello = [0u8; 16];
                         (&s).read_exact(&mut hello).map_err(|e| net("hello", e))?;
                         let world = u32::from_le_bytes(hello[8..12].try_into().unwrap_or_default());
                         let r = u32::from_le_bytes(hello[12..16].try_into().unwrap_or_default())
                             as usize;
-                        if &hello[..8] != MAGIC || world as usize != env.world || r == 0 || r >= env.world {
+                        if &hello[..8] != MAGIC
+                            || world as usize != env.world
+                            || r == 0
+                            || r >= env.world
+                        {
                             return Err(Error::Msg(format!(
                                 "distributed training: a peer joined as rank {r} of {world}, this job has {} ranks",
                                 env.world
@@ -269,9 +284,8 @@ impl Tcp {
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                         if Instant::now() > deadline {
-                            let missing: Vec<usize> = (1..env.world)
-                                .filter(|r| slots[r - 1].is_none())
-                                .collect();
+                            let missing: Vec<usize> =
+                                (1..env.world).filter(|r| slots[r - 1].is_none()).collect();
                             return Err(Error::Msg(format!(
                                 "distributed training: ranks {missing:?} did not join {addr} within {timeout:?}"
                             )));
@@ -391,7 +405,10 @@ impl Collective for Tcp {
 
     fn broadcast(&self, t: &Tensor, root: usize) -> Result<Tensor> {
         if root >= self.world {
-            return Err(Error::Msg(format!("broadcast from rank {root} of {}", self.world)));
+            return Err(Error::Msg(format!(
+                "broadcast from rank {root} of {}",
+                self.world
+            )));
         }
         let n = t.elem_count();
         // A root other than 0 hands its tensor to rank 0 first.
@@ -458,10 +475,15 @@ mod nccl {
                 candle_core::Error::Msg(format!("NCCL: {e:?}"))
             };
             match self.root {
-                None => self.comm.all_reduce(&src, &mut dst, &ReduceOp::Sum).map_err(e)?,
+                None => self
+                    .comm
+                    .all_reduce(&src, &mut dst, &ReduceOp::Sum)
+                    .map_err(e)?,
                 Some(root) => {
                     let send = (self.comm.rank() == root).then_some(&src);
-                    self.comm.broadcast(send, &mut dst, root as i32).map_err(e)?
+                    self.comm
+                        .broadcast(send, &mut dst, root as i32)
+                        .map_err(e)?
                 }
             };
             Ok((
@@ -574,7 +596,10 @@ pub fn setup_rank(
                 )));
             }
             *all.get(env.local_rank).ok_or_else(|| {
-                Error::Config(format!("LOCAL_RANK {} has no device in --devices {list}", env.local_rank))
+                Error::Config(format!(
+                    "LOCAL_RANK {} has no device in --devices {list}",
+                    env.local_rank
+                ))
             })?
         }
         None => match device.parse::<DeviceSpec>()? {
@@ -664,7 +689,10 @@ pub fn all_reduce_grads(
         let mut off = 0;
         for (_, v) in &sorted[i..j] {
             let k = v.elem_count();
-            let g = summed.narrow(0, off, k)?.reshape(v.shape())?.to_dtype(v.dtype())?;
+            let g = summed
+                .narrow(0, off, k)?
+                .reshape(v.shape())?
+                .to_dtype(v.dtype())?;
             grads.insert(v, g);
             off += k;
         }
@@ -725,7 +753,10 @@ mod tests {
         let (b, w) = (2, 3);
         let shards: Vec<Vec<usize>> = (0..w).map(|r| shard(&order, r, w)).collect();
         for k in 0..4 {
-            let mut union: Vec<usize> = shards.iter().flat_map(|s| s[k * b..(k + 1) * b].to_vec()).collect();
+            let mut union: Vec<usize> = shards
+                .iter()
+                .flat_map(|s| s[k * b..(k + 1) * b].to_vec())
+                .collect();
             let mut want = order[k * b * w..(k + 1) * b * w].to_vec();
             union.sort();
             want.sort();
@@ -763,15 +794,24 @@ mod tests {
 
     fn vars(seed: f32) -> Vec<(String, Var)> {
         // Names out of order, shapes of different sizes.
-        [("b.weight", vec![3, 4]), ("a.bias", vec![5]), ("c", vec![2, 2, 2])]
-            .into_iter()
-            .enumerate()
-            .map(|(i, (n, s))| {
-                let len: usize = s.iter().product();
-                let v: Vec<f32> = (0..len).map(|k| seed + (i * 100 + k) as f32 * 0.01).collect();
-                (n.to_string(), Var::from_tensor(&Tensor::from_vec(v, s, &Device::Cpu).unwrap()).unwrap())
-            })
-            .collect()
+        [
+            ("b.weight", vec![3, 4]),
+            ("a.bias", vec![5]),
+            ("c", vec![2, 2, 2]),
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, (n, s))| {
+            let len: usize = s.iter().product();
+            let v: Vec<f32> = (0..len)
+                .map(|k| seed + (i * 100 + k) as f32 * 0.01)
+                .collect();
+            (
+                n.to_string(),
+                Var::from_tensor(&Tensor::from_vec(v, s, &Device::Cpu).unwrap()).unwrap(),
+            )
+        })
+        .collect()
     }
 
     #[test]
@@ -789,12 +829,23 @@ mod tests {
                 let mut g = loss.backward().unwrap();
                 let calls = all_reduce_grads(&mut g, &vs, c, bucket).unwrap();
                 let read = |i: usize| -> Vec<f32> {
-                    g.get(&vs[i].1).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+                    g.get(&vs[i].1)
+                        .unwrap()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1()
+                        .unwrap()
                 };
                 (calls, read(0), read(1), read(2))
             });
             let vs = vars(0.0);
-            let w: Vec<f32> = vs[0].1.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
+            let w: Vec<f32> = vs[0]
+                .1
+                .as_tensor()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
             for (calls, g0, g1, g2) in &out {
                 // mean over ranks of 2·k·w, k = 1, 2, 3 → 4w; of k → 2; of (1, 0, 1) → 2/3.
                 for (g, w) in g0.iter().zip(&w) {
@@ -821,7 +872,13 @@ mod tests {
             let vs = vars(c.rank() as f32);
             broadcast_vars(&vs, c).unwrap();
             vs.iter()
-                .map(|(_, v)| v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap())
+                .map(|(_, v)| {
+                    v.as_tensor()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1::<f32>()
+                        .unwrap()
+                })
                 .collect::<Vec<_>>()
         });
         assert_eq!(out[0], out[1]);
@@ -836,7 +893,11 @@ mod tests {
     fn tcp_ranks_agree_with_local_ranks_bit_for_bit() {
         let port = free_port().unwrap();
         let world = 3;
-        let data = |r: usize| -> Vec<f32> { (0..1000).map(|i| ((i * 7 + r * 13) as f32).sin() * 1e3).collect() };
+        let data = |r: usize| -> Vec<f32> {
+            (0..1000)
+                .map(|i| ((i * 7 + r * 13) as f32).sin() * 1e3)
+                .collect()
+        };
         let tcp: Vec<Vec<f32>> = std::thread::scope(|s| {
             let hs: Vec<_> = (0..world)
                 .map(|rank| {
@@ -872,15 +933,20 @@ mod tests {
     #[test]
     fn rank_environment_is_read_as_torchrun_sets_it() {
         let env = |pairs: &[(&str, &str)]| {
-            let m: std::collections::HashMap<String, String> =
-                pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            let m: std::collections::HashMap<String, String> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
             RankEnv::from_vars(move |k| m.get(k).cloned())
         };
         assert_eq!(env(&[]).unwrap(), None);
         let e = env(&[("WORLD_SIZE", "4"), ("RANK", "2"), ("MASTER_PORT", "1234")])
             .unwrap()
             .unwrap();
-        assert_eq!((e.rank, e.local_rank, e.world, e.master_port), (2, 2, 4, 1234));
+        assert_eq!(
+            (e.rank, e.local_rank, e.world, e.master_port),
+            (2, 2, 4, 1234)
+        );
         assert_eq!(e.master_addr, "127.0.0.1");
         for bad in [
             vec![("WORLD_SIZE", "2")],
@@ -891,9 +957,12 @@ mod tests {
             assert!(env(&bad).is_err(), "{bad:?}");
         }
         let vars = RankEnv::vars(1, 2, 4000);
-        let got = env(&vars.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>())
-            .unwrap()
-            .unwrap();
+        let got = env(&vars
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect::<Vec<_>>())
+        .unwrap()
+        .unwrap();
         assert_eq!((got.rank, got.world, got.master_port), (1, 2, 4000));
     }
 }

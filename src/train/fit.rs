@@ -1,10 +1,10 @@
 //! The training loop: data-parallel forward and backward, AdamW steps, evaluation every epoch,
 //! metrics, plots, checkpoints (at epoch ends and every few steps) and bit-for-bit resume.
+use super::dist::{all_reduce_grads, broadcast_vars, shard, sum_scalars, Collective, BUCKET_BYTES};
 use super::{
     clip_grad_norm, cross_entropy, lr_at, plot_history, AdamW, EpochMetrics, TrainConfig,
     TrainSummary, TrainerState,
 };
-use super::dist::{all_reduce_grads, broadcast_vars, shard, sum_scalars, Collective, BUCKET_BYTES};
 use crate::data::Loader;
 use crate::models::ImageClassifier;
 use crate::nn::{Ctx, ParamStore};
@@ -42,7 +42,11 @@ pub fn evaluate_shard(
     let order = loader.order(0, false);
     // No padding here: every item once, on one rank.
     let order: Vec<usize> = match dist {
-        Some(c) => order.into_iter().skip(c.rank()).step_by(c.world()).collect(),
+        Some(c) => order
+            .into_iter()
+            .skip(c.rank())
+            .step_by(c.world())
+            .collect(),
         None => order,
     };
     let (mut loss_sum, mut correct, mut n) = (0f64, 0usize, 0usize);
@@ -426,7 +430,11 @@ pub fn fit(
         None => order,
     };
     let steps_per_epoch = match dist {
-        Some(c) => train.dataset.len().div_ceil(c.world()).div_ceil(train.batch_size.max(1)),
+        Some(c) => train
+            .dataset
+            .len()
+            .div_ceil(c.world())
+            .div_ceil(train.batch_size.max(1)),
         None => train.num_batches(),
     };
     let total_steps = steps_per_epoch.div_ceil(cfg.grad_accum.max(1)) * cfg.epochs;
@@ -480,7 +488,11 @@ pub fn fit(
                 // Logged over the world's batch: (Σ loss·n, Σ correct, Σ n) / world.
                 let s = sum_scalars(
                     c,
-                    &[step.loss * idx.len() as f64, step.correct as f64, idx.len() as f64],
+                    &[
+                        step.loss * idx.len() as f64,
+                        step.correct as f64,
+                        idx.len() as f64,
+                    ],
                 )?;
                 items = s[2].round() as usize;
                 step.loss = s[0] / s[2].max(1.0);
@@ -578,8 +590,7 @@ pub fn fit(
         }
         progress.finish();
         let seconds = seconds_before + t0.elapsed().as_secs_f64();
-        let (test_loss, test_accuracy) =
-            evaluate_shard(model, test, opts.threads, device, dist)?;
+        let (test_loss, test_accuracy) = evaluate_shard(model, test, opts.threads, device, dist)?;
         state.epoch = epoch + 1;
         state.train_seconds += seconds;
         let m = EpochMetrics {

@@ -105,8 +105,14 @@ struct Slot {
     var: Var,
     decay: bool,
     lr_scale: f64,
-    m: Vec<f32>,
-    v: Vec<f32>,
+    moments: Moments,
+}
+
+/// Adam's moments: plain vectors beside CPU weights (one fused loop per tensor), tensors on
+/// the weights' device elsewhere (a GPU updates in place of a round trip through the host).
+enum Moments {
+    Host { m: Vec<f32>, v: Vec<f32> },
+    Device { m: Tensor, v: Tensor },
 }
 
 /// `torch.optim.AdamW`, step for step:
@@ -149,13 +155,28 @@ impl AdamW {
                     var.rank(),
                     norm_ids.contains(&var.as_tensor().id()),
                 );
+                let moments = if crate::nn::cpu::kernels_apply(var.as_tensor()) {
+                    Moments::Host {
+                        m: vec![0.0; n],
+                        v: vec![0.0; n],
+                    }
+                } else {
+                    let z = || Tensor::zeros(var.shape(), DType::F32, var.device());
+                    match (z(), z()) {
+                        (Ok(m), Ok(v)) => Moments::Device { m, v },
+                        // Cannot allocate there: the host loop still works.
+                        _ => Moments::Host {
+                            m: vec![0.0; n],
+                            v: vec![0.0; n],
+                        },
+                    }
+                };
                 Slot {
                     name,
                     var,
                     decay,
                     lr_scale: 1.0,
-                    m: vec![0.0; n],
-                    v: vec![0.0; n],
+                    moments,
                 }
             })
             .collect();
@@ -194,6 +215,14 @@ impl AdamW {
         self.slots.iter().map(|s| s.name.clone()).collect()
     }
 
+    /// True when every moment lives as a tensor on its weight's device (weights off the CPU, or
+    /// the CPU kernels switched off) rather than in host vectors.
+    pub fn moments_on_device(&self) -> bool {
+        self.slots
+            .iter()
+            .all(|s| matches!(s.moments, Moments::Device { .. }))
+    }
+
     /// Names of parameters that got no gradient (a sign of an op without backward).
     pub fn missing_grads(&self, grads: &GradStore) -> Vec<String> {
         self.slots
@@ -212,6 +241,25 @@ impl AdamW {
         let bc2_sqrt = (1.0 - c.beta2.powi(t)).sqrt();
         for s in self.slots.iter_mut() {
             let Some(g) = grads.get(&s.var) else { continue };
+            let (m, v) = match &mut s.moments {
+                Moments::Host { m, v } => (m, v),
+                Moments::Device { m, v } => {
+                    // The same formulas as tensor ops on the weights' device.
+                    let lr = lr * s.lr_scale;
+                    let g = g.to_dtype(DType::F32)?;
+                    let mut p = s.var.as_tensor().to_dtype(DType::F32)?;
+                    if s.decay {
+                        p = (p * (1.0 - lr * c.weight_decay))?;
+                    }
+                    // m.lerp_(g, 1 - β1); v = β2·v + (1 - β2)·g²
+                    *m = (&*m + ((&g - &*m)? * (1.0 - c.beta1))?)?;
+                    *v = ((&*v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
+                    let denom = ((v.sqrt()? / bc2_sqrt)? + c.eps)?;
+                    let p = (p - ((&*m / denom)? * (lr / bc1))?)?;
+                    s.var.set(&p.to_dtype(s.var.dtype())?)?;
+                    continue;
+                }
+            };
             let g = g.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
             let mut p = s
                 .var
@@ -235,10 +283,10 @@ impl AdamW {
             for i in 0..p.len() {
                 let gi = g[i];
                 p[i] *= decay;
-                s.m[i] += (gi - s.m[i]) * (1.0 - b1);
-                s.v[i] = s.v[i] * b2 + (1.0 - b2) * gi * gi;
-                let denom = s.v[i].sqrt() / bc2s + eps;
-                p[i] -= step_size * s.m[i] / denom;
+                m[i] += (gi - m[i]) * (1.0 - b1);
+                v[i] = v[i] * b2 + (1.0 - b2) * gi * gi;
+                let denom = v[i].sqrt() / bc2s + eps;
+                p[i] -= step_size * m[i] / denom;
             }
             let new =
                 Tensor::from_vec(p, s.var.shape(), s.var.device())?.to_dtype(s.var.dtype())?;
@@ -252,14 +300,15 @@ impl AdamW {
         let mut out = vec![];
         for s in &self.slots {
             let dev = s.var.device();
-            out.push((
-                format!("{}.exp_avg", s.name),
-                Tensor::from_vec(s.m.clone(), s.var.shape(), dev)?,
-            ));
-            out.push((
-                format!("{}.exp_avg_sq", s.name),
-                Tensor::from_vec(s.v.clone(), s.var.shape(), dev)?,
-            ));
+            let (m, v) = match &s.moments {
+                Moments::Host { m, v } => (
+                    Tensor::from_vec(m.clone(), s.var.shape(), dev)?,
+                    Tensor::from_vec(v.clone(), s.var.shape(), dev)?,
+                ),
+                Moments::Device { m, v } => (m.clone(), v.clone()),
+            };
+            out.push((format!("{}.exp_avg", s.name), m));
+            out.push((format!("{}.exp_avg_sq", s.name), v));
         }
         Ok(out)
     }
@@ -267,19 +316,30 @@ impl AdamW {
     /// Restores moments saved by [`AdamW::state_tensors`]; every slot must be present.
     pub fn load_state(&mut self, tensors: &HashMap<String, Tensor>, step: u64) -> Result<()> {
         for s in self.slots.iter_mut() {
-            for (suffix, dst) in [("exp_avg", &mut s.m), ("exp_avg_sq", &mut s.v)] {
+            let n = s.var.elem_count();
+            let get = |suffix: &str| -> Result<Tensor> {
                 let key = format!("{}.{suffix}", s.name);
                 let t = tensors
                     .get(&key)
                     .ok_or_else(|| Error::Msg(format!("optimizer state has no tensor {key}")))?;
-                if t.elem_count() != dst.len() {
+                if t.elem_count() != n {
                     return Err(Error::Shape(format!(
-                        "optimizer tensor {key} has {} values, expected {}",
+                        "optimizer tensor {key} has {} values, expected {n}",
                         t.elem_count(),
-                        dst.len()
                     )));
                 }
-                *dst = t.flatten_all()?.to_vec1::<f32>()?;
+                Ok(t.to_dtype(DType::F32)?)
+            };
+            let (m, v) = (get("exp_avg")?, get("exp_avg_sq")?);
+            match &mut s.moments {
+                Moments::Host { m: hm, v: hv } => {
+                    *hm = m.flatten_all()?.to_vec1::<f32>()?;
+                    *hv = v.flatten_all()?.to_vec1::<f32>()?;
+                }
+                Moments::Device { m: dm, v: dv } => {
+                    *dm = m.reshape(s.var.shape())?.to_device(s.var.device())?;
+                    *dv = v.reshape(s.var.shape())?.to_device(s.var.device())?;
+                }
             }
         }
         self.step = step;
@@ -291,14 +351,23 @@ impl AdamW {
 /// (`torch.nn.utils.clip_grad_norm_`). Returns the norm before clipping.
 pub fn clip_grad_norm(grads: &mut GradStore, vars: &[Var], max_norm: f64) -> Result<f64> {
     let mut total = 0f64;
+    // Off the CPU the squares are summed where they are: one read back, not one per tensor.
+    let mut on_device: Option<Tensor> = None;
     for v in vars {
         if let Some(g) = grads.get(v) {
-            total += g
-                .to_dtype(DType::F64)?
-                .sqr()?
-                .sum_all()?
-                .to_scalar::<f64>()?;
+            let sq = g.to_dtype(DType::F64)?.sqr()?.sum_all()?;
+            if g.device().is_cpu() {
+                total += sq.to_scalar::<f64>()?;
+            } else {
+                on_device = Some(match on_device {
+                    Some(acc) => (acc + sq)?,
+                    None => sq,
+                });
+            }
         }
+    }
+    if let Some(t) = on_device {
+        total += t.to_scalar::<f64>()?;
     }
     let norm = total.sqrt();
     let coef = max_norm / (norm + 1e-6);

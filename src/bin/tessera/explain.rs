@@ -78,9 +78,12 @@ pub fn run(a: Args) -> Result<()> {
     };
     req.validate()?;
     let device = a.device.open()?;
-    let explainer =
-        Explainer::from_pretrained(&a.model, &a.bpe.bpe, &super::common::inference_load(&device))?
-            .with_processor_backend(a.processor.backend);
+    let explainer = Explainer::from_pretrained(
+        &a.model,
+        &a.bpe.bpe,
+        &super::common::inference_load(&device),
+    )?
+    .with_processor_backend(a.processor.backend);
     let img = ImageSource::parse(&a.image).load()?;
     if let Explainer::Detector(det) = &explainer {
         let maps = tessera::explain::detection_attention(det, &img, a.threshold, a.head_fusion)?;
