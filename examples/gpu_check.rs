@@ -89,8 +89,8 @@ fn parity(gpu: &Device, r: &mut Report) -> R<()> {
     // HF ViT classifier: fp32 and bf16.
     let io = load("hf_vit_cls", "io.safetensors", &cpu)?;
     let opts = LoadOptions::default().task(Task::ImageClassification);
-    let mc = HfVit::load(&fixture("hf_vit_cls"), &opts)?.model;
-    let mg = HfVit::load(&fixture("hf_vit_cls"), &opts.clone().device(gpu))?.model;
+    let mc = HfVit::load(fixture("hf_vit_cls"), &opts)?.model;
+    let mg = HfVit::load(fixture("hf_vit_cls"), &opts.clone().device(gpu))?.model;
     let want = mc.forward(&io["pixel_values"], &mut Ctx::inference())?;
     let x = io["pixel_values"].to_device(gpu)?;
     let got = mg.forward(&x, &mut Ctx::inference())?;
@@ -113,8 +113,8 @@ fn parity(gpu: &Device, r: &mut Report) -> R<()> {
     let io = load("clip_tiny", "io.safetensors", &cpu)?;
     let ids = io["input_ids"].to_dtype(DType::U32)?;
     let mask = io["attention_mask"].to_dtype(DType::F32)?;
-    let cc = Clip::load(&fixture("clip_tiny"), &LoadOptions::default())?.model;
-    let cg = Clip::load(&fixture("clip_tiny"), &LoadOptions::default().device(gpu))?.model;
+    let cc = Clip::load(fixture("clip_tiny"), &LoadOptions::default())?.model;
+    let cg = Clip::load(fixture("clip_tiny"), &LoadOptions::default().device(gpu))?.model;
     let want = cc.forward(
         &io["pixel_values"],
         &ids,

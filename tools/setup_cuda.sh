@@ -11,8 +11,9 @@
 # cannot JIT PTX written by a newer nvcc. CUDA_COMPUTE_CAP defaults to 90 (H100/H200).
 #
 #   tools/setup_cuda.sh            # install the toolchain only
-#   tools/setup_cuda.sh check      # + cargo check --release --features nccl  (what CI runs)
-#   tools/setup_cuda.sh build      # + cargo build --release --features nccl  (the binary for tools/gpu_check.sh)
+#   tools/setup_cuda.sh check      # + cargo check --release --features nccl --all-targets (CI)
+#   tools/setup_cuda.sh build      # + the CUDA tessera binary (target/cuda/release/tessera)
+#   tools/setup_cuda.sh example    # + target/cuda/gpu_check.xz, for tools/gpu_check.sh
 #
 # Then, in a shell: `source tools/setup_cuda.sh env` sets PATH/CUDA_HOME/CUDA_COMPUTE_CAP.
 set -euo pipefail
@@ -73,9 +74,21 @@ if [ ! -f "$stamp" ]; then
 fi
 
 cd "$root"
+# Its own target directory: the CUDA build does not overwrite the CPU one's binaries.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target/cuda}"
 case "${1:-}" in
-  check) cargo check --release --features nccl --all-targets ;;
+  check)
+    # Type-checks every target with CUDA and NCCL (what CI runs). Nothing here runs the
+    # static kernels candle compiles to SASS, so ptxas may skip optimising them.
+    NVCC_APPEND_FLAGS="${NVCC_APPEND_FLAGS:--Xptxas -O0}" \
+      cargo check --release --features nccl --all-targets ;;
   build) cargo build --release --features nccl --bin tessera ;;
+  example)
+    # The GPU check's one binary, stripped and xz-compressed for the GPU machine.
+    cargo build --release --features nccl --example gpu_check
+    strip -o "$CARGO_TARGET_DIR/gpu_check" "$CARGO_TARGET_DIR/release/examples/gpu_check"
+    xz -T0 -6 -f "$CARGO_TARGET_DIR/gpu_check"
+    ls -la "$CARGO_TARGET_DIR/gpu_check.xz" ;;
   "") ;;
-  *) echo "usage: tools/setup_cuda.sh [check|build|env]" >&2; exit 2 ;;
+  *) echo "usage: tools/setup_cuda.sh [check|build|example|env]" >&2; exit 2 ;;
 esac
