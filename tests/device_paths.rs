@@ -162,3 +162,41 @@ fn clip_embeddings_match_in_f32_and_agree_in_bf16() {
         }
     }
 }
+
+/// The trainer as on a GPU: batches prefetched on a thread of their own, composite ops, AdamW
+/// moments as tensors. It learns, and a stopped and resumed run ends where an uninterrupted
+/// one does, bit for bit.
+#[test]
+fn training_with_prefetched_batches_learns_and_resumes_exactly() {
+    gpu_path();
+    use tessera::train::recipes::{train_vit, TrainSpec};
+    let d = tempfile::tempdir().unwrap();
+    let spec = |out: &str| TrainSpec {
+        device: "cpu".into(),
+        epochs: Some(2),
+        threads: 1,
+        output: Some(d.path().join(out)),
+        ..TrainSpec::default()
+    };
+    let whole = train_vit(&spec("whole"), &tessera::progress::Silent).unwrap();
+    assert!(
+        whole.summary.test_accuracy > 0.5,
+        "{}",
+        whole.summary.test_accuracy
+    );
+    let first = TrainSpec {
+        stop_after: Some(1),
+        ..spec("parts")
+    };
+    train_vit(&first, &tessera::progress::Silent).unwrap();
+    let rest = TrainSpec {
+        resume: true,
+        ..spec("parts")
+    };
+    train_vit(&rest, &tessera::progress::Silent).unwrap();
+    let w = |name: &str| load(&d.path().join(name).join("model.safetensors"));
+    let (a, b) = (w("whole"), w("parts"));
+    for (k, t) in &a {
+        assert_eq!(max_abs_diff(t, &b[k]), 0.0, "{k}");
+    }
+}

@@ -281,6 +281,26 @@ pub struct StepGrads {
 
 type ShardOut = (candle_core::backprop::GradStore, f64, usize);
 
+/// Forward and backward of one shard: its loss weighted by `weight` (its share of the batch),
+/// dropout seeded by `seed`; the gradients, the weighted loss and the correct count.
+fn shard_grads(
+    model: &dyn ImageClassifier,
+    batch: &crate::data::Batch,
+    seed: u64,
+    label_smoothing: f64,
+    weight: f64,
+) -> Result<ShardOut> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let logits = model.logits(&batch.images, &mut Ctx::train(&mut rng))?;
+    let loss = cross_entropy(&logits, &batch.labels, label_smoothing)?;
+    let grads = (&loss * weight)?.backward()?;
+    Ok((
+        grads,
+        loss.to_scalar::<f32>()? as f64 * weight,
+        count_correct(&logits, &batch.labels)?,
+    ))
+}
+
 /// Forward and backward of the batch `idx`, split into `threads` shards computed concurrently.
 /// Each shard's loss is weighted by its share of the batch, so the summed gradients equal the
 /// full batch's mean-loss gradients.
@@ -300,17 +320,14 @@ pub fn grads_data_parallel(
     let total = idx.len() as f64;
     let run = |k: usize, part: &[usize]| -> Result<ShardOut> {
         let batch = loader.batch(part, true, epoch, device)?;
-        let mut rng =
-            ChaCha8Rng::seed_from_u64(step_seed ^ (k as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
-        let logits = model.logits(&batch.images, &mut Ctx::train(&mut rng))?;
-        let loss = cross_entropy(&logits, &batch.labels, label_smoothing)?;
-        let weight = part.len() as f64 / total;
-        let grads = (&loss * weight)?.backward()?;
-        Ok((
-            grads,
-            loss.to_scalar::<f32>()? as f64 * weight,
-            count_correct(&logits, &batch.labels)?,
-        ))
+        let seed = step_seed ^ (k as u64).wrapping_mul(0x2545_F491_4F6C_DD1D);
+        shard_grads(
+            model,
+            &batch,
+            seed,
+            label_smoothing,
+            part.len() as f64 / total,
+        )
     };
     let parts: Vec<&[usize]> = idx.chunks(per.max(1)).collect();
     let results: Vec<Result<ShardOut>> = if parts.len() == 1 {
@@ -464,130 +481,166 @@ pub fn fit(
         let accum = cfg.grad_accum.max(1);
         let batches: Vec<&[usize]> = order.chunks(train.batch_size.max(1)).collect();
         let mut pending: Option<candle_core::backprop::GradStore> = None;
-        for (bi, idx) in batches.iter().enumerate().skip(resume_at) {
-            let micro = bi % accum;
-            // Dropout's RNG is a function of (seed, step, micro-batch, shard): resuming replays
-            // the same masks.
-            let step_seed = cfg.seed
-                ^ (state.global_step as u64).wrapping_mul(0xD1B5_4A32_D192_ED03)
-                ^ (micro as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            let step = grads_data_parallel(
-                model,
-                train,
-                idx,
-                epoch,
-                step_seed,
-                cfg.label_smoothing,
-                opts.threads,
-                device,
-            )?;
-            let mut step = step;
-            let mut items = idx.len();
-            if let Some(c) = dist {
-                all_reduce_grads(&mut step.grads, &named_vars, c, BUCKET_BYTES)?;
-                // Logged over the world's batch: (Σ loss·n, Σ correct, Σ n) / world.
-                let s = sum_scalars(
-                    c,
-                    &[
-                        step.loss * idx.len() as f64,
-                        step.correct as f64,
-                        idx.len() as f64,
-                    ],
-                )?;
-                items = s[2].round() as usize;
-                step.loss = s[0] / s[2].max(1.0);
-                step.correct = s[1].round() as usize;
-            }
-            // Before any update: a NaN loss must not reach the weights (or a checkpoint).
-            if !step.loss.is_finite() {
-                return Err(Error::Msg(format!(
-                    "loss became {} at step {}: try a lower learning rate",
-                    step.loss, state.global_step
-                )));
-            }
-            loss_sum += step.loss * items as f64;
-            correct += step.correct;
-            seen += items;
-            // Average over the micro-batches of one optimizer step.
-            let group = accum.min(batches.len() - (bi - micro));
-            // GradStore has no public constructor: the first micro-batch's store accumulates.
-            let acc = if micro == 0 {
-                let mut first = step.grads;
-                if group > 1 {
-                    for v in &var_list {
-                        if let Some(g) = first.get(v) {
-                            let g = (g / group as f64)?;
-                            first.insert(v, g);
+        // Off the CPU (and on the CPU's GPU-path check, kernels off), the next batches are
+        // read, augmented and copied to the device on a thread of their own while the device
+        // computes this one (two in flight).
+        let prefetch = !(device.is_cpu() && crate::nn::cpu::kernels_enabled());
+        std::thread::scope(|scope| -> Result<()> {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<crate::data::Batch>>(2);
+            if prefetch {
+                let todo: Vec<&[usize]> = batches[resume_at.min(batches.len())..].to_vec();
+                scope.spawn(move || {
+                    for idx in todo {
+                        if tx.send(train.batch(idx, true, epoch, device)).is_err() {
+                            break;
                         }
                     }
-                }
-                first
+                });
             } else {
-                let mut acc = pending
-                    .take()
-                    .ok_or_else(|| Error::Msg("no gradients".into()))?;
-                for v in &var_list {
-                    if let Some(g) = step.grads.get(v) {
-                        let g = (g / group as f64)?;
-                        let sum = match acc.get(v) {
-                            Some(prev) => (prev + g)?,
-                            None => g,
-                        };
-                        acc.insert(v, sum);
-                    }
-                }
-                acc
-            };
-            pending = Some(acc);
-            if micro + 1 == group {
-                let mut grads = pending
-                    .take()
-                    .ok_or_else(|| Error::Msg("no gradients".into()))?;
-                if cfg.clip_grad_norm > 0.0 {
-                    let norm = clip_grad_norm(&mut grads, &var_list, cfg.clip_grad_norm)?;
-                    if !norm.is_finite() {
-                        return Err(Error::Msg(format!(
-                            "gradient norm became {norm} at step {}: try a lower learning rate",
-                            state.global_step
-                        )));
-                    }
-                }
-                lr = lr_at(
-                    cfg.optim.lr,
-                    state.global_step,
-                    warmup,
-                    total_steps,
-                    cfg.schedule,
-                );
-                opt.step(&grads, lr)?;
-                state.global_step += 1;
-                let every = opts.save_every_steps;
-                if every > 0 && state.global_step.is_multiple_of(every) && bi + 1 < batches.len() {
-                    state.batches_done = bi + 1;
-                    state.partial = (
-                        loss_sum,
-                        correct,
-                        seen,
-                        seconds_before + t0.elapsed().as_secs_f64(),
-                    );
-                    if main {
-                        save_checkpoint(out, store, &opt, &state, model_config)?;
-                    }
-                    // Only the checkpoint carries them: the epoch goes on with its own sums.
-                    state.batches_done = 0;
-                    state.partial = Default::default();
-                }
+                drop(tx);
             }
-            let el = t0.elapsed().as_secs_f64();
-            progress.advance(
-                1,
-                &format!(
-                    "loss {:.4} {:.0} img/s",
-                    loss_sum / seen as f64,
-                    (seen - seen_before) as f64 / el
-                ),
-            );
-        }
+            for (bi, idx) in batches.iter().enumerate().skip(resume_at) {
+                let micro = bi % accum;
+                // Dropout's RNG is a function of (seed, step, micro-batch, shard): resuming replays
+                // the same masks.
+                let step_seed = cfg.seed
+                    ^ (state.global_step as u64).wrapping_mul(0xD1B5_4A32_D192_ED03)
+                    ^ (micro as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                let step = if prefetch {
+                    let batch = rx
+                        .recv()
+                        .map_err(|_| Error::Msg("the batch reader stopped".into()))??;
+                    let (grads, loss, correct) =
+                        shard_grads(model, &batch, step_seed, cfg.label_smoothing, 1.0)?;
+                    StepGrads {
+                        grads,
+                        loss,
+                        correct,
+                    }
+                } else {
+                    grads_data_parallel(
+                        model,
+                        train,
+                        idx,
+                        epoch,
+                        step_seed,
+                        cfg.label_smoothing,
+                        opts.threads,
+                        device,
+                    )?
+                };
+                let mut step = step;
+                let mut items = idx.len();
+                if let Some(c) = dist {
+                    all_reduce_grads(&mut step.grads, &named_vars, c, BUCKET_BYTES)?;
+                    // Logged over the world's batch: (Σ loss·n, Σ correct, Σ n) / world.
+                    let s = sum_scalars(
+                        c,
+                        &[
+                            step.loss * idx.len() as f64,
+                            step.correct as f64,
+                            idx.len() as f64,
+                        ],
+                    )?;
+                    items = s[2].round() as usize;
+                    step.loss = s[0] / s[2].max(1.0);
+                    step.correct = s[1].round() as usize;
+                }
+                // Before any update: a NaN loss must not reach the weights (or a checkpoint).
+                if !step.loss.is_finite() {
+                    return Err(Error::Msg(format!(
+                        "loss became {} at step {}: try a lower learning rate",
+                        step.loss, state.global_step
+                    )));
+                }
+                loss_sum += step.loss * items as f64;
+                correct += step.correct;
+                seen += items;
+                // Average over the micro-batches of one optimizer step.
+                let group = accum.min(batches.len() - (bi - micro));
+                // GradStore has no public constructor: the first micro-batch's store accumulates.
+                let acc = if micro == 0 {
+                    let mut first = step.grads;
+                    if group > 1 {
+                        for v in &var_list {
+                            if let Some(g) = first.get(v) {
+                                let g = (g / group as f64)?;
+                                first.insert(v, g);
+                            }
+                        }
+                    }
+                    first
+                } else {
+                    let mut acc = pending
+                        .take()
+                        .ok_or_else(|| Error::Msg("no gradients".into()))?;
+                    for v in &var_list {
+                        if let Some(g) = step.grads.get(v) {
+                            let g = (g / group as f64)?;
+                            let sum = match acc.get(v) {
+                                Some(prev) => (prev + g)?,
+                                None => g,
+                            };
+                            acc.insert(v, sum);
+                        }
+                    }
+                    acc
+                };
+                pending = Some(acc);
+                if micro + 1 == group {
+                    let mut grads = pending
+                        .take()
+                        .ok_or_else(|| Error::Msg("no gradients".into()))?;
+                    if cfg.clip_grad_norm > 0.0 {
+                        let norm = clip_grad_norm(&mut grads, &var_list, cfg.clip_grad_norm)?;
+                        if !norm.is_finite() {
+                            return Err(Error::Msg(format!(
+                                "gradient norm became {norm} at step {}: try a lower learning rate",
+                                state.global_step
+                            )));
+                        }
+                    }
+                    lr = lr_at(
+                        cfg.optim.lr,
+                        state.global_step,
+                        warmup,
+                        total_steps,
+                        cfg.schedule,
+                    );
+                    opt.step(&grads, lr)?;
+                    state.global_step += 1;
+                    let every = opts.save_every_steps;
+                    if every > 0
+                        && state.global_step.is_multiple_of(every)
+                        && bi + 1 < batches.len()
+                    {
+                        state.batches_done = bi + 1;
+                        state.partial = (
+                            loss_sum,
+                            correct,
+                            seen,
+                            seconds_before + t0.elapsed().as_secs_f64(),
+                        );
+                        if main {
+                            save_checkpoint(out, store, &opt, &state, model_config)?;
+                        }
+                        // Only the checkpoint carries them: the epoch goes on with its own sums.
+                        state.batches_done = 0;
+                        state.partial = Default::default();
+                    }
+                }
+                let el = t0.elapsed().as_secs_f64();
+                progress.advance(
+                    1,
+                    &format!(
+                        "loss {:.4} {:.0} img/s",
+                        loss_sum / seen as f64,
+                        (seen - seen_before) as f64 / el
+                    ),
+                );
+            }
+            Ok(())
+        })?;
         progress.finish();
         let seconds = seconds_before + t0.elapsed().as_secs_f64();
         let (test_loss, test_accuracy) = evaluate_shard(model, test, opts.threads, device, dist)?;
