@@ -3,6 +3,7 @@
 //! ranks that talk over TCP. Two ranks with batch b must train the same weights as one process
 //! with batch 2b (up to float summation order), and a stopped-and-resumed two-rank run must
 //! equal an uninterrupted one bit for bit.
+mod common;
 use candle_core::{Device, Tensor};
 use std::collections::HashMap;
 use std::path::Path;
@@ -54,18 +55,7 @@ fn rms_diff(a: &HashMap<String, Tensor>, b: &HashMap<String, Tensor>) -> f64 {
 fn max_diff(a: &HashMap<String, Tensor>, b: &HashMap<String, Tensor>) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter()
-        .map(|(k, t)| {
-            (t - &b[k])
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap()
-        })
+        .map(|(k, t)| common::max_abs_diff(t, &b[k]))
         .fold(0.0, f32::max)
 }
 

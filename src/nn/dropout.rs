@@ -94,6 +94,15 @@ pub(crate) fn dropout(x: &Tensor, p: f64, seed: u64) -> Result<Tensor> {
     if super::cpu::kernels_apply(x) {
         return x.contiguous()?.apply_op1(op);
     }
+    if x.device().is_cuda() {
+        // Drawn on the GPU (a host mask would cross the bus at every dropout): cuRAND reseeded
+        // with the mask's seed, so a run and its resume draw the same masks there (not the
+        // CPU's masks: another generator).
+        let dev = x.device();
+        dev.set_seed(seed)?;
+        let keep = Tensor::rand(0f32, 1f32, x.shape(), dev)?.ge(p)?;
+        return x * (keep.to_dtype(x.dtype())? * (1.0 / (1.0 - p)))?;
+    }
     let ones = vec![1f32; x.elem_count()];
     let mask = Tensor::from_vec(op.apply(&ones), x.shape(), x.device())?.to_dtype(x.dtype())?;
     x * mask
