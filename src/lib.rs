@@ -8,6 +8,8 @@
 //! - [`nn`]: the shared blocks (one attention, one MLP, one pre/post-norm block, patch
 //!   embedding), differentiable CPU ops, the inference path, and the parameter store that loads
 //!   and reports checkpoints.
+//! - [`device`]: `--device auto|cpu|cuda[:N]`, `--devices` lists, what `--dtype auto` means on
+//!   each (CUDA with the `cuda` feature).
 //! - [`hub`]: model arguments as local directories or hub ids, through the standard HF cache.
 //! - [`models`]: the seed ViT, HF ViT and CLIP, one loading shape for all
 //!   ([`models::Pretrained`], [`models::LoadOptions`]), and [`models::AutoModel`].

@@ -99,6 +99,7 @@ const CRATE: &[&str] = &[
     "progress",
     "kernels",
     "nn",
+    "device",
     "hub",
     "models",
     "image",
