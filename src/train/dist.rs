@@ -3,7 +3,7 @@
 //! pieces [`super::fit`] composes: the rank's shard of an epoch ([`shard`]), the same start on
 //! every rank ([`broadcast_vars`]) and the bucketed gradient all-reduce ([`all_reduce_grads`]).
 //!
-//! - [`Nccl`] (feature `nccl`): NCCL on each rank's GPU, on candle's own CUDA stream so it is
+//! - `Nccl` (feature `nccl`): NCCL on each rank's GPU, on candle's own CUDA stream so it is
 //!   ordered after the backward kernels without explicit syncs. One process per GPU: the CUDA
 //!   driver's global lock makes one thread per GPU slow.
 //! - [`Tcp`]: the same protocol between CPU processes over TCP (rank 0 gathers, sums in rank
