@@ -59,6 +59,7 @@ const NN: &[(&str, usize)] = &[
     ("patch_embed", 4),
     ("attention", 5),
     ("block", 6),
+    ("latent", 6),
     ("encoder", 7),
     ("generate", 8),
 ];

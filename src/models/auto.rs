@@ -2,6 +2,7 @@
 //! `architectures`, else the layout of its fields), loaded through its own [`Pretrained`] impl.
 use super::clip::Clip;
 use super::load::{Checkpoint, LoadOptions, Loaded, Pretrained};
+use super::perceiver::PerceiverClassifier;
 use super::vit::{hf::HfVit, VisionTransformer};
 use super::ImageClassifier;
 use crate::{Error, Result};
@@ -25,6 +26,8 @@ pub enum Family {
     Blip2,
     /// Hugging Face `OPTForCausalLM` (`opt`): a language model, see [`crate::models::opt`].
     Opt,
+    /// Hugging Face Perceiver image classifiers (`perceiver`), see [`crate::models::perceiver`].
+    Perceiver,
 }
 
 impl Family {
@@ -38,6 +41,7 @@ impl Family {
             Family::Blip => "BLIP",
             Family::Blip2 => "BLIP-2",
             Family::Opt => "OPT",
+            Family::Perceiver => "Perceiver",
         }
     }
 
@@ -56,6 +60,8 @@ impl Family {
             (Some("blip"), _) => Ok(Family::Blip),
             (Some("blip-2"), _) => Ok(Family::Blip2),
             (Some("opt"), _) => Ok(Family::Opt),
+            (Some("perceiver"), _) => Ok(Family::Perceiver),
+            (None, Some(a)) if a.starts_with("Perceiver") => Ok(Family::Perceiver),
             (None, Some(a)) if a.starts_with("ViT") => Ok(Family::Vit),
             (None, Some(a)) if a.starts_with("CLIP") => Ok(Family::Clip),
             (None, Some(a)) if a.starts_with("Detr") => Ok(Family::Detr),
@@ -65,7 +71,7 @@ impl Family {
             (None, None) if config.get("text_config").is_some() => Ok(Family::Clip),
             (None, None) => Ok(Family::SeedVit),
             (m, a) => Err(Error::Config(format!(
-                "model_type {:?} is not a model tessera reads (tessera-vit, vit, clip, detr, blip, blip-2, opt)",
+                "model_type {:?} is not a model tessera reads (tessera-vit, vit, clip, detr, blip, blip-2, opt, perceiver)",
                 m.or(a).unwrap_or("?")
             ))),
         }
@@ -79,6 +85,8 @@ pub enum AutoModel {
     Vit(HfVit),
     /// Boxed: a CLIP model is several times the size of the others' handles.
     Clip(Box<Clip>),
+    /// A Perceiver image classifier (learned, Fourier or conv preprocessing).
+    Perceiver(Box<PerceiverClassifier>),
 }
 
 /// Every hub file any family may want beyond `config.json` and the weights.
@@ -105,6 +113,8 @@ impl AutoModel {
             Family::Clip => {
                 Clip::from_checkpoint(ckpt, opts)?.map(|m| AutoModel::Clip(Box::new(m)))
             }
+            Family::Perceiver => PerceiverClassifier::from_checkpoint(ckpt, opts)?
+                .map(|m| AutoModel::Perceiver(Box::new(m))),
             Family::Detr => {
                 return Err(Error::Config(format!(
                     "{} is a DETR object detector: use `tessera detect` (ObjectDetection)",
@@ -132,6 +142,7 @@ impl AutoModel {
             AutoModel::SeedVit(_) => Family::SeedVit,
             AutoModel::Vit(_) => Family::Vit,
             AutoModel::Clip(_) => Family::Clip,
+            AutoModel::Perceiver(_) => Family::Perceiver,
         }
     }
 
@@ -140,6 +151,7 @@ impl AutoModel {
         match self {
             AutoModel::SeedVit(m) => Some(m),
             AutoModel::Vit(m @ HfVit::Classifier { .. }) => Some(m),
+            AutoModel::Perceiver(m) => Some(m.as_ref()),
             _ => None,
         }
     }
@@ -150,6 +162,7 @@ impl AutoModel {
             AutoModel::SeedVit(m) => AutoModel::SeedVit(m.with_dtype(dtype)?),
             AutoModel::Vit(m) => AutoModel::Vit(m.with_dtype(dtype)?),
             AutoModel::Clip(m) => AutoModel::Clip(Box::new(m.with_dtype(dtype)?)),
+            AutoModel::Perceiver(m) => AutoModel::Perceiver(Box::new(m.with_dtype(dtype)?)),
         })
     }
 }

@@ -13,6 +13,7 @@ pub mod clip;
 pub mod detr;
 mod load;
 pub mod opt;
+pub mod perceiver;
 pub mod resnet;
 pub mod text_tokenizer;
 pub mod vit;

@@ -348,26 +348,10 @@ impl Attention {
         mask: Option<&Tensor>,
         ctx: &mut Ctx,
     ) -> Result<Tensor> {
-        let scale = 1.0 / (self.head_dim as f64).sqrt();
-        // [B, H, N, Dh] @ [B, H, Dh, M] -> [B, H, N, M]
-        let mut scores = (q * scale)?.matmul(&k.t()?)?;
-        if let Some(m) = mask {
-            scores = scores.broadcast_add(&m.to_dtype(scores.dtype())?)?;
-        }
-        let mut probs = ops::softmax_last_dim(&scores)?;
-        if let Some(trace) = ctx.trace.as_deref_mut() {
-            trace.attentions.push(probs.detach());
-            if let Some(probes) = trace.probes.as_mut() {
-                // A zero variable added to the probabilities: its gradient is dy/dA for this
-                // layer, with the full graph intact (candle keeps gradients of variables only).
-                let z = candle_core::Var::zeros(probs.shape(), probs.dtype(), probs.device())?;
-                probs = (probs + z.as_tensor())?;
-                probes.push(z);
-            }
-        }
-        let probs = ctx.dropout(&probs, self.attn_dropout)?;
-        // [B, H, N, M] @ [B, H, M, Dh] -> [B, H, N, Dh] -> [B, N, H, Dh] -> [B, N, D]
-        probs.matmul(&v)?.transpose(1, 2)?.reshape((b, n, d))
+        // [B, H, N, Dh] -> [B, N, H, Dh] -> [B, N, D]
+        attend_heads(&q, &k, &v, mask, self.attn_dropout, ctx)?
+            .transpose(1, 2)?
+            .reshape((b, n, d))
     }
 
     /// Attention with separate query, key and value inputs ([B, N, D], [B, M, D'], [B, M, D']),
@@ -509,4 +493,39 @@ pub fn padding_mask(keep: &Tensor, dtype: DType) -> Result<Tensor> {
         .affine(f32::MAX as f64, 0.0)?
         .neg()?;
     neg.reshape((b, 1, 1, m))?.to_dtype(dtype)
+}
+
+/// Scaled dot-product attention over split heads, in composite ops: `q` [B, H, N, Dk], `k`
+/// [B, H, M, Dk], `v` [B, H, M, Dv] → [B, H, N, Dv]. Scores are scaled by 1/√Dk, `mask` is
+/// additive (broadcastable to [B, H, N, M]); the probabilities go to the trace (with a gradient
+/// probe when asked) and are dropped at rate `dropout` in training. Every attention's core,
+/// whatever its projections (see also [`super::latent`]).
+pub(crate) fn attend_heads(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    dropout: f64,
+    ctx: &mut Ctx,
+) -> Result<Tensor> {
+    let scale = 1.0 / (q.dim(candle_core::D::Minus1)? as f64).sqrt();
+    // [B, H, N, Dk] @ [B, H, Dk, M] -> [B, H, N, M]
+    let mut scores = (q * scale)?.matmul(&k.t()?)?;
+    if let Some(m) = mask {
+        scores = scores.broadcast_add(&m.to_dtype(scores.dtype())?)?;
+    }
+    let mut probs = ops::softmax_last_dim(&scores)?;
+    if let Some(trace) = ctx.trace.as_deref_mut() {
+        trace.attentions.push(probs.detach());
+        if let Some(probes) = trace.probes.as_mut() {
+            // A zero variable added to the probabilities: its gradient is dy/dA for this
+            // layer, with the full graph intact (candle keeps gradients of variables only).
+            let z = candle_core::Var::zeros(probs.shape(), probs.dtype(), probs.device())?;
+            probs = (probs + z.as_tensor())?;
+            probes.push(z);
+        }
+    }
+    let probs = ctx.dropout(&probs, dropout)?;
+    // [B, H, N, M] @ [B, H, M, Dv] -> [B, H, N, Dv]
+    probs.matmul(v)
 }

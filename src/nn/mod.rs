@@ -11,7 +11,9 @@
 //!    backward), [`infer`] (the gradient-free inference linear on packed weights).
 //! 4. [`ctx`]: per-forward state and [`Ctx::path`], the one predicate that picks a module's path.
 //! 5. [`layers`] (Linear, LayerNorm), [`patch_embed`].
-//! 6. [`attention`] (with its KV cache) → 7. [`block`] (MLP, encoder block) → 8. [`encoder`].
+//! 6. [`attention`] (with its KV cache) → 7. [`block`] (MLP, encoder block) → 8. [`encoder`];
+//!    beside the block, [`latent`]: the Perceiver's layer (latents cross-attending into a long
+//!    input, separate query/key and value widths, the optional query residual).
 //! 9. [`generate`]: the one generation loop (greedy, sampling, beam search) over any
 //!    [`generate::Decoder`].
 //!
@@ -27,6 +29,7 @@ pub mod encoder;
 pub mod generate;
 pub mod infer;
 pub mod interpolate;
+pub mod latent;
 pub mod layers;
 pub mod math;
 pub mod ops;
@@ -43,6 +46,7 @@ pub use block::{BlockConfig, BlockNames, DecoderBlock, DecoderNames, EncoderBloc
 pub use ctx::{Ctx, Path, Trace};
 pub use encoder::Encoder;
 pub use infer::{inference_dtype, PackedWeight};
+pub use latent::{LatentConfig, LatentLayer};
 pub use layers::{LayerNorm, Linear, Then};
 pub use patch_embed::{check_patch_grid, PatchEmbed};
 pub use store::{LoadReport, ParamStore};

@@ -4,7 +4,7 @@
 use super::{ranked, ImageSource, LabelScore};
 use crate::image::ProcessorConfig;
 use crate::models::vit::VitConfig;
-use crate::models::{AutoModel, ImageClassifier, LoadOptions, Loaded};
+use crate::models::{AutoModel, ImageClassifier, LoadOptions, Loaded, Pretrained};
 use crate::nn::Ctx;
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor, D};
@@ -102,6 +102,11 @@ impl ImageClassification {
             AutoModel::Vit(m) => {
                 Inputs::Processor(ProcessorConfig::in_dir_or(loaded.dir.as_deref(), || {
                     ProcessorConfig::vit(m.backbone().config.image_size as u32)
+                })?)
+            }
+            AutoModel::Perceiver(m) => {
+                Inputs::Processor(ProcessorConfig::in_dir_or(loaded.dir.as_deref(), || {
+                    ProcessorConfig::perceiver(m.config().image_size as u32)
                 })?)
             }
             AutoModel::Clip(_) => {

@@ -150,6 +150,28 @@ impl ProcessorConfig {
         }
     }
 
+    /// `PerceiverImageProcessor` for `size`×`size` inputs: the centre `size/256·224`… of the
+    /// shorter side (crop_size scaled as 256 is to 224), bicubic resize, ImageNet mean/std.
+    pub fn perceiver(size: u32) -> Self {
+        let crop = (size as u64 * 256 / 224) as u32;
+        ProcessorConfig {
+            image_processor_type: Some("PerceiverImageProcessor".into()),
+            size: Size::HeightWidth {
+                height: size,
+                width: size,
+            },
+            resample: 3,
+            do_center_crop: true,
+            crop_size: Some(Size::HeightWidth {
+                height: crop,
+                width: crop,
+            }),
+            image_mean: parse::IMAGENET_MEAN.to_vec(),
+            image_std: parse::IMAGENET_STD.to_vec(),
+            ..Default::default()
+        }
+    }
+
     /// `CLIPImageProcessor` as `openai/clip-vit-base-patch32` ships it.
     pub fn clip(size: u32) -> Self {
         ProcessorConfig {
@@ -284,6 +306,31 @@ impl ProcessorConfig {
     /// `feature_extractor_type`.
     fn is_clip(&self) -> bool {
         is_clip(base_class(self.image_processor_type.as_deref(), &self.extra).as_deref())
+    }
+
+    /// `PerceiverImageProcessor` crops first, to (size / crop_size) of the shorter side, then
+    /// resizes to `size`.
+    fn is_perceiver(&self) -> bool {
+        parse::is_perceiver(
+            base_class(self.image_processor_type.as_deref(), &self.extra).as_deref(),
+        )
+    }
+
+    /// The Perceiver's crop of an `h`×`w` image: `int(size / crop_size · min(h, w))` per side.
+    fn perceiver_crop(&self, h: u32, w: u32) -> Result<(u32, u32)> {
+        let (sh, sw) = match self.size {
+            Size::HeightWidth { height, width } => (height, width),
+            Size::Square(s) => (s, s),
+            _ => {
+                return Err(Error::Config(
+                    "PerceiverImageProcessor: size must have height and width".into(),
+                ))
+            }
+        };
+        let (ch, cw) = self.crop_dims()?;
+        let min = h.min(w) as f64;
+        let side = |s: u32, c: u32| ((s as f64 / c as f64) * min) as u32;
+        Ok((side(sh, ch).max(1), side(sw, cw).max(1)))
     }
 
     /// Checks every value the pipeline uses, naming the offending field: sizes (at least 1,
@@ -428,7 +475,10 @@ impl ProcessorConfig {
         } else {
             (h, w)
         };
-        match (self.do_center_crop, self.crop_dims()) {
+        match (
+            self.do_center_crop && !self.is_perceiver(),
+            self.crop_dims(),
+        ) {
             (true, Ok(hw)) => hw,
             _ => (h, w),
         }
@@ -445,6 +495,12 @@ impl ProcessorConfig {
             return Err(Error::Msg("empty image".into()));
         }
         let mut px = rgb.into_raw();
+        let perceiver = self.is_perceiver();
+        if perceiver && self.do_center_crop {
+            let (ch, cw) = self.perceiver_crop(h, w)?;
+            px = center_crop(&px, w, h, cw, ch, backend);
+            (w, h) = (cw, ch);
+        }
         if self.do_resize {
             let (oh, ow) = self.resized_dims(h, w);
             super::limits::check_output(
@@ -455,7 +511,7 @@ impl ProcessorConfig {
             px = self.filter(backend)?.resize(&px, w, h, ow, oh);
             (w, h) = (ow, oh);
         }
-        if self.do_center_crop {
+        if self.do_center_crop && !perceiver {
             let (ch, cw) = self.crop_dims()?;
             px = center_crop(&px, w, h, cw, ch, backend);
             (w, h) = (cw, ch);

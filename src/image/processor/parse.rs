@@ -87,6 +87,10 @@ pub(super) fn is_blip(base: Option<&str>) -> bool {
     base == Some("BlipImageProcessor")
 }
 
+pub(super) fn is_perceiver(base: Option<&str>) -> bool {
+    base == Some("PerceiverImageProcessor")
+}
+
 pub(super) fn is_detr(base: Option<&str>) -> bool {
     base == Some("DetrImageProcessor")
 }

@@ -1,0 +1,124 @@
+//! The Perceiver image classifiers against transformers (fixtures from
+//! tools/make_perceiver_fixtures.py: tiny random-init configs, every parameter redrawn).
+mod common;
+use candle_core::DType;
+use common::{fixture, load, max_abs_diff};
+use tessera::models::perceiver::{fourier_features, PerceiverClassifier, Preprocessing};
+use tessera::models::{LoadOptions, Pretrained};
+use tessera::nn::{Ctx, Trace};
+
+fn check(name: &str, kind: Preprocessing) {
+    let dir = fixture(name);
+    let loaded = PerceiverClassifier::load(&dir, &LoadOptions::default()).unwrap();
+    assert!(loaded.report.is_clean(), "{}", loaded.report);
+    let m = loaded.model;
+    assert_eq!(m.preprocessing(), kind);
+    let io = load(&dir.join("io.safetensors"));
+    let x = &io["pixel_values"];
+    // The composite path (a trace forces it, and records every attention) and the fused
+    // inference kernels, then packed f32 weights.
+    let mut trace = Trace::default();
+    let traced = m
+        .forward(x, &mut Ctx::eval().with_trace(&mut trace))
+        .unwrap();
+    let fused = m.forward(x, &mut Ctx::inference()).unwrap();
+    let packed = m
+        .with_dtype(DType::F32)
+        .unwrap()
+        .forward(x, &mut Ctx::inference())
+        .unwrap();
+    for (path, out) in [
+        ("composite", &traced),
+        ("fused", &fused),
+        ("packed", &packed),
+    ] {
+        let dl = max_abs_diff(&out.logits, &io["logits"]);
+        let dz = max_abs_diff(&out.latents, &io["last_hidden_state"]);
+        println!("{name} ({path}): logits {dl:e}, latents {dz:e}");
+        assert!(dl <= 1e-4 && dz <= 1e-4, "{name} {path}: {dl} {dz}");
+    }
+    // Attentions: encoder cross, every self-attention (blocks × layers), decoder cross.
+    let n_self = io
+        .keys()
+        .filter(|k| k.starts_with("self_attention_"))
+        .count();
+    assert_eq!(trace.attentions.len(), n_self + 2);
+    let d = max_abs_diff(&trace.attentions[0], &io["encoder_cross_attention"]);
+    assert!(d <= 1e-5, "{name} cross attention {d}");
+    for i in 0..n_self {
+        let d = max_abs_diff(
+            &trace.attentions[1 + i],
+            &io[&format!("self_attention_{i}")],
+        );
+        assert!(d <= 1e-5, "{name} self attention {i}: {d}");
+    }
+    let d = max_abs_diff(
+        &trace.attentions[n_self + 1],
+        &io["decoder_cross_attention"],
+    );
+    assert!(d <= 1e-5, "{name} decoder attention {d}");
+}
+
+#[test]
+fn learned_positions_safetensors_match_transformers() {
+    check("perceiver_learned", Preprocessing::Learned);
+}
+
+#[test]
+fn fourier_pixels_three_heads_match_transformers() {
+    check("perceiver_fourier", Preprocessing::Fourier);
+}
+
+#[test]
+fn conv_preprocessing_from_pytorch_model_bin_matches_transformers() {
+    check("perceiver_conv", Preprocessing::Conv);
+}
+
+#[test]
+fn fourier_features_are_laid_out_dimension_major() {
+    // A 2×3 grid: the first token is (y, x) = (-1, -1), sin(π·(-1)·1) = 0 for band 1, and
+    // cos(π·(-1)·f) for band f; the width is 2 + 4·64.
+    let f = fourier_features(2, 3, (224, 224), 64);
+    assert_eq!(f.len(), 6 * 258);
+    assert_eq!(&f[..2], &[-1.0, -1.0]);
+    assert!(f[2].abs() < 1e-6); // sin(-π)
+    assert!((f[2 + 128] + 1.0).abs() < 1e-6); // cos(-π)
+                                              // The last token is (1, 1).
+    assert_eq!(&f[5 * 258..5 * 258 + 2], &[1.0, 1.0]);
+}
+
+#[test]
+fn wrong_inputs_and_configs_are_errors() {
+    let dir = fixture("perceiver_learned");
+    let m = PerceiverClassifier::load(&dir, &LoadOptions::default())
+        .unwrap()
+        .model;
+    // The learned positions cover 8×8 pixels only.
+    let x =
+        candle_core::Tensor::zeros((1, 3, 9, 9), DType::F32, &candle_core::Device::Cpu).unwrap();
+    let e = m.forward(&x, &mut Ctx::eval()).unwrap_err().to_string();
+    assert!(e.contains("8×8"), "{e}");
+    let x =
+        candle_core::Tensor::zeros((1, 1, 8, 8), DType::F32, &candle_core::Device::Cpu).unwrap();
+    assert!(m.forward(&x, &mut Ctx::eval()).is_err());
+    // d_model must be what the preprocessing gives.
+    let mut cfg = m.config().clone();
+    cfg.d_model = 500;
+    let e = match PerceiverClassifier::from_config(&cfg, &LoadOptions::default()) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("d_model 500 was accepted"),
+    };
+    assert!(e.contains("d_model"), "{e}");
+    // Self-attention value width must be the latent width.
+    let mut cfg = m.config().clone();
+    cfg.v_channels = Some(16);
+    cfg.qk_channels = Some(16);
+    assert!(PerceiverClassifier::from_config(&cfg, &LoadOptions::default()).is_err());
+    let conv = fixture("perceiver_conv");
+    let m = PerceiverClassifier::load(&conv, &LoadOptions::default())
+        .unwrap()
+        .model;
+    let x =
+        candle_core::Tensor::zeros((1, 3, 4, 4), DType::F32, &candle_core::Device::Cpu).unwrap();
+    assert!(m.forward(&x, &mut Ctx::eval()).is_err());
+}
