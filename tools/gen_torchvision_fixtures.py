@@ -22,10 +22,12 @@ import skimage
 import sklearn.datasets
 import torch
 import torch.nn.functional as F
+import torchvision  # noqa: F401  (without it transformers silently falls back to the Pil backend)
 from PIL import Image
 from safetensors.torch import load_file, save_file
 from transformers.image_utils import load_image
 from transformers.models.clip import CLIPImageProcessor, CLIPImageProcessorPil
+from transformers.models.perceiver import PerceiverImageProcessor, PerceiverImageProcessorPil
 from transformers.models.vit import ViTImageProcessor, ViTImageProcessorPil
 
 HERE = os.path.dirname(__file__)
@@ -37,6 +39,7 @@ assert torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"), torch.back
 # name -> (class pair, kwargs). The classes differ only in backend.
 VIT = (ViTImageProcessor, ViTImageProcessorPil)
 CLIP = (CLIPImageProcessor, CLIPImageProcessorPil)
+PERCEIVER = (PerceiverImageProcessor, PerceiverImageProcessorPil)
 # uint8 of the torchvision backend on every small crop
 CONFIGS = {
     "vit": (VIT, dict(size={"height": 32, "width": 32}, resample=2)),
@@ -68,6 +71,8 @@ ARITH_IMAGES = ["chelsea.png"]
 PHOTO_CONFIGS = {
     "vit40": (VIT, dict(size={"height": 40, "width": 40}, resample=2)),
     "clip40": (CLIP, dict(size={"shortest_edge": 40}, crop_size={"height": 36, "width": 36}, resample=3)),
+    # crops first, to 40/46 of the shorter side (104 of 120), then resizes bicubic
+    "perceiver40": (PERCEIVER, dict(size={"height": 40, "width": 40}, crop_size={"height": 46, "width": 46})),
 }
 
 

@@ -7,4 +7,9 @@ cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q torch transformers safetensors numpy pillow scikit-learn scikit-image open-clip-torch
+# transformers' default image-processor backend; without it the processor fixtures silently
+# come from the Pillow backend. Pinned without deps: PyPI's newest torchvision may trail torch
+# by one release, and its transforms (all the fixtures use) are pure Python over torch's ops.
+.venv/bin/pip install -q --no-deps torchvision
+.venv/bin/python -c "import torchvision.transforms.v2.functional as F"
 .venv/bin/python -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
