@@ -27,7 +27,8 @@ pub use fit::{
 };
 pub use optim::{clip_grad_norm, cross_entropy, lr_at, AdamW, AdamWConfig, DecayRule, Schedule};
 pub use plot::plot_history;
-pub(crate) use plot::{chart, register_font, two_panels};
+pub use plot::register_font;
+pub(crate) use plot::{chart, two_panels};
 
 use crate::data::Augment;
 pub use crate::models::ImageClassifier;

@@ -6,7 +6,8 @@ use std::path::Path;
 
 static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 
-pub(crate) fn register_font() {
+/// Registers the embedded DejaVu Sans as plotters' "sans-serif" (no system fonts needed).
+pub fn register_font() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
