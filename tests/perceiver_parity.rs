@@ -122,3 +122,42 @@ fn wrong_inputs_and_configs_are_errors() {
         candle_core::Tensor::zeros((1, 3, 4, 4), DType::F32, &candle_core::Device::Cpu).unwrap();
     assert!(m.forward(&x, &mut Ctx::eval()).is_err());
 }
+
+/// The claim behind examples/perceiver_scaling.rs, structurally: whatever the input length,
+/// the Perceiver's attention matrices are [latents × inputs] (the one cross-attention) and
+/// [latents × latents] — never [inputs × inputs].
+#[test]
+fn no_attention_matrix_grows_with_the_input_squared() {
+    let m = PerceiverClassifier::load(fixture("perceiver_fourier"), &LoadOptions::default())
+        .unwrap()
+        .model;
+    let latents = m.config().num_latents;
+    for side in [6, 20, 40] {
+        let x =
+            candle_core::Tensor::zeros((1, 3, side, side), DType::F32, &candle_core::Device::Cpu)
+                .unwrap();
+        let mut trace = Trace::default();
+        m.forward(&x, &mut Ctx::eval().with_trace(&mut trace))
+            .unwrap();
+        let n = side * side;
+        assert_eq!(trace.attentions[0].dims()[2..], [latents, n]);
+        for a in &trace.attentions[1..trace.attentions.len() - 1] {
+            assert_eq!(a.dims()[2..], [latents, latents]);
+        }
+    }
+}
+
+/// `tessera predict` reads a Perceiver checkpoint through the one loading entry, with the
+/// Perceiver's processor (crop, then bicubic resize to the model's size).
+#[test]
+fn the_classification_pipeline_reads_perceivers() {
+    use tessera::pipelines::{classify::ImageClassification, ImageSource};
+    let p =
+        ImageClassification::from_pretrained(fixture("perceiver_learned"), &LoadOptions::default())
+            .unwrap();
+    let photo = fixture("processor_torchvision").join("photo_chelsea.png");
+    let out = p.classify(&[ImageSource::Path(photo)], Some(2)).unwrap();
+    assert_eq!(out[0].len(), 2);
+    assert!(out[0][0].score >= out[0][1].score);
+    assert!(out[0][0].label.starts_with("LABEL_"));
+}

@@ -60,7 +60,10 @@ impl LatentLayer {
     pub fn new(vb: VarBuilder, cfg: &LatentConfig) -> crate::Result<Self> {
         let c = *cfg;
         let bad = |what: String| crate::Error::Config(format!("Perceiver layer: {what}"));
-        if c.heads == 0 || c.qk_channels % c.heads != 0 || c.v_channels % c.heads != 0 {
+        if c.heads == 0
+            || !c.qk_channels.is_multiple_of(c.heads)
+            || !c.v_channels.is_multiple_of(c.heads)
+        {
             return Err(bad(format!(
                 "{} heads must divide qk_channels {} and v_channels {}",
                 c.heads, c.qk_channels, c.v_channels
