@@ -115,6 +115,13 @@ impl Preprocessing {
 
 const BANDS: usize = 64;
 
+/// transformers' `_init_weights` for the latents and every trainable position table:
+/// N(0, initializer_range = 0.02) (a zero init would make every latent the same forever).
+const INIT: candle_nn::Init = candle_nn::Init::Randn {
+    mean: 0.0,
+    stdev: 0.02,
+};
+
 /// Width of `generate_fourier_features` over `dims` dimensions: the positions, then sin and cos
 /// of every band of every dimension.
 fn fourier_channels(dims: usize, bands: usize) -> usize {
@@ -254,6 +261,32 @@ impl PerceiverConfig {
         })
     }
 
+    /// The Perceiver `tessera train --arch perceiver` trains from scratch on `channels`-channel
+    /// images of any size: raw pixels + Fourier features (`PerceiverForImageClassificationFourier`'s
+    /// layout, `d_model` = channels + 258, which transformers loads), 64 latents of width 128, one
+    /// cross-attention head with 64 query/key channels, 6 self-attention layers of 4 heads
+    /// (MLP ×2), no attention dropout.
+    pub fn fourier_from_scratch(channels: usize, id2label: BTreeMap<String, String>) -> Self {
+        PerceiverConfig {
+            num_latents: 64,
+            d_latents: 128,
+            d_model: channels + fourier_channels(2, BANDS),
+            num_blocks: 1,
+            num_self_attends_per_block: 6,
+            num_self_attention_heads: 4,
+            num_cross_attention_heads: 1,
+            qk_channels: Some(64),
+            v_channels: Some(128),
+            self_attention_widening_factor: 2,
+            cross_attention_widening_factor: 1,
+            attention_probs_dropout_prob: 0.0,
+            image_size: 224,
+            id2label,
+            architectures: vec!["PerceiverForImageClassificationFourier".into()],
+            ..Default::default()
+        }
+    }
+
     /// The number of labels (`id2label`).
     pub fn num_labels(&self) -> usize {
         self.id2label.len()
@@ -261,7 +294,12 @@ impl PerceiverConfig {
 
     fn validate(&self, kind: Preprocessing) -> Result<()> {
         let bad = |m: String| Err(Error::Config(format!("Perceiver config: {m}")));
-        if self.d_model != kind.channels() {
+        let fits = match kind {
+            // Raw pixels: any channel count (transformers reads them as they come).
+            Preprocessing::Fourier => self.d_model > fourier_channels(2, BANDS),
+            _ => self.d_model == kind.channels(),
+        };
+        if !fits {
             return bad(format!(
                 "d_model is {}, the {kind:?} preprocessing gives {} channels",
                 self.d_model,
@@ -297,9 +335,11 @@ impl PerceiverClassifier {
                         ..ConvSpec::same(3, 256, 1, 1)
                     },
                 )?,
-                positions: pre
-                    .pp("position_embeddings")
-                    .get((c.image_size * c.image_size, 256), "position_embeddings")?,
+                positions: pre.pp("position_embeddings").get_with_hints(
+                    (c.image_size * c.image_size, 256),
+                    "position_embeddings",
+                    INIT,
+                )?,
                 projection: Linear::new(pre.pp("positions_projection"), 256, 256, true)?,
             },
             Preprocessing::Fourier => Preprocessor::Fourier,
@@ -347,14 +387,18 @@ impl PerceiverClassifier {
             config: c.clone(),
             kind,
             preprocessor,
-            latents: p
-                .pp("embeddings")
-                .get((c.num_latents, c.d_latents), "latents")?,
+            latents: p.pp("embeddings").get_with_hints(
+                (c.num_latents, c.d_latents),
+                "latents",
+                INIT,
+            )?,
             cross: LatentLayer::new(enc.pp("cross_attention"), &cross)?,
             self_attends,
-            query: dec
-                .pp("output_position_encodings")
-                .get((1, c.d_latents), "position_embeddings")?,
+            query: dec.pp("output_position_encodings").get_with_hints(
+                (1, c.d_latents),
+                "position_embeddings",
+                INIT,
+            )?,
             decoder: LatentLayer::new(dec.pp("decoding_cross_attention"), &decoder)?,
             head: Linear::new(dec.pp("final_layer"), c.d_latents, c.num_labels(), true)?,
         })
@@ -367,9 +411,13 @@ impl PerceiverClassifier {
     /// Pixels [B, 3, H, W] → the tokens the latents read: [B, N, d_model].
     pub fn tokens(&self, pixels: &Tensor) -> Result<Tensor> {
         let (b, c, h, w) = pixels.dims4()?;
-        if c != 3 {
+        let want = match self.kind {
+            Preprocessing::Fourier => self.config.d_model - fourier_channels(2, BANDS),
+            _ => 3,
+        };
+        if c != want {
             return Err(Error::Shape(format!(
-                "the Perceiver takes 3-channel images, got {c}"
+                "this Perceiver takes {want}-channel images, got {c}"
             )));
         }
         let dev = pixels.device();
