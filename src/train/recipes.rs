@@ -194,7 +194,7 @@ pub enum Arch {
 /// The model a run trains.
 enum Trained {
     Vit(Loaded<VisionTransformer>),
-    Perceiver(Loaded<PerceiverClassifier>),
+    Perceiver(Box<Loaded<PerceiverClassifier>>),
 }
 
 /// What [`train_vit`] did.
@@ -369,7 +369,7 @@ pub fn train_vit(spec: &TrainSpec, progress: &dyn Progress) -> Result<TrainRepor
                 model_cfg.num_channels,
                 model_cfg.id2label.clone(),
             );
-            Trained::Perceiver(PerceiverClassifier::from_config(&pc, &opts)?)
+            Trained::Perceiver(Box::new(PerceiverClassifier::from_config(&pc, &opts)?))
         }
     };
     let (model, store, parameters): (&dyn ImageClassifier, _, _) = match &trained {
