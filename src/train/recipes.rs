@@ -193,7 +193,7 @@ pub enum Arch {
 
 /// The model a run trains.
 enum Trained {
-    Vit(Loaded<VisionTransformer>),
+    Vit(Box<Loaded<VisionTransformer>>),
     Perceiver(Box<Loaded<PerceiverClassifier>>),
 }
 
@@ -363,7 +363,7 @@ pub fn train_vit(spec: &TrainSpec, progress: &dyn Progress) -> Result<TrainRepor
         .trainable()
         .seed(spec.seed);
     let trained = match spec.arch {
-        Arch::Vit => Trained::Vit(VisionTransformer::from_config(&model_cfg, &opts)?),
+        Arch::Vit => Trained::Vit(Box::new(VisionTransformer::from_config(&model_cfg, &opts)?)),
         Arch::Perceiver => {
             let pc = PerceiverConfig::fourier_from_scratch(
                 model_cfg.num_channels,
