@@ -9,7 +9,7 @@ use common::{fixture, load, max_abs_diff};
 use rand::SeedableRng;
 use tessera::models::clip::Clip;
 use tessera::models::vit::hf::HfVit;
-use tessera::models::vit::{VisionTransformer, VitConfig};
+use tessera::models::vit::VisionTransformer;
 use tessera::models::{LoadOptions, Pretrained, Task};
 use tessera::nn::{Ctx, ParamStore, Path};
 use tessera::train::{clip_grad_norm, cross_entropy, AdamW, AdamWConfig};
@@ -23,12 +23,7 @@ fn gpu_path() {
 }
 
 fn seed_vit(dir: &str, trainable: bool) -> (VisionTransformer, ParamStore) {
-    let d = fixture(dir);
-    let cfg: VitConfig = tessera::util::read_json(&d.join("config.json")).unwrap();
-    let store =
-        ParamStore::from_safetensors(&d.join("model.safetensors"), 0, trainable, &Device::Cpu)
-            .unwrap();
-    let model = VisionTransformer::new(store.var_builder(DType::F32), &cfg).unwrap();
+    let (model, store, _) = common::seed_vit_fixture(dir, trainable);
     (model, store)
 }
 

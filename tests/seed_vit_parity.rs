@@ -8,16 +8,7 @@ use tessera::nn::{Ctx, ParamStore};
 use tessera::train::{clip_grad_norm, cross_entropy, AdamW, AdamWConfig};
 
 fn model_from(dir: &str, trainable: bool) -> (VisionTransformer, ParamStore, VitConfig) {
-    let d = fixture(dir);
-    let cfg: VitConfig = tessera::util::read_json(&d.join("config.json")).unwrap();
-    let store =
-        ParamStore::from_safetensors(&d.join("model.safetensors"), 0, trainable, &Device::Cpu)
-            .unwrap();
-    let model = VisionTransformer::new(store.var_builder(DType::F32), &cfg).unwrap();
-    // Every PyTorch tensor name was consumed and none was missing or mis-shaped.
-    let report = store.report();
-    assert!(report.is_clean(), "{report}");
-    (model, store, cfg)
+    common::seed_vit_fixture(dir, trainable)
 }
 
 fn check_logits(dir: &str) {

@@ -108,3 +108,33 @@ pub fn assert_adamw_weights_match(
         "{exempt} of {total} weights had near-zero gradients"
     );
 }
+
+/// A seed ViT fixture (tools/gen_fixtures.py): its model, store and config; every PyTorch tensor
+/// name consumed, none missing or mis-shaped.
+pub fn seed_vit_fixture(
+    dir: &str,
+    trainable: bool,
+) -> (
+    tessera::models::vit::VisionTransformer,
+    tessera::nn::ParamStore,
+    tessera::models::vit::VitConfig,
+) {
+    let d = fixture(dir);
+    let cfg: tessera::models::vit::VitConfig =
+        tessera::util::read_json(&d.join("config.json")).unwrap();
+    let store = tessera::nn::ParamStore::from_safetensors(
+        &d.join("model.safetensors"),
+        0,
+        trainable,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let model = tessera::models::vit::VisionTransformer::new(
+        store.var_builder(candle_core::DType::F32),
+        &cfg,
+    )
+    .unwrap();
+    let report = store.report();
+    assert!(report.is_clean(), "{report}");
+    (model, store, cfg)
+}
