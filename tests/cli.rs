@@ -294,3 +294,49 @@ fn train_detr_fine_tunes_a_checkpoint_with_a_fresh_head() {
     )));
     assert!(differs("model.encoder.layers.0.fc1.weight"));
 }
+
+/// `--device` on the model commands: a bad name or a GPU this build lacks is one clear line
+/// (the CPU-only build names the feature to rebuild with).
+#[test]
+fn device_option_errors_are_one_line() {
+    let img = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/processor_torchvision/photo_chelsea.png");
+    let model =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/perceiver_conv");
+    let (ok, _, stderr) = run(tessera()
+        .args(["predict", "--device", "tpu", "--model"])
+        .arg(&model)
+        .arg(&img));
+    assert!(!ok);
+    assert_clean_error(&stderr);
+    assert!(stderr.contains("use auto, cpu, cuda or cuda:N"), "{stderr}");
+    if !tessera::device::cuda_built() {
+        let out = tempfile::tempdir().unwrap();
+        let predict = || {
+            let mut c = tessera();
+            c.args(["predict", "--device", "cuda:1", "--model"])
+                .arg(&model)
+                .arg(&img);
+            c
+        };
+        let train = || {
+            let mut c = tessera();
+            c.args(["train", "--device", "cuda", "--epochs", "1", "--output"])
+                .arg(out.path());
+            c
+        };
+        for mut cmd in [predict(), train()] {
+            let (ok, _, stderr) = run(&mut cmd);
+            assert!(!ok);
+            assert_clean_error(&stderr);
+            assert!(stderr.contains("built without CUDA"), "{stderr}");
+        }
+    }
+    // auto falls back to the CPU without a GPU and runs.
+    let (ok, stdout, stderr) = run(tessera()
+        .args(["predict", "--device", "auto", "--model"])
+        .arg(&model)
+        .arg(&img));
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("LABEL_"), "{stdout}");
+}
