@@ -28,25 +28,32 @@ if [ "${1:-}" = env ]; then
   return 0 2>/dev/null || exit 0
 fi
 
-wheels=(
+# What nvcc needs to compile candle's kernels (all `check` needs), then what the linker needs.
+compile_wheels=(
   "nvidia-cuda-nvcc==13.0.88"
   "nvidia-cuda-crt==13.0.88"
   "nvidia-nvvm==13.0.88"
   "nvidia-cuda-runtime==13.0.96"
   "nvidia-cuda-cccl==13.0.85"
+)
+link_wheels=(
   "nvidia-cuda-nvrtc==13.0.88"
   "nvidia-cublas==13.0.2.14"
   "nvidia-curand==10.4.5.25"
   "nvidia-nccl-cu13==2.32.6"
 )
-stamp="$cuda/.installed-$(printf '%s\n' "${wheels[@]}" | sha256sum | cut -c1-16)"
-if [ ! -f "$stamp" ]; then
-  rm -rf "$cuda"
+
+# install NAME WHEEL...: unpacks the wheels into .cuda/ once (a stamp per set).
+install() {
+  local name=$1
+  shift
+  local stamp="$cuda/.installed-$name-$(printf '%s\n' "$@" | sha256sum | cut -c1-16)"
+  [ -f "$stamp" ] && return 0
   mkdir -p "$cuda/wheels"
   python3 -m pip download -q --no-deps --only-binary=:all: --dest "$cuda/wheels" \
     --python-version 3.11 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
     --platform manylinux2014_x86_64 --platform manylinux_2_12_x86_64 --platform manylinux2010_x86_64 \
-    "${wheels[@]}"
+    "$@"
   for w in "$cuda"/wheels/*.whl; do
     python3 -m zipfile -e "$w" "$cuda"
   done
@@ -64,14 +71,21 @@ if [ ! -f "$stamp" ]; then
       [ -e "$base" ] || ln -s "$so" "$base"
     done
   )
+  touch "$stamp"
+}
+
+install compile "${compile_wheels[@]}"
+if [ ! -f "$top/lib/libcuda.so" ]; then
   # The driver's link stub: every cu* function cuda.h names (candle links with
   # `dynamic-linking`, so the loader binds the real libcuda.so.1 at run time).
   grep -oh '\bcu[A-Z][A-Za-z0-9_]*\b' "$top/include/cuda.h" | sort -u |
     awk '{print "void " $1 "(void) {}"}' >"$cuda/cuda_stub.c"
   cc -shared -fPIC -o "$top/lib/libcuda.so" -Wl,-soname,libcuda.so.1 "$cuda/cuda_stub.c"
-  "$top/bin/nvcc" --version | tail -2
-  touch "$stamp"
 fi
+case "${1:-}" in
+  build | example) install link "${link_wheels[@]}" ;;
+esac
+"$top/bin/nvcc" --version | tail -1
 
 cd "$root"
 # Its own target directory: the CUDA build does not overwrite the CPU one's binaries.
