@@ -198,3 +198,45 @@ fn a_fresh_perceiver_trains_every_parameter() {
         .unwrap();
     assert!(spread > 1e-5, "latents start identical");
 }
+
+/// `tessera train --arch perceiver` stopped after an epoch and resumed ends with the weights of
+/// an uninterrupted run.
+#[test]
+fn perceiver_training_resumes_bit_for_bit() {
+    use tessera::train::recipes::{train_vit, Arch, TrainSpec};
+    let d = tempfile::tempdir().unwrap();
+    let spec = |out: &str| TrainSpec {
+        arch: Arch::Perceiver,
+        device: "cpu".into(),
+        epochs: Some(2),
+        threads: 1,
+        output: Some(d.path().join(out)),
+        ..TrainSpec::default()
+    };
+    let silent = &tessera::progress::Silent;
+    train_vit(&spec("whole"), silent).unwrap();
+    let first = TrainSpec {
+        stop_after: Some(1),
+        ..spec("parts")
+    };
+    train_vit(&first, silent).unwrap();
+    let rest = TrainSpec {
+        resume: true,
+        ..spec("parts")
+    };
+    train_vit(&rest, silent).unwrap();
+    let w = |name: &str| load(&d.path().join(name).join("model.safetensors"));
+    let (a, b) = (w("whole"), w("parts"));
+    assert!(a.keys().any(|k| k.starts_with("perceiver.")));
+    for (k, t) in &a {
+        assert_eq!(max_abs_diff(t, &b[k]), 0.0, "{k}");
+    }
+    // The checkpoint is a Perceiver transformers reads: its config names the architecture.
+    let cfg: serde_json::Value =
+        tessera::util::read_json(&d.path().join("whole").join("config.json")).unwrap();
+    assert_eq!(
+        cfg["architectures"][0],
+        "PerceiverForImageClassificationFourier"
+    );
+    assert_eq!(cfg["d_model"], 259);
+}

@@ -319,7 +319,9 @@ pub fn train_vit(spec: &TrainSpec, progress: &dyn Progress) -> Result<TrainRepor
     let (train_ds, test_ds) =
         data::by_name(&spec.dataset, model_cfg.num_channels, model_cfg.image_size)?;
     let mut model_cfg = model_cfg;
-    if !spec.resume {
+    // A resumed ViT reads its classes from the checkpoint's config; a Perceiver's architecture
+    // follows from the spec and the data, so its classes come from the data again.
+    if !spec.resume || spec.arch == Arch::Perceiver {
         model_cfg.num_classes = train_ds.classes.len();
         model_cfg.id2label = train_ds
             .classes
