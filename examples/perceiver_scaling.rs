@@ -60,7 +60,6 @@ fn latent(kv_dim: Option<usize>) -> LatentConfig {
         kv_dim,
         qk_channels: WIDTH,
         v_channels: WIDTH,
-        out_dim: WIDTH,
         heads: HEADS,
         widening: 4,
         query_residual: true,

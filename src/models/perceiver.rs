@@ -251,7 +251,6 @@ impl PerceiverConfig {
             kv_dim: Some(kv_dim),
             qk_channels: qk,
             v_channels: v.unwrap_or(qk),
-            out_dim: q_dim,
             heads,
             widening,
             query_residual: true,
@@ -369,7 +368,6 @@ impl PerceiverClassifier {
             kv_dim: None,
             qk_channels: qk,
             v_channels: v,
-            out_dim: v,
             heads: c.num_self_attention_heads,
             widening: c.self_attention_widening_factor,
             query_residual: true,
@@ -409,7 +407,7 @@ impl PerceiverClassifier {
     }
 
     /// Pixels [B, 3, H, W] → the tokens the latents read: [B, N, d_model].
-    pub fn tokens(&self, pixels: &Tensor) -> Result<Tensor> {
+    pub fn tokens(&self, pixels: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
         let (b, c, h, w) = pixels.dims4()?;
         let want = match self.kind {
             Preprocessing::Fourier => self.config.d_model - fourier_channels(2, BANDS),
@@ -449,7 +447,7 @@ impl PerceiverClassifier {
                 }
                 let x = flat(&conv.forward(pixels)?)?;
                 let pos = projection
-                    .forward(positions, Then::none(), &mut Ctx::eval())?
+                    .forward(positions, Then::none(), ctx)?
                     .unsqueeze(0)?
                     .broadcast_as((b, n, 256))?;
                 Tensor::cat(&[&x, &pos], D::Minus1)?
@@ -469,13 +467,13 @@ impl PerceiverClassifier {
                 Tensor::cat(&[&flat(&x)?, &fourier(ph, pw, (56, 56))?], D::Minus1)?
             }
         };
-        Ok(out.contiguous()?)
+        Ok(out)
     }
 
     /// Logits and latents of `pixels` [B, 3, H, W]; attention probabilities go to `ctx`'s trace:
     /// the encoder's cross-attention, every self-attention, then the decoder's.
     pub fn forward(&self, pixels: &Tensor, ctx: &mut Ctx) -> Result<PerceiverOutput> {
-        let inputs = self.tokens(pixels)?;
+        let inputs = self.tokens(pixels, ctx)?;
         let b = inputs.dim(0)?;
         let (n, d) = self.latents.dims2()?;
         // [N, D] -> [B, N, D]

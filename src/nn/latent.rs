@@ -26,9 +26,6 @@ pub struct LatentConfig {
     pub qk_channels: usize,
     /// Value channels (split over the heads).
     pub v_channels: usize,
-    /// Output width of the attention's dense layer: `q_dim` in cross-attention, `v_channels` in
-    /// self-attention (as transformers builds it).
-    pub out_dim: usize,
     pub heads: usize,
     /// The MLP's hidden width is `widening · q_dim`.
     pub widening: usize,
@@ -69,12 +66,13 @@ impl LatentLayer {
                 c.heads, c.qk_channels, c.v_channels
             )));
         }
-        // Both residuals (to the queries, around the MLP) add the attention's output to
-        // q_dim-wide tensors: in self-attention v_channels must be the latent width.
-        if c.out_dim != c.q_dim {
+        // transformers maps the attention's output to q_dim in cross-attention and to
+        // v_channels in self-attention; both residuals then add it to q_dim-wide tensors, so in
+        // self-attention v_channels must be the latent width.
+        if c.kv_dim.is_none() && c.v_channels != c.q_dim {
             return Err(bad(format!(
-                "the attention's output width {} must equal the query width {}",
-                c.out_dim, c.q_dim
+                "self-attention v_channels {} must equal the latent width {}",
+                c.v_channels, c.q_dim
             )));
         }
         let a = vb.pp("attention");
@@ -89,7 +87,7 @@ impl LatentLayer {
             query: Linear::new(s.pp("query"), c.q_dim, c.qk_channels, true)?,
             key: Linear::new(s.pp("key"), kv, c.qk_channels, true)?,
             value: Linear::new(s.pp("value"), kv, c.v_channels, true)?,
-            dense: Linear::new(a.pp("output").pp("dense"), c.v_channels, c.out_dim, true)?,
+            dense: Linear::new(a.pp("output").pp("dense"), c.v_channels, c.q_dim, true)?,
             norm_mlp: LayerNorm::new(vb.pp("layernorm"), c.q_dim, c.eps)?,
             mlp_in: Linear::new(
                 vb.pp("mlp").pp("dense1"),
