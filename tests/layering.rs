@@ -60,6 +60,7 @@ const NN: &[(&str, usize)] = &[
     ("attention", 5),
     ("block", 6),
     ("latent", 6),
+    ("coattention", 7),
     ("encoder", 7),
     ("generate", 8),
 ];

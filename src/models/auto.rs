@@ -28,6 +28,9 @@ pub enum Family {
     Opt,
     /// Hugging Face Perceiver image classifiers (`perceiver`), see [`crate::models::perceiver`].
     Perceiver,
+    /// Hugging Face LXMERT (`lxmert`): a two-stream vision-language encoder over detector region
+    /// features, see [`crate::models::lxmert`].
+    Lxmert,
 }
 
 impl Family {
@@ -42,6 +45,7 @@ impl Family {
             Family::Blip2 => "BLIP-2",
             Family::Opt => "OPT",
             Family::Perceiver => "Perceiver",
+            Family::Lxmert => "LXMERT",
         }
     }
 
@@ -61,7 +65,9 @@ impl Family {
             (Some("blip-2"), _) => Ok(Family::Blip2),
             (Some("opt"), _) => Ok(Family::Opt),
             (Some("perceiver"), _) => Ok(Family::Perceiver),
+            (Some("lxmert"), _) => Ok(Family::Lxmert),
             (None, Some(a)) if a.starts_with("Perceiver") => Ok(Family::Perceiver),
+            (None, Some(a)) if a.starts_with("Lxmert") => Ok(Family::Lxmert),
             (None, Some(a)) if a.starts_with("ViT") => Ok(Family::Vit),
             (None, Some(a)) if a.starts_with("CLIP") => Ok(Family::Clip),
             (None, Some(a)) if a.starts_with("Detr") => Ok(Family::Detr),
@@ -71,7 +77,7 @@ impl Family {
             (None, None) if config.get("text_config").is_some() => Ok(Family::Clip),
             (None, None) => Ok(Family::SeedVit),
             (m, a) => Err(Error::Config(format!(
-                "model_type {:?} is not a model tessera reads (tessera-vit, vit, clip, detr, blip, blip-2, opt, perceiver)",
+                "model_type {:?} is not a model tessera reads (tessera-vit, vit, clip, detr, blip, blip-2, opt, perceiver, lxmert)",
                 m.or(a).unwrap_or("?")
             ))),
         }
@@ -124,6 +130,13 @@ impl AutoModel {
             Family::Opt => {
                 return Err(Error::Config(format!(
                     "{} is an OPT language model: use models::opt::OptLm",
+                    ckpt.dir.display()
+                )))
+            }
+            Family::Lxmert => {
+                return Err(Error::Config(format!(
+                    "{} is LXMERT, which reads detector region features, not images: use \
+                     models::lxmert::Lxmert",
                     ckpt.dir.display()
                 )))
             }

@@ -10,11 +10,12 @@
 //! through [`crate::nn::generate`] with each layer's KV cache.
 use crate::models::checks;
 use crate::models::load::{fresh, strict, Checkpoint, LoadOptions, Loaded, Pretrained};
+use crate::nn::coattention::{BERT_ATTENTION, BERT_ATTENTION_NORM};
 use crate::nn::generate::{self, Decoder, Generated, GenerationConfig, Prompts};
 use crate::nn::{
-    check_heads, check_patch_grid, padding_mask, Activation, Attention, AttnConfig, AttnNames,
-    BlockConfig, BlockNames, Ctx, Encoder, KvCache, LayerNorm, Linear, Mlp, PatchEmbed, QkvNames,
-    Then,
+    check_heads, check_patch_grid, padding_mask, Activation, AttnConfig, AttnNames, BlockConfig,
+    BlockNames, Ctx, Encoder, FfnNames, KvCache, LayerNorm, Linear, PatchEmbed, PostNormAttention,
+    PostNormFfn, QkvNames, Then,
 };
 use crate::{Error, Result};
 use candle_core::{DType, IndexOp, Tensor};
@@ -279,74 +280,24 @@ pub(crate) struct BertSizes {
 pub(crate) struct BertNames {
     /// q/k/v and the output dense, under `attention` / `crossattention`.
     pub attn: AttnNames,
-    pub intermediate: &'static str,
-    pub output: &'static str,
-    pub output_norm: &'static str,
+    pub ffn: FfnNames,
 }
 
 impl BertNames {
     /// `BertLayer` (BLIP's `BlipTextLayer`).
     pub const BERT: BertNames = BertNames {
-        attn: AttnNames {
-            qkv: QkvNames::Separate {
-                q: "self.query",
-                k: "self.key",
-                v: "self.value",
-            },
-            out: "output.dense",
-        },
-        intermediate: "intermediate.dense",
-        output: "output.dense",
-        output_norm: "output.LayerNorm",
+        attn: BERT_ATTENTION,
+        ffn: FfnNames::BERT,
     };
-}
-
-/// One BERT-style attention sub-layer: `LayerNorm(x + out(attention))` (`BlipTextAttention`).
-#[derive(Clone, Debug)]
-struct TextAttention {
-    attn: Attention,
-    norm: LayerNorm,
-}
-
-impl TextAttention {
-    fn new(vb: VarBuilder, names: AttnNames, c: &BertSizes, kv_dim: Option<usize>) -> Result<Self> {
-        let cfg = AttnConfig {
-            dim: c.hidden,
-            heads: c.heads,
-            qkv_bias: true,
-            attn_dropout: 0.0,
-            proj_dropout: 0.0,
-            kv_dim,
-        };
-        Ok(TextAttention {
-            attn: Attention::new(vb.clone(), names, &cfg)?,
-            norm: LayerNorm::new(vb.pp("output.LayerNorm"), c.hidden, c.eps)?,
-        })
-    }
-
-    fn forward(
-        &self,
-        x: &Tensor,
-        context: Option<&Tensor>,
-        cache: &mut KvCache,
-        mask: Option<&Tensor>,
-        ctx: &mut Ctx,
-    ) -> Result<Tensor> {
-        let h = self
-            .attn
-            .forward_cached(x, context, cache, mask, Some(x), ctx)?;
-        Ok(self.norm.forward(&h)?)
-    }
 }
 
 /// One post-norm BERT-style layer: self-attention, cross-attention to the encoder states (when
 /// the layer has one), feed-forward.
 #[derive(Clone, Debug)]
 pub(crate) struct BertLayer {
-    attention: TextAttention,
-    crossattention: Option<TextAttention>,
-    mlp: Mlp,
-    output_norm: LayerNorm,
+    attention: PostNormAttention,
+    crossattention: Option<PostNormAttention>,
+    ffn: PostNormFfn,
 }
 
 /// The caches of one text layer: its self-attention and cross-attention.
@@ -358,30 +309,42 @@ pub struct LayerCache {
 
 impl BertLayer {
     pub fn new(vb: VarBuilder, names: &BertNames, c: &BertSizes, cross: bool) -> Result<Self> {
+        let attn = |vb: VarBuilder, kv_dim: Option<usize>| {
+            let cfg = AttnConfig {
+                dim: c.hidden,
+                heads: c.heads,
+                qkv_bias: true,
+                attn_dropout: 0.0,
+                proj_dropout: 0.0,
+                kv_dim,
+                inner: None,
+            };
+            PostNormAttention::new(vb, names.attn, BERT_ATTENTION_NORM, &cfg, c.eps)
+        };
         Ok(BertLayer {
-            attention: TextAttention::new(vb.pp("attention"), names.attn, c, None)?,
+            attention: attn(vb.pp("attention"), None)?,
             crossattention: cross
-                .then(|| {
-                    TextAttention::new(
-                        vb.pp("crossattention"),
-                        names.attn,
-                        c,
-                        Some(c.encoder_hidden),
-                    )
-                })
+                .then(|| attn(vb.pp("crossattention"), Some(c.encoder_hidden)))
                 .transpose()?,
-            mlp: Mlp::new(
+            ffn: PostNormFfn::new(
                 vb.clone(),
-                names.intermediate,
-                names.output,
+                names.ffn,
                 c.hidden,
                 c.intermediate,
                 c.act,
                 0.0,
-                0.0,
+                c.eps,
             )?,
-            output_norm: LayerNorm::new(vb.pp(names.output_norm), c.hidden, c.eps)?,
         })
+    }
+
+    /// Sets the inference dtype of the layer's linears.
+    pub fn prepare(&mut self, dtype: DType) -> Result<()> {
+        self.attention.prepare(dtype)?;
+        if let Some(c) = &mut self.crossattention {
+            c.prepare(dtype)?;
+        }
+        Ok(self.ffn.prepare(dtype)?)
     }
 
     /// [B, N, D] -> [B, N, D]; `mask` additive over the self-attention keys, `encoder_mask` over
@@ -395,13 +358,13 @@ impl BertLayer {
         cache: &mut LayerCache,
         ctx: &mut Ctx,
     ) -> Result<Tensor> {
-        let mut h = self.attention.forward(x, None, &mut cache.own, mask, ctx)?;
+        let mut h = self
+            .attention
+            .forward_cached(x, None, &mut cache.own, mask, ctx)?;
         if let Some(cross) = &self.crossattention {
-            h = cross.forward(&h, Some(encoder), &mut cache.cross, encoder_mask, ctx)?;
+            h = cross.forward_cached(&h, Some(encoder), &mut cache.cross, encoder_mask, ctx)?;
         }
-        Ok(self
-            .output_norm
-            .forward(&self.mlp.forward(&h, Some(&h), ctx)?)?)
+        Ok(self.ffn.forward(&h, ctx)?)
     }
 }
 

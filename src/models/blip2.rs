@@ -17,7 +17,8 @@ use crate::models::load::{fresh, strict, Checkpoint, LoadOptions, Loaded, Pretra
 use crate::models::opt::{OptConfig, OptDecoding, OptLm};
 use crate::nn::generate::{self, GenerationConfig};
 use crate::nn::{
-    check_heads, check_patch_grid, Activation, AttnNames, Ctx, LayerNorm, Linear, QkvNames, Then,
+    check_heads, check_patch_grid, Activation, AttnNames, Ctx, FfnNames, LayerNorm, Linear,
+    QkvNames, Then,
 };
 use crate::{Error, Result};
 use candle_core::{DType, Tensor};
@@ -308,9 +309,11 @@ impl BertNames {
             },
             out: "output.dense",
         },
-        intermediate: "intermediate_query.dense",
-        output: "output_query.dense",
-        output_norm: "output_query.LayerNorm",
+        ffn: FfnNames {
+            fc1: "intermediate_query.dense",
+            fc2: "output_query.dense",
+            norm: "output_query.LayerNorm",
+        },
     };
 }
 

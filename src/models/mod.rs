@@ -12,6 +12,7 @@ mod checks;
 pub mod clip;
 pub mod detr;
 mod load;
+pub mod lxmert;
 pub mod opt;
 pub mod perceiver;
 pub mod resnet;

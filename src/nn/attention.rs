@@ -88,12 +88,19 @@ pub struct AttnConfig {
     /// Width of the key/value input when it differs from `dim` (a cross-attention over another
     /// model's states: BLIP's text decoder over the vision tower). Separate projections only.
     pub kv_dim: Option<usize>,
+    /// Width of the queries, keys and values (split over the heads) when it differs from `dim`;
+    /// the output projection maps it back to `dim` (ViLBERT's co-attention projects both
+    /// streams into `bi_hidden_size`). Separate projections only; such a layer always runs the
+    /// composite path.
+    pub inner: Option<usize>,
 }
 
 #[derive(Clone, Debug)]
 pub struct Attention {
     proj: Proj,
     out: Linear,
+    /// The query input's (and output's) width.
+    dim: usize,
     num_heads: usize,
     head_dim: usize,
     attn_dropout: f64,
@@ -106,7 +113,13 @@ pub struct Attention {
 impl Attention {
     pub fn new(vb: VarBuilder, names: AttnNames, cfg: &AttnConfig) -> Result<Self> {
         let (dim, bias) = (cfg.dim, cfg.qkv_bias);
-        check_heads(dim, cfg.heads).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let inner = cfg.inner.unwrap_or(dim);
+        check_heads(inner, cfg.heads).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        if inner != dim && !matches!(names.qkv, QkvNames::Separate { .. }) {
+            candle_core::bail!(
+                "an attention width other than the input's needs separate projections"
+            );
+        }
         let proj = match names.qkv {
             QkvNames::TorchInProj => {
                 // PyTorch: xavier_uniform_ on in_proj_weight, zeros on in_proj_bias.
@@ -132,9 +145,9 @@ impl Attention {
             QkvNames::Separate { q, k, v } => {
                 let kv = cfg.kv_dim.unwrap_or(dim);
                 Proj::Separate {
-                    q: Linear::new(vb.pp(q), dim, dim, bias)?,
-                    k: Linear::new(vb.pp(k), kv, dim, bias)?,
-                    v: Linear::new(vb.pp(v), kv, dim, bias)?,
+                    q: Linear::new(vb.pp(q), dim, inner, bias)?,
+                    k: Linear::new(vb.pp(k), kv, inner, bias)?,
+                    v: Linear::new(vb.pp(v), kv, inner, bias)?,
                 }
             }
         };
@@ -160,13 +173,14 @@ impl Attention {
                     Some(o.get_with_hints(dim, "bias", Init::Const(0.0))?),
                 )
             }
-            _ => Linear::new(vb.pp(names.out), dim, dim, true)?,
+            _ => Linear::new(vb.pp(names.out), inner, dim, true)?,
         };
         Ok(Attention {
             proj,
             out,
+            dim,
             num_heads: cfg.heads,
-            head_dim: dim / cfg.heads,
+            head_dim: inner / cfg.heads,
             attn_dropout: cfg.attn_dropout,
             proj_dropout: cfg.proj_dropout,
             qkv_packed: None,
@@ -190,9 +204,10 @@ impl Attention {
     pub fn prepare(&mut self, dtype: DType) -> Result<()> {
         self.out.prepare(dtype)?;
         self.qkv_packed = None;
+        let fused = self.num_heads * self.head_dim == self.dim;
         match &mut self.proj {
             Proj::Fused(lin) => lin.prepare(dtype)?,
-            Proj::Separate { q, k, v } if !kernels_apply(&q.weight) => {
+            Proj::Separate { q, k, v } if !kernels_apply(&q.weight) || !fused => {
                 for lin in [q, k, v] {
                     lin.prepare(dtype)?;
                 }
@@ -240,9 +255,11 @@ impl Attention {
         residual: Option<&Tensor>,
         ctx: &mut Ctx,
     ) -> Result<Tensor> {
+        // The fused self-attention paths assume q, k and v as wide as the input.
+        let fused = self.num_heads * self.head_dim == self.dim;
         let y = match (ctx.path(x, || self.parameters()), context, pos.is_none()) {
-            (Path::Inference, None, true) => self.self_attention_inference(x, mask)?,
-            (Path::Kernels, None, true) => self.self_attention_kernels(x, mask, ctx)?,
+            (Path::Inference, None, true) if fused => self.self_attention_inference(x, mask)?,
+            (Path::Kernels, None, true) if fused => self.self_attention_kernels(x, mask, ctx)?,
             (_, _, true) => self.attention_composite(x, context, mask, ctx)?,
             (_, c, false) => {
                 let kv = c.unwrap_or(x);
@@ -344,14 +361,14 @@ impl Attention {
         q: Tensor,
         k: Tensor,
         v: Tensor,
-        (b, n, d): (usize, usize, usize),
+        (b, n, _): (usize, usize, usize),
         mask: Option<&Tensor>,
         ctx: &mut Ctx,
     ) -> Result<Tensor> {
-        // [B, H, N, Dh] -> [B, N, H, Dh] -> [B, N, D]
+        // [B, H, N, Dh] -> [B, N, H, Dh] -> [B, N, H·Dh]
         attend_heads(&q, &k, &v, mask, self.attn_dropout, ctx)?
             .transpose(1, 2)?
-            .reshape((b, n, d))
+            .reshape((b, n, self.num_heads * self.head_dim))
     }
 
     /// Attention with separate query, key and value inputs ([B, N, D], [B, M, D'], [B, M, D']),

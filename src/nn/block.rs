@@ -165,6 +165,7 @@ impl EncoderBlock {
             attn_dropout: cfg.attn_dropout,
             proj_dropout: cfg.dropout,
             kv_dim: None,
+            inner: None,
         };
         Ok(EncoderBlock {
             norm1: LayerNorm::new(vb.pp(names.norm1), cfg.dim, cfg.eps)?,
@@ -332,6 +333,7 @@ impl DecoderBlock {
             attn_dropout: cfg.attn_dropout,
             proj_dropout: cfg.dropout,
             kv_dim: None,
+            inner: None,
         };
         Ok(DecoderBlock {
             self_attn: Attention::new(vb.pp(names.self_attn), names.attn_names, &attn)?,

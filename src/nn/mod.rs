@@ -13,7 +13,9 @@
 //! 5. [`layers`] (Linear, LayerNorm), [`patch_embed`].
 //! 6. [`attention`] (with its KV cache) → 7. [`block`] (MLP, encoder block) → 8. [`encoder`];
 //!    beside the block, [`latent`]: the Perceiver's layer (latents cross-attending into a long
-//!    input, separate query/key and value widths, the optional query residual).
+//!    input, separate query/key and value widths, the optional query residual); after it,
+//!    [`coattention`]: two streams attending to each other (LXMERT's shared cross-attention,
+//!    ViLBERT's per-direction co-attention), post-norm BERT sub-layers.
 //! 9. [`generate`]: the one generation loop (greedy, sampling, beam search) over any
 //!    [`generate::Decoder`].
 //!
@@ -21,6 +23,7 @@
 pub mod activation;
 pub mod attention;
 pub mod block;
+pub mod coattention;
 pub mod conv;
 pub mod cpu;
 pub mod ctx;
@@ -43,6 +46,10 @@ pub use attention::{
     QkvNames,
 };
 pub use block::{BlockConfig, BlockNames, DecoderBlock, DecoderNames, EncoderBlock, Mlp};
+pub use coattention::{
+    CoAttention, CoAttentionLayer, CoLayerConfig, CoLayerNames, CrossNames, FfnNames,
+    PostNormAttention, PostNormFfn,
+};
 pub use ctx::{Ctx, Path, Trace};
 pub use encoder::Encoder;
 pub use infer::{inference_dtype, PackedWeight};
