@@ -11,6 +11,7 @@ mod idx;
 pub mod localisation;
 pub mod parquet;
 pub mod shape_scenes;
+pub mod vqa_scenes;
 
 pub use digits::digits;
 pub use folder::{image_folder, image_folder_processed, image_folder_with};

@@ -13,7 +13,7 @@
 //!
 //! transformers does not ship the Faster R-CNN that produces the region features; callers bring
 //! them (any `[B, N, visual_feat_dim]` features work, as in the co-attention experiment).
-use crate::models::blip::{BertLayer, BertNames, BertSizes, LayerCache};
+use crate::models::blip::{BertLayer, BertNames, BertSizes};
 use crate::models::load::{fresh, strict, Checkpoint, LoadOptions, Loaded, Pretrained};
 use crate::models::Family;
 use crate::nn::coattention::LXMERT_X_LAYER;
@@ -353,26 +353,11 @@ impl Lxmert {
             self.box_norm
                 .forward(&self.box_fc.forward(x.visual_pos, Then::none(), ctx)?)?;
         let mut vis = ((feats + boxes)? * 0.5)?;
-        let no_cross = Tensor::zeros((b, 1, h), DType::F32, dev)?;
         for l in &self.layers {
-            lang = l.forward(
-                &lang,
-                lang_mask.as_ref(),
-                &no_cross,
-                None,
-                &mut LayerCache::default(),
-                ctx,
-            )?;
+            lang = l.encode(&lang, lang_mask.as_ref(), ctx)?;
         }
         for l in &self.r_layers {
-            vis = l.forward(
-                &vis,
-                vis_mask.as_ref(),
-                &no_cross,
-                None,
-                &mut LayerCache::default(),
-                ctx,
-            )?;
+            vis = l.encode(&vis, vis_mask.as_ref(), ctx)?;
         }
         for l in &self.x_layers {
             (lang, vis) = l.forward(&lang, lang_mask.as_ref(), &vis, vis_mask.as_ref(), ctx)?;

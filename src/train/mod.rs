@@ -15,6 +15,7 @@ pub mod dist;
 pub mod export;
 pub mod finetune;
 mod fit;
+pub mod fusion_vqa;
 pub mod matching;
 pub mod optim;
 mod plot;
