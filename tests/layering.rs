@@ -61,6 +61,8 @@ const NN: &[(&str, usize)] = &[
     ("block", 6),
     ("latent", 6),
     ("coattention", 7),
+    ("llama", 6),
+    ("flamingo", 7),
     ("encoder", 7),
     ("generate", 8),
 ];

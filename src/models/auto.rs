@@ -31,6 +31,8 @@ pub enum Family {
     /// Hugging Face LXMERT (`lxmert`): a two-stream vision-language encoder over detector region
     /// features, see [`crate::models::lxmert`].
     Lxmert,
+    /// Hugging Face IDEFICS (`idefics`), Flamingo's reproduction: see [`crate::models::idefics`].
+    Idefics,
 }
 
 impl Family {
@@ -46,6 +48,7 @@ impl Family {
             Family::Opt => "OPT",
             Family::Perceiver => "Perceiver",
             Family::Lxmert => "LXMERT",
+            Family::Idefics => "IDEFICS",
         }
     }
 
@@ -66,6 +69,7 @@ impl Family {
             (Some("opt"), _) => Ok(Family::Opt),
             (Some("perceiver"), _) => Ok(Family::Perceiver),
             (Some("lxmert"), _) => Ok(Family::Lxmert),
+            (Some("idefics"), _) => Ok(Family::Idefics),
             (None, Some(a)) if a.starts_with("Perceiver") => Ok(Family::Perceiver),
             (None, Some(a)) if a.starts_with("Lxmert") => Ok(Family::Lxmert),
             (None, Some(a)) if a.starts_with("ViT") => Ok(Family::Vit),
@@ -77,7 +81,7 @@ impl Family {
             (None, None) if config.get("text_config").is_some() => Ok(Family::Clip),
             (None, None) => Ok(Family::SeedVit),
             (m, a) => Err(Error::Config(format!(
-                "model_type {:?} is not a model tessera reads (tessera-vit, vit, clip, detr, blip, blip-2, opt, perceiver, lxmert)",
+                "model_type {:?} is not a model tessera reads (tessera-vit, vit, clip, detr, blip, blip-2, opt, perceiver, lxmert, idefics)",
                 m.or(a).unwrap_or("?")
             ))),
         }
@@ -130,6 +134,13 @@ impl AutoModel {
             Family::Opt => {
                 return Err(Error::Config(format!(
                     "{} is an OPT language model: use models::opt::OptLm",
+                    ckpt.dir.display()
+                )))
+            }
+            Family::Idefics => {
+                return Err(Error::Config(format!(
+                    "{} is IDEFICS, an image-conditioned language model: use \
+                     models::idefics::Idefics",
                     ckpt.dir.display()
                 )))
             }

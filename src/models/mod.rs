@@ -11,6 +11,7 @@ pub mod blip2;
 mod checks;
 pub mod clip;
 pub mod detr;
+pub mod idefics;
 mod load;
 pub mod lxmert;
 pub mod opt;

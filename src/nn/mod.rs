@@ -15,7 +15,9 @@
 //!    beside the block, [`latent`]: the Perceiver's layer (latents cross-attending into a long
 //!    input, separate query/key and value widths, the optional query residual); after it,
 //!    [`coattention`]: two streams attending to each other (LXMERT's shared cross-attention,
-//!    ViLBERT's per-direction co-attention), post-norm BERT sub-layers.
+//!    ViLBERT's per-direction co-attention), post-norm BERT sub-layers; [`llama`] (RMSNorm,
+//!    RoPE, SwiGLU, bias-free attention, the decoder layer) and above it [`flamingo`]
+//!    (IDEFICS's Perceiver resampler and tanh-gated cross-attention).
 //! 9. [`generate`]: the one generation loop (greedy, sampling, beam search) over any
 //!    [`generate::Decoder`].
 //!
@@ -29,11 +31,13 @@ pub mod cpu;
 pub mod ctx;
 pub mod dropout;
 pub mod encoder;
+pub mod flamingo;
 pub mod generate;
 pub mod infer;
 pub mod interpolate;
 pub mod latent;
 pub mod layers;
+pub mod llama;
 pub mod math;
 pub mod ops;
 pub mod patch_embed;

@@ -232,6 +232,11 @@ impl ClipVision {
         })
     }
 
+    /// Packs the encoder's linears for inference in `dtype`.
+    pub fn prepare(&mut self, dtype: DType) -> Result<()> {
+        Ok(self.encoder.prepare(dtype)?)
+    }
+
     /// Pixel values [B, 3, H, W] -> (last hidden state [B, 1+Np, D], pooled [B, D]).
     pub fn forward(&self, x: &Tensor, ctx: &mut Ctx) -> Result<(Tensor, Tensor)> {
         let (b, _, h, w) = x.dims4()?;
