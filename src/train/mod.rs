@@ -16,6 +16,7 @@ pub mod export;
 pub mod finetune;
 mod fit;
 pub mod fusion_vqa;
+pub mod gated_captioning;
 pub mod matching;
 pub mod optim;
 mod plot;
