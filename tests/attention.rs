@@ -14,6 +14,7 @@ fn cfg(p: f64) -> AttnConfig {
         attn_dropout: p,
         proj_dropout: 0.0,
         kv_dim: None,
+        inner: None,
     }
 }
 

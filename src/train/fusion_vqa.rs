@@ -166,7 +166,7 @@ pub struct VqaBatch {
     pub patches: Tensor,
     /// [B, N, 4] each patch's normalised corners (x1, y1, x2, y2).
     pub boxes: Tensor,
-    /// [B] u32 answer indices.
+    /// `[B]` u32 answer indices.
     pub answers: Tensor,
 }
 
@@ -447,7 +447,7 @@ impl FusionVqa {
     }
 
     /// Per sample, per question token (`[CLS]` first), the attention of that token over the
-    /// patches [N] in the last fusing layer, averaged over heads: the text→vision co-attention,
+    /// patches `[N]` in the last fusing layer, averaged over heads: the text→vision co-attention,
     /// or (single stream) the token's attention to the patch positions renormalised to sum to 1.
     /// Late fusion has no such map (an error).
     pub fn question_maps(&self, x: &VqaBatch) -> Result<Vec<Vec<Vec<f32>>>> {
