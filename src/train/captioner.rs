@@ -18,7 +18,7 @@ use crate::models::{LoadOptions, Pretrained};
 use crate::nn::generate::GenerationConfig;
 use crate::nn::{Activation, Ctx};
 use crate::progress::Progress;
-use crate::train::{clip_grad_norm, cross_entropy, lr_at, AdamW, AdamWConfig, DecayRule, Schedule};
+use crate::train::{cross_entropy, descend, lr_at, AdamW, AdamWConfig, DecayRule, Schedule};
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
 use rand::seq::SliceRandom;
@@ -465,14 +465,9 @@ pub fn run(
             let px = pixels(&batch, &processor, &device)?;
             let caps: Vec<&str> = batch.iter().map(|s| s.caption.as_str()).collect();
             let loss = lm_loss(&model, &px, &caps, &mut Ctx::train(&mut rng))?;
-            let mut grads = loss.backward()?;
-            clip_grad_norm(&mut grads, &var_list, 1.0)?;
-            opt.step(&grads, lr_at(cfg.lr, step, warmup, total, Schedule::Cosine))?;
+            let lr = lr_at(cfg.lr, step, warmup, total, Schedule::Cosine);
+            let l = descend(&loss, &mut opt, &var_list, 1.0, lr, step)?;
             step += 1;
-            let l = loss.to_scalar::<f32>()? as f64;
-            if !l.is_finite() {
-                return Err(Error::Msg(format!("the loss became {l} at step {step}")));
-            }
             sum += l * idx.len() as f64;
             n += idx.len();
             progress.advance(1, &format!("loss {:.4}", sum / n as f64));

@@ -24,7 +24,7 @@ use crate::nn::{
     Then, Trace,
 };
 use crate::progress::Progress;
-use crate::train::{clip_grad_norm, cross_entropy, lr_at, AdamW, AdamWConfig, DecayRule, Schedule};
+use crate::train::{cross_entropy, descend, lr_at, AdamW, AdamWConfig, DecayRule, Schedule};
 use crate::{Error, Result};
 use candle_core::{DType, Device, IndexOp, Tensor, D};
 use candle_nn::{Init, VarBuilder};
@@ -258,6 +258,24 @@ enum Body {
     },
 }
 
+/// The text and the patches through their own layers, apart.
+fn encode_streams(
+    text_layers: &[BertLayer],
+    vision_layers: &[BertLayer],
+    mut text: Tensor,
+    mut vis: Tensor,
+    text_mask: &Tensor,
+    ctx: &mut Ctx,
+) -> Result<(Tensor, Tensor)> {
+    for layer in text_layers {
+        text = layer.encode(&text, Some(text_mask), ctx)?;
+    }
+    for layer in vision_layers {
+        vis = layer.encode(&vis, None, ctx)?;
+    }
+    Ok((text, vis))
+}
+
 /// A question-answering model over patches, with one of the three fusions.
 #[derive(Clone, Debug)]
 pub struct FusionVqa {
@@ -390,13 +408,7 @@ impl FusionVqa {
                 vision: vl,
                 cross,
             } => {
-                let (mut l, mut v) = (text, vis);
-                for layer in tl {
-                    l = layer.encode(&l, Some(&text_mask), ctx)?;
-                }
-                for layer in vl {
-                    v = layer.encode(&v, None, ctx)?;
-                }
+                let (mut l, mut v) = encode_streams(tl, vl, text, vis, &text_mask, ctx)?;
                 for layer in cross {
                     (l, v) = layer.forward(&l, Some(&text_mask), &v, None, ctx)?;
                 }
@@ -426,13 +438,7 @@ impl FusionVqa {
                 text: tl,
                 vision: vl,
             } => {
-                let (mut l, mut v) = (text, vis);
-                for layer in tl {
-                    l = layer.encode(&l, Some(&text_mask), ctx)?;
-                }
-                for layer in vl {
-                    v = layer.encode(&v, None, ctx)?;
-                }
+                let (l, v) = encode_streams(tl, vl, text, vis, &text_mask, ctx)?;
                 let tp = cls(&l, ctx)?;
                 let vp = v.mean(1)?;
                 Tensor::cat(&[&tp, &vp, &(&tp * &vp)?], D::Minus1)?
@@ -627,14 +633,9 @@ pub fn train(
             let x = batch(&refs, cfg, device)?;
             let logits = model.forward(&x, &mut Ctx::train(&mut rng))?;
             let loss = cross_entropy(&logits, &x.answers, 0.0)?;
-            let mut grads = loss.backward()?;
-            clip_grad_norm(&mut grads, &var_list, 1.0)?;
-            opt.step(&grads, lr_at(cfg.lr, step, warmup, total, Schedule::Cosine))?;
+            let lr = lr_at(cfg.lr, step, warmup, total, Schedule::Cosine);
+            let l = descend(&loss, &mut opt, &var_list, 1.0, lr, step)?;
             step += 1;
-            let l = loss.to_scalar::<f32>()? as f64;
-            if !l.is_finite() {
-                return Err(Error::Msg(format!("the loss became {l} at step {step}")));
-            }
             sum += l * idx.len() as f64;
             n += idx.len();
             progress.advance(1, &format!("loss {:.4}", sum / n as f64));

@@ -20,7 +20,7 @@ use crate::models::idefics::{
 use crate::models::{LoadOptions, Pretrained};
 use crate::nn::{Activation, Ctx};
 use crate::progress::Progress;
-use crate::train::{clip_grad_norm, AdamW, AdamWConfig, DecayRule};
+use crate::train::{descend, AdamW, AdamWConfig, DecayRule};
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor, D};
 use rand::seq::SliceRandom;
@@ -267,13 +267,7 @@ pub fn run(cfg: &GateRunConfig, device: &Device, progress: &dyn Progress) -> Res
         let (ids, mask, _) = tokens(&batch, device)?;
         let logits = model.forward_text(&ids, Some(&mask), &mut Ctx::train(&mut rng))?;
         let loss = lm_loss(&logits, &ids, &mask)?;
-        let mut grads = loss.backward()?;
-        clip_grad_norm(&mut grads, &lm_list, 1.0)?;
-        opt.step(&grads, cfg.lr)?;
-        let l = loss.to_scalar::<f32>()? as f64;
-        if !l.is_finite() {
-            return Err(Error::Msg(format!("the language-model loss became {l}")));
-        }
+        let l = descend(&loss, &mut opt, &lm_list, 1.0, cfg.lr, lm_losses.len())?;
         lm_losses.push(l);
         progress.advance(1, &format!("loss {l:.4}"));
     }
@@ -320,16 +314,10 @@ pub fn run(cfg: &GateRunConfig, device: &Device, progress: &dyn Progress) -> Res
         };
         let out = model.forward(&x, &mut Ctx::train(&mut rng))?;
         let loss = lm_loss(&out.logits, &ids, &mask)?;
-        let l = loss.to_scalar::<f32>()? as f64;
-        if !l.is_finite() {
-            return Err(Error::Msg(format!("the captioning loss became {l}")));
-        }
         if step % cfg.record_every == 0 {
-            record(step, l, &mut gates)?;
+            record(step, loss.to_scalar::<f32>()? as f64, &mut gates)?;
         }
-        let mut grads = loss.backward()?;
-        clip_grad_norm(&mut grads, &train_list, 1.0)?;
-        opt.step(&grads, cfg.lr)?;
+        let l = descend(&loss, &mut opt, &train_list, 1.0, cfg.lr, step)?;
         losses.push(l);
         progress.advance(1, &format!("loss {l:.4}"));
     }

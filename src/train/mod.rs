@@ -27,7 +27,9 @@ pub use fit::{
     evaluate, fit, grads_data_parallel, latest_checkpoint, save_model, single_threaded_ops,
     FitOptions, ModelFiles, StepGrads,
 };
-pub use optim::{clip_grad_norm, cross_entropy, lr_at, AdamW, AdamWConfig, DecayRule, Schedule};
+pub use optim::{
+    clip_grad_norm, cross_entropy, descend, lr_at, AdamW, AdamWConfig, DecayRule, Schedule,
+};
 pub use plot::plot_history;
 pub use plot::register_font;
 pub(crate) use plot::{chart, two_panels};

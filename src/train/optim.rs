@@ -347,6 +347,29 @@ impl AdamW {
     }
 }
 
+/// One optimisation step on `loss`: an error naming `step` if the loss is not finite (nothing
+/// is updated then), else backpropagation, gradient clipping of `vars` to `max_norm` (none at
+/// 0) and one AdamW step at `lr`. Returns the loss.
+pub fn descend(
+    loss: &Tensor,
+    opt: &mut AdamW,
+    vars: &[Var],
+    max_norm: f64,
+    lr: f64,
+    step: usize,
+) -> Result<f64> {
+    let l = loss.to_dtype(DType::F32)?.to_scalar::<f32>()? as f64;
+    if !l.is_finite() {
+        return Err(Error::Msg(format!("the loss became {l} at step {step}")));
+    }
+    let mut grads = loss.backward()?;
+    if max_norm > 0.0 {
+        clip_grad_norm(&mut grads, vars, max_norm)?;
+    }
+    opt.step(&grads, lr)?;
+    Ok(l)
+}
+
 /// Scales gradients so their global L2 norm is at most `max_norm`
 /// (`torch.nn.utils.clip_grad_norm_`). Returns the norm before clipping.
 pub fn clip_grad_norm(grads: &mut GradStore, vars: &[Var], max_norm: f64) -> Result<f64> {
