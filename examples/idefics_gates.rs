@@ -5,7 +5,7 @@
 //! with the image. Writes `docs/idefics_gates.json` and `docs/idefics_gates.png` (tanh(α) of each
 //! layer's attention and MLP gate over training, and both loss curves).
 //!
-//!     cargo run --release --example idefics_gates [-- --steps N --lm-steps N]
+//!     cargo run --release --example idefics_gates [-- --steps N --lm-steps N | --plot-only]
 use candle_core::Device;
 use plotters::prelude::*;
 use tessera::progress::Silent;
@@ -62,6 +62,7 @@ fn plot(r: &GateReport) -> Result<(), Box<dyn std::error::Error>> {
     }
     chart
         .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()?;
@@ -99,6 +100,7 @@ fn plot(r: &GateReport) -> Result<(), Box<dyn std::error::Error>> {
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
     chart
         .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()?;
@@ -107,6 +109,11 @@ fn plot(r: &GateReport) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    if std::env::args().any(|a| a == "--plot-only") {
+        // Redraw the picture from the last run's report.
+        let r: GateReport = serde_json::from_str(&std::fs::read_to_string("docs/idefics_gates.json")?)?;
+        return plot(&r);
+    }
     let d = GateRunConfig::default();
     let cfg = GateRunConfig {
         steps: arg("--steps").unwrap_or(d.steps),
