@@ -6,19 +6,22 @@
 //!   report: the library never prints).
 //! - [`kernels`]: hand-written CPU GEMMs (fp32 AVX-512, bf16 AVX512_BF16) on packed weights.
 //! - [`nn`]: the shared blocks (one attention, one MLP, one pre/post-norm block, patch
-//!   embedding), differentiable CPU ops, the inference path, and the parameter store that loads
-//!   and reports checkpoints.
+//!   embedding; the Perceiver's latent layer, co-attention, LLaMA's blocks, Flamingo's resampler
+//!   and gated cross-attention), differentiable CPU ops, the inference path, and the parameter
+//!   store that loads and reports checkpoints.
 //! - [`device`]: `--device auto|cpu|cuda[:N]`, `--devices` lists, what `--dtype auto` means on
 //!   each (CUDA with the `cuda` feature).
 //! - [`hub`]: model arguments as local directories or hub ids, through the standard HF cache.
-//! - [`models`]: the seed ViT, HF ViT and CLIP, one loading shape for all
-//!   ([`models::Pretrained`], [`models::LoadOptions`]), and [`models::AutoModel`].
+//! - [`models`]: the seed ViT, HF ViT, CLIP, DETR, BLIP, BLIP-2/OPT, the Perceiver, LXMERT and
+//!   IDEFICS, one loading shape for all ([`models::Pretrained`], [`models::LoadOptions`]), and
+//!   [`models::AutoModel`].
 //! - [`image`]: decoding (limits, EXIF, libjpeg-exact JPEG), Pillow- and torchvision-exact
 //!   resampling, HF image processors.
 //! - [`data`]: datasets (embedded digits, Fashion-MNIST, ImageFolder, HF parquet, generated
 //!   scenes) and batching.
 //! - [`train`]: cross-entropy, AdamW, schedules, the trainer with checkpoints and resume, the
-//!   recipes behind `train`/`finetune`, CLIP's contrastive training.
+//!   recipes behind `train`/`finetune`, CLIP's contrastive training, DETR, the captioner, and
+//!   the fusion experiments (co-attention VQA, Flamingo's gates).
 //! - [`pipelines`]: image classification, CLIP embeddings, zero-shot, search.
 //! - [`explain`]: attention maps, rollout, relevance, rendered over the image.
 //! - [`hosted`]: asking hosted or local multimodal models (Gemini, OpenAI-compatible servers).
