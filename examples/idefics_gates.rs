@@ -111,7 +111,8 @@ fn plot(r: &GateReport) -> Result<(), Box<dyn std::error::Error>> {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     if std::env::args().any(|a| a == "--plot-only") {
         // Redraw the picture from the last run's report.
-        let r: GateReport = serde_json::from_str(&std::fs::read_to_string("docs/idefics_gates.json")?)?;
+        let r: GateReport =
+            serde_json::from_str(&std::fs::read_to_string("docs/idefics_gates.json")?)?;
         return plot(&r);
     }
     let d = GateRunConfig::default();
