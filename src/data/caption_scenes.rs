@@ -4,7 +4,7 @@
 //! cyan diamond"). The caption is a function of the image, so exact-caption rate is a fair
 //! score; each object keeps its pixel mask, so a word's attention map can be checked against
 //! the object it names (the pointing game). Colour–shape pairs can be held out of training.
-use super::shape_scenes::{inside, COLORS, SHAPES};
+use super::shape_scenes::{grey_noise, paint, COLORS, SHAPES};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -78,12 +78,7 @@ pub fn render(
 ) -> CaptionScene {
     let s = size as f32;
     let n = objects.len().max(1);
-    let mut rgb: Vec<u8> = (0..size * size)
-        .flat_map(|_| {
-            let v = (120 + rng.random_range(-15i32..=15)) as u8;
-            [v; 3]
-        })
-        .collect();
+    let mut rgb = grey_noise(size, rng);
     let slot = s / n as f32;
     let placed = objects
         .iter()
@@ -97,20 +92,7 @@ pub fn render(
             } else {
                 (across, along)
             };
-            let base = COLORS[color].1;
-            let mut mask = vec![false; size * size];
-            for y in 0..size {
-                for x in 0..size {
-                    if inside(shape, x as f32 + 0.5 - cx, y as f32 + 0.5 - cy, r) {
-                        mask[y * size + x] = true;
-                        let i = (y * size + x) * 3;
-                        for k in 0..3 {
-                            rgb[i + k] =
-                                (base[k] as i32 + rng.random_range(-15..=15)).clamp(0, 255) as u8;
-                        }
-                    }
-                }
-            }
+            let mask = paint(&mut rgb, size, shape, COLORS[color].1, (cx, cy), r, rng);
             Placed { color, shape, mask }
         })
         .collect();

@@ -96,6 +96,39 @@ impl Scene {
     }
 }
 
+/// Paints `shape` of radius `r` centred at `centre` (pixels) in colour `base` with ±15 noise per
+/// channel into the HWC image `rgb` (`size`×`size`); returns the object's pixel mask.
+pub(crate) fn paint(
+    rgb: &mut [u8],
+    size: usize,
+    shape: usize,
+    base: [u8; 3],
+    (cx, cy): (f32, f32),
+    r: f32,
+    rng: &mut ChaCha8Rng,
+) -> Vec<bool> {
+    let mut mask = vec![false; size * size];
+    for y in 0..size {
+        for x in 0..size {
+            if inside(shape, x as f32 + 0.5 - cx, y as f32 + 0.5 - cy, r) {
+                mask[y * size + x] = true;
+                let i = (y * size + x) * 3;
+                for k in 0..3 {
+                    rgb[i + k] = (base[k] as i32 + rng.random_range(-15..=15)).clamp(0, 255) as u8;
+                }
+            }
+        }
+    }
+    mask
+}
+
+/// A grey (120) background with ±15 noise shared by the three channels, HWC.
+pub(crate) fn grey_noise(size: usize, rng: &mut ChaCha8Rng) -> Vec<u8> {
+    (0..size * size)
+        .flat_map(|_| [(120 + rng.random_range(-15i32..=15)) as u8; 3])
+        .collect()
+}
+
 pub(crate) fn inside(shape: usize, dx: f32, dy: f32, r: f32) -> bool {
     match shape {
         0 => dx * dx + dy * dy <= r * r,
@@ -188,16 +221,7 @@ pub fn render(
             _ => (s * 0.5 + jitter(rng), s * 0.73 + jitter(rng)),
         };
         let c = object_rgb(o, style.color_jitter, held, rng);
-        for y in 0..size {
-            for x in 0..size {
-                if inside(o.shape, x as f32 + 0.5 - cx, y as f32 + 0.5 - cy, r) {
-                    let i = (y * size + x) * 3;
-                    for k in 0..3 {
-                        rgb[i + k] = (c[k] as i32 + rng.random_range(-15..=15)).clamp(0, 255) as u8;
-                    }
-                }
-            }
-        }
+        paint(&mut rgb, size, o.shape, c, (cx, cy), r, rng);
     }
     let mentions = match objects {
         [a, b] if rng.random::<bool>() => {

@@ -11,7 +11,7 @@
 //! "seen" sets contain none of them; in "unseen" sets the object the question is about (one of
 //! the two, for relations) is always a held-out pair, so answering needs the question's word to
 //! select the object by one attribute and read off the other in a combination never trained on.
-use super::shape_scenes::{inside, COLORS, SHAPES};
+use super::shape_scenes::{grey_noise, paint, COLORS, SHAPES};
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -119,9 +119,7 @@ fn render(
     rng: &mut ChaCha8Rng,
 ) -> (Vec<u8>, Vec<VqaObject>) {
     let cell = size as f32 / 3.0;
-    let mut rgb: Vec<u8> = (0..size * size)
-        .flat_map(|_| [(120 + rng.random_range(-15i32..=15)) as u8; 3])
-        .collect();
+    let mut rgb = grey_noise(size, rng);
     let mut cells: Vec<usize> = (0..9).collect();
     cells.shuffle(rng);
     let objects = pairs
@@ -132,20 +130,7 @@ fn render(
             let r = cell * 0.38 * rng.random_range(0.8..1.0);
             let cx = cell * (col as f32 + 0.5) + rng.random_range(-0.08..0.08) * cell;
             let cy = cell * (row as f32 + 0.5) + rng.random_range(-0.08..0.08) * cell;
-            let mut mask = vec![false; size * size];
-            let base = COLORS[color].1;
-            for y in 0..size {
-                for x in 0..size {
-                    if inside(shape, x as f32 + 0.5 - cx, y as f32 + 0.5 - cy, r) {
-                        mask[y * size + x] = true;
-                        let i = (y * size + x) * 3;
-                        for k in 0..3 {
-                            rgb[i + k] =
-                                (base[k] as i32 + rng.random_range(-15..=15)).clamp(0, 255) as u8;
-                        }
-                    }
-                }
-            }
+            let mask = paint(&mut rgb, size, shape, COLORS[color].1, (cx, cy), r, rng);
             VqaObject {
                 color,
                 shape,

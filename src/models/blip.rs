@@ -338,22 +338,6 @@ impl BertLayer {
         })
     }
 
-    /// A layer without cross-attention over a whole sequence: [B, N, D] -> [B, N, D], `mask`
-    /// additive over the keys (no cache, so self-attention takes the fused paths).
-    pub fn encode(&self, x: &Tensor, mask: Option<&Tensor>, ctx: &mut Ctx) -> Result<Tensor> {
-        let h = self.attention.forward(x, None, mask, ctx)?;
-        Ok(self.ffn.forward(&h, ctx)?)
-    }
-
-    /// Sets the inference dtype of the layer's linears.
-    pub fn prepare(&mut self, dtype: DType) -> Result<()> {
-        self.attention.prepare(dtype)?;
-        if let Some(c) = &mut self.crossattention {
-            c.prepare(dtype)?;
-        }
-        Ok(self.ffn.prepare(dtype)?)
-    }
-
     /// [B, N, D] -> [B, N, D]; `mask` additive over the self-attention keys, `encoder_mask` over
     /// the `encoder` states [B, M, E] (used only by a layer with cross-attention).
     pub fn forward(

@@ -18,8 +18,9 @@ use crate::models::Family;
 use crate::nn::flamingo::{
     GateShape, GatedConfig, GatedCrossAttention, Resampler, ResamplerConfig,
 };
-use crate::nn::llama::{causal_padding_mask, LlamaLayer, RmsNorm, Rope};
-use crate::nn::{check_heads, Activation, Ctx};
+use crate::nn::generate::causal_padding_mask;
+use crate::nn::llama::{LlamaLayer, RmsNorm, Rope};
+use crate::nn::{check_heads, Activation, Ctx, Linear, Then};
 use crate::{Error, Result};
 use candle_core::{DType, Tensor, D};
 use candle_nn::{Init, VarBuilder};
@@ -257,8 +258,8 @@ pub struct Idefics {
     gated: Vec<GatedCrossAttention>,
     layers: Vec<LlamaLayer>,
     norm: RmsNorm,
-    lm_head: Tensor,
-    additional_fc: Option<Tensor>,
+    lm_head: Linear,
+    additional_fc: Option<Linear>,
     rope: Rope,
 }
 
@@ -338,10 +339,13 @@ impl Idefics {
                 })
                 .collect::<candle_core::Result<_>>()?,
             norm: RmsNorm::new(m.pp("norm"), h, c.rms_norm_eps)?,
-            lm_head: vb
-                .pp("lm_head")
-                .get_with_hints((c.vocab_size, h), "weight", std)?,
-            additional_fc: extra(vb.pp("lm_head").pp("additional_fc"), "weight")?,
+            lm_head: Linear::from_parts(
+                vb.pp("lm_head")
+                    .get_with_hints((c.vocab_size, h), "weight", std)?,
+                None,
+            ),
+            additional_fc: extra(vb.pp("lm_head").pp("additional_fc"), "weight")?
+                .map(|w| Linear::from_parts(w, None)),
             rope: Rope::new(h / c.num_attention_heads, c.rope_theta()),
             config: c.clone(),
         })
@@ -352,26 +356,43 @@ impl Idefics {
         &self.gated
     }
 
-    /// Token embeddings [B, T, H] and the rotary angles of their positions.
-    fn embed(&self, ids: &Tensor, mask: Option<&Tensor>) -> Result<(Tensor, (Tensor, Tensor))> {
+    /// Token embeddings [B, T, H], the rotary angles of their positions and the additive
+    /// causal + padding mask [B, 1, T, T].
+    fn embed(
+        &self,
+        ids: &Tensor,
+        mask: Option<&Tensor>,
+    ) -> Result<(Tensor, (Tensor, Tensor), Tensor)> {
         let c = &self.config;
         let (b, t) = ids.dims2()?;
-        let vocab = c.vocab_size + c.additional_vocab_size;
+        let dev = ids.device();
+        let v = c.vocab_size;
+        let vocab = v + c.additional_vocab_size;
         let flat: Vec<u32> = ids.flatten_all()?.to_dtype(DType::U32)?.to_vec1()?;
         if let Some(bad) = flat.iter().find(|&&i| i as usize >= vocab) {
             return Err(Error::Shape(format!(
                 "token id {bad} is outside 0..{vocab}"
             )));
         }
-        let table = match &self.additional_embedding {
-            Some(a) => Tensor::cat(&[&self.embed_tokens, a], 0)?,
-            None => self.embed_tokens.clone(),
-        };
-        let x = table
-            .index_select(&ids.flatten_all()?.to_dtype(DType::U32)?, 0)?
-            .reshape((b, t, c.hidden_size))?;
-        // cumsum(mask) - 1, and 1 where the mask is 0
-        let positions: Vec<f32> = match mask {
+        // The decoupled table: ids ≥ V read `additional_embedding` (no copy of the tables).
+        let main: Vec<u32> = flat
+            .iter()
+            .map(|&i| if (i as usize) < v { i } else { 0 })
+            .collect();
+        let mut x = self
+            .embed_tokens
+            .index_select(&Tensor::new(main, dev)?, 0)?;
+        if let Some(extra) = &self.additional_embedding {
+            if flat.iter().any(|&i| i as usize >= v) {
+                let shifted: Vec<u32> = flat.iter().map(|&i| i.saturating_sub(v as u32)).collect();
+                let is_extra: Vec<u8> = flat.iter().map(|&i| (i as usize >= v) as u8).collect();
+                let e = extra.index_select(&Tensor::new(shifted, dev)?, 0)?;
+                let pick = Tensor::from_vec(is_extra, (b * t, 1), dev)?.broadcast_as(x.shape())?;
+                x = pick.where_cond(&e, &x)?;
+            }
+        }
+        let x = x.reshape((b, t, c.hidden_size))?;
+        let keep: Vec<Vec<u8>> = match mask {
             Some(m) => {
                 if m.dims() != [b, t] {
                     return Err(Error::Shape(format!(
@@ -379,25 +400,31 @@ impl Idefics {
                         m.dims()
                     )));
                 }
-                let m: Vec<f32> = m.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-                m.chunks(t)
-                    .flat_map(|row| {
-                        let mut seen = 0f32;
-                        row.iter()
-                            .map(|&k| {
-                                seen += k;
-                                if k == 0.0 {
-                                    1.0
-                                } else {
-                                    seen - 1.0
-                                }
-                            })
-                            .collect::<Vec<_>>()
-                    })
+                m.to_dtype(DType::F32)?
+                    .to_vec2::<f32>()?
+                    .into_iter()
+                    .map(|row| row.into_iter().map(|k| (k != 0.0) as u8).collect())
                     .collect()
             }
-            None => (0..b).flat_map(|_| (0..t).map(|i| i as f32)).collect(),
+            None => vec![vec![1; t]; b],
         };
+        // cumsum(mask) - 1, and 1 where the mask is 0
+        let positions: Vec<f32> = keep
+            .iter()
+            .flat_map(|row| {
+                let mut seen = 0f32;
+                row.iter()
+                    .map(|&k| {
+                        seen += k as f32;
+                        if k == 0 {
+                            1.0
+                        } else {
+                            seen - 1.0
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
         if let Some(p) = positions
             .iter()
             .find(|&&p| p as usize >= c.max_position_embeddings)
@@ -407,16 +434,18 @@ impl Idefics {
                 c.max_position_embeddings
             )));
         }
-        let pos = Tensor::from_vec(positions, (b, t), ids.device())?;
-        Ok((x, self.rope.cos_sin(&pos)?))
+        let pos = Tensor::from_vec(positions, (b, t), dev)?;
+        let mask = causal_padding_mask(&keep, t, dev)?;
+        Ok((x, self.rope.cos_sin(&pos)?, mask))
     }
 
-    fn head(&self, h: &Tensor) -> Result<Tensor> {
-        let w = match &self.additional_fc {
-            Some(a) => Tensor::cat(&[&self.lm_head, a], 0)?,
-            None => self.lm_head.clone(),
-        };
-        Ok(h.broadcast_matmul(&w.t()?)?)
+    /// [B, T, H] -> logits [B, T, V + A]: `lm_head`, then `additional_fc` for the extra ids.
+    fn head(&self, h: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
+        let logits = self.lm_head.forward(h, Then::none(), ctx)?;
+        Ok(match &self.additional_fc {
+            Some(a) => Tensor::cat(&[&logits, &a.forward(h, Then::none(), ctx)?], D::Minus1)?,
+            None => logits,
+        })
     }
 
     /// Images [B, N, 3, S, S] -> the states the text attends to [B, N·L, E].
@@ -445,7 +474,7 @@ impl Idefics {
                 x.image_attention_mask.dims()
             )));
         }
-        let (mut h, rope) = self.embed(x.input_ids, x.attention_mask)?;
+        let (mut h, rope, mask) = self.embed(x.input_ids, x.attention_mask)?;
         let images = self.image_states(x.pixel_values, ctx)?;
         let l = images.dim(1)? / n;
         // [B, T, N] -> [B, T, N·L] (each image's mask repeated over its latents) -> additive
@@ -461,7 +490,6 @@ impl Idefics {
             .unsqueeze(1)?;
         // [B, T]: 1 where the token sees at least one image
         let gate = keep.to_dtype(DType::F32)?.max(D::Minus1)?;
-        let mask = causal_padding_mask(x.attention_mask, b, t, h.device())?;
         let interval = self.config.cross_layer_interval;
         for (i, layer) in self.layers.iter().enumerate() {
             if i % interval == 0 {
@@ -471,7 +499,7 @@ impl Idefics {
         }
         let hidden = self.norm.forward(&h)?;
         Ok(IdeficsOutput {
-            logits: self.head(&hidden)?,
+            logits: self.head(&hidden, ctx)?,
             hidden,
             image_states: images,
         })
@@ -485,13 +513,11 @@ impl Idefics {
         mask: Option<&Tensor>,
         ctx: &mut Ctx,
     ) -> Result<Tensor> {
-        let (b, t) = ids.dims2()?;
-        let (mut h, rope) = self.embed(ids, mask)?;
-        let m = causal_padding_mask(mask, b, t, h.device())?;
+        let (mut h, rope, m) = self.embed(ids, mask)?;
         for layer in &self.layers {
             h = layer.forward(&h, (&rope.0, &rope.1), Some(&m), ctx)?;
         }
-        self.head(&self.norm.forward(&h)?)
+        self.head(&self.norm.forward(&h)?, ctx)
     }
 
     /// The model computing its linears in `dtype` on the inference path.
@@ -505,6 +531,10 @@ impl Idefics {
         }
         for l in &mut self.layers {
             l.prepare(dtype)?;
+        }
+        self.lm_head.prepare(dtype)?;
+        if let Some(a) = &mut self.additional_fc {
+            a.prepare(dtype)?;
         }
         Ok(())
     }

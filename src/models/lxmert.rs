@@ -13,13 +13,12 @@
 //!
 //! transformers does not ship the Faster R-CNN that produces the region features; callers bring
 //! them (any `[B, N, visual_feat_dim]` features work, as in the co-attention experiment).
-use crate::models::blip::{BertLayer, BertNames, BertSizes};
 use crate::models::load::{fresh, strict, Checkpoint, LoadOptions, Loaded, Pretrained};
 use crate::models::Family;
 use crate::nn::coattention::LXMERT_X_LAYER;
 use crate::nn::{
-    check_heads, padding_mask, Activation, CoAttentionLayer, CoLayerConfig, Ctx, LayerNorm, Linear,
-    Then,
+    check_heads, padding_mask, Activation, BlockConfig, BlockNames, CoAttentionLayer,
+    CoLayerConfig, Ctx, EncoderBlock, LayerNorm, Linear, Then,
 };
 use crate::{Error, Result};
 use candle_core::{DType, Tensor};
@@ -125,14 +124,19 @@ impl LxmertConfig {
             .is_some_and(|a| a != "LxmertModel")
     }
 
-    fn sizes(&self) -> BertSizes {
-        BertSizes {
-            hidden: self.hidden_size,
+    /// One language or relationship layer: post-norm BERT.
+    fn block(&self) -> BlockConfig {
+        BlockConfig {
+            dim: self.hidden_size,
             heads: self.num_attention_heads,
-            intermediate: self.intermediate_size,
+            mlp_dim: self.intermediate_size,
             act: self.hidden_act,
+            pre_norm: false,
             eps: EPS,
-            encoder_hidden: self.hidden_size,
+            qkv_bias: true,
+            dropout: self.hidden_dropout_prob,
+            mlp_dropout: 0.0,
+            attn_dropout: self.attention_probs_dropout_prob,
         }
     }
 }
@@ -187,8 +191,8 @@ pub struct Lxmert {
     visn_norm: LayerNorm,
     box_fc: Linear,
     box_norm: LayerNorm,
-    layers: Vec<BertLayer>,
-    r_layers: Vec<BertLayer>,
+    layers: Vec<EncoderBlock>,
+    r_layers: Vec<EncoderBlock>,
     x_layers: Vec<CoAttentionLayer>,
     pooler: Linear,
     answer_head: Option<AnswerHead>,
@@ -212,9 +216,9 @@ impl Lxmert {
         let emb = base.pp("embeddings");
         let enc = base.pp("encoder");
         let vfc = enc.pp("visn_fc");
-        let bert = |vb: VarBuilder, n: usize| -> Result<Vec<BertLayer>> {
+        let bert = |vb: VarBuilder, n: usize| -> Result<Vec<EncoderBlock>> {
             (0..n)
-                .map(|i| BertLayer::new(vb.pp(i.to_string()), &BertNames::BERT, &c.sizes(), false))
+                .map(|i| Ok(EncoderBlock::new(vb.pp(i), &BlockNames::BERT, &c.block())?))
                 .collect()
         };
         let x_cfg = CoLayerConfig {
@@ -354,10 +358,10 @@ impl Lxmert {
                 .forward(&self.box_fc.forward(x.visual_pos, Then::none(), ctx)?)?;
         let mut vis = ((feats + boxes)? * 0.5)?;
         for l in &self.layers {
-            lang = l.encode(&lang, lang_mask.as_ref(), ctx)?;
+            lang = l.forward(&lang, lang_mask.as_ref(), ctx)?;
         }
         for l in &self.r_layers {
-            vis = l.encode(&vis, vis_mask.as_ref(), ctx)?;
+            vis = l.forward(&vis, vis_mask.as_ref(), ctx)?;
         }
         for l in &self.x_layers {
             (lang, vis) = l.forward(&lang, lang_mask.as_ref(), &vis, vis_mask.as_ref(), ctx)?;

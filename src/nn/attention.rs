@@ -187,6 +187,12 @@ impl Attention {
         })
     }
 
+    /// Whether q, k and v are as wide as the input: what the fused self-attention paths (one
+    /// q|k|v buffer, the packed [3D, D] weight) assume.
+    fn full_width(&self) -> bool {
+        self.num_heads * self.head_dim == self.dim
+    }
+
     pub fn num_heads(&self) -> usize {
         self.num_heads
     }
@@ -204,7 +210,7 @@ impl Attention {
     pub fn prepare(&mut self, dtype: DType) -> Result<()> {
         self.out.prepare(dtype)?;
         self.qkv_packed = None;
-        let fused = self.num_heads * self.head_dim == self.dim;
+        let fused = self.full_width();
         match &mut self.proj {
             Proj::Fused(lin) => lin.prepare(dtype)?,
             Proj::Separate { q, k, v } if !kernels_apply(&q.weight) || !fused => {
@@ -255,8 +261,7 @@ impl Attention {
         residual: Option<&Tensor>,
         ctx: &mut Ctx,
     ) -> Result<Tensor> {
-        // The fused self-attention paths assume q, k and v as wide as the input.
-        let fused = self.num_heads * self.head_dim == self.dim;
+        let fused = self.full_width();
         let y = match (ctx.path(x, || self.parameters()), context, pos.is_none()) {
             (Path::Inference, None, true) if fused => self.self_attention_inference(x, mask)?,
             (Path::Kernels, None, true) if fused => self.self_attention_kernels(x, mask, ctx)?,

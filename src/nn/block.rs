@@ -110,6 +110,23 @@ impl BlockNames {
         fc1: "intermediate.dense",
         fc2: "output.dense",
     };
+    /// BERT's `BertLayer` without cross-attention (post-norm): LXMERT's language and
+    /// relationship layers.
+    pub const BERT: BlockNames = BlockNames {
+        norm1: "attention.output.LayerNorm",
+        norm2: "output.LayerNorm",
+        attn: "attention",
+        attn_names: AttnNames {
+            qkv: QkvNames::Separate {
+                q: "self.query",
+                k: "self.key",
+                v: "self.value",
+            },
+            out: "output.dense",
+        },
+        fc1: "intermediate.dense",
+        fc2: "output.dense",
+    };
     /// Hugging Face `CLIPEncoderLayer`.
     pub const CLIP: BlockNames = BlockNames {
         norm1: "layer_norm1",

@@ -7,26 +7,20 @@
 //!   keys and values, and B's over A's. LXMERT shares one module between the directions
 //!   (`visual_attention`); ViLBERT has one per direction, with streams of different widths
 //!   projected into a common attention width (`bi_hidden_size`).
-//! - [`CoAttentionLayer`]: co-attention, then (LXMERT) self-attention per stream, then a
-//!   feed-forward per stream. ViLBERT's connection layer has no self-attention step.
+//! - [`CoAttentionLayer`]: co-attention, then per stream either a post-norm
+//!   [`EncoderBlock`] (LXMERT: self-attention and feed-forward) or the feed-forward alone
+//!   (ViLBERT's connection layer).
 use super::activation::Activation;
 use super::attention::{Attention, AttnConfig, AttnNames, KvCache, QkvNames};
-use super::block::Mlp;
+use super::block::{BlockConfig, BlockNames, EncoderBlock, Mlp};
 use super::ctx::Ctx;
 use super::layers::LayerNorm;
 use candle_core::{DType, Result, Tensor};
 use candle_nn::VarBuilder;
 
-/// BERT's self-attention names under a sub-layer's prefix: `self.{query,key,value}`,
+/// BERT's attention names under a sub-layer's prefix: `self.{query,key,value}`,
 /// `output.dense`, with the norm at `output.LayerNorm`.
-pub const BERT_ATTENTION: AttnNames = AttnNames {
-    qkv: QkvNames::Separate {
-        q: "self.query",
-        k: "self.key",
-        v: "self.value",
-    },
-    out: "output.dense",
-};
+pub const BERT_ATTENTION: AttnNames = BlockNames::BERT.attn_names;
 
 /// BERT's attention output norm, beside [`BERT_ATTENTION`].
 pub const BERT_ATTENTION_NORM: &str = "output.LayerNorm";
@@ -171,11 +165,8 @@ pub enum CrossNames {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CoLayerNames {
     pub cross: CrossNames,
-    /// Prefixes of each stream's self-attention sub-layer ([`BERT_ATTENTION`] names under
-    /// them), `None` where the layer has none (ViLBERT).
-    pub self_attention: Option<[&'static str; 2]>,
-    /// Each stream's feed-forward.
-    pub ffn: [FfnNames; 2],
+    /// Each stream's tail.
+    pub tails: [TailNames; 2],
 }
 
 /// Sizes of one [`CoAttentionLayer`].
@@ -276,58 +267,69 @@ impl CoAttention {
     }
 }
 
-/// One co-attention layer: [`CoAttention`], each stream's self-attention (when named), each
-/// stream's feed-forward.
+/// What follows the co-attention in each stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TailNames {
+    /// Self-attention, then the feed-forward: a post-norm [`EncoderBlock`] (LXMERT).
+    Block(BlockNames),
+    /// The feed-forward only (ViLBERT).
+    Ffn(FfnNames),
+}
+
+/// One stream's part after the co-attention.
+#[derive(Clone, Debug)]
+enum Tail {
+    Block(Box<EncoderBlock>),
+    Ffn(PostNormFfn),
+}
+
+/// One co-attention layer: [`CoAttention`], then each stream's tail (self-attention and
+/// feed-forward, or the feed-forward alone).
 #[derive(Clone, Debug)]
 pub struct CoAttentionLayer {
     cross: CoAttention,
-    self_attention: Option<[PostNormAttention; 2]>,
-    ffn: [PostNormFfn; 2],
+    tails: [Tail; 2],
 }
 
 impl CoAttentionLayer {
     pub fn new(vb: VarBuilder, names: &CoLayerNames, cfg: &CoLayerConfig) -> crate::Result<Self> {
-        let own = |prefix: &str, dim: usize| {
-            let c = AttnConfig {
-                dim,
-                heads: cfg.self_heads,
-                qkv_bias: true,
-                attn_dropout: cfg.attn_dropout,
-                proj_dropout: cfg.dropout,
-                kv_dim: None,
-                inner: None,
-            };
-            PostNormAttention::new(
-                vb.pp(prefix),
-                BERT_ATTENTION,
-                BERT_ATTENTION_NORM,
-                &c,
-                cfg.eps,
-            )
-        };
-        let ffn = |i: usize| {
-            PostNormFfn::new(
-                vb.clone(),
-                names.ffn[i],
-                cfg.dims[i],
-                cfg.intermediate[i],
-                cfg.act,
-                cfg.dropout,
-                cfg.eps,
-            )
+        let tail = |i: usize| -> Result<Tail> {
+            Ok(match names.tails[i] {
+                TailNames::Block(n) => {
+                    let c = BlockConfig {
+                        dim: cfg.dims[i],
+                        heads: cfg.self_heads,
+                        mlp_dim: cfg.intermediate[i],
+                        act: cfg.act,
+                        pre_norm: false,
+                        eps: cfg.eps,
+                        qkv_bias: true,
+                        dropout: cfg.dropout,
+                        mlp_dropout: 0.0,
+                        attn_dropout: cfg.attn_dropout,
+                    };
+                    Tail::Block(Box::new(EncoderBlock::new(vb.clone(), &n, &c)?))
+                }
+                TailNames::Ffn(n) => Tail::Ffn(PostNormFfn::new(
+                    vb.clone(),
+                    n,
+                    cfg.dims[i],
+                    cfg.intermediate[i],
+                    cfg.act,
+                    cfg.dropout,
+                    cfg.eps,
+                )?),
+            })
         };
         Ok(CoAttentionLayer {
             cross: CoAttention::new(vb.clone(), names.cross, cfg)?,
-            self_attention: match names.self_attention {
-                Some([pa, pb]) => Some([own(pa, cfg.dims[0])?, own(pb, cfg.dims[1])?]),
-                None => None,
-            },
-            ffn: [ffn(0)?, ffn(1)?],
+            tails: [tail(0)?, tail(1)?],
         })
     }
 
     /// `a` [B, N, Da], `b` [B, M, Db], masks additive over each stream's keys -> (a', b'). The
-    /// trace gets, in order: A→B, B→A, then A's and B's self-attention.
+    /// trace gets, in order: A→B, B→A, then A's and B's self-attention (when the tails have
+    /// one).
     pub fn forward(
         &self,
         a: &Tensor,
@@ -336,20 +338,22 @@ impl CoAttentionLayer {
         mask_b: Option<&Tensor>,
         ctx: &mut Ctx,
     ) -> Result<(Tensor, Tensor)> {
-        let (mut a, mut b) = self.cross.forward(a, mask_a, b, mask_b, ctx)?;
-        if let Some([sa, sb]) = &self.self_attention {
-            a = sa.forward(&a, None, mask_a, ctx)?;
-            b = sb.forward(&b, None, mask_b, ctx)?;
-        }
-        Ok((self.ffn[0].forward(&a, ctx)?, self.ffn[1].forward(&b, ctx)?))
+        let (a, b) = self.cross.forward(a, mask_a, b, mask_b, ctx)?;
+        let run = |t: &Tail, x: &Tensor, mask: Option<&Tensor>, ctx: &mut Ctx| match t {
+            Tail::Block(blk) => blk.forward(x, mask, ctx),
+            Tail::Ffn(f) => f.forward(x, ctx),
+        };
+        let a = run(&self.tails[0], &a, mask_a, ctx)?;
+        let b = run(&self.tails[1], &b, mask_b, ctx)?;
+        Ok((a, b))
     }
 
     pub fn prepare(&mut self, dtype: DType) -> Result<()> {
         self.cross.prepare(dtype)?;
-        if let Some(s) = &mut self.self_attention {
-            s.iter_mut().try_for_each(|m| m.prepare(dtype))?;
-        }
-        self.ffn.iter_mut().try_for_each(|f| f.prepare(dtype))
+        self.tails.iter_mut().try_for_each(|t| match t {
+            Tail::Block(b) => b.prepare(dtype),
+            Tail::Ffn(f) => f.prepare(dtype),
+        })
     }
 }
 
@@ -381,18 +385,17 @@ pub const VILBERT_CONNECTION: CoLayerNames = CoLayerNames {
             "biOutput.LayerNorm2",
         ),
     ]),
-    self_attention: None,
-    ffn: [
-        FfnNames {
+    tails: [
+        TailNames::Ffn(FfnNames {
             fc1: "v_intermediate.dense",
             fc2: "v_output.dense",
             norm: "v_output.LayerNorm",
-        },
-        FfnNames {
+        }),
+        TailNames::Ffn(FfnNames {
             fc1: "t_intermediate.dense",
             fc2: "t_output.dense",
             norm: "t_output.LayerNorm",
-        },
+        }),
     ],
 };
 
@@ -411,17 +414,22 @@ pub const LXMERT_X_LAYER: CoLayerNames = CoLayerNames {
         },
         norm: "output.LayerNorm",
     },
-    self_attention: Some(["lang_self_att", "visn_self_att"]),
-    ffn: [
-        FfnNames {
+    tails: [
+        TailNames::Block(BlockNames {
+            norm1: "lang_self_att.output.LayerNorm",
+            norm2: "lang_output.LayerNorm",
+            attn: "lang_self_att",
+            attn_names: BERT_ATTENTION,
             fc1: "lang_inter.dense",
             fc2: "lang_output.dense",
-            norm: "lang_output.LayerNorm",
-        },
-        FfnNames {
+        }),
+        TailNames::Block(BlockNames {
+            norm1: "visn_self_att.output.LayerNorm",
+            norm2: "visn_output.LayerNorm",
+            attn: "visn_self_att",
+            attn_names: BERT_ATTENTION,
             fc1: "visn_inter.dense",
             fc2: "visn_output.dense",
-            norm: "visn_output.LayerNorm",
-        },
+        }),
     ],
 };

@@ -9,7 +9,7 @@
 use super::attention::attend_heads;
 use super::ctx::Ctx;
 use super::layers::{LayerNorm, Linear, Then};
-use candle_core::{DType, Device, Result, Tensor, D};
+use candle_core::{DType, Result, Tensor, D};
 use candle_nn::{Init, VarBuilder};
 
 /// `x / sqrt(mean(x²) + eps) · weight` over the last dimension (computed in f32).
@@ -282,29 +282,4 @@ impl LlamaLayer {
         self.self_attn.prepare(dtype)?;
         self.mlp.prepare(dtype)
     }
-}
-
-/// An additive causal mask with key padding, [B, 1, T, T]: 0 where query i may see key j (j ≤ i
-/// and `keep[b, j]`), the most negative f32 elsewhere (transformers' eager mask).
-pub fn causal_padding_mask(
-    keep: Option<&Tensor>,
-    b: usize,
-    t: usize,
-    device: &Device,
-) -> Result<Tensor> {
-    let keep: Vec<f32> = match keep {
-        Some(k) => k.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?,
-        None => vec![1.0; b * t],
-    };
-    let mut m = vec![0f32; b * t * t];
-    for r in 0..b {
-        for i in 0..t {
-            for j in 0..t {
-                if j > i || keep[r * t + j] == 0.0 {
-                    m[(r * t + i) * t + j] = f32::MIN;
-                }
-            }
-        }
-    }
-    Tensor::from_vec(m, (b, 1, t, t), device)
 }

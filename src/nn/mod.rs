@@ -52,7 +52,7 @@ pub use attention::{
 pub use block::{BlockConfig, BlockNames, DecoderBlock, DecoderNames, EncoderBlock, Mlp};
 pub use coattention::{
     CoAttention, CoAttentionLayer, CoLayerConfig, CoLayerNames, CrossNames, FfnNames,
-    PostNormAttention, PostNormFfn,
+    PostNormAttention, PostNormFfn, TailNames,
 };
 pub use ctx::{Ctx, Path, Trace};
 pub use encoder::Encoder;

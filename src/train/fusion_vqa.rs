@@ -17,11 +17,10 @@
 //! `(LN(fc(pixels)) + LN(fc(box))) / 2`), the post-norm BERT layers and LXMERT's answer head.
 use crate::data::shape_scenes::HELD_OUT;
 use crate::data::vqa_scenes::{self, answers, question_words, QuestionKind, VqaSample};
-use crate::models::blip::{BertLayer, BertNames, BertSizes};
 use crate::nn::coattention::LXMERT_X_LAYER;
 use crate::nn::{
-    padding_mask, Activation, CoAttentionLayer, CoLayerConfig, Ctx, LayerNorm, Linear, ParamStore,
-    Then, Trace,
+    check_heads, padding_mask, Activation, BlockConfig, BlockNames, CoAttentionLayer,
+    CoLayerConfig, Ctx, EncoderBlock, LayerNorm, Linear, ParamStore, Then, Trace,
 };
 use crate::progress::Progress;
 use crate::train::{cross_entropy, descend, lr_at, AdamW, AdamWConfig, DecayRule, Schedule};
@@ -121,12 +120,6 @@ impl FusionConfig {
         if self.image_size < 24 {
             return bad(format!("image size {} is under 24", self.image_size));
         }
-        if self.heads == 0 || !self.hidden.is_multiple_of(self.heads) {
-            return bad(format!(
-                "{} heads must divide width {}",
-                self.heads, self.hidden
-            ));
-        }
         if self.train_samples == 0 || self.test_samples == 0 || self.epochs == 0 {
             return bad("samples and epochs must be positive".into());
         }
@@ -136,21 +129,26 @@ impl FusionConfig {
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return bad(format!("learning rate {} must be positive", self.lr));
         }
-        Ok(())
+        check_heads(self.hidden, self.heads)
     }
 
     fn grid(&self) -> usize {
         self.image_size / self.patch_size
     }
 
-    fn sizes(&self) -> BertSizes {
-        BertSizes {
-            hidden: self.hidden,
+    /// One post-norm BERT layer.
+    fn block(&self) -> BlockConfig {
+        BlockConfig {
+            dim: self.hidden,
             heads: self.heads,
-            intermediate: 4 * self.hidden,
+            mlp_dim: 4 * self.hidden,
             act: Activation::Gelu,
+            pre_norm: false,
             eps: 1e-12,
-            encoder_hidden: self.hidden,
+            qkv_bias: true,
+            dropout: 0.0,
+            mlp_dropout: 0.0,
+            attn_dropout: 0.0,
         }
     }
 }
@@ -244,34 +242,34 @@ pub fn batch(samples: &[&VqaSample], cfg: &FusionConfig, device: &Device) -> Res
 #[derive(Clone, Debug)]
 enum Body {
     Co {
-        text: Vec<BertLayer>,
-        vision: Vec<BertLayer>,
+        text: Vec<EncoderBlock>,
+        vision: Vec<EncoderBlock>,
         cross: Vec<CoAttentionLayer>,
     },
     Single {
         types: Tensor,
-        layers: Vec<BertLayer>,
+        layers: Vec<EncoderBlock>,
     },
     Late {
-        text: Vec<BertLayer>,
-        vision: Vec<BertLayer>,
+        text: Vec<EncoderBlock>,
+        vision: Vec<EncoderBlock>,
     },
 }
 
 /// The text and the patches through their own layers, apart.
 fn encode_streams(
-    text_layers: &[BertLayer],
-    vision_layers: &[BertLayer],
+    text_layers: &[EncoderBlock],
+    vision_layers: &[EncoderBlock],
     mut text: Tensor,
     mut vis: Tensor,
     text_mask: &Tensor,
     ctx: &mut Ctx,
 ) -> Result<(Tensor, Tensor)> {
     for layer in text_layers {
-        text = layer.encode(&text, Some(text_mask), ctx)?;
+        text = layer.forward(&text, Some(text_mask), ctx)?;
     }
     for layer in vision_layers {
-        vis = layer.encode(&vis, None, ctx)?;
+        vis = layer.forward(&vis, None, ctx)?;
     }
     Ok((text, vis))
 }
@@ -306,10 +304,14 @@ impl FusionVqa {
             stdev: 0.02,
         };
         let vocab = SPECIALS.len() + question_words().len();
-        let layers = |vb: VarBuilder, n: usize| -> Result<Vec<BertLayer>> {
+        let layers = |vb: VarBuilder, n: usize| -> Result<Vec<EncoderBlock>> {
             (0..n)
                 .map(|i| {
-                    BertLayer::new(vb.pp(i.to_string()), &BertNames::BERT, &cfg.sizes(), false)
+                    Ok(EncoderBlock::new(
+                        vb.pp(i),
+                        &BlockNames::BERT,
+                        &cfg.block(),
+                    )?)
                 })
                 .collect()
         };
@@ -430,7 +432,7 @@ impl FusionVqa {
                 )?;
                 let mask = padding_mask(&keep, DType::F32)?;
                 for layer in layers {
-                    s = layer.encode(&s, Some(&mask), ctx)?;
+                    s = layer.forward(&s, Some(&mask), ctx)?;
                 }
                 cls(&s, ctx)?
             }
@@ -492,7 +494,7 @@ impl FusionVqa {
 
     /// Sets the inference dtype of every linear.
     pub fn prepare(&mut self, dtype: DType) -> Result<()> {
-        let layers: Vec<&mut BertLayer> = match &mut self.body {
+        let layers: Vec<&mut EncoderBlock> = match &mut self.body {
             Body::Co {
                 text,
                 vision,
