@@ -168,7 +168,7 @@ fn the_classification_pipeline_reads_perceivers() {
 fn a_fresh_perceiver_trains_every_parameter() {
     use tessera::models::perceiver::PerceiverConfig;
     let labels = (0..3).map(|i| (i.to_string(), format!("c{i}"))).collect();
-    let cfg = PerceiverConfig::fourier_from_scratch(1, labels);
+    let cfg = PerceiverConfig::fourier_from_scratch(1, labels, Some(8));
     let l = PerceiverClassifier::from_config(&cfg, &LoadOptions::default().trainable()).unwrap();
     let x = candle_core::Tensor::randn(0f32, 1.0, (2, 1, 8, 8), &candle_core::Device::Cpu).unwrap();
     let y = candle_core::Tensor::new(&[0u32, 2], &candle_core::Device::Cpu).unwrap();
@@ -220,6 +220,14 @@ fn perceiver_training_resumes_bit_for_bit() {
         ..spec("parts")
     };
     train_vit(&first, silent).unwrap();
+    // The Fourier features are not weights: resuming with other ones is refused, not continued.
+    let other = TrainSpec {
+        resume: true,
+        fourier_resolution: Some(224),
+        ..spec("parts")
+    };
+    let e = train_vit(&other, silent).unwrap_err();
+    assert!(e.to_string().contains("--fourier-resolution 8"), "{e}");
     let rest = TrainSpec {
         resume: true,
         ..spec("parts")
@@ -239,4 +247,6 @@ fn perceiver_training_resumes_bit_for_bit() {
         "PerceiverForImageClassificationFourier"
     );
     assert_eq!(cfg["d_model"], 259);
+    // Made at the digits' 8 pixels, not transformers' fixed 224 (tessera's own field).
+    assert_eq!(cfg["fourier_max_resolution"], 8);
 }

@@ -39,6 +39,13 @@ pub struct PerceiverConfig {
     pub attention_probs_dropout_prob: f64,
     pub use_query_residual: bool,
     pub image_size: usize,
+    /// tessera's own field, not transformers': the resolution at which the Fourier features'
+    /// top band reaches Nyquist (the Perceiver paper's choice is the input's size). transformers
+    /// always uses 224 for `...Fourier`, which aliases on small inputs (64 bands up to frequency
+    /// 112 on a 28-pixel grid); a model saved with another value loads in transformers but
+    /// computes different position features there. `None`: 224, transformers' layout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fourier_max_resolution: Option<usize>,
     pub id2label: BTreeMap<String, String>,
     pub architectures: Vec<String>,
     pub model_type: String,
@@ -67,6 +74,7 @@ impl Default for PerceiverConfig {
             attention_probs_dropout_prob: 0.1,
             use_query_residual: true,
             image_size: 56,
+            fourier_max_resolution: None,
             id2label: BTreeMap::new(),
             architectures: vec![],
             model_type: "perceiver".into(),
@@ -264,8 +272,13 @@ impl PerceiverConfig {
     /// images of any size: raw pixels + Fourier features (`PerceiverForImageClassificationFourier`'s
     /// layout, `d_model` = channels + 258, which transformers loads), 64 latents of width 128, one
     /// cross-attention head with 64 query/key channels, 6 self-attention layers of 4 heads
-    /// (MLP ×2), no attention dropout.
-    pub fn fourier_from_scratch(channels: usize, id2label: BTreeMap<String, String>) -> Self {
+    /// (MLP ×2), no attention dropout. `fourier_max_resolution`: see the field (`None` keeps
+    /// transformers' 224).
+    pub fn fourier_from_scratch(
+        channels: usize,
+        id2label: BTreeMap<String, String>,
+        fourier_max_resolution: Option<usize>,
+    ) -> Self {
         PerceiverConfig {
             num_latents: 64,
             d_latents: 128,
@@ -280,6 +293,7 @@ impl PerceiverConfig {
             cross_attention_widening_factor: 1,
             attention_probs_dropout_prob: 0.0,
             image_size: 224,
+            fourier_max_resolution,
             id2label,
             architectures: vec!["PerceiverForImageClassificationFourier".into()],
             ..Default::default()
@@ -310,6 +324,15 @@ impl PerceiverConfig {
         }
         if self.num_latents == 0 || self.d_latents == 0 || self.num_blocks == 0 {
             return bad("num_latents, d_latents and num_blocks must be positive".into());
+        }
+        match self.fourier_max_resolution {
+            Some(0) => return bad("fourier_max_resolution must be positive".into()),
+            Some(_) if kind != Preprocessing::Fourier => {
+                return bad(format!(
+                    "fourier_max_resolution applies to the Fourier preprocessing, not {kind:?}"
+                ))
+            }
+            _ => {}
         }
         if kind == Preprocessing::Learned && self.image_size == 0 {
             return bad("the learned positions need image_size".into());
@@ -453,7 +476,8 @@ impl PerceiverClassifier {
                 Tensor::cat(&[&x, &pos], D::Minus1)?
             }
             Preprocessor::Fourier => {
-                Tensor::cat(&[&flat(pixels)?, &fourier(h, w, (224, 224))?], D::Minus1)?
+                let r = self.config.fourier_max_resolution.unwrap_or(224);
+                Tensor::cat(&[&flat(pixels)?, &fourier(h, w, (r, r))?], D::Minus1)?
             }
             Preprocessor::Conv { conv, norm } => {
                 let x = norm.forward(&conv.forward(pixels)?, false)?.relu()?;
@@ -590,5 +614,24 @@ mod tests {
         assert_eq!((l[0], l[63]), (1.0, 112.0));
         assert_eq!(linspace(-1.0, 1.0, 1), vec![-1.0]);
         assert_eq!(fourier_features(2, 3, (224, 224), 64).len(), 6 * 258);
+    }
+
+    #[test]
+    fn a_fourier_resolution_is_positive_and_only_for_fourier() {
+        let labels: BTreeMap<_, _> = [("0".to_string(), "a".to_string())].into();
+        let ok = PerceiverConfig::fourier_from_scratch(1, labels.clone(), Some(28));
+        assert!(ok.validate(Preprocessing::Fourier).is_ok());
+        let zero = PerceiverConfig::fourier_from_scratch(1, labels.clone(), Some(0));
+        assert!(zero.validate(Preprocessing::Fourier).is_err());
+        let conv = PerceiverConfig {
+            d_model: Preprocessing::Conv.channels(),
+            architectures: vec!["PerceiverForImageClassificationConvProcessing".into()],
+            ..ok.clone()
+        };
+        let e = conv.validate(Preprocessing::Conv).unwrap_err();
+        assert!(e.to_string().contains("fourier_max_resolution"), "{e}");
+        // transformers' own config has no such field: it reads as None (224).
+        let json = serde_json::to_value(PerceiverConfig::fourier_from_scratch(1, labels, None));
+        assert!(json.unwrap().get("fourier_max_resolution").is_none());
     }
 }

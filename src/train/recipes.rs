@@ -115,6 +115,11 @@ pub struct TrainSpec {
     /// [`PerceiverConfig::fourier_from_scratch`]).
     #[arg(long, value_enum, default_value = "vit")]
     pub arch: Arch,
+    /// Perceiver only: the resolution its Fourier features are made for (the top band at that
+    /// size's Nyquist frequency). Default: the input's size, as in the Perceiver paper; 224 is
+    /// transformers' fixed layout (what loads there with identical outputs).
+    #[arg(long)]
+    pub fourier_resolution: Option<usize>,
     /// Input channels (e.g. 3 to train on grey data for RGB fine-tuning later).
     #[arg(long)]
     pub channels: Option<usize>,
@@ -171,6 +176,7 @@ impl Default for TrainSpec {
             label_smoothing: None,
             pre_norm: false,
             arch: Arch::Vit,
+            fourier_resolution: None,
             channels: None,
             clip: 1.0,
             seed: 0,
@@ -367,10 +373,32 @@ pub fn train_vit(spec: &TrainSpec, progress: &dyn Progress) -> Result<TrainRepor
     let trained = match spec.arch {
         Arch::Vit => Trained::Vit(Box::new(VisionTransformer::from_config(&model_cfg, &opts)?)),
         Arch::Perceiver => {
+            let r = spec.fourier_resolution.unwrap_or(model_cfg.image_size);
             let pc = PerceiverConfig::fourier_from_scratch(
                 model_cfg.num_channels,
                 model_cfg.id2label.clone(),
+                (r != 224).then_some(r),
             );
+            if spec.resume {
+                // The position features are not weights: a resumed run must make the same ones
+                // or it would continue on different inputs without any shape error.
+                if let Some(dir) = super::latest_checkpoint(&out) {
+                    let saved =
+                        crate::util::read_json::<PerceiverConfig>(&dir.join("config.json"))?;
+                    let res = |c: &PerceiverConfig| c.fourier_max_resolution.unwrap_or(224);
+                    if res(&saved) != res(&pc) {
+                        return Err(Error::Config(format!(
+                            "cannot resume {}: its Perceiver was trained with Fourier features \
+                             for {}-pixel inputs, this run makes them for {} (pass \
+                             --fourier-resolution {})",
+                            out.display(),
+                            res(&saved),
+                            res(&pc),
+                            res(&saved)
+                        )));
+                    }
+                }
+            }
             Trained::Perceiver(Box::new(PerceiverClassifier::from_config(&pc, &opts)?))
         }
     };
