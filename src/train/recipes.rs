@@ -116,8 +116,9 @@ pub struct TrainSpec {
     #[arg(long, value_enum, default_value = "vit")]
     pub arch: Arch,
     /// Perceiver only: the resolution its Fourier features are made for (the top band at that
-    /// size's Nyquist frequency). Default: the input's size, as in the Perceiver paper; 224 is
-    /// transformers' fixed layout (what loads there with identical outputs).
+    /// size's Nyquist frequency; the Perceiver paper uses the input's size). Default: 224,
+    /// transformers' fixed layout, which loads there with identical outputs; any other value is
+    /// saved as tessera's `fourier_max_resolution`, which transformers ignores.
     #[arg(long)]
     pub fourier_resolution: Option<usize>,
     /// Input channels (e.g. 3 to train on grey data for RGB fine-tuning later).
@@ -373,7 +374,7 @@ pub fn train_vit(spec: &TrainSpec, progress: &dyn Progress) -> Result<TrainRepor
     let trained = match spec.arch {
         Arch::Vit => Trained::Vit(Box::new(VisionTransformer::from_config(&model_cfg, &opts)?)),
         Arch::Perceiver => {
-            let r = spec.fourier_resolution.unwrap_or(model_cfg.image_size);
+            let r = spec.fourier_resolution.unwrap_or(224);
             let pc = PerceiverConfig::fourier_from_scratch(
                 model_cfg.num_channels,
                 model_cfg.id2label.clone(),
