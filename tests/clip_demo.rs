@@ -18,8 +18,9 @@ fn tokenizer() -> ClipTokenizer {
     ClipTokenizer::from_bpe_gz(&bpe).unwrap()
 }
 
-/// Two short epochs (4,000 scenes each; measured: colour 1.000 on both sets, seen joint 0.16): colour is read on held-out pairs (the first thing CLIP learns here), seen
-/// pairs are named well above the 48-way chance, every epoch is logged, the checkpoint loads.
+/// Two short epochs (4,000 scenes each; measured: colour 1.000 on both sets, seen joint 0.16):
+/// colour is read on held-out pairs (the first thing CLIP learns here), seen pairs are named
+/// well above the 48-way chance, every epoch is logged, the checkpoint loads.
 #[test]
 fn a_short_demo_learns_colour_and_writes_a_loadable_clip() {
     let tok = tokenizer();

@@ -168,7 +168,7 @@ fn the_classification_pipeline_reads_perceivers() {
 fn a_fresh_perceiver_trains_every_parameter() {
     use tessera::models::perceiver::PerceiverConfig;
     let labels = (0..3).map(|i| (i.to_string(), format!("c{i}"))).collect();
-    let cfg = PerceiverConfig::fourier_from_scratch(1, labels, Some(8));
+    let cfg = PerceiverConfig::fourier_from_scratch(1, labels, 8);
     let l = PerceiverClassifier::from_config(&cfg, &LoadOptions::default().trainable()).unwrap();
     let x = candle_core::Tensor::randn(0f32, 1.0, (2, 1, 8, 8), &candle_core::Device::Cpu).unwrap();
     let y = candle_core::Tensor::new(&[0u32, 2], &candle_core::Device::Cpu).unwrap();

@@ -123,6 +123,9 @@ impl Preprocessing {
 
 const BANDS: usize = 64;
 
+/// `PerceiverForImageClassificationFourier`'s fixed `max_resolution`.
+pub const TRANSFORMERS_FOURIER_RESOLUTION: usize = 224;
+
 /// transformers' `_init_weights` for the latents and every trainable position table:
 /// N(0, initializer_range = 0.02) (a zero init would make every latent the same forever).
 const INIT: candle_nn::Init = candle_nn::Init::Randn {
@@ -272,13 +275,15 @@ impl PerceiverConfig {
     /// images of any size: raw pixels + Fourier features (`PerceiverForImageClassificationFourier`'s
     /// layout, `d_model` = channels + 258, which transformers loads), 64 latents of width 128, one
     /// cross-attention head with 64 query/key channels, 6 self-attention layers of 4 heads
-    /// (MLP ×2), no attention dropout. `fourier_max_resolution`: see the field (`None` keeps
-    /// transformers' 224).
+    /// (MLP ×2), no attention dropout, Fourier features for `fourier_resolution`-pixel inputs
+    /// (transformers' 224 is stored as no `fourier_max_resolution`, so the config stays theirs).
     pub fn fourier_from_scratch(
         channels: usize,
         id2label: BTreeMap<String, String>,
-        fourier_max_resolution: Option<usize>,
+        fourier_resolution: usize,
     ) -> Self {
+        let fourier_max_resolution =
+            (fourier_resolution != TRANSFORMERS_FOURIER_RESOLUTION).then_some(fourier_resolution);
         PerceiverConfig {
             num_latents: 64,
             d_latents: 128,
@@ -298,6 +303,13 @@ impl PerceiverConfig {
             architectures: vec!["PerceiverForImageClassificationFourier".into()],
             ..Default::default()
         }
+    }
+
+    /// The resolution the Fourier features are made for (`fourier_max_resolution`, else
+    /// transformers' 224).
+    pub fn fourier_resolution(&self) -> usize {
+        self.fourier_max_resolution
+            .unwrap_or(TRANSFORMERS_FOURIER_RESOLUTION)
     }
 
     /// The number of labels (`id2label`).
@@ -476,7 +488,7 @@ impl PerceiverClassifier {
                 Tensor::cat(&[&x, &pos], D::Minus1)?
             }
             Preprocessor::Fourier => {
-                let r = self.config.fourier_max_resolution.unwrap_or(224);
+                let r = self.config.fourier_resolution();
                 Tensor::cat(&[&flat(pixels)?, &fourier(h, w, (r, r))?], D::Minus1)?
             }
             Preprocessor::Conv { conv, norm } => {
@@ -619,9 +631,9 @@ mod tests {
     #[test]
     fn a_fourier_resolution_is_positive_and_only_for_fourier() {
         let labels: BTreeMap<_, _> = [("0".to_string(), "a".to_string())].into();
-        let ok = PerceiverConfig::fourier_from_scratch(1, labels.clone(), Some(28));
+        let ok = PerceiverConfig::fourier_from_scratch(1, labels.clone(), 28);
         assert!(ok.validate(Preprocessing::Fourier).is_ok());
-        let zero = PerceiverConfig::fourier_from_scratch(1, labels.clone(), Some(0));
+        let zero = PerceiverConfig::fourier_from_scratch(1, labels.clone(), 0);
         assert!(zero.validate(Preprocessing::Fourier).is_err());
         let conv = PerceiverConfig {
             d_model: Preprocessing::Conv.channels(),
@@ -631,7 +643,7 @@ mod tests {
         let e = conv.validate(Preprocessing::Conv).unwrap_err();
         assert!(e.to_string().contains("fourier_max_resolution"), "{e}");
         // transformers' own config has no such field: it reads as None (224).
-        let json = serde_json::to_value(PerceiverConfig::fourier_from_scratch(1, labels, None));
+        let json = serde_json::to_value(PerceiverConfig::fourier_from_scratch(1, labels, 224));
         assert!(json.unwrap().get("fourier_max_resolution").is_none());
     }
 }

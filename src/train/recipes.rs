@@ -374,11 +374,11 @@ pub fn train_vit(spec: &TrainSpec, progress: &dyn Progress) -> Result<TrainRepor
     let trained = match spec.arch {
         Arch::Vit => Trained::Vit(Box::new(VisionTransformer::from_config(&model_cfg, &opts)?)),
         Arch::Perceiver => {
-            let r = spec.fourier_resolution.unwrap_or(224);
             let pc = PerceiverConfig::fourier_from_scratch(
                 model_cfg.num_channels,
                 model_cfg.id2label.clone(),
-                (r != 224).then_some(r),
+                spec.fourier_resolution
+                    .unwrap_or(crate::models::perceiver::TRANSFORMERS_FOURIER_RESOLUTION),
             );
             if spec.resume {
                 // The position features are not weights: a resumed run must make the same ones
@@ -386,7 +386,7 @@ pub fn train_vit(spec: &TrainSpec, progress: &dyn Progress) -> Result<TrainRepor
                 if let Some(dir) = super::latest_checkpoint(&out) {
                     let saved =
                         crate::util::read_json::<PerceiverConfig>(&dir.join("config.json"))?;
-                    let res = |c: &PerceiverConfig| c.fourier_max_resolution.unwrap_or(224);
+                    let res = PerceiverConfig::fourier_resolution;
                     if res(&saved) != res(&pc) {
                         return Err(Error::Config(format!(
                             "cannot resume {}: its Perceiver was trained with Fourier features \
