@@ -254,3 +254,53 @@ fn backbone_pretrains_with_learned_batch_norms_then_freezes() {
     }
     assert!(same > 20 && moved > 20, "{same} frozen, {moved} trained");
 }
+
+/// With the backbone frozen, the trainer keeps each image's backbone map from its first epoch
+/// instead of recomputing it: the same losses and weights as recomputing every batch.
+#[test]
+fn kept_backbone_maps_train_as_recomputed_ones() {
+    let (_d, data, proc) = scenes(10, 13);
+    let cfg = DetrTrainConfig {
+        epochs: 3,
+        batch_size: 4,
+        lr: 1e-3,
+        backbone_lr_scale: 0.0,
+        ..DetrTrainConfig::default()
+    };
+    let run = |recompute_backbone| {
+        let mut loaded = fresh(6);
+        loaded.model.freeze_backbone();
+        let opts = DetrFitOptions {
+            recompute_backbone,
+            ..DetrFitOptions::default()
+        };
+        let logs = train_detr(&loaded, &proc, &data, &cfg, &opts, |_| {}).unwrap();
+        (logs, weights(&loaded.store))
+    };
+    let (kept, wk) = run(false);
+    let (recomputed, wr) = run(true);
+    for (a, b) in kept.iter().zip(&recomputed) {
+        // Batches are reshuffled each epoch, so a kept map was computed in another batch
+        // than the one it is read in: equal up to the GEMM's summation order.
+        assert!(
+            (a.loss - b.loss).abs() <= 1e-5 * b.loss.abs(),
+            "epoch {}: {} kept vs {} recomputed",
+            a.epoch,
+            a.loss,
+            b.loss
+        );
+    }
+    let mut worst = 0f32;
+    for ((n, a), (_, b)) in wk.iter().zip(&wr) {
+        for (x, y) in a.iter().zip(b) {
+            worst = worst.max((x - y).abs());
+        }
+        assert!(worst < 1e-4, "{n}: weights differ by {worst}");
+    }
+    assert!(kept[2].loss < kept[0].loss, "{kept:?}");
+    let reused = |l: &[tessera::train::detr_train::EpochLog]| {
+        l.iter().map(|e| e.backbone_maps_reused).collect::<Vec<_>>()
+    };
+    assert_eq!(reused(&kept), [0, 10, 10]);
+    assert_eq!(reused(&recomputed), [0, 0, 0]);
+}

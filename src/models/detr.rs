@@ -501,11 +501,34 @@ impl Detr {
         pixel_mask: &Tensor,
         ctx: &mut Ctx,
     ) -> Result<DetrOutput> {
-        let feat = &if self.backbone_frozen {
-            self.backbone_map(pixel_values, &Ctx::inference())?.detach()
+        let feat = self.features(pixel_values, ctx)?;
+        self.forward_features(&feat, pixel_mask, ctx)
+    }
+
+    /// Whether [`Detr::freeze_backbone`] was called: the backbone map then depends on the
+    /// pixels alone, so a trainer may keep it between epochs.
+    pub fn backbone_is_frozen(&self) -> bool {
+        self.backbone_frozen
+    }
+
+    /// The map [`Detr::forward_features`] reads: [`Detr::backbone_map`], run as in evaluation
+    /// and detached once the backbone is frozen.
+    pub fn features(&self, pixel_values: &Tensor, ctx: &Ctx) -> Result<Tensor> {
+        if self.backbone_frozen {
+            Ok(self.backbone_map(pixel_values, &Ctx::inference())?.detach())
         } else {
-            self.backbone_map(pixel_values, ctx)?
-        };
+            self.backbone_map(pixel_values, ctx)
+        }
+    }
+
+    /// Everything after the backbone: `feat` [B, C, H/s, W/s] from [`Detr::features`] and the
+    /// full-size `pixel_mask` [B, H, W].
+    pub fn forward_features(
+        &self,
+        feat: &Tensor,
+        pixel_mask: &Tensor,
+        ctx: &mut Ctx,
+    ) -> Result<DetrOutput> {
         let (b, _c, h, w) = feat.dims4()?;
         let d = self.config.d_model;
         let mask = Self::downsample_mask(&pixel_mask.to_dtype(DType::F32)?, h, w)?; // [B, h, w]

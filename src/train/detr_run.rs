@@ -63,6 +63,10 @@ pub struct DetrSpec {
     /// Object queries of a model from scratch.
     #[arg(long, default_value_t = 16)]
     pub num_queries: usize,
+    /// The stride of a model from scratch's map: 16 (three ResNet stages; an 8×8 map of a
+    /// 128-pixel scene) or 8 (two stages, a 16×16 map: finer cells for small objects).
+    #[arg(long, default_value_t = 16)]
+    pub stride: usize,
     #[arg(long, default_value_t = 30)]
     pub epochs: usize,
     #[arg(long, default_value_t = 8)]
@@ -133,16 +137,32 @@ pub struct DetrReport {
 /// A small DETR for `id2label` trained from scratch: a three-stage bottleneck ResNet (stride
 /// 16, so a 128-pixel scene gives an 8×8 map), d_model 64, two encoder and three decoder
 /// layers, auxiliary losses; everything else transformers' defaults.
-pub fn small_detr(id2label: BTreeMap<String, String>, num_queries: usize) -> Result<DetrConfig> {
+pub fn small_detr(
+    id2label: BTreeMap<String, String>,
+    num_queries: usize,
+    stride: usize,
+) -> Result<DetrConfig> {
+    let backbone = match stride {
+        16 => serde_json::json!({
+            "model_type": "resnet", "embedding_size": 16, "hidden_sizes": [64, 128, 256],
+            "depths": [1, 2, 2], "layer_type": "bottleneck", "out_features": ["stage3"]
+        }),
+        8 => serde_json::json!({
+            "model_type": "resnet", "embedding_size": 16, "hidden_sizes": [64, 256],
+            "depths": [1, 3], "layer_type": "bottleneck", "out_features": ["stage2"]
+        }),
+        s => {
+            return Err(Error::Config(format!(
+                "stride {s}: the small DETR has stride 8 or 16"
+            )))
+        }
+    };
     let c: DetrConfig = serde_json::from_value(serde_json::json!({
         "d_model": 64, "encoder_layers": 2, "decoder_layers": 3,
         "encoder_attention_heads": 4, "decoder_attention_heads": 4,
         "encoder_ffn_dim": 256, "decoder_ffn_dim": 256, "num_queries": num_queries,
         "auxiliary_loss": true, "use_timm_backbone": false, "dropout": 0.0,
-        "backbone_config": {
-            "model_type": "resnet", "embedding_size": 16, "hidden_sizes": [64, 128, 256],
-            "depths": [1, 2, 2], "layer_type": "bottleneck", "out_features": ["stage3"]
-        },
+        "backbone_config": backbone,
         "id2label": id2label,
     }))
     .map_err(|e| Error::Config(e.to_string()))?;
@@ -293,7 +313,7 @@ pub fn train_detr_run(spec: &DetrSpec, progress: &dyn Progress) -> Result<DetrRe
         .seed(spec.seed);
     let (mut loaded, processor) = match &spec.model {
         None => {
-            let cfg = small_detr(labels, spec.num_queries)?;
+            let cfg = small_detr(labels, spec.num_queries, spec.stride)?;
             let side = spec.image_size as u32;
             let p = ProcessorConfig::detr_sized(side, side);
             let mut loaded = Detr::from_config(&cfg, &opts)?;
@@ -327,6 +347,7 @@ pub fn train_detr_run(spec: &DetrSpec, progress: &dyn Progress) -> Result<DetrRe
         val: val.as_ref(),
         eval_every: spec.eval_every,
         files: files.clone(),
+        recompute_backbone: false,
     };
     let mut pretrain = vec![];
     let fresh_start = !(spec.resume && crate::train::fit::latest_checkpoint(&out).is_some());

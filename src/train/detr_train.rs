@@ -16,6 +16,7 @@ use crate::models::detr::Detr;
 use crate::models::Loaded;
 use crate::nn::Ctx;
 use crate::{Error, Result};
+use candle_core::Tensor;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -201,6 +202,10 @@ pub struct EpochLog {
     pub loss_giou: f64,
     pub lr: f64,
     pub seconds: f64,
+    /// Training images whose frozen-backbone map was kept from an earlier epoch rather than
+    /// recomputed (see [`DetrFitOptions::recompute_backbone`]).
+    #[serde(default)]
+    pub backbone_maps_reused: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eval: Option<CocoStats>,
 }
@@ -222,6 +227,9 @@ pub struct DetrFitOptions<'a> {
     pub eval_every: usize,
     /// `config.json`, `preprocessor_config.json`… written with every checkpoint.
     pub files: Vec<(String, serde_json::Value)>,
+    /// Run a frozen backbone on every batch instead of keeping each training image's map
+    /// from its first epoch (see [`FeatureCache`]; the same numbers, slower).
+    pub recompute_backbone: bool,
 }
 
 /// What a checkpoint remembers besides weights and moments.
@@ -300,6 +308,7 @@ pub fn train_detr(
         write_metrics(&out.join("metrics.jsonl"), &state.history)?;
     }
     let n_images = train.annotations.images.len();
+    let mut cache = FeatureCache::new(model, train, !opts.recompute_backbone);
     let last_epoch = opts.stop_after.unwrap_or(cfg.epochs).min(cfg.epochs);
     while state.epoch < last_epoch {
         let epoch = state.epoch;
@@ -316,11 +325,11 @@ pub fn train_detr(
                 .map(|&i| &train.annotations.images[i])
                 .collect();
             let (batch, tgts) = load_batch(train, &infos, processor, loss_cfg.num_labels, &device)?;
-            let out = model.forward(
-                &batch.pixel_values,
-                &batch.pixel_mask,
-                &mut Ctx::train(&mut rng),
-            )?;
+            let mut ctx = Ctx::train(&mut rng);
+            let out = match cache.features(model, chunk, &batch.pixel_values)? {
+                Some(feat) => model.forward_features(&feat, &batch.pixel_mask, &mut ctx)?,
+                None => model.forward(&batch.pixel_values, &batch.pixel_mask, &mut ctx)?,
+            };
             let loss = detr_loss(
                 &out.logits,
                 &out.pred_boxes,
@@ -369,6 +378,7 @@ pub fn train_detr(
             loss_giou: m(3),
             lr,
             seconds,
+            backbone_maps_reused: std::mem::take(&mut cache.reused),
             eval,
         };
         state.history.push(log.clone());
@@ -386,6 +396,64 @@ pub fn train_detr(
         on_epoch(&log);
     }
     Ok(state.history)
+}
+
+/// The frozen backbone's maps of the training images, kept from their first epoch on: once
+/// the backbone is frozen its map depends on the pixels alone, and it was two thirds of a
+/// training step on the generated scenes. Kept only when no image is padded for a
+/// neighbour's sake (every image the same size, so a map does not depend on its batch) and
+/// the maps fit in [`FeatureCache::BUDGET`].
+struct FeatureCache {
+    maps: Option<Vec<Option<Tensor>>>,
+    /// Maps read from `maps` so far.
+    reused: usize,
+}
+
+impl FeatureCache {
+    /// Bytes of maps kept at most.
+    const BUDGET: usize = 4 << 30;
+
+    fn new(model: &Detr, train: &CocoDir, wanted: bool) -> Self {
+        let images = &train.annotations.images;
+        let one_size = images
+            .iter()
+            .all(|i| (i.width, i.height) == (images[0].width, images[0].height));
+        let keep = wanted && model.backbone_is_frozen() && one_size;
+        FeatureCache {
+            maps: keep.then(|| vec![None; images.len()]),
+            reused: 0,
+        }
+    }
+
+    /// The frozen backbone's maps of the training images `idx` (whose pixels are
+    /// `pixel_values`), or `None` when maps are not kept: the model's own forward then runs.
+    fn features(
+        &mut self,
+        model: &Detr,
+        idx: &[usize],
+        pixel_values: &Tensor,
+    ) -> Result<Option<Tensor>> {
+        let Some(maps) = &mut self.maps else {
+            return Ok(None);
+        };
+        if idx.iter().all(|&i| maps[i].is_some()) {
+            let kept: Vec<Tensor> = idx.iter().filter_map(|&i| maps[i].clone()).collect();
+            self.reused += idx.len();
+            return Ok(Some(Tensor::stack(&kept, 0)?));
+        }
+        let feat = model.features(pixel_values, &Ctx::inference())?; // [B, C, h, w]
+        if feat.elem_count() / idx.len().max(1) * feat.dtype().size_in_bytes() * maps.len()
+            > Self::BUDGET
+        {
+            self.maps = None;
+            return Ok(Some(feat));
+        }
+        for (j, &i) in idx.iter().enumerate() {
+            // A copy of its own, so the batch's storage is not kept alive by one image.
+            maps[i] = Some(feat.get(j)?.copy()?);
+        }
+        Ok(Some(feat))
+    }
 }
 
 /// Each image's padded input size in that image's own pixels: DETR's boxes are relative to the
