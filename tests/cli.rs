@@ -215,7 +215,7 @@ fn train_detr_then_detect_and_explain() {
     // Threshold 0 keeps every query that predicts a real class: one panel each.
     assert!(!dets.is_empty(), "{stdout}");
     let n_cells = dets[0]["values"].as_array().unwrap().len();
-    assert_eq!(n_cells, 16, "a 64-pixel scene at stride 16 is a 4×4 map");
+    assert_eq!(n_cells, 64, "a 64-pixel scene at stride 8 is an 8×8 map");
     assert!(image::open(&heat).is_ok());
     // Resuming a finished run with more epochs continues it.
     let (ok, _, stderr) = run(tessera()
@@ -231,6 +231,7 @@ fn train_detr_then_detect_and_explain() {
         vec!["--lr", "nan"],
         vec!["--dataset", "/nonexistent/coco"],
         vec!["--frozen-batch-norm", "--pretrain-epochs", "2"],
+        vec!["--stride", "12"],
     ] {
         let (ok, _, stderr) = run(tessera()
             .arg("train-detr")

@@ -63,16 +63,18 @@ pub struct DetrSpec {
     /// Object queries of a model from scratch.
     #[arg(long, default_value_t = 16)]
     pub num_queries: usize,
-    /// The stride of a model from scratch's map: 16 (three ResNet stages; an 8×8 map of a
-    /// 128-pixel scene) or 8 (two stages, a 16×16 map: finer cells for small objects).
-    #[arg(long, default_value_t = 16)]
+    /// The stride of a model from scratch's map: 8 (two ResNet stages, a 16×16 map of a
+    /// 128-pixel scene: cells the size of the scenes' small objects) or 16 (three stages, an
+    /// 8×8 map; held-out AP50 0.36 against 0.14 after 20 epochs at 8).
+    #[arg(long, default_value_t = 8)]
     pub stride: usize,
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 100)]
     pub epochs: usize,
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
-    /// DETR's 1e-4 (1e-3 learned no faster on the scenes; 3e-3 slower).
-    #[arg(long, default_value_t = 1e-4)]
+    /// Twice DETR's 1e-4, for the small DETR's width 64 (in a 10-epoch probe 3e-4 ended at
+    /// about the same loss, 1e-3 higher).
+    #[arg(long, default_value_t = 2e-4)]
     pub lr: f64,
     /// The backbone's rate as a fraction of `--lr` (DETR fine-tuning: 0.1; from scratch: 1,
     /// or 0 after backbone pretraining). 0 freezes the backbone: no backward through it.
@@ -83,7 +85,7 @@ pub struct DetrSpec {
     /// Global gradient-norm clip (0: off).
     #[arg(long, default_value_t = 0.1)]
     pub clip: f64,
-    /// Epochs after which the rates drop tenfold (default: after two thirds).
+    /// Epochs after which the rates drop tenfold (default: after four fifths).
     #[arg(long)]
     pub lr_drop: Option<usize>,
     /// Score the held-out set every this many epochs (and after the last).
@@ -134,9 +136,10 @@ pub struct DetrReport {
     pub pretrain: Vec<PretrainLog>,
 }
 
-/// A small DETR for `id2label` trained from scratch: a three-stage bottleneck ResNet (stride
-/// 16, so a 128-pixel scene gives an 8×8 map), d_model 64, two encoder and three decoder
-/// layers, auxiliary losses; everything else transformers' defaults.
+/// A small DETR for `id2label` trained from scratch: a bottleneck ResNet of two stages at
+/// `stride` 8 (a 128-pixel scene gives a 16×16 map) or three at 16 (8×8), d_model 64, two
+/// encoder and three decoder layers, auxiliary losses; everything else transformers'
+/// defaults.
 pub fn small_detr(
     id2label: BTreeMap<String, String>,
     num_queries: usize,
@@ -244,6 +247,12 @@ pub fn train_detr_run(spec: &DetrSpec, progress: &dyn Progress) -> Result<DetrRe
             spec.image_size
         )));
     }
+    if spec.model.is_none() && ![8, 16].contains(&spec.stride) {
+        return Err(Error::Config(format!(
+            "stride {}: the small DETR has stride 8 or 16",
+            spec.stride
+        )));
+    }
     let pretrain_epochs = match (spec.pretrain_epochs, spec.frozen_batch_norm) {
         _ if spec.model.is_some() => 0,
         (Some(n), true) if n > 0 => {
@@ -272,7 +281,7 @@ pub fn train_detr_run(spec: &DetrSpec, progress: &dyn Progress) -> Result<DetrRe
             Some(d) => d,
             // Resuming with more epochs keeps the schedule the run started with.
             None => {
-                resumed_lr_drop(&out, spec.resume).unwrap_or((spec.epochs * 2).div_ceil(3).max(1))
+                resumed_lr_drop(&out, spec.resume).unwrap_or((spec.epochs * 4).div_ceil(5).max(1))
             }
         }),
         seed: spec.seed,
