@@ -228,7 +228,9 @@ pub struct DetrFitOptions<'a> {
     /// `config.json`, `preprocessor_config.json`… written with every checkpoint.
     pub files: Vec<(String, serde_json::Value)>,
     /// Run a frozen backbone on every batch instead of keeping each training image's map
-    /// from its first epoch (see [`FeatureCache`]; the same numbers, slower).
+    /// from its first epoch (the same numbers, slower). Maps are kept only when every
+    /// training image has the same size (no batch pads one for another) and they fit in
+    /// 4 GiB.
     pub recompute_backbone: bool,
 }
 
