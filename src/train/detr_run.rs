@@ -147,7 +147,23 @@ pub fn small_detr(
     num_queries: usize,
     stride: usize,
 ) -> Result<DetrConfig> {
-    let backbone = match stride {
+    let backbone = small_backbone(stride)?;
+    let c: DetrConfig = serde_json::from_value(serde_json::json!({
+        "d_model": 64, "encoder_layers": 2, "decoder_layers": 3,
+        "encoder_attention_heads": 4, "decoder_attention_heads": 4,
+        "encoder_ffn_dim": 256, "decoder_ffn_dim": 256, "num_queries": num_queries,
+        "auxiliary_loss": true, "use_timm_backbone": false, "dropout": 0.0,
+        "backbone_config": backbone,
+        "id2label": id2label,
+    }))
+    .map_err(|e| Error::Config(e.to_string()))?;
+    c.validate()?;
+    Ok(c)
+}
+
+/// The small DETR's ResNet config at `stride` 8 or 16.
+fn small_backbone(stride: usize) -> Result<serde_json::Value> {
+    Ok(match stride {
         16 => serde_json::json!({
             "model_type": "resnet", "embedding_size": 16, "hidden_sizes": [64, 128, 256],
             "depths": [1, 2, 2], "layer_type": "bottleneck", "out_features": ["stage3"]
@@ -161,18 +177,7 @@ pub fn small_detr(
                 "stride {s}: the small DETR has stride 8 or 16"
             )))
         }
-    };
-    let c: DetrConfig = serde_json::from_value(serde_json::json!({
-        "d_model": 64, "encoder_layers": 2, "decoder_layers": 3,
-        "encoder_attention_heads": 4, "decoder_attention_heads": 4,
-        "encoder_ffn_dim": 256, "decoder_ffn_dim": 256, "num_queries": num_queries,
-        "auxiliary_loss": true, "use_timm_backbone": false, "dropout": 0.0,
-        "backbone_config": backbone,
-        "id2label": id2label,
-    }))
-    .map_err(|e| Error::Config(e.to_string()))?;
-    c.validate()?;
-    Ok(c)
+    })
 }
 
 /// DETR's labels for a COCO set: class `k` is category id `k` (DETR's convention), so there
@@ -249,11 +254,8 @@ pub fn train_detr_run(spec: &DetrSpec, progress: &dyn Progress) -> Result<DetrRe
             spec.image_size
         )));
     }
-    if spec.model.is_none() && ![8, 16].contains(&spec.stride) {
-        return Err(Error::Config(format!(
-            "stride {}: the small DETR has stride 8 or 16",
-            spec.stride
-        )));
+    if spec.model.is_none() {
+        small_backbone(spec.stride)?;
     }
     let pretrain_epochs = match (spec.pretrain_epochs, spec.frozen_batch_norm) {
         _ if spec.model.is_some() => 0,
