@@ -279,11 +279,14 @@ fn kept_backbone_maps_train_as_recomputed_ones() {
     };
     let (kept, wk) = run(false);
     let (recomputed, wr) = run(true);
+    // Epoch 1 computes every map the same way in both runs.
+    assert_eq!(kept[0].loss, recomputed[0].loss);
     for (a, b) in kept.iter().zip(&recomputed) {
         // Batches are reshuffled each epoch, so a kept map was computed in another batch
-        // than the one it is read in: equal up to the GEMM's summation order.
+        // than the one it is read in: equal up to the GEMM's summation order (measured:
+        // 3e-8 relative on the losses, 7e-6 on the weights after 3 epochs at lr 1e-3).
         assert!(
-            (a.loss - b.loss).abs() <= 1e-5 * b.loss.abs(),
+            (a.loss - b.loss).abs() <= 1e-6 * b.loss.abs(),
             "epoch {}: {} kept vs {} recomputed",
             a.epoch,
             a.loss,
@@ -295,7 +298,7 @@ fn kept_backbone_maps_train_as_recomputed_ones() {
         for (x, y) in a.iter().zip(b) {
             worst = worst.max((x - y).abs());
         }
-        assert!(worst < 1e-4, "{n}: weights differ by {worst}");
+        assert!(worst < 2e-5, "{n}: weights differ by {worst}");
     }
     assert!(kept[2].loss < kept[0].loss, "{kept:?}");
     let reused = |l: &[tessera::train::detr_train::EpochLog]| {
