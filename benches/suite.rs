@@ -5,7 +5,8 @@
 //!
 //! Prints one JSON line: workload, median seconds per call, items per call, unit, analytic
 //! GFLOP per call (as nanoGPT's `estimate_mfu`: 2 FLOP per multiply-add, matmuls only,
-//! backward counted as 2x forward) and peak RSS (VmHWM).
+//! backward counted as 2x forward), peak RSS (VmHWM) and peak heap (the most bytes held at once
+//! in allocations of 64 KiB or more: [`tessera::alloc`], tensors without the allocator's slack).
 use candle_core::{DType, Device, Tensor};
 use rand::SeedableRng;
 use std::time::Instant;
@@ -20,6 +21,8 @@ use tessera::train::{
 };
 
 const WORKLOADS: &[&str] = &[
+    "fma_peak",
+    "bf16_dot_peak",
     "matmul_2048",
     "vit_b16_b1",
     "vit_b16_b8",
@@ -151,6 +154,85 @@ fn detr_transformer_gflop(n: usize) -> f64 {
             + 4.0 * q * n * d);
     let heads = 2.0 * q * (d * 92.0 + 2.0 * d * d + d * 4.0);
     (proj + enc + dec + heads) / 1e9
+}
+
+/// The machine's peak: GFLOP/s of a tight loop of independent FMAs (`fma_peak`: fp32, the widest
+/// of AVX-512 and AVX2+FMA the CPU has) or `vdpbf16ps` (`bf16_dot_peak`, AVX512_BF16; `None`
+/// where the CPU lacks it), on `threads` threads at once. Enough accumulators to cover the FMA
+/// latency on two pipes; every result is consumed so nothing is optimised away.
+#[cfg(target_arch = "x86_64")]
+fn peak_gflops(bf16: bool, threads: usize) -> Option<(f64, &'static str)> {
+    use std::arch::x86_64::*;
+    const ACC: usize = 16;
+    #[target_feature(enable = "avx512f")]
+    unsafe fn f32_512(iters: usize) -> f32 {
+        let (a, b) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
+        let mut acc = [_mm512_set1_ps(1.0); ACC];
+        for _ in 0..iters {
+            for x in acc.iter_mut() {
+                *x = _mm512_fmadd_ps(*x, a, b);
+            }
+        }
+        acc.iter().map(|&x| _mm512_reduce_add_ps(x)).sum()
+    }
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn f32_256(iters: usize) -> f32 {
+        let (a, b) = (_mm256_set1_ps(0.999_999), _mm256_set1_ps(1e-7));
+        let mut acc = [_mm256_set1_ps(1.0); ACC];
+        for _ in 0..iters {
+            for x in acc.iter_mut() {
+                *x = _mm256_fmadd_ps(*x, a, b);
+            }
+        }
+        let mut out = [0f32; 8];
+        let s = acc
+            .iter()
+            .fold(_mm256_setzero_ps(), |s, &x| _mm256_add_ps(s, x));
+        _mm256_storeu_ps(out.as_mut_ptr(), s);
+        out.iter().sum()
+    }
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    unsafe fn bf16_512(iters: usize) -> f32 {
+        let a: __m512bh = std::mem::transmute(_mm512_set1_epi16(0x3f80)); // bf16 1.0 pairs
+        let b: __m512bh = std::mem::transmute(_mm512_set1_epi16(0x3380)); // ~6e-8
+        let mut acc = [_mm512_set1_ps(1.0); ACC];
+        for _ in 0..iters {
+            for x in acc.iter_mut() {
+                *x = _mm512_dpbf16_ps(*x, a, b);
+            }
+        }
+        acc.iter().map(|&x| _mm512_reduce_add_ps(x)).sum()
+    }
+    // FLOP per instruction: lanes x 2 (an FMA), x 2 again for vdpbf16ps's pair per lane.
+    let (kernel, flop_per_insn, isa): (unsafe fn(usize) -> f32, f64, &str) = if bf16 {
+        if !(is_x86_feature_detected!("avx512bf16") && is_x86_feature_detected!("avx512bw")) {
+            return None;
+        }
+        (bf16_512, 64.0, "AVX512_BF16 vdpbf16ps")
+    } else if is_x86_feature_detected!("avx512f") {
+        (f32_512, 32.0, "AVX-512 FMA")
+    } else if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        (f32_256, 16.0, "AVX2 FMA")
+    } else {
+        return None;
+    };
+    let iters = 20_000_000;
+    // SAFETY: each kernel runs only after its features were detected above.
+    let run = || std::hint::black_box(unsafe { kernel(iters) });
+    run();
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(run);
+        }
+    });
+    let flop = threads as f64 * iters as f64 * ACC as f64 * flop_per_insn;
+    Some((flop / t.elapsed().as_secs_f64() / 1e9, isa))
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn peak_gflops(_bf16: bool, _threads: usize) -> Option<(f64, &'static str)> {
+    None
 }
 
 struct Run {
@@ -462,6 +544,21 @@ fn main() {
         std::process::exit(2)
     }
     let w = &workloads[0];
+    if w == "fma_peak" || w == "bf16_dot_peak" {
+        let threads = env_usize(
+            "BENCH_THREADS",
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+        );
+        let peak = peak_gflops(w == "bf16_dot_peak", threads);
+        println!(
+            "{}",
+            serde_json::json!({
+                "workload": w, "impl": "tessera", "unit": "peak", "threads": threads,
+                "gflops": peak.map(|p| p.0), "isa": peak.map(|p| p.1),
+            })
+        );
+        return;
+    }
     if w.ends_with("_bf16") {
         dtype = DType::BF16;
     }
@@ -472,6 +569,7 @@ fn main() {
             "workload": w, "impl": "tessera", "median_s": r.seconds, "items": r.items,
             "unit": r.unit, "per_s": r.items as f64 / r.seconds, "gflop": r.gflop,
             "gflops": r.gflop / r.seconds, "peak_rss_mb": peak_rss_mb(),
+            "peak_heap_mb": tessera::alloc::peak_bytes() as f64 / 1048576.0,
             "threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
         })
     );

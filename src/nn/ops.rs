@@ -326,9 +326,12 @@ impl CustomOp3 for LinearBias {
         _res: &Tensor,
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        // Detached: a product with the tracked `x` or `w` would be a tracked tensor that keeps
+        // `g` and the forward graph behind `x` alive as long as the gradient lives.
+        let (x, w, g) = (x.detach(), w.detach(), g.detach());
         // [M, N] @ [N, K] -> [M, K];  [N, M] @ [M, K] -> [N, K];  Σ over M -> [N]
-        let dx = g.matmul(w)?;
-        let dw = g.t()?.matmul(x)?;
+        let dx = g.matmul(&w)?;
+        let dw = g.t()?.matmul(&x)?;
         let db = g.contiguous()?.apply_op1_no_bwd(&ColumnSum)?;
         Ok((Some(dx), Some(dw), Some(db)))
     }

@@ -195,7 +195,7 @@ pub fn pretrain_backbone(
                     epoch + 1
                 )));
             }
-            opt.step(&loss.backward()?, cfg.lr)?;
+            opt.step(&super::backward(&loss)?, cfg.lr)?;
             let pred = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
             for (p, l) in pred.iter().zip(&labels) {
                 if *l != background {

@@ -199,7 +199,7 @@ pub fn fit_clip<'s>(
             let (ids, mask) = caption_batch(tok, &texts, device)?;
             let o = model.forward(&px, &ids, Some(&mask), &mut Ctx::eval())?;
             let loss = clip_loss_multi(&o.logits_per_image, &caption_positives(&batch, device)?)?;
-            let mut grads = loss.backward()?;
+            let mut grads = super::backward(&loss)?;
             if cfg.clip_grad_norm > 0.0 {
                 clip_grad_norm(&mut grads, &var_list, cfg.clip_grad_norm)?;
             }

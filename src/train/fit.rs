@@ -293,7 +293,7 @@ fn shard_grads(
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let logits = model.logits(&batch.images, &mut Ctx::train(&mut rng))?;
     let loss = cross_entropy(&logits, &batch.labels, label_smoothing)?;
-    let grads = (&loss * weight)?.backward()?;
+    let grads = super::backward(&(&loss * weight)?)?;
     Ok((
         grads,
         loss.to_scalar::<f32>()? as f64 * weight,

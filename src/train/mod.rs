@@ -28,7 +28,8 @@ pub use fit::{
     FitOptions, ModelFiles, StepGrads,
 };
 pub use optim::{
-    clip_grad_norm, cross_entropy, descend, lr_at, AdamW, AdamWConfig, DecayRule, Schedule,
+    backward, clip_grad_norm, cross_entropy, descend, lr_at, AdamW, AdamWConfig, DecayRule,
+    Schedule,
 };
 pub use plot::plot_history;
 pub use plot::register_font;

@@ -362,12 +362,34 @@ pub fn descend(
     if !l.is_finite() {
         return Err(Error::Msg(format!("the loss became {l} at step {step}")));
     }
-    let mut grads = loss.backward()?;
+    let mut grads = backward(loss)?;
     if max_norm > 0.0 {
         clip_grad_norm(&mut grads, vars, max_norm)?;
     }
     opt.step(&grads, lr)?;
     Ok(l)
+}
+
+/// `loss.backward()`, every gradient detached from the graph: what every training loop calls.
+///
+/// candle builds a gradient with tracked ops wherever an op's backward multiplies by a forward
+/// tensor (a matmul's `dW = gᵀ x`, a convolution's): such a gradient keeps the graph it came
+/// from, every activation of the forward and the backward's own temporaries, alive for as long
+/// as the gradient lives, through gradient clipping, the data-parallel sum and the optimizer
+/// step. Detached, a gradient holds only its own values.
+pub fn backward(loss: &Tensor) -> Result<GradStore> {
+    let mut grads = loss.backward()?;
+    let ids: Vec<_> = grads.get_ids().copied().collect();
+    for id in ids {
+        if let Some(g) = grads
+            .get_id(id)
+            .filter(|g| g.track_op())
+            .map(Tensor::detach)
+        {
+            grads.insert_id(id, g);
+        }
+    }
+    Ok(grads)
 }
 
 /// Scales gradients so their global L2 norm is at most `max_norm`
