@@ -103,6 +103,7 @@ print(f"ratio columns: tessera throughput / the other's (higher is better); best
       "peak (bf16 rows: over the bf16-dot peak where the CPU has one); matmul_2048 = tessera's 2048^3 fp32 "
       "matmul. bf16 rows: tessera --dtype bf16, PyTorch autocast(bfloat16), OpenVINO's bf16 precision hint "
       f"(compiled as {by.get('vit_b16_b8_bf16', {}).get('openvino', {}).get('precision', '-')}). int8 rows: "
-      "ONNX Runtime quantize_dynamic (per-channel QInt8 weights); — = not run by that runtime.")
+      "ONNX Runtime quantize_dynamic (per-channel QInt8 weights; OpenVINO runs that model), PyTorch "
+      "torch.ao.quantization.quantize_dynamic on every nn.Linear; — = not run by that runtime.")
 PYEOF
 rm -f "$out"

@@ -115,6 +115,16 @@ def export(w):
 
     f = F().eval().requires_grad_(False)
     tmp = path(name) + ".tmp.onnx"
+    try:
+        check_and_save(f, x, name, tmp)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def check_and_save(f, x, name, tmp):
+    """Exports `f` to `tmp`, checks it against PyTorch, saves it under its cached name."""
+    import torch
     with torch.no_grad():
         # The TorchScript exporter: its graphs are the ones ONNX Runtime's and OpenVINO's
         # transformer fusions (attention, LayerNorm, GELU) were written for.
@@ -136,7 +146,6 @@ def export(w):
         if err > 1e-4:
             raise SystemExit(f"{name}: the exported model disagrees with PyTorch ({err:.1e})")
     onnx.save(model, path(name), save_as_external_data=model.ByteSize() > 1_900_000_000, location=data)
-    os.remove(tmp)
 
 
 def timed(f, warmup, n):

@@ -41,10 +41,13 @@ def run(w):
     if w == "matmul_2048":
         a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
         return timed(lambda: a @ b), 1, "matmul"
-    if w.startswith("vit_b16_b") and "finetune" not in w:
+    if w in ("vit_b16_b1", "vit_b16_b8", "vit_b16_b8_bf16", "vit_b16_b8_int8"):
         from transformers import ViTConfig, ViTForImageClassification
         b = 1 if w == "vit_b16_b1" else 8
         m = ViTForImageClassification(ViTConfig(num_labels=1000)).eval()
+        if w.endswith("_int8"):
+            # PyTorch's dynamic quantisation: int8 linear weights, activations quantised per call.
+            m = torch.ao.quantization.quantize_dynamic(m, {torch.nn.Linear}, dtype=torch.qint8)
         px = torch.randn(b, 3, 224, 224)
         if w.endswith("_bf16"):
             def f():
@@ -55,11 +58,13 @@ def run(w):
                 with torch.no_grad():
                     m(pixel_values=px).logits
         return timed(f), b, "img"
-    if w.startswith("clip_"):
+    if w in ("clip_image_b8", "clip_image_b8_int8", "clip_text77_b8", "clip_text16_b8"):
         from transformers import CLIPConfig, CLIPModel
         m = CLIPModel(CLIPConfig()).eval()
+        if w.endswith("_int8"):
+            m = torch.ao.quantization.quantize_dynamic(m, {torch.nn.Linear}, dtype=torch.qint8)
         b = 8
-        if w == "clip_image_b8":
+        if w.startswith("clip_image_b8"):
             px = torch.randn(b, 3, 224, 224)
             with torch.no_grad():
                 return timed(lambda: m.get_image_features(pixel_values=px)), b, "img"
