@@ -254,8 +254,9 @@ mod avx2 {
     use super::{MR, NR};
     use std::arch::x86_64::*;
 
-    /// The microkernel: the tile's rows two at a time, each pair's 2 × 32 columns in 8 ymm
-    /// accumulators across all of `kc` (four weight loads and two broadcasts feed 8 FMAs).
+    /// The microkernel: the tile's rows three at a time, each triple's 3 × 32 columns in 12 ymm
+    /// accumulators across all of `kc` (four weight loads and three broadcasts feed 12 FMAs;
+    /// with the broadcasts and one weight vector live that is AVX2's 16 registers).
     ///
     /// # Safety
     /// The CPU has avx2 and fma; `t` is valid (see [`Tile`]).
@@ -265,15 +266,16 @@ mod avx2 {
         let mut acc = unsafe { load_tile(t.first, t.c, t.ldc, t.mr, t.nr) };
         let mut i = 0;
         while i < t.mr {
-            // SAFETY: rows i (and i + 1) < mr ≤ MR; the Tile contract covers A and W.
+            // SAFETY: rows i..i + step ≤ mr ≤ MR; the Tile contract covers A and W.
+            let step = (t.mr - i).min(3);
             unsafe {
-                if i + 1 < t.mr {
-                    rows::<2>(&mut acc, t, i);
-                } else {
-                    rows::<1>(&mut acc, t, i);
+                match step {
+                    3 => rows::<3>(&mut acc, t, i),
+                    2 => rows::<2>(&mut acc, t, i),
+                    _ => rows::<1>(&mut acc, t, i),
                 }
             }
-            i += 2;
+            i += step;
         }
         // SAFETY: as above; the bias, when set, has nr values.
         unsafe { store_tile(&acc, t.bias, t.c, t.ldc, t.mr, t.nr) };
@@ -285,7 +287,7 @@ mod avx2 {
     /// As [`kernel`], with `i + R ≤ t.mr`.
     #[target_feature(enable = "avx2,fma")]
     unsafe fn rows<const R: usize>(acc: &mut AccTile, t: &Tile<f32>, i: usize) {
-        // SAFETY: acc rows i..i+R exist (R ≤ 2, i + R ≤ mr ≤ MR), 32 floats each; the weight
+        // SAFETY: acc rows i..i+R exist (R ≤ 3, i + R ≤ mr ≤ MR), 32 floats each; the weight
         // slice has kc · NR floats, 64-byte aligned; the A strip kc · MR.
         unsafe {
             let mut c = [[_mm256_setzero_ps(); 4]; R];
@@ -298,10 +300,10 @@ mod avx2 {
                 let wk = t.w.add(kk * NR);
                 let w = [0, 1, 2, 3].map(|j| _mm256_load_ps(wk.add(8 * j)));
                 let ak = t.a.add(kk * MR + i);
-                for (r, row) in c.iter_mut().enumerate() {
-                    let b = _mm256_set1_ps(*ak.add(r));
-                    for (v, wj) in row.iter_mut().zip(w) {
-                        *v = _mm256_fmadd_ps(b, wj, *v);
+                let b: [__m256; R] = std::array::from_fn(|r| _mm256_set1_ps(*ak.add(r)));
+                for (j, wj) in w.into_iter().enumerate() {
+                    for (row, br) in c.iter_mut().zip(b) {
+                        row[j] = _mm256_fmadd_ps(br, wj, row[j]);
                     }
                 }
             }
