@@ -17,9 +17,10 @@ without bf16 instructions: the JSON says which precision it compiled). int8: ONN
 import json
 import os
 import resource
-import statistics
 import sys
-import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_common  # noqa: E402
 
 threads = int(os.environ.get("BENCH_THREADS", os.cpu_count()))
 reps = int(os.environ.get("BENCH_STEPS", "5"))
@@ -148,17 +149,6 @@ def check_and_save(f, x, name, tmp):
     onnx.save(model, path(name), save_as_external_data=model.ByteSize() > 1_900_000_000, location=data)
 
 
-def timed(f, warmup, n):
-    for _ in range(warmup):
-        f()
-    ts = []
-    for _ in range(n):
-        s = time.perf_counter()
-        f()
-        ts.append(time.perf_counter() - s)
-    return statistics.median(ts)
-
-
 def bench(runtime, w):
     name, items, unit = WORKLOADS[w]
     feed = inputs(name[: -len("_int8")] if name.endswith("_int8") else name)
@@ -187,7 +177,7 @@ def bench(runtime, w):
         extra["version"] = ov.__version__
         extra["precision"] = str(c.get_property("INFERENCE_PRECISION_HINT"))
     text = unit == "text"
-    s = timed(f, 2 if text else 1, max(reps, 10) if text else (min(reps, 5) if "detr" in w else reps))
+    s = bench_common.timed(f, 2 if text else 1, max(reps, 10) if text else (min(reps, 5) if "detr" in w else reps))
     print(json.dumps({"workload": w, "impl": runtime, "median_s": s, "items": items, "unit": unit,
                       "per_s": items / s,
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

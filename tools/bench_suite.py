@@ -5,13 +5,12 @@ Prints one JSON line with the same fields as the Rust side."""
 import json
 import os
 import resource
-import statistics
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
+import bench_common  # noqa: E402
 
 threads = int(os.environ.get("BENCH_THREADS", os.cpu_count()))
 reps = int(os.environ.get("BENCH_STEPS", "5"))
@@ -20,14 +19,7 @@ torch.manual_seed(0)
 
 
 def timed(f, warmup=1, n=reps):
-    for _ in range(warmup):
-        f()
-    ts = []
-    for _ in range(n):
-        s = time.perf_counter()
-        f()
-        ts.append(time.perf_counter() - s)
-    return statistics.median(ts)
+    return bench_common.timed(f, warmup, n)
 
 
 def ids(b, t):
