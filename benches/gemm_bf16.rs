@@ -71,60 +71,27 @@ fn best_pool_cpu_time(secs: f64, mut f: impl FnMut()) -> Option<f64> {
     })
 }
 
-#[cfg(target_arch = "x86_64")]
-mod peak {
-    use std::arch::x86_64::*;
-
-    /// `iters` rounds of 24 independent `vdpbf16ps` (64 flops each); returns a sum so nothing
-    /// is optimised away.
-    ///
-    /// # Safety
-    /// The CPU has avx512f, avx512bf16.
-    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-    pub unsafe fn dpbf16_loop(iters: usize, x: f32) -> f32 {
-        let a: __m512bh = std::mem::transmute(_mm512_set1_epi32(x.to_bits() as i32));
-        let b: __m512bh = std::mem::transmute(_mm512_set1_epi32(0x3f80_3f80));
-        let mut acc = [_mm512_setzero_ps(); 24];
-        for _ in 0..iters {
-            for v in acc.iter_mut() {
-                *v = _mm512_dpbf16_ps(*v, a, b);
-            }
-            // Keep the operands opaque so the loop stays a chain of real instructions.
-            std::arch::asm!("", options(nomem, nostack, preserves_flags));
-        }
-        let mut s = _mm512_setzero_ps();
-        for v in acc {
-            s = _mm512_add_ps(s, v);
-        }
-        _mm512_reduce_add_ps(s)
-    }
-}
-
 fn peak_gflops(threads: usize, secs: f64) -> Option<f64> {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx512_bf16() {
-        let iters = 200_000;
-        let run = || {
-            // SAFETY: the features were detected above.
-            black_box(unsafe { peak::dpbf16_loop(iters, black_box(1e-3)) });
-        };
-        let work = || {
-            rayon::in_place_scope(|s| {
-                for _ in 1..threads {
-                    s.spawn(|_| run());
-                }
-                run();
-            })
-        };
-        let t = if threads == 1 {
-            best_time_with(secs, true, work)
-        } else {
-            best_pool_cpu_time(secs, work)?
-        };
-        return Some((threads * iters * 24 * 64) as f64 / t / 1e9);
-    }
-    let _ = (threads, secs);
-    None
+    let (dp, flop, _) = common::peak::bf16_loop()?;
+    let iters = 200_000;
+    // SAFETY: `bf16_loop` returns only a loop whose features this CPU has.
+    let run = || {
+        black_box(unsafe { dp(iters, black_box(1e-3)) });
+    };
+    let work = || {
+        rayon::in_place_scope(|s| {
+            for _ in 1..threads {
+                s.spawn(|_| run());
+            }
+            run();
+        })
+    };
+    let t = if threads == 1 {
+        best_time_with(secs, true, work)
+    } else {
+        best_pool_cpu_time(secs, work)?
+    };
+    Some(threads as f64 * iters as f64 * flop / t / 1e9)
 }
 
 fn main() {

@@ -2,7 +2,7 @@
 //! at batch 1 (M = 197) and 8 (M = 1576), with 1 and 2 threads: tessera's prepacked-weight
 //! kernel (`gemm_f32_packed`) against `gemm::gemm` called as candle calls it (rhs = Wᵀ through
 //! strides, rhs_cs = K, rhs_rs = 1; the weight is re-packed on every call), and the fp32 FMA
-//! peak of a tight loop of independent `vfmadd231ps zmm`.
+//! peak of a tight loop of independent FMAs (`common::peak`).
 //!
 //! All columns are wall time. Run pinned (`taskset -c 0 cargo bench --bench gemm_f32`) for
 //! single-core numbers without interference from the second thread, unpinned for the 2-thread
@@ -14,58 +14,25 @@ use gemm::Parallelism;
 use std::hint::black_box;
 use tessera::kernels::f32::{gemm_f32_packed, has_avx512f, PackedF32};
 
-#[cfg(target_arch = "x86_64")]
-mod peak {
-    use std::arch::x86_64::*;
-
-    /// `iters` rounds of 24 independent 16-lane FMAs (32 flops each); returns a sum so nothing
-    /// is optimised away.
-    ///
-    /// # Safety
-    /// The CPU has avx512f.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn fma_loop(iters: usize, x: f32) -> f32 {
-        let a = _mm512_set1_ps(x);
-        let b = _mm512_set1_ps(0.999);
-        let mut acc = [_mm512_setzero_ps(); 24];
-        for _ in 0..iters {
-            for v in acc.iter_mut() {
-                *v = _mm512_fmadd_ps(*v, b, a);
-            }
-            // Keep the operands opaque so the loop stays a chain of real instructions.
-            std::arch::asm!("", options(nomem, nostack, preserves_flags));
-        }
-        let mut s = _mm512_setzero_ps();
-        for v in acc {
-            s = _mm512_add_ps(s, v);
-        }
-        _mm512_reduce_add_ps(s)
-    }
-}
-
 fn peak_gflops(threads: usize, secs: f64) -> Option<f64> {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx512f() {
-        let iters = 200_000;
-        let run = || {
-            // SAFETY: the feature was detected above.
-            black_box(unsafe { peak::fma_loop(iters, black_box(1e-3)) });
-        };
-        let t = best_time(secs, || {
-            if threads == 1 {
-                run()
-            } else {
-                rayon::scope(|s| {
-                    for _ in 0..threads {
-                        s.spawn(|_| run());
-                    }
-                })
-            }
-        });
-        return Some((threads * iters * 24 * 32) as f64 / t / 1e9);
-    }
-    let _ = (threads, secs);
-    None
+    let (fma, flop, _) = common::peak::f32_loop()?;
+    let iters = 200_000;
+    // SAFETY: `f32_loop` returns only a loop whose features this CPU has.
+    let run = || black_box(unsafe { fma(iters, black_box(1e-3)) });
+    let t = best_time(secs, || {
+        if threads == 1 {
+            run();
+        } else {
+            rayon::scope(|s| {
+                for _ in 0..threads {
+                    s.spawn(|_| {
+                        run();
+                    });
+                }
+            })
+        }
+    });
+    Some(threads as f64 * iters as f64 * flop / t / 1e9)
 }
 
 /// `C = A · Wᵀ` with the gemm crate, as candle's CPU matmul calls it for `x.matmul(&w.t())`.
@@ -119,7 +86,7 @@ fn main() {
                 peak[i] = g;
                 println!("peak fp32 FMA loop, {t} thread(s): {g:.1} GFLOP/s")
             }
-            None => println!("peak: no AVX-512F"),
+            None => println!("peak: no AVX-512F or AVX2 + FMA"),
         }
     }
     println!(

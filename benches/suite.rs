@@ -7,6 +7,8 @@
 //! GFLOP per call (as nanoGPT's `estimate_mfu`: 2 FLOP per multiply-add, matmuls only,
 //! backward counted as 2x forward), peak RSS (VmHWM) and peak heap (the most bytes held at once
 //! in allocations of 64 KiB or more: [`tessera::alloc`], tensors without the allocator's slack).
+mod common;
+
 use candle_core::{DType, Device, Tensor};
 use rand::SeedableRng;
 use std::time::Instant;
@@ -156,73 +158,18 @@ fn detr_transformer_gflop(n: usize) -> f64 {
     (proj + enc + dec + heads) / 1e9
 }
 
-/// The machine's peak: GFLOP/s of a tight loop of independent FMAs (`fma_peak`: fp32, the widest
-/// of AVX-512 and AVX2+FMA the CPU has) or `vdpbf16ps` (`bf16_dot_peak`, AVX512_BF16; `None`
-/// where the CPU lacks it), on `threads` threads at once. Enough accumulators to cover the FMA
-/// latency on two pipes; every result is consumed so nothing is optimised away.
-#[cfg(target_arch = "x86_64")]
+/// The machine's peak: GFLOP/s of `common::peak`'s fp32 FMA loop (`fma_peak`, the widest of
+/// AVX-512 and AVX2+FMA) or `vdpbf16ps` loop (`bf16_dot_peak`; `None` where the CPU lacks
+/// AVX512_BF16) on `threads` threads at once, and the loop's ISA.
 fn peak_gflops(bf16: bool, threads: usize) -> Option<(f64, &'static str)> {
-    use std::arch::x86_64::*;
-    const ACC: usize = 16;
-    #[target_feature(enable = "avx512f")]
-    unsafe fn f32_512(iters: usize) -> f32 {
-        let (a, b) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
-        let mut acc = [_mm512_set1_ps(1.0); ACC];
-        for _ in 0..iters {
-            for x in acc.iter_mut() {
-                *x = _mm512_fmadd_ps(*x, a, b);
-            }
-        }
-        acc.iter().map(|&x| _mm512_reduce_add_ps(x)).sum()
-    }
-    // AVX2 has 16 ymm registers: 12 accumulators and the 2 constants stay in registers (16
-    // accumulators spilled and measured half the peak on Zen 3).
-    const ACC2: usize = 12;
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn f32_256(iters: usize) -> f32 {
-        let (a, b) = (_mm256_set1_ps(0.999_999), _mm256_set1_ps(1e-7));
-        let mut acc = [_mm256_set1_ps(1.0); ACC2];
-        for _ in 0..iters {
-            for x in acc.iter_mut() {
-                *x = _mm256_fmadd_ps(*x, a, b);
-            }
-        }
-        let mut out = [0f32; 8];
-        let s = acc
-            .iter()
-            .fold(_mm256_setzero_ps(), |s, &x| _mm256_add_ps(s, x));
-        _mm256_storeu_ps(out.as_mut_ptr(), s);
-        out.iter().sum()
-    }
-    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-    unsafe fn bf16_512(iters: usize) -> f32 {
-        let a: __m512bh = std::mem::transmute(_mm512_set1_epi16(0x3f80)); // bf16 1.0 pairs
-        let b: __m512bh = std::mem::transmute(_mm512_set1_epi16(0x3380)); // ~6e-8
-        let mut acc = [_mm512_set1_ps(1.0); ACC];
-        for _ in 0..iters {
-            for x in acc.iter_mut() {
-                *x = _mm512_dpbf16_ps(*x, a, b);
-            }
-        }
-        acc.iter().map(|&x| _mm512_reduce_add_ps(x)).sum()
-    }
-    // FLOP per loop iteration: accumulators x lanes x 2 (an FMA), x 2 again for vdpbf16ps's
-    // pair per lane.
-    let (kernel, flop_per_iter, isa): (unsafe fn(usize) -> f32, f64, &str) = if bf16 {
-        if !(is_x86_feature_detected!("avx512bf16") && is_x86_feature_detected!("avx512bw")) {
-            return None;
-        }
-        (bf16_512, ACC as f64 * 64.0, "AVX512_BF16 vdpbf16ps")
-    } else if is_x86_feature_detected!("avx512f") {
-        (f32_512, ACC as f64 * 32.0, "AVX-512 FMA")
-    } else if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-        (f32_256, ACC2 as f64 * 16.0, "AVX2 FMA")
+    let (kernel, flop_per_iter, isa) = if bf16 {
+        common::peak::bf16_loop()?
     } else {
-        return None;
+        common::peak::f32_loop()?
     };
     let iters = 20_000_000;
-    // SAFETY: each kernel runs only after its features were detected above.
-    let run = || std::hint::black_box(unsafe { kernel(iters) });
+    // SAFETY: the `peak` functions return only a loop whose features this CPU has.
+    let run = || std::hint::black_box(unsafe { kernel(iters, std::hint::black_box(1e-3)) });
     run();
     let t = Instant::now();
     std::thread::scope(|s| {
@@ -232,11 +179,6 @@ fn peak_gflops(bf16: bool, threads: usize) -> Option<(f64, &'static str)> {
     });
     let flop = threads as f64 * iters as f64 * flop_per_iter;
     Some((flop / t.elapsed().as_secs_f64() / 1e9, isa))
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn peak_gflops(_bf16: bool, _threads: usize) -> Option<(f64, &'static str)> {
-    None
 }
 
 struct Run {

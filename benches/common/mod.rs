@@ -62,3 +62,106 @@ pub const VIT_SHAPES: &[(&str, usize, usize, usize)] = &[
     ("vit b8 fc1", 1576, 768, 3072),
     ("vit b8 fc2", 1576, 3072, 768),
 ];
+
+/// Tight loops of independent FMAs (or `vdpbf16ps`): the machine's peak, for every bench that
+/// reports a fraction of it. Each returns a sum so nothing is optimised away.
+pub mod peak {
+    /// A peak loop: `iters` rounds, a value to fold in (kept opaque with `black_box`).
+    pub type Loop = unsafe fn(usize, f32) -> f32;
+
+    /// The fp32 FMA loop of the widest ISA this CPU has (AVX-512, else AVX2 + FMA), its FLOP
+    /// per round and the ISA's name.
+    pub fn f32_loop() -> Option<(Loop, f64, &'static str)> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f") {
+                return Some((x86::fma512, 24.0 * 32.0, "AVX-512 FMA"));
+            }
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                return Some((x86::fma256, 12.0 * 16.0, "AVX2 FMA"));
+            }
+        }
+        None
+    }
+
+    /// The `vdpbf16ps` loop where the CPU has AVX512_BF16, its FLOP per round, its name.
+    pub fn bf16_loop() -> Option<(Loop, f64, &'static str)> {
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx512bf16") && is_x86_feature_detected!("avx512bw") {
+            return Some((x86::dpbf16, 24.0 * 64.0, "AVX512_BF16 vdpbf16ps"));
+        }
+        None
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    mod x86 {
+        use std::arch::x86_64::*;
+
+        /// 24 independent 16-lane FMAs a round (32 registers hold them and the operands).
+        ///
+        /// # Safety
+        /// The CPU has avx512f.
+        #[target_feature(enable = "avx512f")]
+        pub unsafe fn fma512(iters: usize, x: f32) -> f32 {
+            let a = _mm512_set1_ps(x);
+            let b = _mm512_set1_ps(0.999);
+            let mut acc = [_mm512_setzero_ps(); 24];
+            for _ in 0..iters {
+                for v in acc.iter_mut() {
+                    *v = _mm512_fmadd_ps(*v, b, a);
+                }
+                // Keep the operands opaque so the loop stays a chain of real instructions.
+                std::arch::asm!("", options(nomem, nostack, preserves_flags));
+            }
+            let s = acc
+                .iter()
+                .fold(_mm512_setzero_ps(), |s, &v| _mm512_add_ps(s, v));
+            _mm512_reduce_add_ps(s)
+        }
+
+        /// 12 independent 8-lane FMAs a round: AVX2 has 16 ymm registers, and 16 accumulators
+        /// spilled (measured half the peak on Zen 3).
+        ///
+        /// # Safety
+        /// The CPU has avx2 and fma.
+        #[target_feature(enable = "avx2,fma")]
+        pub unsafe fn fma256(iters: usize, x: f32) -> f32 {
+            let a = _mm256_set1_ps(x);
+            let b = _mm256_set1_ps(0.999);
+            let mut acc = [_mm256_setzero_ps(); 12];
+            for _ in 0..iters {
+                for v in acc.iter_mut() {
+                    *v = _mm256_fmadd_ps(*v, b, a);
+                }
+                std::arch::asm!("", options(nomem, nostack, preserves_flags));
+            }
+            let s = acc
+                .iter()
+                .fold(_mm256_setzero_ps(), |s, &v| _mm256_add_ps(s, v));
+            let mut out = [0f32; 8];
+            _mm256_storeu_ps(out.as_mut_ptr(), s);
+            out.iter().sum()
+        }
+
+        /// 24 independent `vdpbf16ps` a round (64 flops each).
+        ///
+        /// # Safety
+        /// The CPU has avx512f, avx512bw, avx512bf16.
+        #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+        pub unsafe fn dpbf16(iters: usize, x: f32) -> f32 {
+            let a: __m512bh = std::mem::transmute(_mm512_set1_epi32(x.to_bits() as i32));
+            let b: __m512bh = std::mem::transmute(_mm512_set1_epi32(0x3f80_3f80));
+            let mut acc = [_mm512_setzero_ps(); 24];
+            for _ in 0..iters {
+                for v in acc.iter_mut() {
+                    *v = _mm512_dpbf16_ps(*v, a, b);
+                }
+                std::arch::asm!("", options(nomem, nostack, preserves_flags));
+            }
+            let s = acc
+                .iter()
+                .fold(_mm512_setzero_ps(), |s, &v| _mm512_add_ps(s, v));
+            _mm512_reduce_add_ps(s)
+        }
+    }
+}

@@ -463,7 +463,7 @@ impl FeatureCache {
 /// backbone's weights are still tracked variables, so the map would keep its batch's whole
 /// backbone graph alive).
 fn own_map(feat: &Tensor, j: usize) -> Result<Tensor> {
-    Ok(feat.get(j)?.force_contiguous()?.detach())
+    Ok(feat.get(j)?.detach().force_contiguous()?)
 }
 
 /// Each image's padded input size in that image's own pixels: DETR's boxes are relative to the
