@@ -1,7 +1,7 @@
 //! The one MLP and the one transformer block (pre-norm or post-norm), for every model.
 use super::activation::Activation;
 use super::attention::{Attention, AttnConfig, AttnNames, KvCache, Positions, QkvNames};
-use super::ctx::Ctx;
+use super::ctx::{Ctx, Path};
 use super::layers::{LayerNorm, Linear, Then};
 use candle_core::{DType, Result, Tensor};
 use candle_nn::VarBuilder;
@@ -50,10 +50,22 @@ impl Mlp {
     /// [.., D] -> [.., hidden] -> [.., D], plus `residual`. On the inference path each linear is
     /// written once with its activation or residual add fused into the GEMM epilogue.
     pub fn forward(&self, x: &Tensor, residual: Option<&Tensor>, ctx: &mut Ctx) -> Result<Tensor> {
+        let then = Then::none().dropout(self.out_dropout).residual(residual);
+        // Training with nothing between the activation and fc2: fc2 takes the pre-activation
+        // and applies the activation itself, so the graph keeps the hidden layer once.
+        let params = || {
+            [&self.fc1, &self.fc2]
+                .into_iter()
+                .flat_map(Linear::parameters)
+                .collect()
+        };
+        if (self.act_dropout <= 0.0 || !ctx.train) && ctx.path(x, params) == Path::Kernels {
+            let h = self.fc1.forward(x, Then::none(), ctx)?;
+            return self.fc2.forward_act_input(&h, self.act, then, ctx);
+        }
         let h = self
             .fc1
             .forward(x, Then::act(self.act).dropout(self.act_dropout), ctx)?;
-        let then = Then::none().dropout(self.out_dropout).residual(residual);
         self.fc2.forward(&h, then, ctx)
     }
 }
@@ -174,6 +186,15 @@ pub struct EncoderBlock {
 }
 
 impl EncoderBlock {
+    /// Elements of the block's attention and MLP weights and biases.
+    pub fn parameter_count(&self) -> usize {
+        let mlp = [&self.mlp.fc1, &self.mlp.fc2];
+        (self.attn.parameters().into_iter())
+            .chain(mlp.into_iter().flat_map(Linear::parameters))
+            .map(Tensor::elem_count)
+            .sum()
+    }
+
     pub fn new(vb: VarBuilder, names: &BlockNames, cfg: &BlockConfig) -> Result<Self> {
         let attn = AttnConfig {
             dim: cfg.dim,

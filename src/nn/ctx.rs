@@ -29,6 +29,47 @@ impl Trace {
     }
 }
 
+/// Cut points of a training forward, so that its backward can free the activations block by
+/// block: the forward holds every block's graph until the backward has consumed it, and candle's
+/// one-shot backward holds all of them (and every gradient) until it ends. At each cut the
+/// stack's hidden state continues as a fresh leaf variable; the backward
+/// (`train::backward_segmented`) then runs segment by segment from the last, each seeded with
+/// the gradient its leaf received, and drops the segment's graph before the next.
+#[derive(Debug, Default)]
+pub struct Segments {
+    /// Per cut: the hidden state as its segment computed it (holding that segment's graph) and
+    /// the leaf the rest of the forward read instead.
+    pub(crate) parts: Vec<(Tensor, Var)>,
+}
+
+impl Segments {
+    /// `x` continued as a new leaf (a copy, so its graph is cut), when `x` carries a graph;
+    /// else `x` itself.
+    pub fn cut(&mut self, x: Tensor) -> Result<Tensor> {
+        if !x.track_op() {
+            return Ok(x);
+        }
+        let leaf = Var::from_tensor(&x.detach())?;
+        let t = leaf.as_tensor().clone();
+        self.parts.push((x, leaf));
+        Ok(t)
+    }
+
+    /// Cuts recorded so far.
+    pub fn len(&self) -> usize {
+        self.parts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    /// The cuts, last first, as the backward consumes them (each once).
+    pub fn pop(&mut self) -> Option<(Tensor, Var)> {
+        self.parts.pop()
+    }
+}
+
 /// Which implementation a module's forward runs (timm's `fused_attn` flag, decided per call).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Path {
@@ -54,6 +95,9 @@ pub struct Ctx<'a> {
     pub no_grad: bool,
     pub rng: Option<&'a mut ChaCha8Rng>,
     pub trace: Option<&'a mut Trace>,
+    /// Where a training forward records its cut points ([`Segments`]); stacks of blocks cut
+    /// before each block when set.
+    pub segments: Option<&'a mut Segments>,
 }
 
 impl<'a> Ctx<'a> {
@@ -66,6 +110,7 @@ impl<'a> Ctx<'a> {
             no_grad: false,
             rng: None,
             trace: None,
+            segments: None,
         }
     }
 
@@ -84,11 +129,18 @@ impl<'a> Ctx<'a> {
             no_grad: false,
             rng: Some(rng),
             trace: None,
+            segments: None,
         }
     }
 
     pub fn with_trace(mut self, trace: &'a mut Trace) -> Self {
         self.trace = Some(trace);
+        self
+    }
+
+    /// Records cut points for a segmented backward ([`Segments`]).
+    pub fn with_segments(mut self, segments: &'a mut Segments) -> Self {
+        self.segments = Some(segments);
         self
     }
 

@@ -115,13 +115,45 @@ impl Linear {
     /// `then` applied to `x @ W^T + b` over the last dimension (leading dimensions are flattened
     /// into one matmul).
     pub fn forward(&self, x: &Tensor, then: Then, ctx: &mut Ctx) -> Result<Tensor> {
+        self.forward_after(x, None, then, ctx)
+    }
+
+    /// [`Linear::forward`] of `act(h)`. On the training kernels the activation is fused into
+    /// the linear ([`ops::act_linear`]), so the graph holds `h` alone, not `act(h)` as well.
+    pub fn forward_act_input(
+        &self,
+        h: &Tensor,
+        act: Activation,
+        then: Then,
+        ctx: &mut Ctx,
+    ) -> Result<Tensor> {
+        self.forward_after(h, Some(act), then, ctx)
+    }
+
+    fn forward_after(
+        &self,
+        x: &Tensor,
+        pre: Option<Activation>,
+        then: Then,
+        ctx: &mut Ctx,
+    ) -> Result<Tensor> {
         // The residual counts as an input: a gradient through it must not go missing either.
         let inputs = || {
             let mut p = self.parameters();
             p.extend(then.residual);
             p
         };
-        if ctx.path(x, inputs) == Path::Inference {
+        let path = ctx.path(x, inputs);
+        let fused_pre = pre.filter(|_| path == Path::Kernels && self.cast.is_none());
+        let act_x;
+        let x = match pre {
+            Some(a) if fused_pre.is_none() => {
+                act_x = ops::activation(x, a)?;
+                &act_x
+            }
+            _ => x,
+        };
+        if path == Path::Inference {
             let w = match &self.packed {
                 Some(p) => Weight::Packed(p),
                 None => Weight::Unpacked(&self.weight),
@@ -145,7 +177,10 @@ impl Linear {
                     None => y,
                 }
             }
-            _ => ops::linear(&x2, &self.weight, self.bias.as_ref())?,
+            _ => match fused_pre {
+                Some(a) => ops::act_linear(&x2, a, &self.weight, self.bias.as_ref())?,
+                None => ops::linear(&x2, &self.weight, self.bias.as_ref())?,
+            },
         };
         let mut out_dims = dims;
         *out_dims.last_mut().unwrap_or(&mut 0) = self.out_dim();

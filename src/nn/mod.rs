@@ -54,7 +54,7 @@ pub use coattention::{
     CoAttention, CoAttentionLayer, CoLayerConfig, CoLayerNames, CrossNames, FfnNames,
     PostNormAttention, PostNormFfn, TailNames,
 };
-pub use ctx::{Ctx, Path, Trace};
+pub use ctx::{Ctx, Path, Segments, Trace};
 pub use encoder::Encoder;
 pub use infer::{inference_dtype, PackedWeight};
 pub use latent::{LatentConfig, LatentLayer};

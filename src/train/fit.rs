@@ -291,14 +291,22 @@ fn shard_grads(
     weight: f64,
 ) -> Result<ShardOut> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let logits = model.logits(&batch.images, &mut Ctx::train(&mut rng))?;
+    // Cut at every block, so the backward frees each block's activations as it goes.
+    let mut segments = crate::nn::Segments::default();
+    let logits = model.logits(
+        &batch.images,
+        &mut Ctx::train(&mut rng).with_segments(&mut segments),
+    )?;
     let loss = cross_entropy(&logits, &batch.labels, label_smoothing)?;
-    let grads = super::backward(&(&loss * weight)?)?;
-    Ok((
-        grads,
+    let (value, correct) = (
         loss.to_scalar::<f32>()? as f64 * weight,
         count_correct(&logits, &batch.labels)?,
-    ))
+    );
+    // The scaled loss is then the only reference to the last segment's graph.
+    let scaled = (&loss * weight)?;
+    drop((logits, loss));
+    let grads = super::backward_segmented(scaled, &mut segments)?;
+    Ok((grads, value, correct))
 }
 
 /// Forward and backward of the batch `idx`, split into `threads` shards computed concurrently.
@@ -353,8 +361,8 @@ pub fn grads_data_parallel(
         let ids: Vec<_> = g.get_ids().copied().collect();
         for id in ids {
             if let Some(t) = g.get_id(id) {
-                let sum = match grads.get_id(id) {
-                    Some(acc) => (acc + t)?,
+                let sum = match grads.get_id(id).cloned() {
+                    Some(acc) => super::optim::add_grad(acc, t)?,
                     None => t.clone(),
                 };
                 grads.insert_id(id, sum);

@@ -28,8 +28,8 @@ pub use fit::{
     FitOptions, ModelFiles, StepGrads,
 };
 pub use optim::{
-    backward, clip_grad_norm, cross_entropy, descend, lr_at, AdamW, AdamWConfig, DecayRule,
-    Schedule,
+    backward, backward_segmented, clip_grad_norm, cross_entropy, descend, lr_at, AdamW,
+    AdamWConfig, DecayRule, Schedule,
 };
 pub use plot::plot_history;
 pub use plot::register_font;
