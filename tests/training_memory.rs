@@ -12,6 +12,33 @@ use tessera::train::{backward, cross_entropy, grads_data_parallel};
 
 static COUNTERS: Mutex<()> = Mutex::new(());
 
+/// `n` pseudo-random `side`-pixel images (values cycling with period `period`), 10 classes.
+fn images(n: usize, side: usize, period: usize) -> InMemory {
+    InMemory {
+        name: "random".into(),
+        pixels: (0..n * 3 * side * side)
+            .map(|i| ((i * 2_654_435_761) % period) as f32 / period as f32)
+            .collect(),
+        labels: (0..n as u32).map(|i| (i * 7) % 10).collect(),
+        dims: (3, side, side),
+        classes: (0..10).map(|i| i.to_string()).collect(),
+    }
+}
+
+/// The whole set as one batch, no augmentation.
+fn loader(ds: &InMemory) -> Loader<'_> {
+    Loader {
+        dataset: ds,
+        batch_size: ds.labels.len(),
+        normalize: Normalize {
+            mean: vec![0.5; 3],
+            std: vec![0.5; 3],
+        },
+        augment: Augment::default(),
+        seed: 0,
+    }
+}
+
 #[test]
 fn gradients_hold_no_activations() {
     let _turn = COUNTERS.lock().unwrap_or_else(|e| e.into_inner());
@@ -34,25 +61,8 @@ fn gradients_hold_no_activations() {
         .map(|(_, v)| v.as_tensor().elem_count() * 4)
         .sum();
     let (n, side) = (16, 64);
-    let ds = InMemory {
-        name: "random".into(),
-        pixels: (0..n * 3 * side * side)
-            .map(|i| ((i * 2_654_435_761) % 1000) as f32 / 1000.0)
-            .collect(),
-        labels: (0..n as u32).map(|i| i % 10).collect(),
-        dims: (3, side, side),
-        classes: (0..10).map(|i| i.to_string()).collect(),
-    };
-    let loader = Loader {
-        dataset: &ds,
-        batch_size: n,
-        normalize: Normalize {
-            mean: vec![0.5; 3],
-            std: vec![0.5; 3],
-        },
-        augment: Augment::default(),
-        seed: 0,
-    };
+    let ds = images(n, side, 1000);
+    let loader = loader(&ds);
     let idx: Vec<usize> = (0..n).collect();
     let dev = Device::Cpu;
     let before = tessera::alloc::live_bytes();
@@ -99,25 +109,8 @@ fn segmented_backward_matches_and_peaks_lower() {
     let loaded =
         HfVit::from_config(&cfg, &LoadOptions::default().num_labels(10).trainable()).unwrap();
     let (n, side) = (8, 32);
-    let ds = InMemory {
-        name: "random".into(),
-        pixels: (0..n * 3 * side * side)
-            .map(|i| ((i * 2_654_435_761) % 997) as f32 / 997.0)
-            .collect(),
-        labels: (0..n as u32).map(|i| (i * 7) % 10).collect(),
-        dims: (3, side, side),
-        classes: (0..10).map(|i| i.to_string()).collect(),
-    };
-    let loader = Loader {
-        dataset: &ds,
-        batch_size: n,
-        normalize: Normalize {
-            mean: vec![0.5; 3],
-            std: vec![0.5; 3],
-        },
-        augment: Augment::default(),
-        seed: 0,
-    };
+    let ds = images(n, side, 997);
+    let loader = loader(&ds);
     let idx: Vec<usize> = (0..n).collect();
     let dev = Device::Cpu;
 

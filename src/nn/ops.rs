@@ -447,7 +447,7 @@ impl CustomOp3 for ActLinearBias {
 }
 
 /// `act(h) [M, K] · wᵀ + b` with `w` [N, K]: on CPU f32 one differentiable op that keeps only
-/// `h` for its backward ([`ActLinearBias`]); elsewhere `linear(activation(h))`.
+/// `h` for its backward (`ActLinearBias`); elsewhere `linear(activation(h))`.
 pub fn act_linear(h: &Tensor, act: Activation, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     match b {
         Some(b) if kernels_apply(h) && w.dtype() == DType::F32 && b.dtype() == DType::F32 => h
