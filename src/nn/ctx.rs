@@ -95,8 +95,8 @@ pub struct Ctx<'a> {
     pub no_grad: bool,
     pub rng: Option<&'a mut ChaCha8Rng>,
     pub trace: Option<&'a mut Trace>,
-    /// Where a training forward records its cut points ([`Segments`]); stacks of blocks cut
-    /// before each block when set.
+    /// Where a training forward records its cut points ([`Segments`]); when set, an encoder
+    /// cuts before each block of at least [`super::encoder::CUT_MIN_PARAMS`] parameters.
     pub segments: Option<&'a mut Segments>,
 }
 

@@ -291,7 +291,7 @@ fn shard_grads(
     weight: f64,
 ) -> Result<ShardOut> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    // Cut at every block, so the backward frees each block's activations as it goes.
+    // Cut before every large block, so the backward frees each block's activations as it goes.
     let mut segments = crate::nn::Segments::default();
     let logits = model.logits(
         &batch.images,
