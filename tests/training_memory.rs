@@ -6,11 +6,26 @@ use rand::SeedableRng;
 use std::sync::Mutex;
 use tessera::data::{Augment, InMemory, Loader, Normalize};
 use tessera::models::vit::hf::{HfVit, HfVitConfig};
-use tessera::models::{ImageClassifier, LoadOptions, Pretrained};
+use tessera::models::{ImageClassifier, LoadOptions, Loaded, Pretrained};
 use tessera::nn::Ctx;
 use tessera::train::{backward, cross_entropy, grads_data_parallel};
 
 static COUNTERS: Mutex<()> = Mutex::new(());
+
+/// A trainable random-init HF ViT for 10 classes: width, depth, MLP width, image and patch
+/// sides (64-wide heads).
+fn vit(width: usize, depth: usize, mlp: usize, image: usize, patch: usize) -> Loaded<HfVit> {
+    let cfg = HfVitConfig {
+        hidden_size: width,
+        num_hidden_layers: depth,
+        num_attention_heads: width / 64,
+        intermediate_size: mlp,
+        image_size: image,
+        patch_size: patch,
+        ..HfVitConfig::default()
+    };
+    HfVit::from_config(&cfg, &LoadOptions::default().num_labels(10).trainable()).unwrap()
+}
 
 /// `n` pseudo-random `side`-pixel images (values cycling with period `period`), 10 classes.
 fn images(n: usize, side: usize, period: usize) -> InMemory {
@@ -43,17 +58,7 @@ fn loader(ds: &InMemory) -> Loader<'_> {
 fn gradients_hold_no_activations() {
     let _turn = COUNTERS.lock().unwrap_or_else(|e| e.into_inner());
     // Tensors of 0.5–2 MB, well over the counted allocation size.
-    let cfg = HfVitConfig {
-        hidden_size: 256,
-        num_hidden_layers: 4,
-        num_attention_heads: 4,
-        intermediate_size: 1024,
-        image_size: 64,
-        patch_size: 8,
-        ..HfVitConfig::default()
-    };
-    let loaded =
-        HfVit::from_config(&cfg, &LoadOptions::default().num_labels(10).trainable()).unwrap();
+    let loaded = vit(256, 4, 1024, 64, 8);
     let param_bytes: usize = loaded
         .store
         .vars()
@@ -97,17 +102,7 @@ fn gradients_hold_no_activations() {
 #[test]
 fn segmented_backward_matches_and_peaks_lower() {
     let _turn = COUNTERS.lock().unwrap_or_else(|e| e.into_inner());
-    let cfg = HfVitConfig {
-        hidden_size: 384,
-        num_hidden_layers: 6,
-        num_attention_heads: 6,
-        intermediate_size: 1536,
-        image_size: 32,
-        patch_size: 4,
-        ..HfVitConfig::default()
-    };
-    let loaded =
-        HfVit::from_config(&cfg, &LoadOptions::default().num_labels(10).trainable()).unwrap();
+    let loaded = vit(384, 6, 1536, 32, 4);
     let (n, side) = (8, 32);
     let ds = images(n, side, 997);
     let loader = loader(&ds);

@@ -97,71 +97,70 @@ pub mod peak {
     mod x86 {
         use std::arch::x86_64::*;
 
-        /// 24 independent 16-lane FMAs a round (32 registers hold them and the operands).
-        ///
-        /// # Safety
-        /// The CPU has avx512f.
-        #[target_feature(enable = "avx512f")]
-        pub unsafe fn fma512(iters: usize, x: f32) -> f32 {
-            let a = _mm512_set1_ps(x);
-            let b = _mm512_set1_ps(0.999);
-            let mut acc = [_mm512_setzero_ps(); 24];
-            for _ in 0..iters {
-                for v in acc.iter_mut() {
-                    *v = _mm512_fmadd_ps(*v, b, a);
+        /// One peak loop: `$n` independent accumulators, each updated by `$step` every round
+        /// (`$acc` the accumulator, operands `$a`, `$b` made from the input `x`), then summed
+        /// by `$reduce` (`$s`, the lane-wise sum). The empty `asm!` keeps each round a chain
+        /// of real instructions.
+        macro_rules! peak_loop {
+            ($(#[$doc:meta])* $name:ident, $features:literal, $n:literal, $zero:expr,
+             |$x:ident| ($a:expr, $b:expr), |$acc:ident, $va:ident, $vb:ident| $step:expr,
+             $add:path, |$s:ident| $reduce:expr) => {
+                $(#[$doc])*
+                #[target_feature(enable = $features)]
+                pub unsafe fn $name(iters: usize, $x: f32) -> f32 {
+                    let ($va, $vb) = ($a, $b);
+                    let mut accs = [$zero; $n];
+                    for _ in 0..iters {
+                        for $acc in accs.iter_mut() {
+                            *$acc = $step;
+                        }
+                        std::arch::asm!("", options(nomem, nostack, preserves_flags));
+                    }
+                    let $s = accs.iter().fold($zero, |s, &v| $add(s, v));
+                    $reduce
                 }
-                // Keep the operands opaque so the loop stays a chain of real instructions.
-                std::arch::asm!("", options(nomem, nostack, preserves_flags));
-            }
-            let s = acc
-                .iter()
-                .fold(_mm512_setzero_ps(), |s, &v| _mm512_add_ps(s, v));
-            _mm512_reduce_add_ps(s)
+            };
         }
 
-        /// 12 independent 8-lane FMAs a round: AVX2 has 16 ymm registers, and 16 accumulators
-        /// spilled (measured half the peak on Zen 3).
-        ///
-        /// # Safety
-        /// The CPU has avx2 and fma.
-        #[target_feature(enable = "avx2,fma")]
-        pub unsafe fn fma256(iters: usize, x: f32) -> f32 {
-            let a = _mm256_set1_ps(x);
-            let b = _mm256_set1_ps(0.999);
-            let mut acc = [_mm256_setzero_ps(); 12];
-            for _ in 0..iters {
-                for v in acc.iter_mut() {
-                    *v = _mm256_fmadd_ps(*v, b, a);
-                }
-                std::arch::asm!("", options(nomem, nostack, preserves_flags));
-            }
-            let s = acc
-                .iter()
-                .fold(_mm256_setzero_ps(), |s, &v| _mm256_add_ps(s, v));
-            let mut out = [0f32; 8];
-            _mm256_storeu_ps(out.as_mut_ptr(), s);
-            out.iter().sum()
-        }
+        peak_loop!(
+            /// 24 independent 16-lane FMAs a round (32 registers hold them and the operands).
+            ///
+            /// # Safety
+            /// The CPU has avx512f.
+            fma512, "avx512f", 24, _mm512_setzero_ps(),
+            |x| (_mm512_set1_ps(x), _mm512_set1_ps(0.999)),
+            |v, a, b| _mm512_fmadd_ps(*v, b, a),
+            _mm512_add_ps, |s| _mm512_reduce_add_ps(s)
+        );
 
-        /// 24 independent `vdpbf16ps` a round (64 flops each).
-        ///
-        /// # Safety
-        /// The CPU has avx512f, avx512bw, avx512bf16.
-        #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-        pub unsafe fn dpbf16(iters: usize, x: f32) -> f32 {
-            let a: __m512bh = std::mem::transmute(_mm512_set1_epi32(x.to_bits() as i32));
-            let b: __m512bh = std::mem::transmute(_mm512_set1_epi32(0x3f80_3f80));
-            let mut acc = [_mm512_setzero_ps(); 24];
-            for _ in 0..iters {
-                for v in acc.iter_mut() {
-                    *v = _mm512_dpbf16_ps(*v, a, b);
-                }
-                std::arch::asm!("", options(nomem, nostack, preserves_flags));
+        peak_loop!(
+            /// 12 independent 8-lane FMAs a round: AVX2 has 16 ymm registers, and 16
+            /// accumulators spilled (measured half the peak on Zen 3).
+            ///
+            /// # Safety
+            /// The CPU has avx2 and fma.
+            fma256, "avx2,fma", 12, _mm256_setzero_ps(),
+            |x| (_mm256_set1_ps(x), _mm256_set1_ps(0.999)),
+            |v, a, b| _mm256_fmadd_ps(*v, b, a),
+            _mm256_add_ps, |s| {
+                let mut out = [0f32; 8];
+                _mm256_storeu_ps(out.as_mut_ptr(), s);
+                out.iter().sum()
             }
-            let s = acc
-                .iter()
-                .fold(_mm512_setzero_ps(), |s, &v| _mm512_add_ps(s, v));
-            _mm512_reduce_add_ps(s)
-        }
+        );
+
+        peak_loop!(
+            /// 24 independent `vdpbf16ps` a round (64 flops each).
+            ///
+            /// # Safety
+            /// The CPU has avx512f, avx512bw, avx512bf16.
+            dpbf16, "avx512f,avx512bw,avx512bf16", 24, _mm512_setzero_ps(),
+            |x| (
+                std::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(x.to_bits() as i32)),
+                std::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(0x3f80_3f80))
+            ),
+            |v, a, b| _mm512_dpbf16_ps(*v, a, b),
+            _mm512_add_ps, |s| _mm512_reduce_add_ps(s)
+        );
     }
 }

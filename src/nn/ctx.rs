@@ -39,7 +39,7 @@ impl Trace {
 pub struct Segments {
     /// Per cut: the hidden state as its segment computed it (holding that segment's graph) and
     /// the leaf the rest of the forward read instead.
-    pub(crate) parts: Vec<(Tensor, Var)>,
+    parts: Vec<(Tensor, Var)>,
 }
 
 impl Segments {
@@ -53,15 +53,6 @@ impl Segments {
         let t = leaf.as_tensor().clone();
         self.parts.push((x, leaf));
         Ok(t)
-    }
-
-    /// Cuts recorded so far.
-    pub fn len(&self) -> usize {
-        self.parts.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.parts.is_empty()
     }
 
     /// The cuts, last first, as the backward consumes them (each once).

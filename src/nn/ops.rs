@@ -429,20 +429,20 @@ impl CustomOp3 for ActLinearBias {
         &self,
         h: &Tensor,
         w: &Tensor,
-        _b: &Tensor,
-        _res: &Tensor,
+        b: &Tensor,
+        res: &Tensor,
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        // Detached, as in `LinearBias::bwd`.
-        let (h, w, g) = (h.detach(), w.detach(), g.detach());
+        // The linear's backward on act(h), recomputed; then dh = act'(h) ⊙ d act(h).
+        let h = h.detach();
         let a = h.apply_op1_no_bwd(&ActOp(self.0))?;
-        // [M, N] @ [N, K] -> [M, K], through the activation's derivative;  [N, M] @ [M, K] -> [N, K]
-        let da = g.matmul(&w)?;
-        let dh = h.apply_op2_no_bwd(&da.contiguous()?, &ActBwd(self.0))?;
-        drop(da);
-        let dw = g.t()?.matmul(&a)?;
-        let db = g.contiguous()?.apply_op1_no_bwd(&ColumnSum)?;
-        Ok((Some(dh), Some(dw), Some(db)))
+        let (da, dw, db) = LinearBias.bwd(&a, w, b, res, g)?;
+        drop(a);
+        let dh = match da {
+            Some(da) => Some(h.apply_op2_no_bwd(&da.contiguous()?, &ActBwd(self.0))?),
+            None => None,
+        };
+        Ok((dh, dw, db))
     }
 }
 

@@ -358,16 +358,7 @@ pub fn grads_data_parallel(
         loss += l;
         correct += c;
         // Summed in shard order: deterministic.
-        let ids: Vec<_> = g.get_ids().copied().collect();
-        for id in ids {
-            if let Some(t) = g.get_id(id) {
-                let sum = match grads.get_id(id).cloned() {
-                    Some(acc) => super::optim::add_grad(acc, t)?,
-                    None => t.clone(),
-                };
-                grads.insert_id(id, sum);
-            }
-        }
+        super::optim::merge_grads(&mut grads, &g)?;
     }
     Ok(StepGrads {
         grads,

@@ -396,12 +396,26 @@ fn detach_all(grads: &mut GradStore) {
     }
 }
 
-/// `acc += t`, in place where both are contiguous f32 on the CPU (the data-parallel sum of
-/// shard gradients: a new tensor per parameter would be allocated on the summing thread, whose
-/// freed pages the shards' threads cannot reuse, 344 MB of ViT-B/16's resident memory); else
-/// `acc + t` as a new tensor. `acc` must own its values (a detached gradient no one else
-/// reads). Returns the sum.
-pub fn add_grad(acc: Tensor, t: &Tensor) -> Result<Tensor> {
+/// Adds every gradient of `more` into `grads` (detached; a new entry where `grads` has none):
+/// the data-parallel sum of shard gradients and the segments of [`backward_segmented`].
+pub(crate) fn merge_grads(grads: &mut GradStore, more: &GradStore) -> Result<()> {
+    for id in more.get_ids().copied().collect::<Vec<_>>() {
+        if let Some(t) = more.get_id(id) {
+            let sum = match grads.get_id(id).cloned() {
+                Some(acc) => add_grad(acc, t)?,
+                None => t.detach(),
+            };
+            grads.insert_id(id, sum);
+        }
+    }
+    Ok(())
+}
+
+/// `acc += t`, in place where both are contiguous f32 on the CPU (a new tensor per parameter
+/// would be allocated on the summing thread, whose freed pages the shards' threads cannot
+/// reuse: 344 MB of ViT-B/16's resident memory); else `acc + t` as a new tensor. `acc` is a
+/// gradient of `grads` (detached, owning its values, read by no one else). Returns the sum.
+fn add_grad(acc: Tensor, t: &Tensor) -> Result<Tensor> {
     struct AddAssign;
     impl candle_core::InplaceOp2 for AddAssign {
         fn name(&self) -> &'static str {
@@ -440,7 +454,7 @@ pub fn add_grad(acc: Tensor, t: &Tensor) -> Result<Tensor> {
         acc.inplace_op2(t, &AddAssign)?;
         Ok(acc)
     } else {
-        Ok((&acc + t)?)
+        Ok((&acc + t.detach())?)
     }
 }
 
@@ -466,17 +480,8 @@ pub fn backward_segmented(loss: Tensor, segments: &mut crate::nn::Segments) -> R
         drop(part);
         // candle also hands the constant factor `g` a gradient (y): not wanted.
         more.remove(&g);
-        for id in more.get_ids().copied().collect::<Vec<_>>() {
-            if let Some(t) = more.get_id(id) {
-                let t = t.detach();
-                let sum = match grads.get_id(id) {
-                    // A parameter used in several segments (tied weights): summed.
-                    Some(acc) => (acc + &t)?,
-                    None => t,
-                };
-                grads.insert_id(id, sum);
-            }
-        }
+        // A parameter used in several segments (tied weights) gets its parts summed.
+        merge_grads(&mut grads, &more)?;
     }
     Ok(grads)
 }
