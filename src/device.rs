@@ -4,7 +4,7 @@
 //! kernels) through the same modules, whose composite path every op has (see
 //! [`crate::nn::cpu::kernels_apply`]). CUDA exists only in a build with `--features cuda`.
 use crate::{Error, Result};
-use candle_core::{DType, Device};
+use candle_core::Device;
 
 /// A parsed `--device`: what the user asked for, before any GPU is opened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,9 +92,9 @@ pub fn open(spec: &str) -> Result<Device> {
 /// The inference dtype `name` means on `device`: `f32`, `bf16`, or `auto` = bf16 on a GPU
 /// (tensor cores; linears autocast, norms and softmax in f32) and on a CPU with AVX512_BF16
 /// dot products, else f32.
-pub fn inference_dtype(name: &str, device: &Device) -> Result<DType> {
+pub fn inference_dtype(name: &str, device: &Device) -> Result<crate::nn::Precision> {
     if name.eq_ignore_ascii_case("auto") && device.is_cuda() {
-        return Ok(DType::BF16);
+        return Ok(crate::nn::Precision::BF16);
     }
     crate::nn::inference_dtype(name)
 }
@@ -187,7 +187,10 @@ mod tests {
         let d = open("auto").unwrap();
         assert_eq!(d.is_cuda(), cuda_available());
         assert_eq!(describe(&Device::Cpu), "cpu");
-        assert_eq!(inference_dtype("f32", &d).unwrap(), DType::F32);
+        assert_eq!(
+            inference_dtype("f32", &d).unwrap(),
+            crate::nn::Precision::F32
+        );
         assert!(inference_dtype("f16", &d).is_err());
     }
 

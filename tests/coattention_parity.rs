@@ -277,7 +277,7 @@ fn vilbert_connection_layer_matches_pytorch() {
         )
         .unwrap();
     let mut prepared = layer.clone();
-    prepared.prepare(DType::F32).unwrap();
+    prepared.prepare(DType::F32.into()).unwrap();
     let (pv, pt) = prepared
         .forward(
             &io["vision"],

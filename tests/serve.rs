@@ -146,7 +146,7 @@ fn error_message(v: &Value) -> &str {
 fn settings() -> LoadSettings {
     LoadSettings {
         device: candle_core::Device::Cpu,
-        dtype: DType::F32,
+        dtype: DType::F32.into(),
         backend: None,
         bpe: bpe(),
     }

@@ -1,6 +1,7 @@
 //! Hand-written CPU kernels.
 //!
 //! - [`bf16`]: a bf16 GEMM for linear layers (AVX512_BF16 `vdpbf16ps` with a portable fallback).
+//! - [`int8`]: an int8 GEMM with dynamic quantisation (AVX512_VNNI `vpdpbusd`, portable fallback).
 //! - [`f32`](mod@f32): an f32 GEMM for linear layers with a prepacked weight (AVX-512F with a portable
 //!   fallback).
 
@@ -8,6 +9,7 @@ pub mod bf16;
 pub mod f32;
 #[cfg(test)]
 mod golden;
+pub mod int8;
 #[cfg(test)]
 pub(crate) mod testing;
 
@@ -532,8 +534,6 @@ pub(crate) fn gemm<W: GemmWeight>(
         }
         return Ok(());
     }
-    let panels = n.div_ceil(NR);
-    let threads = threads.max(1);
     let job = &Job {
         isa,
         a,
@@ -542,15 +542,39 @@ pub(crate) fn gemm<W: GemmWeight>(
         bias,
         c: SendPtr(c.as_mut_ptr()),
     };
+    // SAFETY: `split_parts` hands each part a disjoint block of C (rows × panels), which
+    // holds m × n elements (checked) and is exclusively borrowed for this call.
+    split_parts(m, n, c, threads, epilogue, |r0, r1, p0, p1, epi| unsafe {
+        run_part(job, r0, r1, p0, p1, epi)
+    });
+    Ok(())
+}
+
+/// Runs `part(r0, r1, p0, p1, epilogue)` over `threads` disjoint blocks of C [m, n] (rows
+/// `r0..r1` × weight panels `p0..p1`) on rayon's pool: over rows when every thread gets at
+/// least two `MR`-row strips (each part then runs the epilogue on its own rows), else over the
+/// `NR`-column panels (the epilogue then runs once on all of C, after every part). The
+/// packed GEMMs' shared thread split.
+pub(crate) fn split_parts<F>(
+    m: usize,
+    n: usize,
+    c: &mut [f32],
+    threads: usize,
+    epilogue: Option<Epilogue>,
+    part: F,
+) where
+    F: Fn(usize, usize, usize, usize, Option<Epilogue>) + Sync,
+{
+    let part = &part;
+    let panels = n.div_ceil(NR);
+    let threads = threads.max(1);
     if threads == 1 {
-        // SAFETY: C holds m × n elements (checked) and is exclusively borrowed for this call.
-        unsafe { run_part(job, 0, m, 0, panels, epilogue) };
+        part(0, m, 0, panels, epilogue);
     } else if m >= threads * 2 * MR {
         rayon::scope(|s| {
             for t in 0..threads {
                 let (r0, r1) = (t * m / threads, (t + 1) * m / threads);
-                // SAFETY: the parts write disjoint row ranges of C, which outlives the scope.
-                s.spawn(move |_| unsafe { run_part(job, r0, r1, 0, panels, epilogue) });
+                s.spawn(move |_| part(r0, r1, 0, panels, epilogue));
             }
         });
     } else {
@@ -558,17 +582,14 @@ pub(crate) fn gemm<W: GemmWeight>(
         rayon::scope(|s| {
             for i in 0..t {
                 let (p0, p1) = (i * panels / t, (i + 1) * panels / t);
-                // SAFETY: the parts write disjoint column ranges of C (whole panels, stores
-                // masked at N), which outlives the scope.
-                s.spawn(move |_| unsafe { run_part(job, 0, m, p0, p1, None) });
+                s.spawn(move |_| part(0, m, p0, p1, None));
             }
         });
         if let Some(e) = epilogue {
-            // Here m < 2 · threads · mr rows: one block.
+            // Here m < 2 · threads · MR rows: one block.
             e(c);
         }
     }
-    Ok(())
 }
 
 /// f32 → bf16 bits with round-to-nearest-even, as `vcvtne2ps2bf16` does it: NaN stays NaN

@@ -5,8 +5,8 @@ use super::load::{Checkpoint, LoadOptions, Loaded, Pretrained};
 use super::perceiver::PerceiverClassifier;
 use super::vit::{hf::HfVit, VisionTransformer};
 use super::ImageClassifier;
+use crate::nn::Precision;
 use crate::{Error, Result};
-use candle_core::DType;
 use std::ffi::OsStr;
 
 /// The model families tessera reads.
@@ -181,7 +181,8 @@ impl AutoModel {
     }
 
     /// The model computing in `dtype` on the inference path (see [`Pretrained::with_dtype`]).
-    pub fn with_dtype(&self, dtype: DType) -> Result<AutoModel> {
+    pub fn with_dtype(&self, dtype: impl Into<Precision>) -> Result<AutoModel> {
+        let dtype = dtype.into();
         Ok(match self {
             AutoModel::SeedVit(m) => AutoModel::SeedVit(m.with_dtype(dtype)?),
             AutoModel::Vit(m) => AutoModel::Vit(m.with_dtype(dtype)?),

@@ -12,6 +12,7 @@ use crate::models::checks;
 use crate::models::load::{fresh, strict, Checkpoint, LoadOptions, Loaded, Pretrained};
 use crate::nn::coattention::{BERT_ATTENTION, BERT_ATTENTION_NORM};
 use crate::nn::generate::{self, Decoder, Generated, GenerationConfig, Prompts};
+use crate::nn::Precision;
 use crate::nn::{
     check_heads, check_patch_grid, padding_mask, Activation, AttnConfig, AttnNames, BlockConfig,
     BlockNames, Ctx, Encoder, FfnNames, KvCache, LayerNorm, Linear, PatchEmbed, PostNormAttention,
@@ -240,7 +241,7 @@ impl BlipVision {
     }
 
     /// Packs the encoder's linears for inference in `dtype` (see [`Linear::prepare`]).
-    pub fn prepare(&mut self, dtype: DType) -> Result<()> {
+    pub fn prepare(&mut self, dtype: Precision) -> Result<()> {
         Ok(self.encoder.prepare(dtype)?)
     }
 
@@ -495,7 +496,7 @@ impl BlipTextLm {
     }
 
     /// Packs the head for inference in `dtype` (see [`Linear::prepare`]).
-    pub fn prepare(&mut self, dtype: DType) -> Result<()> {
+    pub fn prepare(&mut self, dtype: Precision) -> Result<()> {
         self.transform.prepare(dtype)?;
         Ok(self.decoder.prepare(dtype)?)
     }
@@ -911,7 +912,8 @@ macro_rules! blip_pretrained {
             }
 
             /// The vision encoder's linears and the LM head packed for `dtype`.
-            fn with_dtype(&self, dtype: DType) -> Result<Self> {
+            fn with_dtype(&self, dtype: impl Into<Precision>) -> Result<Self> {
+                let dtype: Precision = dtype.into();
                 let mut m = self.clone();
                 m.vision_model.prepare(dtype)?;
                 m.text_decoder.prepare(dtype)?;

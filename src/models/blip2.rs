@@ -16,6 +16,7 @@ use crate::models::checks;
 use crate::models::load::{fresh, strict, Checkpoint, LoadOptions, Loaded, Pretrained};
 use crate::models::opt::{OptConfig, OptDecoding, OptLm};
 use crate::nn::generate::{self, GenerationConfig};
+use crate::nn::Precision;
 use crate::nn::{
     check_heads, check_patch_grid, Activation, AttnNames, Ctx, FfnNames, LayerNorm, Linear,
     QkvNames, Then,
@@ -650,7 +651,8 @@ impl Pretrained for Blip2Captioner {
 
     /// The vision encoder, OPT's linears and its LM head packed for `dtype`; the Q-Former stays
     /// in fp32, as transformers keeps it (`_keep_in_fp32_modules`).
-    fn with_dtype(&self, dtype: DType) -> Result<Self> {
+    fn with_dtype(&self, dtype: impl Into<Precision>) -> Result<Self> {
+        let dtype: Precision = dtype.into();
         let mut m = self.clone();
         m.vision_model.prepare(dtype)?;
         m.language_model.prepare(dtype)?;

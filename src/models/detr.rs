@@ -6,6 +6,7 @@
 //! Checkpoint names are transformers' on-disk ones (`model.backbone.conv_encoder.model…`).
 use super::resnet::{Layout, ResNet, ResNetConfig};
 use crate::nn::conv::{Conv2d, ConvSpec};
+use crate::nn::Precision;
 use crate::nn::{
     Activation, BlockConfig, BlockNames, Ctx, DecoderBlock, DecoderNames, EncoderBlock, LayerNorm,
     Linear, Then,
@@ -653,7 +654,7 @@ impl crate::models::Pretrained for Detr {
 
     /// `F32` (and `BF16`, which DETR runs in fp32): the backbone's convolutions folded with
     /// their norms and packed once for tessera's GEMM; the transformer stays on candle's ops.
-    fn with_dtype(&self, _dtype: DType) -> Result<Self> {
+    fn with_dtype(&self, _dtype: impl Into<Precision>) -> Result<Self> {
         let mut m = self.clone();
         m.backbone.prepare()?;
         Ok(m)

@@ -20,6 +20,7 @@ use crate::nn::flamingo::{
 };
 use crate::nn::generate::causal_padding_mask;
 use crate::nn::llama::{LlamaLayer, RmsNorm, Rope};
+use crate::nn::Precision;
 use crate::nn::{check_heads, Activation, Ctx, Linear, Then};
 use crate::{Error, Result};
 use candle_core::{DType, Tensor, D};
@@ -521,7 +522,7 @@ impl Idefics {
     }
 
     /// The model computing its linears in `dtype` on the inference path.
-    pub fn prepare(&mut self, dtype: DType) -> Result<()> {
+    pub fn prepare(&mut self, dtype: Precision) -> Result<()> {
         self.vision.prepare(dtype)?;
         if let Some(r) = &mut self.resampler {
             r.prepare(dtype)?;
@@ -553,7 +554,8 @@ impl Pretrained for Idefics {
         strict(ckpt, opts, |_| true, |vb| Idefics::new(vb, &config))
     }
 
-    fn with_dtype(&self, dtype: DType) -> Result<Self> {
+    fn with_dtype(&self, dtype: impl Into<Precision>) -> Result<Self> {
+        let dtype: Precision = dtype.into();
         let mut m = self.clone();
         m.prepare(dtype)?;
         Ok(m)

@@ -1,4 +1,5 @@
 //! The one loading shape of every model: [`LoadOptions`] in, [`Loaded`] out.
+use crate::nn::Precision;
 use crate::nn::{LoadReport, ParamStore};
 use crate::progress::{Observer, Progress};
 use crate::{Error, Result};
@@ -25,10 +26,11 @@ pub enum Task {
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
     pub device: Device,
-    /// Inference dtype: `F32` or `BF16` packs every encoder linear once for tessera's kernels
-    /// (bf16: AVX512_BF16, fp32 accumulation). `None` keeps the weights as loaded (training,
+    /// Inference precision: `F32`, `BF16` or `Int8` packs every encoder linear once for
+    /// tessera's kernels (bf16: AVX512_BF16, fp32 accumulation; int8: dynamic quantisation on
+    /// AVX512_VNNI). `None` keeps the weights as loaded (training,
     /// tracing); inference then reads them in place.
-    pub dtype: Option<DType>,
+    pub dtype: Option<Precision>,
     /// Parameters become trainable variables (for fine-tuning).
     pub trainable: bool,
     /// Parameter-name prefixes kept frozen when `trainable` (e.g. `vit.` for a linear probe).
@@ -70,9 +72,10 @@ impl LoadOptions {
         }
     }
 
-    pub fn dtype(self, dtype: DType) -> Self {
+    /// Loads for inference in `dtype` (a [`DType`] or a [`Precision`]).
+    pub fn dtype(self, dtype: impl Into<Precision>) -> Self {
         LoadOptions {
-            dtype: Some(dtype),
+            dtype: Some(dtype.into()),
             ..self
         }
     }
@@ -251,9 +254,11 @@ pub trait Pretrained: Sized + Clone {
         )
     }
 
-    /// The model computing in `dtype` on the inference path: `F32` or `BF16` packs every encoder
-    /// linear once for tessera's kernels (LayerNorm, softmax and activations stay fp32).
-    fn with_dtype(&self, dtype: DType) -> Result<Self>;
+    /// The model computing in `dtype` on the inference path: `F32`, `BF16` or
+    /// [`Precision::Int8`] packs every encoder linear once for tessera's kernels (LayerNorm,
+    /// softmax, attention and activations stay fp32); a GPU keeps linear weights in a float
+    /// dtype.
+    fn with_dtype(&self, dtype: impl Into<Precision>) -> Result<Self>;
 
     /// The configuration `config.json` holds.
     fn config(&self) -> &Self::Config;

@@ -16,6 +16,7 @@
 use crate::models::load::{fresh, strict, Checkpoint, LoadOptions, Loaded, Pretrained};
 use crate::models::Family;
 use crate::nn::coattention::LXMERT_X_LAYER;
+use crate::nn::Precision;
 use crate::nn::{
     check_heads, padding_mask, Activation, BlockConfig, BlockNames, CoAttentionLayer,
     CoLayerConfig, Ctx, EncoderBlock, LayerNorm, Linear, Then,
@@ -385,7 +386,7 @@ impl Lxmert {
     }
 
     /// The model computing its linears in `dtype` on the inference path.
-    pub fn prepare(&mut self, dtype: DType) -> Result<()> {
+    pub fn prepare(&mut self, dtype: Precision) -> Result<()> {
         for l in self.layers.iter_mut().chain(self.r_layers.iter_mut()) {
             l.prepare(dtype)?;
         }
@@ -424,7 +425,8 @@ impl Pretrained for Lxmert {
         )
     }
 
-    fn with_dtype(&self, dtype: DType) -> Result<Self> {
+    fn with_dtype(&self, dtype: impl Into<Precision>) -> Result<Self> {
+        let dtype: Precision = dtype.into();
         let mut m = self.clone();
         m.prepare(dtype)?;
         Ok(m)

@@ -9,6 +9,7 @@
 use crate::models::checks;
 use crate::models::load::{fresh, strict, Checkpoint, LoadOptions, Loaded, Pretrained};
 use crate::nn::generate::Decoder;
+use crate::nn::Precision;
 use crate::nn::{
     check_heads, Activation, BlockConfig, BlockNames, Ctx, EncoderBlock, KvCache, LayerNorm,
     Linear, Then,
@@ -214,7 +215,7 @@ impl OptLm {
     }
 
     /// Packs every linear and the LM head for inference in `dtype`.
-    pub fn prepare(&mut self, dtype: DType) -> Result<()> {
+    pub fn prepare(&mut self, dtype: Precision) -> Result<()> {
         for l in &mut self.layers {
             l.prepare(dtype)?;
         }
@@ -537,7 +538,8 @@ impl Pretrained for OptLm {
         )
     }
 
-    fn with_dtype(&self, dtype: DType) -> Result<Self> {
+    fn with_dtype(&self, dtype: impl Into<Precision>) -> Result<Self> {
+        let dtype: Precision = dtype.into();
         let mut m = self.clone();
         m.prepare(dtype)?;
         Ok(m)

@@ -10,9 +10,10 @@
 //! config's `layer_norm_eps` is unused, as in transformers).
 use crate::models::load::{fresh, strict, Checkpoint, LoadOptions, Loaded, Pretrained};
 use crate::nn::conv::{Conv2d, ConvSpec, FrozenBatchNorm2d};
+use crate::nn::Precision;
 use crate::nn::{Activation, Ctx, LatentConfig, LatentLayer, Linear, Then};
 use crate::{Error, Result};
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{Device, Tensor, D};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -536,7 +537,7 @@ impl PerceiverClassifier {
     }
 
     /// Every layer's linears in `dtype` for inference (see [`Linear::prepare`]).
-    pub fn prepare(&mut self, dtype: DType) -> Result<()> {
+    pub fn prepare(&mut self, dtype: Precision) -> Result<()> {
         for l in std::iter::once(&mut self.cross)
             .chain(self.self_attends.iter_mut())
             .chain(std::iter::once(&mut self.decoder))
@@ -604,7 +605,8 @@ impl Pretrained for PerceiverClassifier {
         )
     }
 
-    fn with_dtype(&self, dtype: DType) -> Result<Self> {
+    fn with_dtype(&self, dtype: impl Into<Precision>) -> Result<Self> {
+        let dtype: Precision = dtype.into();
         let mut m = self.clone();
         m.prepare(dtype)?;
         Ok(m)

@@ -3,6 +3,7 @@
 use super::cpu::kernels_apply;
 use super::ctx::{Ctx, Path};
 use super::dropout::DropoutMask;
+use super::infer::Precision;
 use super::infer::{self, PackedWeight, Weight};
 use super::layers::{Linear, Then};
 use super::{ops, sdpa};
@@ -207,7 +208,7 @@ impl Attention {
     }
 
     /// Sets the inference dtype of the projections (see [`Linear::prepare`]).
-    pub fn prepare(&mut self, dtype: DType) -> Result<()> {
+    pub fn prepare(&mut self, dtype: Precision) -> Result<()> {
         self.out.prepare(dtype)?;
         self.qkv_packed = None;
         let fused = self.full_width();

@@ -2,8 +2,9 @@
 use super::activation::Activation;
 use super::attention::{Attention, AttnConfig, AttnNames, KvCache, Positions, QkvNames};
 use super::ctx::{Ctx, Path};
+use super::infer::Precision;
 use super::layers::{LayerNorm, Linear, Then};
-use candle_core::{DType, Result, Tensor};
+use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
 /// Two linears with an activation between: `residual + drop2(fc2(drop1(act(fc1(x)))))`.
@@ -42,7 +43,7 @@ impl Mlp {
     }
 
     /// Sets the inference dtype of both linears.
-    pub fn prepare(&mut self, dtype: DType) -> Result<()> {
+    pub fn prepare(&mut self, dtype: Precision) -> Result<()> {
         self.fc1.prepare(dtype)?;
         self.fc2.prepare(dtype)
     }
@@ -232,7 +233,7 @@ impl EncoderBlock {
     }
 
     /// Sets the inference dtype of every linear in the block (see [`Linear::prepare`]).
-    pub fn prepare(&mut self, dtype: DType) -> Result<()> {
+    pub fn prepare(&mut self, dtype: Precision) -> Result<()> {
         self.attn.prepare(dtype)?;
         self.mlp.prepare(dtype)
     }

@@ -14,8 +14,9 @@ use super::activation::Activation;
 use super::attention::{Attention, AttnConfig, AttnNames, KvCache, QkvNames};
 use super::block::{BlockConfig, BlockNames, EncoderBlock, Mlp};
 use super::ctx::Ctx;
+use super::infer::Precision;
 use super::layers::LayerNorm;
-use candle_core::{DType, Result, Tensor};
+use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
 /// BERT's attention names under a sub-layer's prefix: `self.{query,key,value}`,
@@ -80,7 +81,7 @@ impl PostNormAttention {
     }
 
     /// Sets the inference dtype of the projections.
-    pub fn prepare(&mut self, dtype: DType) -> Result<()> {
+    pub fn prepare(&mut self, dtype: Precision) -> Result<()> {
         self.attn.prepare(dtype)
     }
 }
@@ -140,7 +141,7 @@ impl PostNormFfn {
         self.norm.forward(&self.mlp.forward(x, Some(x), ctx)?)
     }
 
-    pub fn prepare(&mut self, dtype: DType) -> Result<()> {
+    pub fn prepare(&mut self, dtype: Precision) -> Result<()> {
         self.mlp.prepare(dtype)
     }
 }
@@ -259,7 +260,7 @@ impl CoAttention {
         Ok((a2, b2))
     }
 
-    pub fn prepare(&mut self, dtype: DType) -> Result<()> {
+    pub fn prepare(&mut self, dtype: Precision) -> Result<()> {
         match self {
             CoAttention::Shared(m) => m.prepare(dtype),
             CoAttention::Separate(ms) => ms.iter_mut().try_for_each(|m| m.prepare(dtype)),
@@ -348,7 +349,7 @@ impl CoAttentionLayer {
         Ok((a, b))
     }
 
-    pub fn prepare(&mut self, dtype: DType) -> Result<()> {
+    pub fn prepare(&mut self, dtype: Precision) -> Result<()> {
         self.cross.prepare(dtype)?;
         self.tails.iter_mut().try_for_each(|t| match t {
             Tail::Block(b) => b.prepare(dtype),

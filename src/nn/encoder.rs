@@ -1,7 +1,8 @@
 //! A stack of encoder blocks; records hidden states when tracing.
 use super::block::{BlockConfig, BlockNames, EncoderBlock};
 use super::ctx::Ctx;
-use candle_core::{DType, Result, Tensor};
+use super::infer::Precision;
+use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
 /// Blocks with at least this many parameters are cut for a segmented backward
@@ -29,7 +30,7 @@ impl Encoder {
 
     /// Sets the inference dtype of every block: `BF16` runs the linears on the AVX512_BF16
     /// kernel on the inference path (training and traced forwards stay f32).
-    pub fn prepare(&mut self, dtype: DType) -> Result<()> {
+    pub fn prepare(&mut self, dtype: Precision) -> Result<()> {
         self.blocks.iter_mut().try_for_each(|b| b.prepare(dtype))
     }
 

@@ -16,9 +16,10 @@
 //! (`input_layernorm`, `cross_attn.{q,k,v,o}_proj`, `cross_attn.{q,k}_layer_norm`,
 //! `post_attention_layernorm`, `mlp.*`, `alpha_cross_attn`, `alpha_dense`).
 use super::ctx::Ctx;
+use super::infer::Precision;
 use super::layers::{LayerNorm, Linear, Then};
 use super::llama::{HeadNorm, LlamaAttention, LlamaAttnConfig, RmsNorm, SwiGlu};
-use candle_core::{DType, Result, Tensor};
+use candle_core::{Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
 /// The shape of a gate parameter.
@@ -134,7 +135,7 @@ impl GatedCrossAttention {
         Ok((t(&self.alpha_cross_attn)?, t(&self.alpha_dense)?))
     }
 
-    pub fn prepare(&mut self, dtype: DType) -> Result<()> {
+    pub fn prepare(&mut self, dtype: Precision) -> Result<()> {
         self.cross_attn.prepare(dtype)?;
         self.mlp.prepare(dtype)
     }
@@ -243,7 +244,7 @@ impl Resampler {
         self.norm.forward(&lat)
     }
 
-    pub fn prepare(&mut self, dtype: DType) -> Result<()> {
+    pub fn prepare(&mut self, dtype: Precision) -> Result<()> {
         for b in &mut self.blocks {
             b.attn.prepare(dtype)?;
             b.fc.prepare(dtype)?;

@@ -8,19 +8,60 @@ use super::cpu::{matmul_into, threads, with_f32};
 use super::math::add_into;
 use candle_core::{DType, Device, Result, Tensor};
 
-/// The inference dtype named `f32`, `bf16` or `auto` (bf16 where the CPU has AVX512_BF16
-/// dot products, else f32).
-pub fn inference_dtype(name: &str) -> crate::Result<DType> {
+/// What a prepared model computes its linear layers in ([`super::Linear::prepare`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    /// Weights in this float dtype: F32 or BF16 packed for tessera's CPU kernels (bf16 with
+    /// fp32 accumulation); on a GPU, a copy of the weight in the dtype (BF16, F16).
+    Float(DType),
+    /// Dynamic int8 quantisation, as ONNX Runtime's `quantize_dynamic`: weights int8 per
+    /// output channel (symmetric) once, each input int8 per row (asymmetric) on every call,
+    /// i32 sums (AVX512_VNNI; [`crate::kernels::int8`]). CPU only.
+    Int8,
+}
+
+impl From<DType> for Precision {
+    fn from(d: DType) -> Self {
+        Precision::Float(d)
+    }
+}
+
+impl Precision {
+    pub const F32: Precision = Precision::Float(DType::F32);
+    pub const BF16: Precision = Precision::Float(DType::BF16);
+
+    /// The dtype activations and float weights are in: the float dtype, F32 for int8.
+    pub fn dtype(self) -> DType {
+        match self {
+            Precision::Float(d) => d,
+            Precision::Int8 => DType::F32,
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Precision::Float(d) => write!(f, "{}", d.as_str()),
+            Precision::Int8 => f.write_str("int8"),
+        }
+    }
+}
+
+/// The inference precision named `f32`, `bf16`, `int8` or `auto` (bf16 where the CPU has
+/// AVX512_BF16 dot products, else f32; never int8, which changes results more).
+pub fn inference_dtype(name: &str) -> crate::Result<Precision> {
     match name.to_ascii_lowercase().as_str() {
-        "f32" | "float32" | "fp32" => Ok(DType::F32),
-        "bf16" | "bfloat16" => Ok(DType::BF16),
+        "f32" | "float32" | "fp32" => Ok(Precision::F32),
+        "bf16" | "bfloat16" => Ok(Precision::BF16),
+        "int8" | "i8" | "qint8" => Ok(Precision::Int8),
         "auto" => Ok(if crate::kernels::bf16::has_avx512_bf16() {
-            DType::BF16
+            Precision::BF16
         } else {
-            DType::F32
+            Precision::F32
         }),
         other => Err(crate::Error::Config(format!(
-            "unknown dtype {other:?}: use f32, bf16 or auto"
+            "unknown dtype {other:?}: use f32, bf16, int8 or auto"
         ))),
     }
 }
@@ -32,22 +73,32 @@ pub enum PackedWeight {
     F32(crate::kernels::f32::PackedF32),
     /// bf16 panels for the AVX512_BF16 kernel (`kernels::bf16`), fp32 accumulation.
     Bf16(crate::kernels::bf16::PackedBf16),
+    /// int8 panels, per-channel scales and column sums for the AVX512_VNNI kernel
+    /// (`kernels::int8`).
+    Int8(crate::kernels::int8::PackedI8),
 }
 
 impl PackedWeight {
-    /// Packs `w` [N, K] for `dtype` (F32 or BF16).
-    pub fn new(w: &Tensor, dtype: DType) -> Result<PackedWeight> {
+    /// Packs `w` [N, K] for `dtype` (F32, BF16 or int8).
+    pub fn new(w: &Tensor, dtype: Precision) -> Result<PackedWeight> {
         let (n, k) = w.dims2()?;
         let w = w.to_dtype(DType::F32)?;
         let err = |e: crate::Error| candle_core::Error::Msg(e.to_string());
         with_f32(&w, |w| match dtype {
-            DType::F32 => Ok(PackedWeight::F32(
+            Precision::F32 => Ok(PackedWeight::F32(
                 crate::kernels::f32::PackedF32::pack(w, n, k).map_err(err)?,
             )),
-            DType::BF16 => Ok(PackedWeight::Bf16(
+            Precision::BF16 => Ok(PackedWeight::Bf16(
                 crate::kernels::bf16::PackedBf16::pack(w, n, k).map_err(err)?,
             )),
-            other => candle_core::bail!("inference dtype {other:?} is not supported (f32, bf16)"),
+            Precision::Int8 => Ok(PackedWeight::Int8(
+                crate::kernels::int8::PackedI8::pack(w, n, k).map_err(err)?,
+            )),
+            other => {
+                candle_core::bail!(
+                    "inference dtype {other} is not supported on the CPU (f32, bf16, int8)"
+                )
+            }
         })
     }
 
@@ -55,6 +106,7 @@ impl PackedWeight {
         match self {
             PackedWeight::F32(p) => p.n(),
             PackedWeight::Bf16(p) => p.n(),
+            PackedWeight::Int8(p) => p.n(),
         }
     }
 
@@ -62,6 +114,7 @@ impl PackedWeight {
         match self {
             PackedWeight::F32(p) => p.k(),
             PackedWeight::Bf16(p) => p.k(),
+            PackedWeight::Int8(p) => p.k(),
         }
     }
 
@@ -82,6 +135,9 @@ impl PackedWeight {
             }
             PackedWeight::Bf16(p) => {
                 crate::kernels::bf16::gemm_bf16(a, m, k, p, bias, c, epilogue, threads())
+            }
+            PackedWeight::Int8(p) => {
+                crate::kernels::int8::gemm_i8(a, m, k, p, bias, c, epilogue, threads())
             }
         };
         r.map_err(|e| candle_core::Error::Msg(e.to_string()))

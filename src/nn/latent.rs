@@ -11,6 +11,7 @@
 use super::activation::Activation;
 use super::attention::attend_heads;
 use super::ctx::Ctx;
+use super::infer::Precision;
 use super::layers::{LayerNorm, Linear, Then};
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
@@ -181,7 +182,7 @@ impl LatentLayer {
     }
 
     /// Sets the inference dtype of the linears (see [`Linear::prepare`]).
-    pub fn prepare(&mut self, dtype: candle_core::DType) -> Result<()> {
+    pub fn prepare(&mut self, dtype: Precision) -> Result<()> {
         for l in [
             &mut self.query,
             &mut self.key,

@@ -2,9 +2,9 @@
 use super::activation::Activation;
 use super::cpu::kernels_apply;
 use super::ctx::{Ctx, Path};
-use super::infer::{self, PackedWeight, Weight};
+use super::infer::{self, PackedWeight, Precision, Weight};
 use super::ops;
-use candle_core::{DType, Result, Tensor};
+use candle_core::{Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 use std::sync::Arc;
 
@@ -99,15 +99,23 @@ impl Linear {
     }
 
     /// Prepares the layer for inference in `dtype`. Where tessera's CPU kernels run, packs the
-    /// weight once, as f32 panels for the FMA kernel or as bf16 for the AVX512_BF16 kernel
-    /// (fp32 accumulation). Elsewhere (a GPU) keeps a copy of the weight in `dtype` when it
-    /// differs (bf16: autocast-style linears). The original `weight` stays for training and
-    /// traced forwards.
-    pub fn prepare(&mut self, dtype: DType) -> Result<()> {
+    /// weight once, as f32 panels for the FMA kernel, as bf16 for the AVX512_BF16 kernel (fp32
+    /// accumulation) or as int8 for the VNNI kernel. Elsewhere (a GPU) keeps a copy of the
+    /// weight in `dtype` when it differs (bf16: autocast-style linears); int8 is CPU-only.
+    /// The original `weight` stays for training and traced forwards.
+    pub fn prepare(&mut self, dtype: Precision) -> Result<()> {
         if kernels_apply(&self.weight) {
             self.packed = Some(Arc::new(PackedWeight::new(&self.weight, dtype)?));
-        } else if dtype != self.weight.dtype() {
-            self.cast = Some(self.weight.to_dtype(dtype)?);
+        } else {
+            match dtype {
+                Precision::Int8 => candle_core::bail!(
+                    "int8 runs on tessera's CPU kernels only (f32 weights on the CPU)"
+                ),
+                Precision::Float(d) if d != self.weight.dtype() => {
+                    self.cast = Some(self.weight.to_dtype(d)?)
+                }
+                Precision::Float(_) => {}
+            }
         }
         Ok(())
     }

@@ -8,6 +8,7 @@
 //! `mlp.{gate,up,down}_proj`.
 use super::attention::attend_heads;
 use super::ctx::Ctx;
+use super::infer::Precision;
 use super::layers::{LayerNorm, Linear, Then};
 use candle_core::{DType, Result, Tensor, D};
 use candle_nn::{Init, VarBuilder};
@@ -121,7 +122,7 @@ impl SwiGlu {
         self.down.forward(&(g * u)?, Then::none(), ctx)
     }
 
-    pub fn prepare(&mut self, dtype: DType) -> Result<()> {
+    pub fn prepare(&mut self, dtype: Precision) -> Result<()> {
         for l in [&mut self.gate, &mut self.up, &mut self.down] {
             l.prepare(dtype)?;
         }
@@ -220,7 +221,7 @@ impl LlamaAttention {
         self.o.forward(&o, Then::none(), ctx)
     }
 
-    pub fn prepare(&mut self, dtype: DType) -> Result<()> {
+    pub fn prepare(&mut self, dtype: Precision) -> Result<()> {
         for l in [&mut self.q, &mut self.k, &mut self.v, &mut self.o] {
             l.prepare(dtype)?;
         }
@@ -278,7 +279,7 @@ impl LlamaLayer {
             .forward(&self.post_attention_layernorm.forward(&h)?, ctx)?
     }
 
-    pub fn prepare(&mut self, dtype: DType) -> Result<()> {
+    pub fn prepare(&mut self, dtype: Precision) -> Result<()> {
         self.self_attn.prepare(dtype)?;
         self.mlp.prepare(dtype)
     }

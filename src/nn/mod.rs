@@ -56,7 +56,7 @@ pub use coattention::{
 };
 pub use ctx::{Ctx, Path, Segments, Trace};
 pub use encoder::Encoder;
-pub use infer::{inference_dtype, PackedWeight};
+pub use infer::{inference_dtype, PackedWeight, Precision};
 pub use latent::{LatentConfig, LatentLayer};
 pub use layers::{LayerNorm, Linear, Then};
 pub use patch_embed::{check_patch_grid, PatchEmbed};

@@ -7,7 +7,7 @@ use crate::models::vit::VitConfig;
 use crate::models::{AutoModel, ImageClassifier, LoadOptions, Loaded, Pretrained};
 use crate::nn::Ctx;
 use crate::{Error, Result};
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{Device, Tensor, D};
 use image::{DynamicImage, RgbImage};
 use std::ffi::OsStr;
 
@@ -130,9 +130,9 @@ impl ImageClassification {
     }
 
     /// The pipeline computing in `dtype` (see [`crate::models::Pretrained::with_dtype`]).
-    pub fn with_dtype(self, dtype: DType) -> Result<Self> {
+    pub fn with_dtype(self, dtype: impl Into<crate::nn::Precision>) -> Result<Self> {
         Ok(ImageClassification {
-            model: self.model.with_dtype(dtype)?,
+            model: self.model.with_dtype(dtype.into())?,
             ..self
         })
     }

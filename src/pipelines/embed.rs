@@ -67,9 +67,9 @@ impl ClipEmbedder {
 
     /// The embedder computing in `dtype` (see [`Pretrained::with_dtype`]); cached text
     /// embeddings are dropped.
-    pub fn with_dtype(self, dtype: DType) -> Result<Self> {
+    pub fn with_dtype(self, dtype: impl Into<crate::nn::Precision>) -> Result<Self> {
         Ok(ClipEmbedder {
-            model: self.model.with_dtype(dtype)?,
+            model: self.model.with_dtype(dtype.into())?,
             cache: Mutex::new(HashMap::new()),
             ..self
         })

@@ -57,7 +57,7 @@ pub struct LoadSettings {
     /// Where every model runs; requests are decoded and preprocessed on CPU threads and each
     /// batch is moved here once.
     pub device: Device,
-    pub dtype: DType,
+    pub dtype: crate::nn::Precision,
     pub backend: Option<crate::image::Backend>,
     /// OpenAI's BPE merges, for CLIP checkpoints without vocab.json/merges.txt.
     pub bpe: PathBuf,

@@ -18,6 +18,7 @@
 use crate::data::shape_scenes::HELD_OUT;
 use crate::data::vqa_scenes::{self, answers, question_words, QuestionKind, VqaSample};
 use crate::nn::coattention::LXMERT_X_LAYER;
+use crate::nn::Precision;
 use crate::nn::{
     check_heads, padding_mask, Activation, BlockConfig, BlockNames, CoAttentionLayer,
     CoLayerConfig, Ctx, EncoderBlock, LayerNorm, Linear, ParamStore, Then, Trace,
@@ -493,7 +494,7 @@ impl FusionVqa {
     }
 
     /// Sets the inference dtype of every linear.
-    pub fn prepare(&mut self, dtype: DType) -> Result<()> {
+    pub fn prepare(&mut self, dtype: Precision) -> Result<()> {
         let layers: Vec<&mut EncoderBlock> = match &mut self.body {
             Body::Co {
                 text,

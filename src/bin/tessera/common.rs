@@ -1,12 +1,12 @@
 //! What the subcommands share: progress bars on stderr, the inference-dtype option, model
 //! loading options, and one-line error text.
 use anyhow::Result;
-use candle_core::DType;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use tessera::models::LoadOptions;
+use tessera::nn::Precision;
 use tessera::progress::{Observer, Progress};
 
 /// indicatif bars on stderr: one bar per phase, notes printed above it.
@@ -80,12 +80,21 @@ pub fn bars() -> Observer {
     Observer::new(Bars::default())
 }
 
-/// `--dtype f32|bf16|auto` on `device`, with a warning when bf16 would run on the CPU's slow
-/// portable kernel.
-pub fn dtype(name: &str, device: &candle_core::Device) -> Result<DType> {
+/// `--dtype f32|bf16|int8|auto` on `device`, with a warning when bf16 or int8 would run on
+/// the CPU's slow portable kernel.
+pub fn dtype(name: &str, device: &candle_core::Device) -> Result<Precision> {
     let dtype = tessera::device::inference_dtype(name, device)?;
-    if dtype == DType::BF16 && device.is_cpu() && !tessera::kernels::bf16::has_avx512_bf16() {
-        eprintln!("warning: this CPU has no AVX512_BF16; bf16 runs on the (slow) portable kernel");
+    if device.is_cpu() {
+        if dtype == Precision::BF16 && !tessera::kernels::bf16::has_avx512_bf16() {
+            eprintln!(
+                "warning: this CPU has no AVX512_BF16; bf16 runs on the (slow) portable kernel"
+            );
+        }
+        if dtype == Precision::Int8 && !tessera::kernels::int8::has_avx512_vnni() {
+            eprintln!(
+                "warning: this CPU has no AVX512_VNNI; int8 runs on the (slow) portable kernel"
+            );
+        }
     }
     Ok(dtype)
 }

@@ -11,6 +11,7 @@ pub use tokenizer::ClipTokenizer;
 
 use crate::models::checks;
 use crate::models::load::{fresh, strict, Checkpoint, LoadOptions, Loaded, Pretrained};
+use crate::nn::Precision;
 use crate::nn::{
     causal_mask, check_heads, check_patch_grid, padding_mask, Activation, BlockConfig, BlockNames,
     Ctx, Encoder, LayerNorm, Linear, PatchEmbed, Then, Trace,
@@ -233,7 +234,7 @@ impl ClipVision {
     }
 
     /// Packs the encoder's linears for inference in `dtype`.
-    pub fn prepare(&mut self, dtype: DType) -> Result<()> {
+    pub fn prepare(&mut self, dtype: Precision) -> Result<()> {
         Ok(self.encoder.prepare(dtype)?)
     }
 
@@ -505,7 +506,8 @@ impl Pretrained for Clip {
     }
 
     /// Both towers' encoder linears packed for `dtype` (see [`Pretrained::with_dtype`]).
-    fn with_dtype(&self, dtype: DType) -> Result<Self> {
+    fn with_dtype(&self, dtype: impl Into<Precision>) -> Result<Self> {
+        let dtype: Precision = dtype.into();
         let mut m = self.clone();
         m.vision.encoder.prepare(dtype)?;
         m.text.encoder.prepare(dtype)?;

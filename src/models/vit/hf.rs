@@ -8,6 +8,7 @@
 //! `from_pretrained(..., num_labels=N)`).
 use crate::models::checks;
 use crate::models::load::{finish, fresh, Checkpoint, LoadOptions, Loaded, Pretrained, Task};
+use crate::nn::Precision;
 use crate::nn::{
     check_heads, check_patch_grid, Activation, BlockConfig, BlockNames, Ctx, Encoder, LayerNorm,
     Linear, PatchEmbed, Then, Trace,
@@ -445,7 +446,8 @@ impl Pretrained for HfVit {
     }
 
     /// Every encoder linear packed once for `dtype` (see [`Pretrained::with_dtype`]).
-    fn with_dtype(&self, dtype: DType) -> Result<Self> {
+    fn with_dtype(&self, dtype: impl Into<Precision>) -> Result<Self> {
+        let dtype: Precision = dtype.into();
         let mut m = self.clone();
         let vit = match &mut m {
             HfVit::Model(b) => b,

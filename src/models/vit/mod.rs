@@ -8,12 +8,13 @@
 pub mod hf;
 use super::checks;
 use super::load::{fresh, strict, Checkpoint, LoadOptions, Loaded, Pretrained};
+use crate::nn::Precision;
 use crate::nn::{
     check_heads, check_patch_grid, Activation, BlockConfig, BlockNames, Ctx, Encoder, LayerNorm,
     Linear, PatchEmbed, Then, Trace,
 };
 use crate::{Error, Result};
-use candle_core::{DType, Tensor, D};
+use candle_core::{Tensor, D};
 use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -371,7 +372,8 @@ impl Pretrained for VisionTransformer {
     }
 
     /// Encoder linears packed for `dtype` (see [`Pretrained::with_dtype`]).
-    fn with_dtype(&self, dtype: DType) -> Result<Self> {
+    fn with_dtype(&self, dtype: impl Into<Precision>) -> Result<Self> {
+        let dtype: Precision = dtype.into();
         let mut m = self.clone();
         m.encoder.prepare(dtype)?;
         Ok(m)
