@@ -1,5 +1,5 @@
 //! The side-by-side benchmark suite, tessera's half. One workload per process, so each one's
-//! peak RSS is its own: `cargo bench --bench suite -- WORKLOAD [--dtype f32|bf16]`.
+//! peak RSS is its own: `cargo bench --bench suite -- WORKLOAD [--dtype f32|bf16|int8]`.
 //! `tools/bench.sh` runs every workload here and in `tools/bench_suite.py` (PyTorch, same
 //! random-init models, same shapes, same thread count) in the same run and prints one table.
 //!
@@ -17,7 +17,7 @@ use tessera::models::clip::{Clip, ClipConfig};
 use tessera::models::vit::hf::{HfVit, HfVitConfig};
 use tessera::models::vit::{VisionTransformer, VitConfig};
 use tessera::models::{LoadOptions, Pretrained};
-use tessera::nn::{Ctx, ParamStore};
+use tessera::nn::{Ctx, ParamStore, Precision};
 use tessera::train::{
     grads_data_parallel, single_threaded_ops, AdamW, AdamWConfig, ImageClassifier,
 };
@@ -29,7 +29,9 @@ const WORKLOADS: &[&str] = &[
     "vit_b16_b1",
     "vit_b16_b8",
     "vit_b16_b8_bf16",
+    "vit_b16_b8_int8",
     "clip_image_b8",
+    "clip_image_b8_int8",
     "clip_text77_b8",
     "clip_text16_b8",
     "seed_vit_train_b64",
@@ -188,7 +190,7 @@ struct Run {
     gflop: f64,
 }
 
-fn run(workload: &str, dtype: DType) -> Run {
+fn run(workload: &str, dtype: Precision) -> Run {
     let dev = Device::Cpu;
     let reps = env_usize("BENCH_STEPS", 5);
     match workload {
@@ -206,7 +208,7 @@ fn run(workload: &str, dtype: DType) -> Run {
                 gflop: 2.0 * (n as f64).powi(3) / 1e9,
             }
         }
-        "vit_b16_b1" | "vit_b16_b8" | "vit_b16_b8_bf16" => {
+        "vit_b16_b1" | "vit_b16_b8" | "vit_b16_b8_bf16" | "vit_b16_b8_int8" => {
             let b = if workload == "vit_b16_b1" { 1 } else { 8 };
             let cfg = HfVitConfig::default();
             let loaded =
@@ -224,14 +226,14 @@ fn run(workload: &str, dtype: DType) -> Run {
                 gflop: b as f64 * vit_gflop_per_image(&cfg, 1000),
             }
         }
-        "clip_image_b8" | "clip_text77_b8" | "clip_text16_b8" => {
+        "clip_image_b8" | "clip_image_b8_int8" | "clip_text77_b8" | "clip_text16_b8" => {
             let b = 8;
             let cfg = ClipConfig::default();
             let store = ParamStore::fresh(0, false, &dev);
             let model = Clip::new(store.var_builder(DType::F32), &cfg).expect("clip");
             let model = model.with_dtype(dtype).expect("dtype");
             let (v, t) = (&cfg.vision_config, &cfg.text_config);
-            if workload == "clip_image_b8" {
+            if workload.starts_with("clip_image_b8") {
                 let px = Tensor::randn(0f32, 1.0, (b, 3, 224, 224), &dev).expect("px");
                 let np = (v.image_size / v.patch_size).pow(2);
                 let gflop = b as f64
@@ -461,17 +463,18 @@ fn main() {
         .skip(1)
         .filter(|a| a != "--bench")
         .collect();
-    let mut dtype = DType::F32;
+    let mut dtype = Precision::F32;
     let mut workloads = vec![];
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--dtype" => {
                 dtype = match it.next().map(String::as_str) {
-                    Some("bf16") => DType::BF16,
-                    Some("f32") => DType::F32,
+                    Some("bf16") => Precision::BF16,
+                    Some("f32") => Precision::F32,
+                    Some("int8") => Precision::Int8,
                     other => {
-                        eprintln!("--dtype f32|bf16, got {other:?}");
+                        eprintln!("--dtype f32|bf16|int8, got {other:?}");
                         std::process::exit(2)
                     }
                 }
@@ -486,7 +489,7 @@ fn main() {
         }
     }
     if workloads.len() != 1 {
-        eprintln!("usage: suite WORKLOAD [--dtype f32|bf16]  (one per process: peak RSS is per workload)\nworkloads: {WORKLOADS:?}");
+        eprintln!("usage: suite WORKLOAD [--dtype f32|bf16|int8]  (one per process: peak RSS is per workload)\nworkloads: {WORKLOADS:?}");
         std::process::exit(2)
     }
     let w = &workloads[0];
@@ -506,7 +509,10 @@ fn main() {
         return;
     }
     if w.ends_with("_bf16") {
-        dtype = DType::BF16;
+        dtype = Precision::BF16;
+    }
+    if w.ends_with("_int8") {
+        dtype = Precision::Int8;
     }
     let r = run(w, dtype);
     println!(

@@ -148,33 +148,52 @@ pub(crate) struct QuantRows {
     pub zero: Vec<i32>,
 }
 
-/// One row's asymmetric u8 quantisation into `q` (`row.len()` bytes; the rest stays zero):
-/// returns `(s_a, z)`.
-fn quantize_row(row: &[f32], q: &mut [u8]) -> (f32, i32) {
-    // Lanes of explicit min/max so the loop vectorises (f32 min/max are not reassociated).
-    const L: usize = 16;
-    let (mut lo, mut hi) = ([0f32; L], [0f32; L]);
-    let mut finite = true;
-    let chunks = row.chunks_exact(L);
-    let tail = chunks.remainder();
-    for c in chunks {
-        for j in 0..L {
-            let v = c[j];
-            lo[j] = if v < lo[j] { v } else { lo[j] };
-            hi[j] = if v > hi[j] { v } else { hi[j] };
-            finite &= v.is_finite();
+/// `(min(0, row), max(0, row))`, or `None` when the row holds NaN or ±inf.
+fn row_range(row: &[f32]) -> Option<(f32, f32)> {
+    #[cfg(target_arch = "x86_64")]
+    if super::x86_features!("avx512f") {
+        // SAFETY: the CPU has avx512f (checked).
+        return unsafe { avx512::row_range(row) };
+    }
+    row_range_portable(row)
+}
+
+fn row_range_portable(row: &[f32]) -> Option<(f32, f32)> {
+    let (mut lo, mut hi) = (0f32, 0f32);
+    for &v in row {
+        if !v.is_finite() {
+            return None;
         }
+        lo = lo.min(v);
+        hi = hi.max(v);
     }
-    for &v in tail {
-        lo[0] = if v < lo[0] { v } else { lo[0] };
-        hi[0] = if v > hi[0] { v } else { hi[0] };
-        finite &= v.is_finite();
+    Some((lo, hi))
+}
+
+/// `q[i] = clamp(round(row[i] · inv + z), 0, 255)`, rounding to nearest even.
+fn quantize_into(row: &[f32], q: &mut [u8], inv: f32, z: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if super::x86_features!("avx512f") {
+        // SAFETY: the CPU has avx512f (checked).
+        return unsafe { avx512::quantize_into(row, q, inv, z) };
     }
-    if !finite {
+    quantize_into_portable(row, q, inv, z)
+}
+
+fn quantize_into_portable(row: &[f32], q: &mut [u8], inv: f32, z: f32) {
+    // Round to nearest even by adding and subtracting 1.5 · 2²³ (exact on [0, 255]).
+    const MAGIC: f32 = 12_582_912.0;
+    for (o, &v) in q.iter_mut().zip(row) {
+        *o = ((v * inv + z).clamp(0.0, 255.0) + MAGIC - MAGIC) as u8;
+    }
+}
+
+/// One row's asymmetric u8 quantisation into `q` (`row.len()` bytes; the rest stays zero):
+/// returns `(s_a, z)`. The AVX-512 and portable paths give the same bytes.
+fn quantize_row(row: &[f32], q: &mut [u8]) -> (f32, i32) {
+    let Some((lo, hi)) = row_range(row) else {
         return (f32::NAN, 0);
-    }
-    let lo = lo.iter().fold(0f32, |m, &v| m.min(v));
-    let hi = hi.iter().fold(0f32, |m, &v| m.max(v));
+    };
     let s = (hi - lo) / 255.0;
     if !(s > 0.0 && s.is_finite()) {
         // An all-zero row (or a range past f32): zeros, exact for the former.
@@ -182,14 +201,12 @@ fn quantize_row(row: &[f32], q: &mut [u8]) -> (f32, i32) {
     }
     let inv = 1.0 / s;
     let z = (-lo * inv).round_ties_even().clamp(0.0, 255.0);
-    for (o, &v) in q.iter_mut().zip(row) {
-        *o = (v * inv + z).round_ties_even().clamp(0.0, 255.0) as u8;
-    }
+    quantize_into(row, q, inv, z);
     (s, z as i32)
 }
 
 /// Quantises `scale.len()` rows of `a` (row stride `lda_a`, width `k`) into `q` (row stride
-/// `lda`), their scales and zero points; compiled for AVX-512 where the CPU has it.
+/// `lda`), their scales and zero points.
 fn quantize_block(
     a: &[f32],
     lda_a: usize,
@@ -199,38 +216,9 @@ fn quantize_block(
     scale: &mut [f32],
     zero: &mut [i32],
 ) {
-    #[inline(always)]
-    fn body(
-        a: &[f32],
-        lda_a: usize,
-        k: usize,
-        q: &mut [u8],
-        lda: usize,
-        scale: &mut [f32],
-        zero: &mut [i32],
-    ) {
-        for (i, (s, z)) in scale.iter_mut().zip(zero.iter_mut()).enumerate() {
-            (*s, *z) = quantize_row(&a[i * lda_a..i * lda_a + k], &mut q[i * lda..i * lda + k]);
-        }
+    for (i, (s, z)) in scale.iter_mut().zip(zero.iter_mut()).enumerate() {
+        (*s, *z) = quantize_row(&a[i * lda_a..i * lda_a + k], &mut q[i * lda..i * lda + k]);
     }
-    #[cfg(target_arch = "x86_64")]
-    if super::x86_features!("avx512f", "avx512bw", "avx512dq", "avx512vl") {
-        #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
-        unsafe fn avx512(
-            a: &[f32],
-            lda_a: usize,
-            k: usize,
-            q: &mut [u8],
-            lda: usize,
-            scale: &mut [f32],
-            zero: &mut [i32],
-        ) {
-            body(a, lda_a, k, q, lda, scale, zero)
-        }
-        // SAFETY: the CPU has the features `avx512` is compiled for (checked above).
-        return unsafe { avx512(a, lda_a, k, q, lda, scale, zero) };
-    }
-    body(a, lda_a, k, q, lda, scale, zero)
 }
 
 /// Quantises A (`m` rows of stride `lda ≥ k`), in parallel over blocks of rows.
@@ -436,6 +424,57 @@ mod avx512 {
     use super::Tile;
     use std::arch::x86_64::*;
 
+    /// [`super::row_range`] on 16 lanes (`v − v` is NaN exactly for NaN and ±inf).
+    ///
+    /// # Safety
+    /// The CPU has avx512f.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn row_range(row: &[f32]) -> Option<(f32, f32)> {
+        let (mut lo, mut hi, mut bad) = (
+            _mm512_setzero_ps(),
+            _mm512_setzero_ps(),
+            _mm512_setzero_ps(),
+        );
+        let mut i = 0;
+        while i < row.len() {
+            let m = mask16(row.len() - i);
+            // SAFETY: the masked load reads only the row's remaining elements.
+            let v = unsafe { _mm512_maskz_loadu_ps(m, row.as_ptr().add(i)) };
+            lo = _mm512_min_ps(lo, v);
+            hi = _mm512_max_ps(hi, v);
+            bad = _mm512_add_ps(bad, _mm512_sub_ps(v, v));
+            i += 16;
+        }
+        if _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(bad, bad) != 0 {
+            return None;
+        }
+        Some((_mm512_reduce_min_ps(lo), _mm512_reduce_max_ps(hi)))
+    }
+
+    /// [`super::quantize_into`] on 16 lanes (`vcvtps2dq` rounds to nearest even).
+    ///
+    /// # Safety
+    /// The CPU has avx512f.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn quantize_into(row: &[f32], q: &mut [u8], inv: f32, z: f32) {
+        let (vi, vz) = (_mm512_set1_ps(inv), _mm512_set1_ps(z));
+        let (zero, top) = (_mm512_setzero_ps(), _mm512_set1_ps(255.0));
+        let n = row.len().min(q.len());
+        let mut i = 0;
+        while i < n {
+            let m = mask16(n - i);
+            // SAFETY: masked loads and stores touch only elements i .. n of both slices.
+            unsafe {
+                let v = _mm512_maskz_loadu_ps(m, row.as_ptr().add(i));
+                let v = _mm512_add_ps(_mm512_mul_ps(v, vi), vz);
+                let v = _mm512_min_ps(_mm512_max_ps(v, zero), top);
+                let r = _mm512_cvtps_epi32(v);
+                _mm512_mask_cvtepi32_storeu_epi8(q.as_mut_ptr().add(i) as *mut i8, m, r);
+            }
+            i += 16;
+        }
+    }
+
     /// An R × 32 tile in 2·R i32 accumulators; per group of four k, two weight loads and R
     /// four-byte broadcasts of A feed 2·R `vpdpbusd`. Then each row is converted as
     /// [`super::convert`] does, lane by lane, and stored (masked at `nr`).
@@ -635,6 +674,34 @@ mod tests {
         let packed = PackedI8::pack(&w2, n, k).unwrap();
         gemm_i8(&a[k..2 * k], 1, k, &packed, None, &mut c[..n], None, 1).unwrap();
         assert!(c[1].is_nan() && c[0].is_finite() && c[2].is_finite());
+    }
+
+    /// The AVX-512 quantiser gives the portable one's bytes, ties (x.5) included.
+    #[test]
+    fn quantiser_paths_agree() {
+        #[cfg(target_arch = "x86_64")]
+        if super::super::x86_features!("avx512f") {
+            let mut row = rvec(1000, 21);
+            // Exact ties after scaling by inv = 2: k/4 for odd k lands on x.5.
+            for (i, v) in row.iter_mut().enumerate().take(200) {
+                *v = (i as f32 - 100.0) / 4.0;
+            }
+            for len in [1, 15, 16, 17, 200, 1000] {
+                let r = &row[..len];
+                // SAFETY: avx512f checked above.
+                let fast = unsafe { avx512::row_range(r) };
+                assert_eq!(fast, row_range_portable(r), "len {len}");
+                let (mut a, mut b) = (vec![0u8; len], vec![0u8; len]);
+                // SAFETY: avx512f checked above.
+                unsafe { avx512::quantize_into(r, &mut a, 2.0, 7.0) };
+                quantize_into_portable(r, &mut b, 2.0, 7.0);
+                assert_eq!(a, b, "len {len}");
+            }
+            let mut bad = row.clone();
+            bad[17] = f32::NEG_INFINITY;
+            // SAFETY: avx512f checked above.
+            assert_eq!(unsafe { avx512::row_range(&bad) }, None);
+        }
     }
 
     #[test]
