@@ -1,6 +1,7 @@
-//! bf16 GEMM throughput (GFLOP/s, best of several runs) for the linear-layer shapes of ViT-B/16
-//! and the CLIP text tower, with 1 and 2 threads, against candle's f32 matmul, plus the
-//! `vdpbf16ps` peak of a tight loop of independent accumulators.
+//! bf16 and int8 GEMM throughput (GFLOP/s or GOP/s, best of several runs) for the linear-layer
+//! shapes of ViT-B/16 and the CLIP text tower, with 1 and 2 threads, against candle's f32
+//! matmul, plus the `vdpbf16ps` and `vpdpbusd` peaks of tight loops of independent
+//! accumulators. The int8 columns include the per-call quantisation of A.
 //!
 //! The 1-thread column is this thread's CPU time (Linux), so time lost to other processes on a
 //! shared machine does not count; the 2-thread column and candle are wall time; "t2 (cpu)" is
@@ -14,6 +15,7 @@ use candle_core::{Device, Tensor};
 use common::{best_of, best_time, best_time_by, random, secs_per_measurement, VIT_SHAPES};
 use std::hint::black_box;
 use tessera::kernels::bf16::{gemm_bf16, has_avx512_bf16, PackedBf16};
+use tessera::kernels::int8::{gemm_i8, PackedI8};
 
 /// This thread's CPU time in seconds (Linux), which leaves out time lost to other processes
 /// on a shared machine.
@@ -71,8 +73,12 @@ fn best_pool_cpu_time(secs: f64, mut f: impl FnMut()) -> Option<f64> {
     })
 }
 
-fn peak_gflops(threads: usize, secs: f64) -> Option<f64> {
-    let (dp, flop, _) = common::peak::bf16_loop()?;
+fn peak_gflops(threads: usize, secs: f64, int8: bool) -> Option<f64> {
+    let (dp, flop, _) = if int8 {
+        common::peak::int8_loop()?
+    } else {
+        common::peak::bf16_loop()?
+    };
     let iters = 200_000;
     // SAFETY: `bf16_loop` returns only a loop whose features this CPU has.
     let run = || {
@@ -103,9 +109,13 @@ fn main() {
         rayon::current_num_threads()
     );
     for t in [1, 2].into_iter().take(if cores > 1 { 2 } else { 1 }) {
-        match peak_gflops(t, secs) {
+        match peak_gflops(t, secs, false) {
             Some(g) => println!("peak vdpbf16ps loop, {t} thread(s) (cpu time): {g:.1} GFLOP/s"),
             None => println!("peak: no AVX512_BF16"),
+        }
+        match peak_gflops(t, secs, true) {
+            Some(g) => println!("peak vpdpbusd loop, {t} thread(s) (cpu time): {g:.1} GOP/s"),
+            None => println!("peak: no AVX512_VNNI"),
         }
     }
     let more: &[(&str, usize, usize, usize)] = &[
@@ -119,8 +129,17 @@ fn main() {
         ("tiny m8 fc1", 8, 768, 3072),
     ];
     println!(
-        "{:<16} {:>5} {:>5} {:>5} | {:>9} {:>9} {:>11} | {:>11}",
-        "shape", "M", "K", "N", "bf16 t1", "bf16 t2", "t2 (cpu)", "candle f32"
+        "{:<16} {:>5} {:>5} {:>5} | {:>9} {:>9} {:>11} | {:>9} {:>9} | {:>11}",
+        "shape",
+        "M",
+        "K",
+        "N",
+        "bf16 t1",
+        "bf16 t2",
+        "t2 (cpu)",
+        "int8 t1",
+        "int8 t2",
+        "candle f32"
     );
     let dev = Device::Cpu;
     let mut seed = 1u64;
@@ -155,6 +174,18 @@ fn main() {
             })
             .map_or(f64::NAN, |s| flops / s / 1e9);
         }
+        let packed8 = PackedI8::pack(&w, n, k).expect("shapes agree");
+        let mut g8 = [f64::NAN; 2];
+        for (i, t) in [1, 2]
+            .into_iter()
+            .enumerate()
+            .take(if cores > 1 { 2 } else { 1 })
+        {
+            let s = best_time_with(secs, t == 1, || {
+                gemm_i8(&a, m, k, &packed8, Some(&bias), &mut c, None, t).expect("shapes agree")
+            });
+            g8[i] = flops / s / 1e9;
+        }
         let candle = if with_candle {
             let x = Tensor::from_vec(a.clone(), (m, k), &dev).expect("tensor");
             let wt = Tensor::from_vec(w.clone(), (n, k), &dev).expect("tensor");
@@ -167,8 +198,8 @@ fn main() {
             f64::NAN
         };
         println!(
-            "{name:<16} {m:>5} {k:>5} {n:>5} | {:>9.1} {:>9.1} {:>11.1} | {:>11.1}",
-            g[0], g[1], g[2], candle
+            "{name:<16} {m:>5} {k:>5} {n:>5} | {:>9.1} {:>9.1} {:>11.1} | {:>9.1} {:>9.1} | {:>11.1}",
+            g[0], g[1], g[2], g8[0], g8[1], candle
         );
     }
 }

@@ -25,6 +25,7 @@ use tessera::train::{
 const WORKLOADS: &[&str] = &[
     "fma_peak",
     "bf16_dot_peak",
+    "int8_dot_peak",
     "matmul_2048",
     "vit_b16_b1",
     "vit_b16_b8",
@@ -161,13 +162,14 @@ fn detr_transformer_gflop(n: usize) -> f64 {
 }
 
 /// The machine's peak: GFLOP/s of `common::peak`'s fp32 FMA loop (`fma_peak`, the widest of
-/// AVX-512 and AVX2+FMA) or `vdpbf16ps` loop (`bf16_dot_peak`; `None` where the CPU lacks
-/// AVX512_BF16) on `threads` threads at once, and the loop's ISA.
-fn peak_gflops(bf16: bool, threads: usize) -> Option<(f64, &'static str)> {
-    let (kernel, flop_per_iter, isa) = if bf16 {
-        common::peak::bf16_loop()?
-    } else {
-        common::peak::f32_loop()?
+/// AVX-512 and AVX2+FMA), `vdpbf16ps` loop (`bf16_dot_peak`; `None` where the CPU lacks
+/// AVX512_BF16) or `vpdpbusd` loop (`int8_dot_peak`, GOP/s; `None` without AVX512_VNNI) on
+/// `threads` threads at once, and the loop's ISA.
+fn peak_gflops(workload: &str, threads: usize) -> Option<(f64, &'static str)> {
+    let (kernel, flop_per_iter, isa) = match workload {
+        "bf16_dot_peak" => common::peak::bf16_loop()?,
+        "int8_dot_peak" => common::peak::int8_loop()?,
+        _ => common::peak::f32_loop()?,
     };
     let iters = 20_000_000;
     // SAFETY: the `peak` functions return only a loop whose features this CPU has.
@@ -493,12 +495,12 @@ fn main() {
         std::process::exit(2)
     }
     let w = &workloads[0];
-    if w == "fma_peak" || w == "bf16_dot_peak" {
+    if w.ends_with("_peak") {
         let threads = env_usize(
             "BENCH_THREADS",
             std::thread::available_parallelism().map_or(1, |n| n.get()),
         );
-        let peak = peak_gflops(w == "bf16_dot_peak", threads);
+        let peak = peak_gflops(w, threads);
         println!(
             "{}",
             serde_json::json!({

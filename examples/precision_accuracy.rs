@@ -115,6 +115,16 @@ fn clip(images: &[image::DynamicImage], paths: &[String]) -> Result<()> {
         .collect();
     let reference = zero_shot(&embedder(model.clone())?, images, &prompts)?;
     let (top, _) = rows(&reference)?;
+    // fp32's margin between its first and second label: a random-init CLIP's scores are
+    // nearly uniform, so a top-1 can flip on an error smaller than any trained model's margin.
+    let margins: Vec<f32> = reference
+        .to_vec2::<f32>()?
+        .into_iter()
+        .map(|mut r| {
+            r.sort_by(|a, b| b.total_cmp(a));
+            r[0] - r.get(1).copied().unwrap_or(0.0)
+        })
+        .collect();
     let img_ref = embedder(model.clone())?.image_embeds(images)?;
     println!(
         "CLIP ViT-B/32, random init: zero-shot over {} labels",
@@ -137,7 +147,14 @@ fn clip(images: &[image::DynamicImage], paths: &[String]) -> Result<()> {
             top.len()
         );
         for (i, path) in paths.iter().enumerate() {
-            println!("    {:<24} max |score diff| {:.2e}", short(path), diff[i]);
+            println!(
+                "    {:<24} top-1 f32 {:>2} {p} {:>2}  max |score diff| {:.2e} (fp32 top-1 margin {:.2e})",
+                short(path),
+                top[i],
+                top_p[i],
+                diff[i],
+                margins[i]
+            );
         }
     }
     Ok(())

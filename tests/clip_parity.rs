@@ -4,7 +4,7 @@ use candle_core::{DType, Device};
 use common::{fixture, load, max_abs_diff};
 use tessera::models::clip::Clip;
 use tessera::models::{LoadOptions, Pretrained};
-use tessera::nn::{Ctx, Trace};
+use tessera::nn::{Ctx, Precision, Trace};
 
 fn check(name: &str) {
     let dir = fixture(name);
@@ -17,6 +17,8 @@ fn check(name: &str) {
     // and bf16 (close, not equal: the largest embedding component is ~1 after L2 norm).
     let f32p = model.with_dtype(DType::F32).unwrap();
     let bf16 = model.with_dtype(DType::BF16).unwrap();
+    // int8: every linear dynamically quantised (8-bit steps: within 3e-2 of unit embeddings).
+    let int8 = model.with_dtype(Precision::Int8).unwrap();
     // Each path must really run its own kernels: its embeddings differ (in rounding) from the
     // previous path's, so a silent fallback to the composite ops fails here.
     let mut previous: Option<candle_core::Tensor> = None;
@@ -25,6 +27,7 @@ fn check(name: &str) {
         ("fused", &model, 1e-4),
         ("packed f32", &f32p, 1e-4),
         ("bf16", &bf16, 1e-2),
+        ("int8", &int8, 3e-2),
     ] {
         let mut trace = Trace::default();
         let mut ctx = if path == "composite" {
@@ -44,7 +47,7 @@ fn check(name: &str) {
             "{name} ({path}): image_embeds {di:e}, text_embeds {dt:e}, logits_per_image {dl:e}"
         );
         assert!(di <= tol && dt <= tol, "{path}");
-        if path != "bf16" {
+        if path != "bf16" && path != "int8" {
             assert!(dl <= 1e-4, "{path}");
         }
         let both = candle_core::Tensor::cat(&[&out.image_embeds, &out.text_embeds], 0).unwrap();

@@ -4,7 +4,7 @@ use candle_core::{DType, Device};
 use common::{fixture, load, max_abs_diff};
 use tessera::models::vit::hf::{HfVit, HfVitConfig, Positions};
 use tessera::models::{LoadOptions, Pretrained, Task};
-use tessera::nn::Ctx;
+use tessera::nn::{Ctx, Precision};
 
 #[test]
 fn vit_model_hidden_state_pooler_and_attentions_match() {
@@ -67,9 +67,11 @@ fn vit_for_image_classification_logits_match() {
     let io = load(&dir.join("io.safetensors"));
     // Every inference path against the same reference: the composite ops (a trace forces
     // them), the fused kernels, the fused kernels with weights packed for tessera's fp32 GEMM,
-    // and bf16 (AVX512_BF16 linears, fp32 accumulation: close, not equal).
+    // bf16 (AVX512_BF16 linears, fp32 accumulation: close, not equal) and int8 (dynamic
+    // quantisation of every linear: 8-bit steps, so within 3% of the largest logit).
     let f32p = loaded.model.with_dtype(DType::F32).unwrap();
     let bf16 = loaded.model.with_dtype(DType::BF16).unwrap();
+    let int8 = loaded.model.with_dtype(Precision::Int8).unwrap();
     let scale = max_abs_diff(&io["logits"], &io["logits"].zeros_like().unwrap());
     // Each path must really run its own kernels: its logits differ (in rounding) from the
     // previous path's, so a silent fallback to the composite ops fails here.
@@ -79,6 +81,7 @@ fn vit_for_image_classification_logits_match() {
         ("fused", &loaded.model, 1e-4),
         ("packed f32", &f32p, 1e-4),
         ("bf16", &bf16, 0.01 * scale.max(1.0)),
+        ("int8", &int8, 0.03 * scale.max(1.0)),
     ] {
         let mut trace = tessera::nn::Trace::default();
         let mut ctx = if path == "composite" {

@@ -49,7 +49,7 @@ by = {}
 for r in rows:
     by.setdefault(r["workload"], {})[r["impl"]] = r
 peak = lambda w: by.get(w, {}).get("tessera", {})
-fma, bf16 = peak("fma_peak"), peak("bf16_dot_peak")
+fma, bf16, int8 = peak("fma_peak"), peak("bf16_dot_peak"), peak("int8_dot_peak")
 ceiling = by.get("matmul_2048", {}).get("tessera", {}).get("gflops")
 base = any("baseline" in d for d in by.values())
 others = [("pytorch", "PyTorch"), ("onnxruntime", "ONNX Runtime"), ("openvino", "OpenVINO")]
@@ -77,8 +77,11 @@ for w, d in by.items():
     best = max((v for v in vals.values() if v is not None), default=None)
     vs_pt = f"**{tv / vals['pytorch']:.2f}x**" if tv and vals["pytorch"] else "—"
     vs_best = f"**{tv / best:.2f}x**" if tv and best else "—"
-    # bf16 work against the bf16-dot peak where the CPU has one, else against the FMA peak.
-    p = bf16.get("gflops") if w.endswith("_bf16") and bf16.get("gflops") else fma.get("gflops")
+    # bf16 (int8) work against the bf16-dot (int8-dot) peak where the CPU has one, else the FMA peak.
+    p = fma.get("gflops")
+    for suffix, q in (("_bf16", bf16), ("_int8", int8)):
+        if w.endswith(suffix) and q.get("gflops"):
+            p = q["gflops"]
     frac = f"{100 * t['gflops'] / p:.0f}%" if t and p else "—"
     gf = f"{t['gflops']:.1f}" if t else "—"
     rss = " / ".join(f"{d[k]['peak_rss_mb']:.0f}" if k in d else "—" for k in ["tessera"] + [k for k, _ in others])
@@ -95,15 +98,17 @@ for d in by.values():
         info.setdefault(k, r)
 pt, ort_, ov = info.get("pytorch", {}), info.get("onnxruntime", {}), info.get("openvino", {})
 show = lambda r: f"{r['gflops']:.1f} GFLOP/s ({r['isa']})" if r.get("gflops") else "not on this CPU"  # noqa: E731
-print(f"\nmeasured peaks, {fma.get('threads', '?')} threads: fp32 FMA {show(fma)}; bf16 dot {show(bf16)}.")
+print(f"\nmeasured peaks, {fma.get('threads', '?')} threads: fp32 FMA {show(fma)}; bf16 dot {show(bf16)}; "
+      f"int8 dot {show(int8).replace('GFLOP/s', 'GOP/s')}.")
 print(f"ratio columns: tessera throughput / the other's (higher is better); best other = the fastest of "
       f"PyTorch {pt.get('torch', '-')}, ONNX Runtime {ort_.get('version', '-')} (ORT_ENABLE_ALL), OpenVINO "
       f"{ov.get('version', '-')} (LATENCY hint); {pt.get('threads')} threads; GFLOP by tessera's analytic count "
       "(matmuls, 2 per multiply-add, backward = 2x forward); % of peak = tessera GFLOP/s over the measured FMA "
-      "peak (bf16 rows: over the bf16-dot peak where the CPU has one); matmul_2048 = tessera's 2048^3 fp32 "
+      "peak (bf16 rows: over the bf16-dot peak, int8 rows: over the int8-dot peak, where the CPU has one); matmul_2048 = tessera's 2048^3 fp32 "
       "matmul. bf16 rows: tessera --dtype bf16, PyTorch autocast(bfloat16), OpenVINO's bf16 precision hint "
       f"(compiled as {by.get('vit_b16_b8_bf16', {}).get('openvino', {}).get('precision', '-')}). int8 rows: "
-      "ONNX Runtime quantize_dynamic (per-channel QInt8 weights; OpenVINO runs that model), PyTorch "
+      "tessera --dtype int8 (per-channel int8 weights, per-row dynamic u8 activations), ONNX Runtime "
+      "quantize_dynamic (per-channel QInt8 weights; OpenVINO runs that model), PyTorch "
       "torch.ao.quantization.quantize_dynamic on every nn.Linear; — = not run by that runtime.")
 PYEOF
 rm -f "$out"

@@ -93,6 +93,16 @@ pub mod peak {
         None
     }
 
+    /// The `vpdpbusd` loop where the CPU has AVX512_VNNI, its integer ops per round (a
+    /// multiply and an add per u8·s8 product), its name.
+    pub fn int8_loop() -> Option<(Loop, f64, &'static str)> {
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512bw") {
+            return Some((x86::dpbusd, 24.0 * 128.0, "AVX512_VNNI vpdpbusd"));
+        }
+        None
+    }
+
     #[cfg(target_arch = "x86_64")]
     mod x86 {
         use std::arch::x86_64::*;
@@ -161,6 +171,17 @@ pub mod peak {
             ),
             |v, a, b| _mm512_dpbf16_ps(*v, a, b),
             _mm512_add_ps, |s| _mm512_reduce_add_ps(s)
+        );
+
+        peak_loop!(
+            /// 24 independent `vpdpbusd` a round (64 u8·s8 products, 128 ops each).
+            ///
+            /// # Safety
+            /// The CPU has avx512f, avx512bw, avx512vnni.
+            dpbusd, "avx512f,avx512bw,avx512vnni", 24, _mm512_setzero_si512(),
+            |x| (_mm512_set1_epi32(x.to_bits() as i32), _mm512_set1_epi32(0x0101_0101)),
+            |v, a, b| _mm512_dpbusd_epi32(*v, a, b),
+            _mm512_add_epi32, |s| _mm512_reduce_add_epi32(s) as f32
         );
     }
 }

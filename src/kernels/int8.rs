@@ -26,9 +26,9 @@ use super::{split_parts, Epilogue, SendPtr, MR, NR};
 use crate::error::{Error, Result};
 use rayon::prelude::*;
 
-/// Rows of A per block: the block's quantised rows (≤ 112 · K bytes) stay in L2 while every
-/// weight panel passes over them.
-const MC: usize = 8 * MR;
+/// Rows of A per block: each block streams every weight panel once (measured on Zen 4, 2
+/// threads, ViT-B/16 b8 shapes: 448 rows 750–810 GOP/s, 112 rows 735–805).
+const MC: usize = 32 * MR;
 
 /// A linear layer's weight `W [N, K]` (PyTorch `nn.Linear` layout: out × in) quantised to
 /// int8 per output channel and packed into panels of [`NR`] columns, `[ceil(K/4)][NR]` u32 of

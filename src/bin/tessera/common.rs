@@ -124,7 +124,8 @@ impl Device {
 #[derive(clap::Args)]
 pub struct Dtype {
     /// Inference dtype: f32 (exact), bf16 (bf16 linears, fp32 accumulation; AVX512_BF16 on a
-    /// CPU) or auto (bf16 on a GPU and where the CPU has native bf16 dot products, else f32).
+    /// CPU), int8 (dynamically quantised linears, CPU only; AVX512_VNNI) or auto (bf16 on a GPU
+    /// and where the CPU has native bf16 dot products, else f32).
     #[arg(long, default_value = "f32")]
     pub dtype: String,
     #[command(flatten)]
