@@ -192,6 +192,15 @@ mod tests {
             crate::nn::Precision::F32
         );
         assert!(inference_dtype("f16", &d).is_err());
+        assert_eq!(
+            inference_dtype("int8", &Device::Cpu).unwrap(),
+            crate::nn::Precision::Int8
+        );
+        // auto never picks int8 (it changes results more than bf16).
+        assert_ne!(
+            inference_dtype("auto", &Device::Cpu).unwrap(),
+            crate::nn::Precision::Int8
+        );
     }
 
     #[test]

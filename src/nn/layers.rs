@@ -230,3 +230,44 @@ impl LayerNorm {
         ops::layer_norm(x, &self.weight, &self.bias, self.eps)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+
+    /// int8 packs f32 CPU weights and runs close to fp32; elsewhere it is a clear error, not a
+    /// silent fp32 fallback.
+    #[test]
+    fn int8_prepare_runs_or_refuses() {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1.0, (40, 24), &dev).unwrap();
+        let b = Tensor::randn(0f32, 1.0, 40, &dev).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (2, 5, 24), &dev).unwrap();
+        let exact = Linear::from_parts(w.clone(), Some(b.clone()))
+            .forward(&x, Then::none(), &mut Ctx::inference())
+            .unwrap();
+        let mut q = Linear::from_parts(w.clone(), Some(b.clone()));
+        q.prepare(Precision::Int8).unwrap();
+        assert!(matches!(q.packed.as_deref(), Some(PackedWeight::Int8(_))));
+        let y = q.forward(&x, Then::none(), &mut Ctx::inference()).unwrap();
+        let max = |t: &Tensor| {
+            t.abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
+        let (err, scale) = (max(&(&y - &exact).unwrap()), max(&exact));
+        // 8-bit steps on both operands: a few percent of the largest output at K = 24.
+        assert!(
+            err > 0.0 && err < 0.05 * scale,
+            "int8 error {err} of {scale}"
+        );
+        // bf16 weights do not take tessera's kernels: int8 refuses them.
+        let mut h = Linear::from_parts(w.to_dtype(DType::BF16).unwrap(), None);
+        let e = h.prepare(Precision::Int8).unwrap_err().to_string();
+        assert!(e.contains("int8"), "{e}");
+    }
+}
