@@ -245,7 +245,7 @@ unsafe fn kernel_portable(t: &Tile<u32>) {
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::super::avx512::{load_acc, store_acc};
+    use super::super::{load_acc, store_acc};
     use super::super::{mask16, ABlock, Tile};
     use super::{MR, NR};
     use std::arch::x86_64::*;
@@ -258,7 +258,7 @@ mod avx512 {
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
     pub(super) unsafe fn kernel<const R: usize>(t: &Tile<u32>) {
         // SAFETY: the Tile contract: C's tile is R × nr with row stride ldc.
-        let mut acc = unsafe { load_acc::<R>(t.first, t.c, t.ldc, t.nr) };
+        let mut acc = unsafe { load_acc!(R, t.first, t.c, t.ldc, t.nr) };
         for kk in 0..t.kc {
             // SAFETY: pair kk < kc of the weight slice and the A strip (Tile contract).
             unsafe {
@@ -279,7 +279,7 @@ mod avx512 {
             }
         }
         // SAFETY: as above; the bias, when set, has nr values.
-        unsafe { store_acc(&acc, t.bias, t.c, t.ldc, t.nr) };
+        unsafe { store_acc!(R, acc, t.bias, t.c, t.ldc, t.nr) };
     }
 
     /// AVX512 A packing: 32 floats of a row at a time, converted with `vcvtne2ps2bf16` (RNE,

@@ -318,8 +318,8 @@ mod avx2 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::super::avx512::{load_acc, store_acc};
     use super::super::Tile;
+    use super::super::{load_acc, store_acc};
     use super::{MR, NR};
     use std::arch::x86_64::*;
 
@@ -331,7 +331,7 @@ mod avx512 {
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn kernel<const R: usize>(t: &Tile<f32>) {
         // SAFETY: the Tile contract: C's tile is R × nr with row stride ldc.
-        let mut acc = unsafe { load_acc::<R>(t.first, t.c, t.ldc, t.nr) };
+        let mut acc = unsafe { load_acc!(R, t.first, t.c, t.ldc, t.nr) };
         for kk in 0..t.kc {
             // SAFETY: k = kk < kc of the weight slice and the A strip (Tile contract); the
             // weight slice is 64-byte aligned (aligned panels, NR = 32 floats per k).
@@ -348,7 +348,7 @@ mod avx512 {
             }
         }
         // SAFETY: as above; the bias, when set, has nr values.
-        unsafe { store_acc(&acc, t.bias, t.c, t.ldc, t.nr) };
+        unsafe { store_acc!(R, acc, t.bias, t.c, t.ldc, t.nr) };
     }
 }
 
