@@ -652,8 +652,9 @@ impl crate::models::Pretrained for Detr {
         super::load::strict_with_fresh(ckpt, opts, keep, fresh_ok, |vb| Detr::new(vb, &config))
     }
 
-    /// `F32` (and `BF16`, which DETR runs in fp32): the backbone's convolutions folded with
-    /// their norms and packed once for tessera's GEMM; the transformer stays on candle's ops.
+    /// Any precision (`F32`; `BF16` and `Int8` run in fp32 here): the backbone's convolutions
+    /// folded with their norms and packed once for tessera's fp32 GEMM; the transformer stays
+    /// on candle's ops.
     fn with_dtype(&self, _dtype: impl Into<Precision>) -> Result<Self> {
         let mut m = self.clone();
         m.backbone.prepare()?;

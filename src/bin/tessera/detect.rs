@@ -26,6 +26,11 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<()> {
     let opts = a.model.dtype.options()?;
+    if let Some(p) = opts.dtype.filter(|&p| p != tessera::nn::Precision::F32) {
+        eprintln!(
+            "note: DETR runs in fp32 (--dtype {p} applies to the transformer models' linears)"
+        );
+    }
     let pipe = ObjectDetection::from_pretrained(&a.model.model, &opts)?
         .with_processor_backend(a.model.processor.backend);
     let mut results = vec![];
