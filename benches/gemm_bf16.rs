@@ -157,36 +157,33 @@ fn main() {
         let packed = PackedBf16::pack(&w, n, k).expect("shapes agree");
         let mut c = vec![0f32; m * n];
         let flops = 2.0 * (m * n * k) as f64;
-        // Two threads need two cores (pinned to one, the CPU-time column would halve the work).
-        let mut g = [f64::NAN; 3];
-        for (i, t) in [1, 2]
-            .into_iter()
-            .enumerate()
-            .take(if cores > 1 { 2 } else { 1 })
-        {
-            // One thread runs on this thread: count its CPU time.
-            let s = best_time_with(secs, t == 1, || {
-                gemm_bf16(&a, m, k, &packed, Some(&bias), &mut c, None, t).expect("shapes agree")
-            });
-            g[i] = flops / s / 1e9;
-        }
+        // GFLOP/s (GOP/s) of `run(threads)` on 1 and 2 threads. Two threads need two cores
+        // (pinned to one, the CPU-time column would halve the work); one thread runs on this
+        // thread, so its CPU time counts.
+        let t1_t2 = |run: &mut dyn FnMut(usize)| {
+            let mut g = [f64::NAN; 2];
+            for (i, t) in [1, 2]
+                .into_iter()
+                .enumerate()
+                .take(if cores > 1 { 2 } else { 1 })
+            {
+                g[i] = flops / best_time_with(secs, t == 1, || run(t)) / 1e9;
+            }
+            g
+        };
+        let [b1, b2] = t1_t2(&mut |t| {
+            gemm_bf16(&a, m, k, &packed, Some(&bias), &mut c, None, t).expect("shapes agree")
+        });
+        let packed8 = PackedI8::pack(&w, n, k).expect("shapes agree");
+        let g8 = t1_t2(&mut |t| {
+            gemm_i8(&a, m, k, &packed8, Some(&bias), &mut c, None, t).expect("shapes agree")
+        });
+        let mut g = [b1, b2, f64::NAN];
         if cores > 1 {
             g[2] = best_pool_cpu_time(secs, || {
                 gemm_bf16(&a, m, k, &packed, Some(&bias), &mut c, None, 2).expect("shapes agree")
             })
             .map_or(f64::NAN, |s| flops / s / 1e9);
-        }
-        let packed8 = PackedI8::pack(&w, n, k).expect("shapes agree");
-        let mut g8 = [f64::NAN; 2];
-        for (i, t) in [1, 2]
-            .into_iter()
-            .enumerate()
-            .take(if cores > 1 { 2 } else { 1 })
-        {
-            let s = best_time_with(secs, t == 1, || {
-                gemm_i8(&a, m, k, &packed8, Some(&bias), &mut c, None, t).expect("shapes agree")
-            });
-            g8[i] = flops / s / 1e9;
         }
         let candle = if with_candle {
             let x = Tensor::from_vec(a.clone(), (m, k), &dev).expect("tensor");

@@ -471,12 +471,10 @@ fn main() {
     while let Some(a) = it.next() {
         match a.as_str() {
             "--dtype" => {
-                dtype = match it.next().map(String::as_str) {
-                    Some("bf16") => Precision::BF16,
-                    Some("f32") => Precision::F32,
-                    Some("int8") => Precision::Int8,
+                dtype = match it.next().map(|d| tessera::nn::inference_dtype(d)) {
+                    Some(Ok(d)) => d,
                     other => {
-                        eprintln!("--dtype f32|bf16|int8, got {other:?}");
+                        eprintln!("--dtype f32|bf16|int8|auto: {other:?}");
                         std::process::exit(2)
                     }
                 }

@@ -33,16 +33,40 @@ fn rows(t: &Tensor) -> Result<(Vec<u32>, Vec<f32>)> {
     ))
 }
 
+/// `low` against the fp32 `reference` [images, classes]: its argmax per image, the max
+/// |difference| per image, the top-1 agreement count and the worst difference.
+struct Against {
+    top: Vec<u32>,
+    diff: Vec<f32>,
+    agree: usize,
+    worst: f32,
+}
+
+fn against(reference: &Tensor, top_ref: &[u32], low: &Tensor) -> Result<Against> {
+    let (top, _) = rows(low)?;
+    let (_, diff) = rows(&(reference - low)?)?;
+    let agree = top_ref.iter().zip(&top).filter(|(a, b)| a == b).count();
+    let worst = diff.iter().copied().fold(0f32, f32::max);
+    Ok(Against {
+        top,
+        diff,
+        agree,
+        worst,
+    })
+}
+
 fn compare(name: &str, model: &HfVit, x: &Tensor, paths: &[String]) -> Result<()> {
     let f32_logits = model.forward(x, &mut Ctx::inference())?;
     let (top, range) = rows(&f32_logits)?;
     println!("{name}");
     for p in PRECISIONS {
         let logits = model.with_dtype(p)?.forward(x, &mut Ctx::inference())?;
-        let (top_p, _) = rows(&logits)?;
-        let (_, diff) = rows(&(&f32_logits - &logits)?)?;
-        let agree = top.iter().zip(&top_p).filter(|(a, b)| a == b).count();
-        let worst = diff.iter().copied().fold(0f32, f32::max);
+        let Against {
+            top: top_p,
+            diff,
+            agree,
+            worst,
+        } = against(&f32_logits, &top, &logits)?;
         println!(
             "  {p}: top-1 agreement {agree}/{} photos, worst max |logit diff| {worst:.2e}",
             top.len()
@@ -133,10 +157,12 @@ fn clip(images: &[image::DynamicImage], paths: &[String]) -> Result<()> {
     for p in PRECISIONS {
         let e = embedder(model.with_dtype(p)?)?;
         let probs = zero_shot(&e, images, &prompts)?;
-        let (top_p, _) = rows(&probs)?;
-        let (_, diff) = rows(&(&reference - &probs)?)?;
-        let agree = top.iter().zip(&top_p).filter(|(a, b)| a == b).count();
-        let worst = diff.iter().copied().fold(0f32, f32::max);
+        let Against {
+            top: top_p,
+            diff,
+            agree,
+            worst,
+        } = against(&reference, &top, &probs)?;
         // Image embeddings: cosine similarity to fp32's (both are L2-normalised).
         let cos = (&img_ref * &e.image_embeds(images)?)?
             .sum(D::Minus1)?

@@ -912,8 +912,7 @@ macro_rules! blip_pretrained {
             }
 
             /// The vision encoder's linears and the LM head packed for `dtype`.
-            fn with_dtype(&self, dtype: impl Into<Precision>) -> Result<Self> {
-                let dtype: Precision = dtype.into();
+            fn with_precision(&self, dtype: Precision) -> Result<Self> {
                 let mut m = self.clone();
                 m.vision_model.prepare(dtype)?;
                 m.text_decoder.prepare(dtype)?;

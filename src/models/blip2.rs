@@ -651,8 +651,7 @@ impl Pretrained for Blip2Captioner {
 
     /// The vision encoder, OPT's linears and its LM head packed for `dtype`; the Q-Former stays
     /// in fp32, as transformers keeps it (`_keep_in_fp32_modules`).
-    fn with_dtype(&self, dtype: impl Into<Precision>) -> Result<Self> {
-        let dtype: Precision = dtype.into();
+    fn with_precision(&self, dtype: Precision) -> Result<Self> {
         let mut m = self.clone();
         m.vision_model.prepare(dtype)?;
         m.language_model.prepare(dtype)?;

@@ -655,7 +655,7 @@ impl crate::models::Pretrained for Detr {
     /// Any precision (`F32`; `BF16` and `Int8` run in fp32 here): the backbone's convolutions
     /// folded with their norms and packed once for tessera's fp32 GEMM; the transformer stays
     /// on candle's ops.
-    fn with_dtype(&self, _dtype: impl Into<Precision>) -> Result<Self> {
+    fn with_precision(&self, _dtype: Precision) -> Result<Self> {
         let mut m = self.clone();
         m.backbone.prepare()?;
         Ok(m)

@@ -258,7 +258,12 @@ pub trait Pretrained: Sized + Clone {
     /// [`Precision::Int8`] packs every encoder linear once for tessera's kernels (LayerNorm,
     /// softmax, attention and activations stay fp32); a GPU keeps linear weights in a float
     /// dtype.
-    fn with_dtype(&self, dtype: impl Into<Precision>) -> Result<Self>;
+    fn with_dtype(&self, dtype: impl Into<Precision>) -> Result<Self> {
+        self.with_precision(dtype.into())
+    }
+
+    /// [`Pretrained::with_dtype`], what each model implements.
+    fn with_precision(&self, dtype: Precision) -> Result<Self>;
 
     /// The configuration `config.json` holds.
     fn config(&self) -> &Self::Config;

@@ -605,8 +605,7 @@ impl Pretrained for PerceiverClassifier {
         )
     }
 
-    fn with_dtype(&self, dtype: impl Into<Precision>) -> Result<Self> {
-        let dtype: Precision = dtype.into();
+    fn with_precision(&self, dtype: Precision) -> Result<Self> {
         let mut m = self.clone();
         m.prepare(dtype)?;
         Ok(m)

@@ -29,14 +29,6 @@ impl From<DType> for Precision {
 impl Precision {
     pub const F32: Precision = Precision::Float(DType::F32);
     pub const BF16: Precision = Precision::Float(DType::BF16);
-
-    /// The dtype activations and float weights are in: the float dtype, F32 for int8.
-    pub fn dtype(self) -> DType {
-        match self {
-            Precision::Float(d) => d,
-            Precision::Int8 => DType::F32,
-        }
-    }
 }
 
 impl std::fmt::Display for Precision {

@@ -506,8 +506,7 @@ impl Pretrained for Clip {
     }
 
     /// Both towers' encoder linears packed for `dtype` (see [`Pretrained::with_dtype`]).
-    fn with_dtype(&self, dtype: impl Into<Precision>) -> Result<Self> {
-        let dtype: Precision = dtype.into();
+    fn with_precision(&self, dtype: Precision) -> Result<Self> {
         let mut m = self.clone();
         m.vision.encoder.prepare(dtype)?;
         m.text.encoder.prepare(dtype)?;

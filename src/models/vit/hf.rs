@@ -446,8 +446,7 @@ impl Pretrained for HfVit {
     }
 
     /// Every encoder linear packed once for `dtype` (see [`Pretrained::with_dtype`]).
-    fn with_dtype(&self, dtype: impl Into<Precision>) -> Result<Self> {
-        let dtype: Precision = dtype.into();
+    fn with_precision(&self, dtype: Precision) -> Result<Self> {
         let mut m = self.clone();
         let vit = match &mut m {
             HfVit::Model(b) => b,

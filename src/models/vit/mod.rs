@@ -372,8 +372,7 @@ impl Pretrained for VisionTransformer {
     }
 
     /// Encoder linears packed for `dtype` (see [`Pretrained::with_dtype`]).
-    fn with_dtype(&self, dtype: impl Into<Precision>) -> Result<Self> {
-        let dtype: Precision = dtype.into();
+    fn with_precision(&self, dtype: Precision) -> Result<Self> {
         let mut m = self.clone();
         m.encoder.prepare(dtype)?;
         Ok(m)
