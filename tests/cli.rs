@@ -166,6 +166,8 @@ fn train_detr_then_detect_and_explain() {
             "1",
             "--pretrain-epochs",
             "2",
+            "--d-model",
+            "32",
         ])
         .args(["--json", "--output"])
         .arg(&out));
@@ -195,6 +197,13 @@ fn train_detr_then_detect_and_explain() {
         serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
     assert_eq!(cfg["architectures"][0], "DetrForObjectDetection");
     assert_eq!(cfg["id2label"]["3"], "triangle");
+    assert_eq!(
+        (
+            cfg["d_model"].as_u64(),
+            cfg["encoder_attention_heads"].as_u64()
+        ),
+        (Some(32), Some(2))
+    );
     let image = out.join("data/val/images/000000.png");
     let (ok, stdout, stderr) = run(tessera()
         .args(["detect", "--threshold", "0.0", "--json", "--model"])
@@ -220,7 +229,7 @@ fn train_detr_then_detect_and_explain() {
     // Resuming a finished run with more epochs continues it.
     let (ok, _, stderr) = run(tessera()
         .args(SMALL_DETR)
-        .args(["--epochs", "3", "--resume", "--output"])
+        .args(["--epochs", "3", "--d-model", "32", "--resume", "--output"])
         .arg(&out));
     assert!(ok, "{stderr}");
     let lines = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
@@ -232,6 +241,7 @@ fn train_detr_then_detect_and_explain() {
         vec!["--dataset", "/nonexistent/coco"],
         vec!["--frozen-batch-norm", "--pretrain-epochs", "2"],
         vec!["--stride", "12"],
+        vec!["--d-model", "40"],
     ] {
         let (ok, _, stderr) = run(tessera()
             .arg("train-detr")

@@ -192,7 +192,21 @@ fn detr_training_resumes_bit_for_bit() {
     let e = train_detr(&fresh(3), &proc, &data, &other, &opts(true, None), |_| {})
         .expect_err("a resume with other settings must be refused")
         .to_string();
-    assert!(e.contains("only the epoch count may change"), "{e}");
+    assert!(
+        e.contains("only the epoch count and the rate drop may change"),
+        "{e}"
+    );
+    // A longer schedule with a later drop continues the run: the fourth epoch at the full rate,
+    // where the saved schedule (drop after 2) would have run it at a tenth.
+    let longer = DetrTrainConfig {
+        epochs: 4,
+        lr_drop: Some(10),
+        ..cfg
+    };
+    let more = train_detr(&fresh(3), &proc, &data, &longer, &opts(true, None), |_| {}).unwrap();
+    assert_eq!(more.len(), 4);
+    assert_eq!(more[2].loss, full[2].loss);
+    assert_eq!(more[3].lr, 1e-3);
 }
 
 /// From scratch the backbone's batch norms learn (weights and biases get gradients, training

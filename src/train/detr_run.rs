@@ -63,6 +63,9 @@ pub struct DetrSpec {
     /// Object queries of a model from scratch.
     #[arg(long, default_value_t = 16)]
     pub num_queries: usize,
+    /// Width of a model from scratch's transformer (heads: width / 16, feed-forward: 4 × width).
+    #[arg(long, default_value_t = 64)]
+    pub d_model: usize,
     /// The stride of a model from scratch's map: 8 (two ResNet stages, a 16×16 map of a
     /// 128-pixel scene: cells the size of the scenes' small objects) or 16 (three stages, an
     /// 8×8 map). After 20 epochs: held-out AP50 0.36 at stride 8 and lr 2e-4, 0.14 at 16
@@ -88,7 +91,8 @@ pub struct DetrSpec {
     /// Global gradient-norm clip (0: off).
     #[arg(long, default_value_t = 0.1)]
     pub clip: f64,
-    /// Epochs after which the rates drop tenfold (default: after four fifths).
+    /// Epochs after which the rates drop tenfold (default: after four fifths; with `--resume`,
+    /// the run's own, unless given: a run planned longer can be cut short with its drop).
     #[arg(long)]
     pub lr_drop: Option<usize>,
     /// Score the held-out set every this many epochs (and after the last).
@@ -140,19 +144,22 @@ pub struct DetrReport {
 }
 
 /// A small DETR for `id2label` trained from scratch: a bottleneck ResNet of two stages at
-/// `stride` 8 (a 128-pixel scene gives a 16×16 map) or three at 16 (8×8), d_model 64, two
-/// encoder and three decoder layers, auxiliary losses; everything else transformers'
-/// defaults.
+/// `stride` 8 (a 128-pixel scene gives a 16×16 map) or three at 16 (8×8), a transformer of
+/// width `d_model` (64 by default; heads of 16, feed-forward 4 × width), two encoder and three
+/// decoder layers, auxiliary losses; everything else transformers' defaults.
 pub fn small_detr(
     id2label: BTreeMap<String, String>,
     num_queries: usize,
     stride: usize,
+    d_model: usize,
 ) -> Result<DetrConfig> {
+    check_width(d_model)?;
     let backbone = small_backbone(stride)?;
+    let heads = d_model / 16;
     let c: DetrConfig = serde_json::from_value(serde_json::json!({
-        "d_model": 64, "encoder_layers": 2, "decoder_layers": 3,
-        "encoder_attention_heads": 4, "decoder_attention_heads": 4,
-        "encoder_ffn_dim": 256, "decoder_ffn_dim": 256, "num_queries": num_queries,
+        "d_model": d_model, "encoder_layers": 2, "decoder_layers": 3,
+        "encoder_attention_heads": heads, "decoder_attention_heads": heads,
+        "encoder_ffn_dim": 4 * d_model, "decoder_ffn_dim": 4 * d_model, "num_queries": num_queries,
         "auxiliary_loss": true, "use_timm_backbone": false, "dropout": 0.0,
         "backbone_config": backbone,
         "id2label": id2label,
@@ -160,6 +167,16 @@ pub fn small_detr(
     .map_err(|e| Error::Config(e.to_string()))?;
     c.validate()?;
     Ok(c)
+}
+
+/// The small DETR's width: heads of 16 channels.
+fn check_width(d_model: usize) -> Result<()> {
+    if !(16..=1024).contains(&d_model) || d_model % 16 != 0 {
+        return Err(Error::Config(format!(
+            "d_model {d_model}: the small DETR's width is a multiple of 16 from 16 to 1024"
+        )));
+    }
+    Ok(())
 }
 
 /// The small DETR's ResNet config at `stride` 8 or 16.
@@ -257,6 +274,7 @@ pub fn train_detr_run(spec: &DetrSpec, progress: &dyn Progress) -> Result<DetrRe
     }
     if spec.model.is_none() {
         small_backbone(spec.stride)?;
+        check_width(spec.d_model)?;
     }
     let pretrain_epochs = match (spec.pretrain_epochs, spec.frozen_batch_norm) {
         _ if spec.model.is_some() => 0,
@@ -327,7 +345,7 @@ pub fn train_detr_run(spec: &DetrSpec, progress: &dyn Progress) -> Result<DetrRe
         .seed(spec.seed);
     let (mut loaded, processor) = match &spec.model {
         None => {
-            let cfg = small_detr(labels, spec.num_queries, spec.stride)?;
+            let cfg = small_detr(labels, spec.num_queries, spec.stride, spec.d_model)?;
             let side = spec.image_size as u32;
             let p = ProcessorConfig::detr_sized(side, side);
             let mut loaded = Detr::from_config(&cfg, &opts)?;

@@ -293,11 +293,14 @@ pub fn train_detr(
         std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
         if opts.resume {
             let (dir, saved): (PathBuf, DetrTrainerState) = latest_state(out)?;
+            // The schedule's length and its drop may change (a run planned longer can be
+            // cut short and still get its drop); nothing else may.
             let mut same = saved.config.clone();
             same.epochs = cfg.epochs;
+            same.lr_drop = cfg.lr_drop;
             if same != *cfg {
                 return Err(Error::Config(format!(
-                    "cannot resume {}: it was trained with {:?}, this run asks {:?} (only the epoch count may change)",
+                    "cannot resume {}: it was trained with {:?}, this run asks {:?} (only the epoch count and the rate drop may change)",
                     dir.display(),
                     saved.config,
                     cfg
@@ -306,6 +309,7 @@ pub fn train_detr(
             restore_checkpoint(&dir, &loaded.store, &mut opt, saved.global_step, &device)?;
             state = saved;
             state.config.epochs = cfg.epochs;
+            state.config.lr_drop = cfg.lr_drop;
         }
         write_metrics(&out.join("metrics.jsonl"), &state.history)?;
     }
