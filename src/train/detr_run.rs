@@ -171,7 +171,7 @@ pub fn small_detr(
 
 /// The small DETR's width: heads of 16 channels.
 fn check_width(d_model: usize) -> Result<()> {
-    if !(16..=1024).contains(&d_model) || d_model % 16 != 0 {
+    if !(16..=1024).contains(&d_model) || !d_model.is_multiple_of(16) {
         return Err(Error::Config(format!(
             "d_model {d_model}: the small DETR's width is a multiple of 16 from 16 to 1024"
         )));
