@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The DETR pictures in docs/: a trained run's detections and per-query decoder attention on
 # held-out generated scenes.
-#   cargo run --release -- train-detr --output runs/detr-shapes     # ~1.9 h on 2 Zen 4 cores (README)
+#   cargo run --release -- train-detr --output runs/detr-shapes     # ~2 h on 2 Zen 4 cores (README)
 #   tools/detr_docs.sh runs/detr-shapes
 set -euo pipefail
 cd "$(dirname "$0")/.."

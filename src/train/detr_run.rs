@@ -74,7 +74,8 @@ pub struct DetrSpec {
     /// and 1e-4.
     #[arg(long, default_value_t = 8)]
     pub stride: usize,
-    /// (24 epochs of the 8,000 default scenes: ~1.5 h on two Zen 4 cores; see the README.)
+    /// (24 epochs of the 8,000 default scenes: ~1.6 h on two Zen 4 cores, after ~26 min of
+    /// backbone pretraining; see the README.)
     #[arg(long, default_value_t = 24)]
     pub epochs: usize,
     #[arg(long, default_value_t = 8)]
