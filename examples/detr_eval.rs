@@ -16,9 +16,9 @@ fn main() -> anyhow::Result<()> {
     };
     let n: usize = rest.first().map_or(Ok(1000), |s| s.parse())?;
     let seed: u64 = rest.get(1).map_or(Ok(4242), |s| s.parse())?;
+    let side: usize = rest.get(2).map_or(Ok(128), |s| s.parse())?;
     let loaded = Detr::load(model, &LoadOptions::default())?;
     let processor = ProcessorConfig::in_dir_or(loaded.dir.as_deref(), ProcessorConfig::detr)?;
-    let side: usize = rest.get(2).map_or(Ok(128), |s| s.parse())?;
     let dir = std::path::Path::new(dir);
     write_coco(dir, n, side, side, seed)?;
     let data = CocoDir::open(dir)?;

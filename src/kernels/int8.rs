@@ -685,19 +685,20 @@ mod tests {
         let w = rvec(n * k, 32);
         let p = PackedI8::pack(&w, n, k).unwrap();
         for j in 0..n {
+            // Weight (j, kk) in the packed panel: byte kk % 4 of quad (kk / 4, j).
+            let q = |kk: usize| p.data[(kk / 4) * NR + j].to_le_bytes()[kk % 4] as i8;
             let mut sum = 0i32;
             for kk in 0..k {
-                let quad = p.data[(kk / 4) * NR + j];
-                let qw = quad.to_le_bytes()[kk % 4] as i8;
+                let qw = q(kk);
                 sum += qw as i32;
                 let back = p.scale[j] * qw as f32;
                 assert!((back - w[j * k + kk]).abs() <= 0.5 * p.scale[j] * (1.0 + 1e-5));
             }
             assert_eq!(sum, p.colsum[j], "column sums");
-            assert!((0..k).any(
-                |kk| p.data[(kk / 4) * NR + j].to_le_bytes()[kk % 4] as i8 == 127
-                    || p.data[(kk / 4) * NR + j].to_le_bytes()[kk % 4] as i8 == -127
-            ));
+            assert!(
+                (0..k).any(|kk| q(kk).unsigned_abs() == 127),
+                "the largest |w| is ±127"
+            );
         }
     }
 

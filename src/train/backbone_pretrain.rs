@@ -32,9 +32,11 @@ pub struct PretrainConfig {
 }
 
 impl Default for PretrainConfig {
+    /// Three epochs: over `train-detr`'s 8,000 default scenes, about the steps of the ten over
+    /// 2,000 it ran before, and a held-out cell accuracy of 88.9% (ten over 2,000: 86.5%).
     fn default() -> Self {
         PretrainConfig {
-            epochs: 10,
+            epochs: 3,
             batch_size: 16,
             lr: 1e-3,
             background_weight: 0.2,

@@ -171,11 +171,6 @@ pub fn small_detr(
     Ok(c)
 }
 
-/// Backbone pretraining's epochs for a model from scratch unless `--pretrain-epochs` says:
-/// three passes over 8,000 scenes, about the steps of ten over 2,000, which reached a held-out
-/// cell accuracy of 88.9% (ten over 2,000: 86.5%).
-const DEFAULT_PRETRAIN_EPOCHS: usize = 3;
-
 /// The small DETR's width: heads of 16 channels.
 fn check_width(d_model: usize) -> Result<()> {
     if !(16..=1024).contains(&d_model) || !d_model.is_multiple_of(16) {
@@ -292,7 +287,7 @@ pub fn train_detr_run(spec: &DetrSpec, progress: &dyn Progress) -> Result<DetrRe
         }
         (Some(n), _) => n,
         (None, true) => 0,
-        (None, false) => DEFAULT_PRETRAIN_EPOCHS,
+        (None, false) => PretrainConfig::default().epochs,
     };
     let cfg = DetrTrainConfig {
         epochs: spec.epochs,
